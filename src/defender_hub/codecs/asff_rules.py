@@ -1,0 +1,240 @@
+"""Security Hub's rules for an imported finding, checked strictly (botocore checks neither enums nor lengths).
+
+Limits are from the Security Hub user guide (ASFF required and top-level attributes, type taxonomy, service limits).
+Sizes are taken in decimal units (240 KB = 240,000 bytes), the stricter reading.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "COMPLIANCE_STATUSES",
+    "MAX_FINDINGS_PER_REQUEST",
+    "MAX_FINDING_BYTES",
+    "MAX_REQUEST_BYTES",
+    "RECORD_STATES",
+    "SEVERITY_LABELS",
+    "TYPE_NAMESPACES",
+    "Limits",
+    "finding_problems",
+]
+
+MAX_FINDINGS_PER_REQUEST = 100
+MAX_REQUEST_BYTES = 6_000_000
+MAX_FINDING_BYTES = 240_000
+
+SEVERITY_LABELS: Mapping[str, int] = {"INFORMATIONAL": 0, "LOW": 1, "MEDIUM": 40, "HIGH": 70, "CRITICAL": 90}
+RECORD_STATES = frozenset({"ACTIVE", "ARCHIVED"})
+COMPLIANCE_STATUSES = frozenset({"PASSED", "WARNING", "FAILED", "NOT_AVAILABLE"})
+TYPE_NAMESPACES = frozenset(
+    {
+        "Software and Configuration Checks",
+        "TTPs",
+        "Effects",
+        "Unusual Behaviors",
+        "Sensitive Data Identifications",
+    }
+)
+PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov"})
+SCHEMA_VERSION = "2018-10-08"
+
+
+class Limits:
+    """Lengths and counts Security Hub enforces on one finding."""
+
+    ID = 512
+    GENERATOR_ID = 512
+    TITLE = 256
+    DESCRIPTION = 1024
+    NAME = 128  # ProductName, CompanyName
+    TYPES = 50
+    PRODUCT_FIELDS = 50
+    PRODUCT_FIELD_KEY = 128
+    PRODUCT_FIELD_VALUE = 2048
+    RESOURCES = 32
+    RECOMMENDATION_TEXT = 512
+    DETAILS_OTHER = 50
+    DETAILS_OTHER_KEY = 128
+    DETAILS_OTHER_VALUE = 1024
+
+
+_REQUIRED = (
+    "SchemaVersion",
+    "Id",
+    "ProductArn",
+    "GeneratorId",
+    "AwsAccountId",
+    "CreatedAt",
+    "UpdatedAt",
+    "Title",
+    "Description",
+    "Resources",
+    "Severity",
+    "Types",
+)
+_ACCOUNT = re.compile(r"\d{12}")
+_PRODUCT_ARN = re.compile(r"arn:(aws|aws-cn|aws-us-gov):securityhub:[a-z0-9-]+:(\d{12})?:product/[^/\s]+/[^/\s]+")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})")
+
+
+def _text(problems: list[str], doc: Mapping[str, Any], key: str, limit: int, *, path: str = "") -> None:
+    value = doc.get(key)
+    if value is None:
+        return
+    if not isinstance(value, str):
+        problems.append(f"{path}{key}: must be a string")
+    elif not 1 <= len(value) <= limit:
+        problems.append(f"{path}{key}: length {len(value)} outside 1..{limit}")
+
+
+def _string_map(problems: list[str], value: Any, path: str, *, pairs: int, key_limit: int, value_limit: int) -> None:
+    if not isinstance(value, Mapping):
+        problems.append(f"{path}: must be a map of strings")
+        return
+    if len(value) > pairs:
+        problems.append(f"{path}: {len(value)} pairs, at most {pairs}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= key_limit:
+            problems.append(f"{path}: key {str(key)[:40]!r} must be 1..{key_limit} characters")
+        if not isinstance(item, str) or len(item) > value_limit:
+            problems.append(f"{path}.{str(key)[:40]}: must be a string of at most {value_limit} characters")
+
+
+def _severity(problems: list[str], value: Any, path: str) -> None:
+    if not isinstance(value, Mapping):
+        problems.append(f"{path}: must be an object")
+        return
+    label, normalized = value.get("Label"), value.get("Normalized")
+    if label is None and normalized is None:
+        problems.append(f"{path}: needs Label or Normalized")
+    if label is not None and label not in SEVERITY_LABELS:
+        problems.append(f"{path}.Label: {str(label)[:40]!r} is not one of {', '.join(SEVERITY_LABELS)}")
+    if normalized is not None and (
+        not isinstance(normalized, int) or isinstance(normalized, bool) or not 0 <= normalized <= 100
+    ):
+        problems.append(f"{path}.Normalized: must be a whole number 0..100")
+
+
+def _types(problems: list[str], value: Any, path: str) -> None:
+    if not isinstance(value, list) or not 1 <= len(value) <= Limits.TYPES:
+        problems.append(f"{path}: must be a list of 1..{Limits.TYPES} types")
+        return
+    for item in value:
+        parts = item.split("/") if isinstance(item, str) else []
+        if not 1 <= len(parts) <= 3 or not all(parts) or parts[0] not in TYPE_NAMESPACES:
+            problems.append(f"{path}: {str(item)[:80]!r} is not namespace[/category[/classifier]]")
+
+
+def _timestamp(problems: list[str], doc: Mapping[str, Any], key: str) -> None:
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, str) or not _TIMESTAMP.fullmatch(value)):
+        problems.append(f"{key}: {str(value)[:40]!r} is not an ISO 8601 timestamp")
+
+
+def _resources(problems: list[str], value: Any) -> None:
+    if not isinstance(value, list) or not 1 <= len(value) <= Limits.RESOURCES:
+        problems.append(f"Resources: must be a list of 1..{Limits.RESOURCES} resources")
+        return
+    for index, resource in enumerate(value):
+        path = f"Resources[{index}]."
+        if not isinstance(resource, Mapping):
+            problems.append(f"{path[:-1]}: must be an object")
+            continue
+        for key in ("Type", "Id"):
+            if key not in resource:
+                problems.append(f"{path}{key}: required")
+            _text(problems, resource, key, 512, path=path)
+        if resource.get("Partition") is not None and resource["Partition"] not in PARTITIONS:
+            problems.append(f"{path}Partition: must be one of {', '.join(sorted(PARTITIONS))}")
+        details = resource.get("Details")
+        if details is not None:
+            if not isinstance(details, Mapping):
+                problems.append(f"{path}Details: must be an object")
+            elif "Other" in details:
+                _string_map(
+                    problems,
+                    details["Other"],
+                    f"{path}Details.Other",
+                    pairs=Limits.DETAILS_OTHER,
+                    key_limit=Limits.DETAILS_OTHER_KEY,
+                    value_limit=Limits.DETAILS_OTHER_VALUE,
+                )
+
+
+def _provider_fields(problems: list[str], doc: Mapping[str, Any]) -> None:
+    product_fields = doc.get("ProductFields")
+    if product_fields is not None:
+        _string_map(
+            problems,
+            product_fields,
+            "ProductFields",
+            pairs=Limits.PRODUCT_FIELDS,
+            key_limit=Limits.PRODUCT_FIELD_KEY,
+            value_limit=Limits.PRODUCT_FIELD_VALUE,
+        )
+        if isinstance(product_fields, Mapping) and any(str(k).startswith("aws/") for k in product_fields):
+            problems.append("ProductFields: the aws/ prefix is reserved")
+    provider = doc.get("FindingProviderFields")
+    if provider is not None:
+        if not isinstance(provider, Mapping):
+            problems.append("FindingProviderFields: must be an object")
+        else:
+            if "Severity" in provider:
+                _severity(problems, provider["Severity"], "FindingProviderFields.Severity")
+            if "Types" in provider:
+                _types(problems, provider["Types"], "FindingProviderFields.Types")
+
+
+def finding_problems(doc: Any, *, encoded_size: int | None = None, account_id: str | None = None) -> list[str]:
+    """Returns what Security Hub would reject in `doc`, a finding as parsed JSON; an empty list means valid.
+
+    `encoded_size` is the finding's size on the wire, where known; `account_id`, where given, is the only
+    AwsAccountId allowed (the caller's, as for a custom integration).
+    """
+    if not isinstance(doc, Mapping):
+        return ["finding: must be an object"]
+    problems = [f"{key}: required" for key in _REQUIRED if doc.get(key) is None]
+    if doc.get("SchemaVersion", SCHEMA_VERSION) != SCHEMA_VERSION:
+        problems.append(f"SchemaVersion: must be {SCHEMA_VERSION}")
+    _text(problems, doc, "Id", Limits.ID)
+    _text(problems, doc, "GeneratorId", Limits.GENERATOR_ID)
+    _text(problems, doc, "Title", Limits.TITLE)
+    _text(problems, doc, "Description", Limits.DESCRIPTION)
+    _text(problems, doc, "ProductName", Limits.NAME)
+    _text(problems, doc, "CompanyName", Limits.NAME)
+    _text(problems, doc, "SourceUrl", 2048)
+    product_arn = doc.get("ProductArn")
+    if product_arn is not None and (not isinstance(product_arn, str) or not _PRODUCT_ARN.fullmatch(product_arn)):
+        problems.append(f"ProductArn: {str(product_arn)[:80]!r} is not a Security Hub product ARN")
+    account = doc.get("AwsAccountId")
+    if account is not None and (not isinstance(account, str) or not _ACCOUNT.fullmatch(account)):
+        problems.append("AwsAccountId: must be 12 digits")
+    elif account_id is not None and account is not None and account != account_id:
+        problems.append("AwsAccountId: must be the calling account")
+    _timestamp(problems, doc, "CreatedAt")
+    _timestamp(problems, doc, "UpdatedAt")
+    _timestamp(problems, doc, "FirstObservedAt")
+    _timestamp(problems, doc, "LastObservedAt")
+    if "Severity" in doc:
+        _severity(problems, doc["Severity"], "Severity")
+    if "Types" in doc:
+        _types(problems, doc["Types"], "Types")
+    if "Resources" in doc:
+        _resources(problems, doc["Resources"])
+    if doc.get("RecordState") is not None and doc["RecordState"] not in RECORD_STATES:
+        problems.append("RecordState: must be ACTIVE or ARCHIVED")
+    compliance = doc.get("Compliance")
+    if compliance is not None and (
+        not isinstance(compliance, Mapping) or compliance.get("Status") not in COMPLIANCE_STATUSES
+    ):
+        problems.append(f"Compliance.Status: must be one of {', '.join(sorted(COMPLIANCE_STATUSES))}")
+    remediation = doc.get("Remediation")
+    if isinstance(remediation, Mapping) and isinstance(remediation.get("Recommendation"), Mapping):
+        _text(problems, remediation["Recommendation"], "Text", Limits.RECOMMENDATION_TEXT, path="Remediation.")
+    _provider_fields(problems, doc)
+    if encoded_size is not None and encoded_size > MAX_FINDING_BYTES:
+        problems.append(f"finding: {encoded_size} bytes, at most {MAX_FINDING_BYTES}")
+    return problems

@@ -1,0 +1,1 @@
+"""The KCL record processor, its run loop and the daemon launcher (the consumer's issue builds it)."""

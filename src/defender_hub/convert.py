@@ -1,0 +1,71 @@
+"""`defender-hub convert`: newline-delimited events in, one ASFF finding per line out, bad lines reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import msgspec
+
+from defender_hub.codecs.asff import Finding
+from defender_hub.codecs.decoding import EventDecoder
+from defender_hub.errors import EventDecodeError, EventError
+from defender_hub.mapping import FindingMapper, MappingOptions
+
+__all__ = ["MAX_EVENT_BYTES", "EventConverter", "convert_stream"]
+
+MAX_EVENT_BYTES = 1_048_576
+"""Kinesis' record size limit: no event on the stream can be larger."""
+
+_FLUSH_BYTES = 1 << 16
+
+
+class EventConverter:
+    """Turns one event's bytes into its findings; reuse one instance."""
+
+    def __init__(self, options: MappingOptions) -> None:
+        self._decoder = EventDecoder()
+        self._mapper = FindingMapper(options)
+
+    def findings(self, data: bytes) -> list[Finding]:
+        """Returns the findings of the event in `data`; raises an EventError saying why there are none."""
+        if len(data) > MAX_EVENT_BYTES:
+            raise EventDecodeError(f"event is over the {MAX_EVENT_BYTES}-byte Kinesis record limit")
+        return self._mapper.map(self._decoder.decode(data))
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    """Yields the stream's lines; one longer than a record can be is yielded cut, never read whole into memory."""
+    while line := stream.readline(MAX_EVENT_BYTES + 2):
+        if len(line) > MAX_EVENT_BYTES + 1 and not line.endswith(b"\n"):
+            while (rest := stream.readline(_FLUSH_BYTES)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def convert_stream(source: BinaryIO, sink: BinaryIO, errors: BinaryIO, options: MappingOptions) -> int:
+    """Converts every line of `source`, writing findings to `sink` and one JSON error per bad line to `errors`.
+
+    Returns how many lines could not be converted.
+    """
+    converter = EventConverter(options)
+    encoder = msgspec.json.Encoder()
+    buffer = bytearray()
+    failed = 0
+    for number, line in enumerate(_lines(source), start=1):
+        try:
+            findings = converter.findings(line)
+        except EventError as exc:
+            failed += 1
+            errors.write(encoder.encode({"line": number, "error": str(exc)}) + b"\n")
+            continue
+        for finding in findings:
+            encoder.encode_into(finding, buffer, len(buffer))
+            buffer += b"\n"
+        if len(buffer) >= _FLUSH_BYTES:
+            sink.write(buffer)
+            buffer.clear()
+    sink.write(buffer)
+    sink.flush()
+    errors.flush()
+    return failed

@@ -1,0 +1,63 @@
+"""Timestamps in the three forms events use, normalised to epoch milliseconds and written as ASFF wants them."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from defender_hub.errors import EventDecodeError
+
+__all__ = ["SECONDS_CUTOFF", "Timestamp", "format_iso", "to_epoch_ms"]
+
+Timestamp = int | float | str
+"""What an event may carry: epoch milliseconds, epoch seconds, or ISO 8601."""
+
+SECONDS_CUTOFF = 100_000_000_000
+"""Numbers below this are epoch seconds (up to the year 5138), at or above it epoch milliseconds (from 1973)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_EARLIEST_MS = 0
+_LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: ISO 8601 has four year digits
+
+
+def to_epoch_ms(value: Timestamp, field: str) -> int:
+    """Returns `value` as whole epoch milliseconds; raises EventDecodeError naming `field` when it is no time."""
+    if type(value) is int and SECONDS_CUTOFF <= value <= _LATEST_MS:  # SNS' form: nothing to convert
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise EventDecodeError(f"{field}: not an ISO 8601 time or epoch number: {value[:64]!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ms = (parsed - _EPOCH) // _ONE_MS
+    elif not math.isfinite(value):
+        raise EventDecodeError(f"{field}: not a finite number")
+    else:
+        ms = round(value * 1000) if abs(value) < SECONDS_CUTOFF else round(value)
+    if not _EARLIEST_MS <= ms <= _LATEST_MS:
+        raise EventDecodeError(f"{field}: {value!r} is outside 1970..9999")
+    return ms
+
+
+_MS_PER_HOUR = 3_600_000
+_MINUTES_SECONDS = tuple(f"{second // 60:02d}:{second % 60:02d}" for second in range(3600))
+_MILLIS = tuple(f".{millis:03d}Z" for millis in range(1000))
+_hour_prefixes: dict[int, str] = {}
+
+
+def _hour_prefix(epoch_hour: int) -> str:
+    if len(_hour_prefixes) >= 16_384:
+        _hour_prefixes.clear()
+    prefix = _hour_prefixes[epoch_hour] = datetime.fromtimestamp(epoch_hour * 3600, UTC).strftime("%Y-%m-%dT%H:")
+    return prefix
+
+
+def format_iso(epoch_ms: int) -> str:
+    """Returns `epoch_ms` as ISO 8601 UTC with milliseconds and `Z`, e.g. `2022-11-06T22:11:40.941Z`."""
+    # Look-ups instead of strftime: this runs once or twice for every finding, and a stream spans few hours.
+    hour, ms_of_hour = divmod(epoch_ms, _MS_PER_HOUR)
+    second, millis = divmod(ms_of_hour, 1000)
+    return (_hour_prefixes.get(hour) or _hour_prefix(hour)) + _MINUTES_SECONDS[second] + _MILLIS[millis]

@@ -1,0 +1,62 @@
+"""Shared helpers: events as dicts in, findings as parsed JSON out, through the real decode → map → encode path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, settings
+
+from defender_hub.codecs.asff import encode_finding
+from defender_hub.convert import EventConverter
+from defender_hub.mapping import MappingOptions
+
+GOLDEN = Path(__file__).parent / "golden"
+
+# HYPOTHESIS_PROFILE=deep for a longer hunt; the default keeps the suite quick.
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("default", max_examples=300, deadline=None, suppress_health_check=_SLOW_OK)
+settings.register_profile("deep", max_examples=5_000, deadline=None, suppress_health_check=_SLOW_OK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+Convert = Callable[..., list[dict[str, Any]]]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def reference_events() -> list[dict[str, Any]]:
+    return read_jsonl(GOLDEN / "reference-events.jsonl")
+
+
+@pytest.fixture
+def reference_findings() -> list[dict[str, Any]]:
+    return read_jsonl(GOLDEN / "reference-findings.jsonl")
+
+
+@pytest.fixture
+def convert() -> Convert:
+    """Converts one event (a dict, or raw bytes) to its findings as the JSON `convert` writes, parsed."""
+
+    def run(event: dict[str, Any] | bytes, **options: Any) -> list[dict[str, Any]]:
+        data = event if isinstance(event, bytes) else msgspec.json.encode(event)
+        findings = EventConverter(MappingOptions(**options)).findings(data)
+        return [json.loads(encode_finding(finding)) for finding in findings]
+
+    return run
+
+
+def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """Runs `defender-hub` as a separate process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "defender_hub", *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
