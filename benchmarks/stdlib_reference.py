@@ -16,6 +16,7 @@ from defender_hub.codecs.asff_rules import SEVERITY_LABELS
 from defender_hub.mapping.aws import console_url, iot_arn, product_arn, resolve_origin, url_part
 from defender_hub.mapping.checks import check_severity, check_types
 from defender_hub.mapping.common import finding_id
+from defender_hub.mapping.detect import trigger_text
 from defender_hub.mapping.options import MappingOptions
 from defender_hub.mapping.resources import audited_resource
 from defender_hub.text import bounded, clean
@@ -104,16 +105,7 @@ def detect(event: dict[str, Any]) -> list[dict[str, Any]]:
         fields["Statistic"] = clean(criteria["statisticalThreshold"]["statistic"], 64)
     if (criteria.get("mlDetectionConfig") or {}).get("confidenceLevel"):
         fields["ConfidenceLevel"] = clean(criteria["mlDetectionConfig"]["confidenceLevel"], 64)
-    metric = fields.get("MetricName", "its metric")
-    operator = fields.get("ComparisonOperator", "compared to")
-    if kind == "ML":
-        trigger = f"the ML model of {metric} at {fields.get('ConfidenceLevel', 'the configured')} confidence"
-    elif kind == "STATISTICAL":
-        trigger = f"{metric} {operator} {fields.get('Statistic', 'its statistical threshold')}"
-    else:
-        trigger = f"{metric} {operator} {threshold[1] if threshold else 'its threshold'}"
-    if "DimensionName" in fields:
-        trigger += f" with dimension {fields['DimensionName']}"
+    trigger = trigger_text(kind, fields, threshold[1] if threshold else None)
     updated = to_epoch_ms(event["violationEventTime"], "violationEventTime")
     created = updated
     fields |= {

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +134,34 @@ def test_the_readmes_first_command_converts_every_bundled_sample() -> None:
     assert len(findings) == 8
     assert all(finding_problems(finding) == [] for finding in findings)
     assert {f["RecordState"] for f in findings} == {"ACTIVE", "ARCHIVED"}
+
+
+def test_an_event_of_exactly_the_record_limit_converts(reference_events: list[dict[str, Any]]) -> None:
+    event = reference_events[2] | {"thingName": ""}
+    padding = MAX_EVENT_BYTES - len(json.dumps(event).encode())
+    line = json.dumps(event | {"thingName": "t" * padding}).encode()
+    assert len(line) == MAX_EVENT_BYTES
+
+    done = run_cli("convert", stdin=line + b"\n" + line + b"x\n")
+
+    assert done.returncode == 2  # the second line is one byte over
+    assert len(done.stdout.splitlines()) == 1
+    assert json.loads(done.stderr)["line"] == 2
+
+
+def test_typed_events_are_answered_at_once(reference_events: list[dict[str, Any]]) -> None:
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "defender_hub", "convert"], stdin=terminal, stdout=subprocess.PIPE
+    )
+    try:
+        os.write(controller, json.dumps(reference_events[2]).encode() + b"\n")
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready, "no finding while the input is still open"
+        assert process.stdout is not None
+        assert json.loads(process.stdout.readline())["Id"] == reference_events[2]["violationId"]
+    finally:
+        os.close(controller)
+        os.close(terminal)
+        process.kill()
+        process.wait(timeout=30)

@@ -29,7 +29,7 @@ class EventConverter:
 
     def findings(self, data: bytes) -> list[Finding]:
         """Returns the findings of the event in `data`; raises an EventError saying why there are none."""
-        if len(data) > MAX_EVENT_BYTES:
+        if len(data) > MAX_EVENT_BYTES and len(data.rstrip()) > MAX_EVENT_BYTES:
             raise EventDecodeError(f"event is over the {MAX_EVENT_BYTES}-byte Kinesis record limit")
         return self._mapper.map(self._decoder.decode(data))
 
@@ -52,19 +52,25 @@ def convert_stream(source: BinaryIO, sink: BinaryIO, errors: BinaryIO, options: 
     encoder = msgspec.json.Encoder()
     buffer = bytearray()
     failed = 0
+    interactive = source.isatty()  # someone typing events sees each finding, or error, at once
+    flush_at = 0 if interactive else _FLUSH_BYTES
     for number, line in enumerate(_lines(source), start=1):
         try:
             findings = converter.findings(line)
         except EventError as exc:
             failed += 1
             errors.write(encoder.encode({"line": number, "error": str(exc)}) + b"\n")
+            if interactive:
+                errors.flush()
             continue
         for finding in findings:
             encoder.encode_into(finding, buffer, len(buffer))
             buffer += b"\n"
-        if len(buffer) >= _FLUSH_BYTES:
+        if len(buffer) >= flush_at:
             sink.write(buffer)
             buffer.clear()
+            if interactive:
+                sink.flush()
     sink.write(buffer)
     sink.flush()
     errors.flush()

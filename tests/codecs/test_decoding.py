@@ -81,6 +81,17 @@ def test_sns_inside_eventbridge_unwraps_both(decoder: EventDecoder, reference_ev
     assert event.account_id == "111122223333"  # the innermost envelope is the nearest to the event
 
 
+def test_an_inner_envelope_without_context_keeps_the_outer_ones(
+    decoder: EventDecoder, reference_events: list[dict[str, Any]]
+) -> None:
+    inner = sns(without_context(reference_events[2]))
+    del inner["TopicArn"]
+
+    event = decoder.decode(encode(eventbridge(inner)))
+
+    assert (event.account_id, event.region) == ("444455556666", "ap-south-1")
+
+
 def test_envelopes_nested_deeper_than_the_bound_are_refused(
     decoder: EventDecoder, reference_events: list[dict[str, Any]]
 ) -> None:

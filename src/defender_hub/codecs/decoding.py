@@ -100,14 +100,16 @@ class EventDecoder:
         region: str | None = None
         for _ in range(MAX_ENVELOPES + 1):
             envelope = self._envelope.decode(data)
+            # The innermost envelope that names an account or Region is the nearest to the event.
             if envelope.sns_type == "Notification" and envelope.sns_message is not None:
-                account, region = _arn_context(envelope.sns_topic_arn)
-                data = envelope.sns_message.encode("utf-8", "surrogatepass")
+                inner_account, inner_region = _arn_context(envelope.sns_topic_arn)
+                data = envelope.sns_message.encode()
             elif envelope.detail:
-                account, region = envelope.account, envelope.region
+                inner_account, inner_region = envelope.account, envelope.region
                 data = memoryview(envelope.detail)
             else:
                 break
+            account, region = inner_account or account, inner_region or region
         else:
             raise EventDecodeError(f"more than {MAX_ENVELOPES} envelopes around the event")
         for index in range(len(self._kinds)):

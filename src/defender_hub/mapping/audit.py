@@ -81,21 +81,15 @@ class _TaskMemo:
     def __init__(self) -> None:
         self._tasks: dict[tuple[object, ...], _PreparedTask] = {}
 
-    def get(
-        self,
-        origin: Origin,
-        task_id: str,
-        task_type: str | None,
-        scheduled_audit_name: str | None,
-        task_start_time: Timestamp | None,
-    ) -> _PreparedTask:
-        key = (origin, task_id, task_type, scheduled_audit_name, task_start_time)
+    def get(self, origin: Origin, event: AuditFinding) -> _PreparedTask:
+        """Returns the prepared task of the finding `event`, preparing it on first sight."""
+        key = (origin, event.task_id, event.task_type, event.scheduled_audit_name, event.task_start_time)
         prepared = self._tasks.get(key)
         if prepared is None:
             if len(self._tasks) >= MAX_PREPARED_TASKS:
                 self._tasks.clear()
             prepared = self._tasks[key] = _prepare_task(
-                origin, task_id, task_type, scheduled_audit_name, task_start_time
+                origin, event.task_id, event.task_type, event.scheduled_audit_name, event.task_start_time
             )
         return prepared
 
@@ -135,9 +129,7 @@ class AuditFindingMapper:
     def __call__(self, event: AuditFinding) -> list[Finding]:
         """Returns the finding, ARCHIVED when Device Defender has it suppressed, else ACTIVE."""
         origin = self._origin(event.account_id, event.region)
-        task = self._tasks.get(
-            origin, event.task_id, event.task_type, event.scheduled_audit_name, event.task_start_time
-        )
+        task = self._tasks.get(origin, event)
         check = required_text(event.check_name, "checkName", NAME_LIMIT)
         code = required_text(event.reason_for_non_compliance_code, "reasonForNonComplianceCode", NAME_LIMIT)
         resource_type = required_text(event.non_compliant_resource.resource_type, "resourceType", NAME_LIMIT)

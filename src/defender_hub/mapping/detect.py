@@ -16,7 +16,7 @@ from defender_hub.mapping.options import MappingOptions
 from defender_hub.text import bounded, clean, required_text
 from defender_hub.timestamps import to_epoch_ms
 
-__all__ = ["DetectMapper", "criteria_type", "render_value"]
+__all__ = ["DetectMapper", "criteria_type", "render_value", "trigger_text"]
 
 NAME_LIMIT = 128
 """Thing, security profile and behavior names are at most 128 characters in AWS IoT."""
@@ -87,7 +87,8 @@ class _PreparedBehavior:
     source_url: str
 
 
-def _behavior_fields(behavior: Behavior, kind: str, profile: str) -> dict[str, str]:
+def _behavior_fields(behavior: Behavior, kind: str, profile: str) -> tuple[dict[str, str], str | None]:
+    """Returns the ProductFields a behavior and its profile give every violation, and its threshold as text."""
     fields = {
         "SecurityProfileName": profile,
         "BehaviorName": required_text(behavior.name, "behavior.name", NAME_LIMIT),
@@ -103,7 +104,7 @@ def _behavior_fields(behavior: Behavior, kind: str, profile: str) -> dict[str, s
             fields["DimensionOperator"] = clean(behavior.metric_dimension.operator, 64)
     criteria = behavior.criteria
     if criteria is None:
-        return fields
+        return fields, None
     if criteria.comparison_operator:
         fields["ComparisonOperator"] = clean(criteria.comparison_operator, 64)
     if criteria.duration_seconds is not None:
@@ -115,16 +116,15 @@ def _behavior_fields(behavior: Behavior, kind: str, profile: str) -> dict[str, s
     threshold = render_value(criteria.value)
     if threshold is not None:
         fields[threshold[0]] = threshold[1]
-        fields["Threshold"] = threshold[1]
     if criteria.statistical_threshold is not None and criteria.statistical_threshold.statistic:
         fields["Statistic"] = clean(criteria.statistical_threshold.statistic, 64)
     if criteria.ml_detection_config is not None and criteria.ml_detection_config.confidence_level:
         fields["ConfidenceLevel"] = clean(criteria.ml_detection_config.confidence_level, 64)
-    return fields
+    return fields, threshold[1] if threshold is not None else None
 
 
-def _trigger(kind: str, fields: dict[str, str]) -> str:
-    """Returns what the device did not conform to, e.g. `aws:num-disconnects less-than 1`."""
+def trigger_text(kind: str, fields: dict[str, str], threshold: str | None) -> str:
+    """Returns what the device did not conform to, e.g. `aws:num-disconnects less-than 1`, from a behavior's fields."""
     metric = fields.get("MetricName", "its metric")
     operator = fields.get("ComparisonOperator", "compared to")
     if kind == "ML":
@@ -132,8 +132,7 @@ def _trigger(kind: str, fields: dict[str, str]) -> str:
     elif kind == "STATISTICAL":
         trigger = f"{metric} {operator} {fields.get('Statistic', 'its statistical threshold')}"
     else:
-        trigger = f"{metric} {operator} {fields.pop('Threshold', 'its threshold')}"
-    fields.pop("Threshold", None)
+        trigger = f"{metric} {operator} {threshold or 'its threshold'}"
     if "DimensionName" in fields:
         trigger += f" with dimension {fields['DimensionName']}"
     return trigger
@@ -154,8 +153,8 @@ class DetectMapper:
             raise EventDecodeError(str(exc)) from None
         profile = required_text(profile_name, "securityProfileName", NAME_LIMIT)
         kind = criteria_type(behavior.criteria)
-        fields = _behavior_fields(behavior, kind, profile)
-        trigger = _trigger(kind, fields)
+        fields, threshold = _behavior_fields(behavior, kind, profile)
+        trigger = trigger_text(kind, fields, threshold)
         options = self._options
         severity = (
             options.behavior_severity.get(behavior.name)
