@@ -1,0 +1,463 @@
+"""A strict local Security Hub: BatchImportFindings and GetFindings over HTTP on loopback, as the service behaves.
+
+moto's Security Hub takes 101 findings a call, never throttles, accepts any Types and any length, lets an older
+UpdatedAt overwrite a newer one and ignores GetFindings filters. This one does not:
+
+- BatchImportFindings refuses requests over 100 findings or 6 MB (InvalidInputException, 400); checks each finding
+  with `codecs.asff_rules` and the caller's account, reporting invalid ones in FailedFindings as InvalidInput;
+  answers InvalidAccess for a product the account is not subscribed to; applies the update rules (an UpdatedAt not
+  newer than the stored one is ignored, CreatedAt and FirstObservedAt are kept, provider-immutable members too);
+  throttles at 10 requests/s, burst 30, with HTTP 429 TooManyRequestsException.
+- GetFindings filters by Id, ProductArn, AwsAccountId, GeneratorId, RecordState, Title, ProductFields and
+  CreatedAt/UpdatedAt ranges, pages with NextToken, and refuses a filter it does not implement instead of ignoring it.
+- Faults for tests: outages answered with HTTP 500 or with refused connections, forced throttling, forced failures
+  of chosen finding Ids.
+- Inspection: the stored findings and a log of every request, from Python or at `/_local/*` over HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES, finding_problems
+
+__all__ = ["Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
+
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+LOOPBACK = "127.0.0.1"
+PROVIDER_IMMUTABLE = ("Note", "UserDefinedFields", "VerificationState", "Workflow", "WorkflowState")
+"""Members a provider can't change through BatchImportFindings: silently kept as they were."""
+
+STRING_FILTERS = frozenset({"Id", "ProductArn", "AwsAccountId", "GeneratorId", "RecordState", "Title"})
+DATE_FILTERS = frozenset({"CreatedAt", "UpdatedAt"})
+
+
+class TokenBucket:
+    """Allows `rate` requests a second on average and `burst` at once, like the service's per-account quota."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate, self._burst, self._clock = rate, float(burst), clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+
+    def take(self) -> bool:
+        """Takes one token; returns False, taking nothing, when the bucket is empty."""
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+@dataclass
+class Faults:
+    """Faults to inject; all of them end by themselves or are consumed."""
+
+    outage_until: float = 0.0
+    refuse_connections: bool = False
+    throttle_until: float = 0.0
+    failures: dict[str, list[Any]] = field(default_factory=dict)
+    """Finding Id → [ErrorCode, ErrorMessage, how many more times (None: always)]."""
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the hub answered."""
+
+    operation: str
+    status: int
+    findings: int = 0
+    accepted: int = 0
+    failed: int = 0
+    error: str | None = None
+    at: float = 0.0
+
+
+class _Error(Exception):
+    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _instant(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _string_match(value: Any, filters: list[Mapping[str, Any]]) -> bool:
+    """Applies Security Hub's StringFilter semantics: positive filters are ORed, negative ones ANDed."""
+    text = "" if value is None else str(value)
+    positive, matched = False, False
+    for spec in filters:
+        wanted, comparison = str(spec.get("Value", "")), spec.get("Comparison", "EQUALS")
+        outcome = {
+            "EQUALS": text == wanted,
+            "PREFIX": text.startswith(wanted),
+            "CONTAINS": wanted in text,
+            "NOT_EQUALS": text != wanted,
+            "PREFIX_NOT_EQUALS": not text.startswith(wanted),
+            "NOT_CONTAINS": wanted not in text,
+        }.get(comparison)
+        if outcome is None:
+            raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", f"unknown Comparison {comparison}")
+        if comparison.startswith(("NOT_", "PREFIX_NOT")):
+            if not outcome:
+                return False
+        else:
+            positive = True
+            matched = matched or outcome
+    return matched or not positive
+
+
+def _date_match(value: Any, filters: list[Mapping[str, Any]], now: datetime) -> bool:
+    if value is None:
+        return False
+    instant = _instant(value)
+    for spec in filters:
+        if "DateRange" in spec:
+            days = spec["DateRange"].get("Value", 0)
+            if instant < now - timedelta(days=days):
+                return False
+        if "Start" in spec and instant < _instant(spec["Start"]):
+            return False
+        if "End" in spec and instant > _instant(spec["End"]):
+            return False
+    return True
+
+
+def _map_match(fields: Mapping[str, str], filters: list[Mapping[str, Any]]) -> bool:
+    for spec in filters:
+        value = fields.get(spec.get("Key", ""))
+        comparison = spec.get("Comparison", "EQUALS")
+        if not _string_match(value, [{"Value": spec.get("Value", ""), "Comparison": comparison}]):
+            return False
+    return True
+
+
+class LocalSecurityHub:
+    """The local Security Hub: start it, point boto3's `endpoint_url` at it, inspect it, break it on purpose."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        account_id: str = DEFAULT_ACCOUNT,
+        region: str = DEFAULT_REGION,
+        rate: float = 10.0,
+        burst: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.account_id, self.region = account_id, region
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._findings: dict[tuple[str, str], dict[str, Any]] = {}
+        self._requests: list[RequestRecord] = []
+        self._faults = Faults()
+        self._import_bucket = TokenBucket(rate, burst, clock)
+        self._get_bucket = TokenBucket(3.0, 6, clock)  # GetFindings' own quota
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._reopen: threading.Timer | None = None
+
+    # -- lifecycle
+
+    @property
+    def endpoint_url(self) -> str:
+        """The URL to give boto3 as `endpoint_url`."""
+        return f"http://{LOOPBACK}:{self._port}"
+
+    def start(self) -> LocalSecurityHub:
+        """Starts serving on 127.0.0.1 (a free port unless one was given); returns self."""
+        self._listen()
+        return self
+
+    def stop(self) -> None:
+        """Stops serving and closes the port."""
+        if self._reopen is not None:
+            self._reopen.cancel()
+        self._close()
+
+    def __enter__(self) -> LocalSecurityHub:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _listen(self) -> None:
+        hub = self
+
+        class Handler(_Handler):
+            local_hub = hub
+
+        server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
+        server.daemon_threads = True
+        self._port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="local-securityhub", daemon=True)
+        self._thread.start()
+
+    def _close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    # -- faults
+
+    def outage(self, seconds: float, *, refuse_connections: bool = False) -> None:
+        """Makes the hub unavailable for `seconds`: HTTP 500 InternalException, or no connection at all."""
+        with self._lock:
+            self._faults.outage_until = self._clock() + seconds
+            self._faults.refuse_connections = refuse_connections
+        if refuse_connections:
+            self._close()
+            self._reopen = threading.Timer(seconds, self._listen)
+            self._reopen.daemon = True
+            self._reopen.start()
+
+    def throttle(self, seconds: float) -> None:
+        """Answers every import with TooManyRequestsException for `seconds`."""
+        with self._lock:
+            self._faults.throttle_until = self._clock() + seconds
+
+    def fail(
+        self, ids: Iterable[str], code: str = "InvalidInput", message: str = "forced", times: int | None = 1
+    ) -> None:
+        """Reports the findings `ids` in FailedFindings with `code`, the next `times` times each (None: always)."""
+        with self._lock:
+            for finding_id in ids:
+                self._faults.failures[finding_id] = [code, message, times]
+
+    def reset(self) -> None:
+        """Forgets findings, requests and faults, and refills the quota."""
+        with self._lock:
+            self._findings.clear()
+            self._requests.clear()
+            self._faults = Faults()
+            self._import_bucket = TokenBucket(self._import_bucket._rate, int(self._import_bucket._burst), self._clock)
+
+    # -- inspection
+
+    def findings(self) -> list[dict[str, Any]]:
+        """Returns copies of every stored finding."""
+        with self._lock:
+            return [copy.deepcopy(doc) for doc in self._findings.values()]
+
+    def finding(self, finding_id: str) -> dict[str, Any] | None:
+        """Returns a copy of the stored finding with this Id, or None."""
+        with self._lock:
+            for (_, stored_id), doc in self._findings.items():
+                if stored_id == finding_id:
+                    return copy.deepcopy(doc)
+        return None
+
+    def requests(self, operation: str | None = None) -> list[RequestRecord]:
+        """Returns the log of answered requests, of one operation or all."""
+        with self._lock:
+            return [record for record in self._requests if operation in (None, record.operation)]
+
+    # -- the operations
+
+    def _unavailable(self) -> str | None:
+        now = self._clock()
+        if now < self._faults.outage_until:
+            return "refuse" if self._faults.refuse_connections else "error"
+        return None
+
+    def _log(self, record: RequestRecord) -> None:
+        self._requests.append(record)
+
+    def batch_import(self, body: bytes) -> dict[str, Any]:
+        """BatchImportFindings on a raw request body; raises _Error for request-level errors."""
+        now = self._clock()
+        with self._lock:
+            if now < self._faults.throttle_until or not self._import_bucket.take():
+                raise _Error(HTTPStatus.TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate exceeded")
+        if len(body) > MAX_REQUEST_BYTES:
+            raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", "request is larger than 6 MB")
+        try:
+            request = json.loads(body)
+        except ValueError:
+            raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", "request body is not JSON") from None
+        docs = request.get("Findings") if isinstance(request, dict) else None
+        if not isinstance(docs, list) or not 1 <= len(docs) <= MAX_FINDINGS_PER_REQUEST:
+            raise _Error(
+                HTTPStatus.BAD_REQUEST,
+                "InvalidInputException",
+                f"Findings must be a list of 1 to {MAX_FINDINGS_PER_REQUEST} findings",
+            )
+        failed: list[dict[str, str]] = []
+        with self._lock:
+            for doc in docs:
+                failure = self._import_one(doc)
+                if failure is not None:
+                    failed.append(failure)
+            self._log(
+                RequestRecord("BatchImportFindings", 200, len(docs), len(docs) - len(failed), len(failed), at=now)
+            )
+        return {"FailedCount": len(failed), "SuccessCount": len(docs) - len(failed), "FailedFindings": failed}
+
+    def _import_one(self, doc: Any) -> dict[str, str] | None:
+        finding_id = str(doc.get("Id", "")) if isinstance(doc, dict) else ""
+        forced = self._faults.failures.get(finding_id)
+        if forced is not None:
+            code, message, times = forced
+            if times is not None:
+                forced[2] = times - 1
+                if forced[2] <= 0:
+                    del self._faults.failures[finding_id]
+            return {"Id": finding_id, "ErrorCode": code, "ErrorMessage": message}
+        size = len(json.dumps(doc, separators=(",", ":")).encode())
+        problems = finding_problems(doc, encoded_size=size, account_id=self.account_id)
+        if problems:
+            return {"Id": finding_id, "ErrorCode": "InvalidInput", "ErrorMessage": "; ".join(problems)[:1024]}
+        own_product = f"arn:{doc['ProductArn'].split(':')[1]}:securityhub:{self.region}:{self.account_id}:product/"
+        if not doc["ProductArn"].startswith(own_product):
+            return {"Id": finding_id, "ErrorCode": "InvalidAccess", "ErrorMessage": "not subscribed to this product"}
+        key = (doc["ProductArn"], finding_id)
+        stored = self._findings.get(key)
+        if stored is not None:
+            if _instant(doc["UpdatedAt"]) <= _instant(stored["UpdatedAt"]):
+                return None  # not newer: ignored, and not reported as a failure
+            kept = {
+                name: stored[name] for name in ("CreatedAt", "FirstObservedAt", *PROVIDER_IMMUTABLE) if name in stored
+            }
+            workflow_reset = stored["RecordState"] == "ARCHIVED" and doc.get("RecordState", "ACTIVE") == "ACTIVE"
+        else:
+            kept = {"Workflow": {"Status": "NEW"}, "WorkflowState": "NEW"}
+            workflow_reset = False
+        updated = {key: value for key, value in doc.items() if key not in PROVIDER_IMMUTABLE} | kept
+        updated.setdefault("RecordState", "ACTIVE")
+        updated["Region"] = self.region
+        if workflow_reset and updated["Workflow"].get("Status") in ("NOTIFIED", "RESOLVED"):
+            updated["Workflow"] = {"Status": "NEW"}
+        self._findings[key] = updated
+        return None
+
+    def get_findings(self, body: bytes) -> dict[str, Any]:
+        """GetFindings on a raw request body; raises _Error for request-level errors."""
+        now = self._clock()
+        with self._lock:
+            if not self._get_bucket.take():
+                raise _Error(HTTPStatus.TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate exceeded")
+        request = json.loads(body or b"{}")
+        filters: Mapping[str, list[Mapping[str, Any]]] = request.get("Filters") or {}
+        unknown = set(filters) - STRING_FILTERS - DATE_FILTERS - {"ProductFields"}
+        if unknown:
+            raise _Error(
+                HTTPStatus.BAD_REQUEST,
+                "InvalidInputException",
+                f"the local Security Hub does not implement the filter(s) {', '.join(sorted(unknown))}",
+            )
+        max_results = int(request.get("MaxResults") or 100)
+        if not 1 <= max_results <= 100:
+            raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", "MaxResults must be 1 to 100")
+        offset = int(base64.b64decode(request["NextToken"])) if request.get("NextToken") else 0
+        wall = datetime.now(UTC)
+        with self._lock:
+            matching = [
+                doc
+                for doc in self._findings.values()
+                if all(_string_match(doc.get(name), specs) for name, specs in filters.items() if name in STRING_FILTERS)
+                and all(
+                    _date_match(doc.get(name), specs, wall) for name, specs in filters.items() if name in DATE_FILTERS
+                )
+                and _map_match(doc.get("ProductFields") or {}, list(filters.get("ProductFields", [])))
+            ]
+            self._log(RequestRecord("GetFindings", 200, len(matching), at=now))
+        page = matching[offset : offset + max_results]
+        response: dict[str, Any] = {"Findings": copy.deepcopy(page)}
+        if offset + max_results < len(matching):
+            response["NextToken"] = base64.b64encode(str(offset + max_results).encode()).decode()
+        return response
+
+    def control(self, path: str, body: bytes) -> Any:
+        """The `/_local/*` API: inspection and faults for other processes and the command line."""
+        if path == "/_local/findings":
+            return {"Findings": self.findings()}
+        if path == "/_local/requests":
+            return {"Requests": [asdict(record) for record in self.requests()]}
+        request = json.loads(body or b"{}")
+        if path == "/_local/reset":
+            self.reset()
+        elif path == "/_local/outage":
+            self.outage(float(request["Seconds"]), refuse_connections=bool(request.get("RefuseConnections")))
+        elif path == "/_local/throttle":
+            self.throttle(float(request["Seconds"]))
+        elif path == "/_local/fail":
+            self.fail(
+                request["Ids"],
+                request.get("ErrorCode", "InvalidInput"),
+                request.get("Message", "forced"),
+                request.get("Times", 1),
+            )
+        else:
+            raise _Error(HTTPStatus.NOT_FOUND, "ResourceNotFoundException", f"no {path}")
+        return {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
+    local_hub: LocalSecurityHub
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stays quiet: the request log is inspected instead."""
+
+    def _answer(self, status: int, payload: Any, error_code: str | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if error_code is not None:
+            self.send_header("x-amzn-ErrorType", error_code)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        """Serves the inspection API."""
+        self._dispatch(b"")
+
+    def do_POST(self) -> None:
+        """Serves the Security Hub operations and the control API."""
+        length = int(self.headers.get("Content-Length") or 0)
+        self._dispatch(self.rfile.read(length))
+
+    def _dispatch(self, body: bytes) -> None:
+        hub = self.local_hub
+        path = self.path.split("?", 1)[0]
+        try:
+            if path.startswith("/_local/"):
+                self._answer(200, hub.control(path, body))
+                return
+            with hub._lock:
+                unavailable = hub._unavailable()
+            if unavailable == "refuse":
+                self.close_connection = True  # drop a kept-alive connection without an answer
+                return
+            if unavailable == "error":
+                raise _Error(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalException", "Internal service error")
+            if path == "/findings/import":
+                self._answer(200, hub.batch_import(body))
+            elif path == "/findings":
+                self._answer(200, hub.get_findings(body))
+            else:
+                raise _Error(HTTPStatus.NOT_FOUND, "ResourceNotFoundException", f"no operation at {path}")
+        except _Error as error:
+            operation = {"/findings/import": "BatchImportFindings", "/findings": "GetFindings"}.get(path, path)
+            with hub._lock:
+                hub._log(RequestRecord(operation, int(error.status), error=error.code, at=hub._clock()))
+            self._answer(int(error.status), {"Message": error.message}, error.code)
