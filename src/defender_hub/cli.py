@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from defender_hub import __version__
 from defender_hub.config import load_mapping_options
 from defender_hub.convert import convert_stream
-from defender_hub.errors import ConfigError
+from defender_hub.errors import ConfigError, SinkError
 from defender_hub.local.securityhub import LocalSecurityHub
 
+if TYPE_CHECKING:
+    from defender_hub.sink import DeliveryReport
+
 __all__ = ["main"]
+
+DEFAULT_DEAD_LETTERS = "dead-letters.jsonl"
 
 EXIT_OK = 0
 EXIT_FAILURES = 2
@@ -47,6 +55,30 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     _mapping_flags(convert)
+    importing = commands.add_parser(
+        "import",
+        help="ASFF findings on stdin (one JSON object a line) into Security Hub",
+        description=(
+            "Imports the findings on stdin with BatchImportFindings: batched, coalesced by Id, retried while "
+            "Security Hub is throttling or down; what it can never accept goes to the dead letters. AWS "
+            "configuration as usual: the credential chain, AWS_REGION, AWS_ENDPOINT_URL_SECURITYHUB. Exit status 0 "
+            "when every finding was accepted or dead-lettered."
+        ),
+    )
+    redriving = commands.add_parser(
+        "redrive",
+        help="send the dead letters again (after a fix)",
+        description="Sends dead-lettered findings again, and maps and sends dead-lettered records.",
+    )
+    for command in (importing, redriving):
+        command.add_argument(
+            "--dead-letter",
+            default=DEFAULT_DEAD_LETTERS,
+            metavar="PATH|SQS_URL",
+            help=f"where rejected findings go: a JSON-lines file or an SQS queue URL (default: {DEFAULT_DEAD_LETTERS})",
+        )
+    importing.add_argument("--account-id", help="the account imported into, checked before sending")
+    _mapping_flags(redriving)
     local_hub = commands.add_parser(
         "local-securityhub",
         help="serve a strict local Security Hub on 127.0.0.1 until interrupted",
@@ -73,6 +105,57 @@ def _convert(args: argparse.Namespace) -> int:
     return EXIT_OK if failed == 0 else EXIT_FAILURES
 
 
+def _summary(report: DeliveryReport, elapsed: float) -> str:
+    return (
+        f"accepted {report.accepted}, dead-lettered {report.dead_lettered}, superseded {report.superseded}, "
+        f"requests {report.requests}, throttled {report.throttled}, retries {report.retried}, "
+        f"elapsed {elapsed:.1f} s"
+    )
+
+
+def _sqs_client(queue_url: str) -> object:
+    """Returns the SQS client for a dead-letter queue: in AWS_REGION, else in the Region its URL names."""
+    import boto3  # noqa: PLC0415
+
+    named = re.match(r"https://sqs\.([a-z0-9-]+)\.", queue_url)
+    region = os.environ.get("AWS_REGION") or (named.group(1) if named else None)
+    return boto3.client("sqs", region_name=region)
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    """Runs `import` or `redrive`: stops cleanly on SIGINT or SIGTERM, saying what was left undelivered."""
+    # boto3 takes a while to load: only the commands that talk to AWS pay for it.
+    from defender_hub.importer import import_findings, redrive  # noqa: PLC0415
+    from defender_hub.sink import SecurityHubSink, open_dead_letters, securityhub_clients  # noqa: PLC0415
+
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    clients = securityhub_clients()
+    dead_letters = open_dead_letters(args.dead_letter, _sqs_client)
+    sink = SecurityHubSink(clients, dead_letters, account_id=args.account_id, stop=stop)
+    started = time.monotonic()
+    on_terminal = sys.stderr.isatty()
+
+    def progress(report: DeliveryReport) -> None:
+        if on_terminal:
+            print(f"\r{report.accepted} accepted, {report.dead_lettered} dead-lettered", end="", file=sys.stderr)
+
+    try:
+        if args.command == "import":
+            report = import_findings(sys.stdin.buffer, sink, dead_letters, progress)
+        else:
+            options = load_mapping_options(
+                account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+            )
+            report = redrive(dead_letters, sink, options, progress)
+    except SinkError as exc:
+        print(f"{chr(10) if on_terminal else ''}defender-hub: {exc}; the rest is undelivered", file=sys.stderr)
+        return EXIT_FAILURES
+    print(f"{chr(10) if on_terminal else ''}{_summary(report, time.monotonic() - started)}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _local_securityhub(args: argparse.Namespace) -> int:
     hub = LocalSecurityHub(
         port=args.port, account_id=args.account_id, region=args.region, rate=args.rate, burst=args.burst
@@ -94,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _convert(args)
         if args.command == "local-securityhub":
             return _local_securityhub(args)
+        if args.command in ("import", "redrive"):
+            return _deliver(args)
     except ConfigError as exc:
         print(f"defender-hub: configuration error: {exc}", file=sys.stderr)
         return EXIT_FAILURES

@@ -2,22 +2,29 @@
 
     DefenderHubError
     ├── ConfigError            bad or missing configuration; the job must not start
-    └── EventError             one event can't become findings; it is reported or dead-lettered, the rest go on
-        ├── EventDecodeError   not JSON, not UTF-8, nested too deep, or a field of the wrong type
-        ├── UnknownEventError  valid JSON, but none of the event kinds defender-hub knows
-        └── EventMappingError  a known kind whose content can't make a valid finding (no account id, say)
+    ├── EventError             one event can't become findings; it is reported or dead-lettered, the rest go on
+    │   ├── EventDecodeError   not JSON, not UTF-8, nested too deep, or a field of the wrong type
+    │   ├── UnknownEventError  valid JSON, but none of the event kinds defender-hub knows
+    │   └── EventMappingError  a known kind whose content can't make a valid finding (no account id, say)
+    └── SinkError              findings could not be delivered; the caller must not checkpoint past them
+        ├── SinkStopped        a stop was requested while Security Hub was still being retried
+        └── DeadLetterError    the dead-letter destination failed, so a rejected finding can't be kept
 
-Code that handles one event catches `EventError`; nothing else is swallowed.
+Code that handles one event catches `EventError`; nothing else is swallowed. A `SinkError` ends the work at hand:
+what was not delivered is still owed, and a checkpoint past it would lose it.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DeadLetterError",
     "DefenderHubError",
     "EventDecodeError",
     "EventError",
     "EventMappingError",
+    "SinkError",
+    "SinkStopped",
     "UnknownEventError",
 ]
 
@@ -44,3 +51,15 @@ class UnknownEventError(EventError):
 
 class EventMappingError(EventError):
     """A decoded event lacks what a valid finding needs."""
+
+
+class SinkError(DefenderHubError):
+    """Findings could not be delivered; nothing past them may be checkpointed."""
+
+
+class SinkStopped(SinkError):
+    """A stop was requested before every finding was accepted or dead-lettered."""
+
+
+class DeadLetterError(SinkError):
+    """The dead-letter destination could not durably keep a rejected finding or record."""

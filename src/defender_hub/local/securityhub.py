@@ -5,13 +5,14 @@ UpdatedAt overwrite a newer one and ignores GetFindings filters. This one does n
 
 - BatchImportFindings refuses requests over 100 findings or 6 MB (InvalidInputException, 400); checks each finding
   with `codecs.asff_rules` and the caller's account, reporting invalid ones in FailedFindings as InvalidInput;
-  answers InvalidAccess for a product the account is not subscribed to; applies the update rules (an UpdatedAt not
-  newer than the stored one is ignored, CreatedAt and FirstObservedAt are kept, provider-immutable members too);
+  answers InvalidAccess for a product of another account, or of another Region than the request was signed for;
+  applies the update rules (an UpdatedAt not newer than the stored one is ignored, CreatedAt and FirstObservedAt are
+  kept, provider-immutable members too);
   throttles at 10 requests/s, burst 30, with HTTP 429 TooManyRequestsException.
 - GetFindings filters by Id, ProductArn, AwsAccountId, GeneratorId, RecordState, Title, ProductFields and
   CreatedAt/UpdatedAt ranges, pages with NextToken, and refuses a filter it does not implement instead of ignoring it.
 - Faults for tests: outages answered with HTTP 500 or with refused connections, forced throttling, forced failures
-  of chosen finding Ids.
+  of chosen finding Ids, whole requests refused for carrying a chosen Id.
 - Inspection: the stored findings and a log of every request, from Python or at `/_local/*` over HTTP.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -71,6 +73,8 @@ class Faults:
     throttle_until: float = 0.0
     failures: dict[str, list[Any]] = field(default_factory=dict)
     """Finding Id → [ErrorCode, ErrorMessage, how many more times (None: always)]."""
+    poison: set[str] = field(default_factory=set)
+    """Finding Ids that make a request refused whole, as a rule this stand-in does not model would."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,11 @@ class LocalSecurityHub:
             for finding_id in ids:
                 self._faults.failures[finding_id] = [code, message, times]
 
+    def refuse_requests_with(self, ids: Iterable[str]) -> None:
+        """Refuses any import request carrying one of `ids` whole, with InvalidInputException."""
+        with self._lock:
+            self._faults.poison.update(ids)
+
     def reset(self) -> None:
         """Forgets findings, requests and faults, and refills the quota."""
         with self._lock:
@@ -281,8 +290,9 @@ class LocalSecurityHub:
     def _log(self, record: RequestRecord) -> None:
         self._requests.append(record)
 
-    def batch_import(self, body: bytes) -> dict[str, Any]:
-        """BatchImportFindings on a raw request body; raises _Error for request-level errors."""
+    def batch_import(self, body: bytes, region: str | None = None) -> dict[str, Any]:
+        """BatchImportFindings on a raw request body signed for `region`; raises _Error for request-level errors."""
+        region = region or self.region
         now = self._clock()
         with self._lock:
             if now < self._faults.throttle_until or not self._import_bucket.take():
@@ -302,8 +312,11 @@ class LocalSecurityHub:
             )
         failed: list[dict[str, str]] = []
         with self._lock:
+            poisoned = [doc.get("Id") for doc in docs if isinstance(doc, dict) and doc.get("Id") in self._faults.poison]
+            if poisoned:
+                raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", f"finding {poisoned[0]} is refused")
             for doc in docs:
-                failure = self._import_one(doc)
+                failure = self._import_one(doc, region)
                 if failure is not None:
                     failed.append(failure)
             self._log(
@@ -311,7 +324,7 @@ class LocalSecurityHub:
             )
         return {"FailedCount": len(failed), "SuccessCount": len(docs) - len(failed), "FailedFindings": failed}
 
-    def _import_one(self, doc: Any) -> dict[str, str] | None:
+    def _import_one(self, doc: Any, region: str) -> dict[str, str] | None:
         finding_id = str(doc.get("Id", "")) if isinstance(doc, dict) else ""
         forced = self._faults.failures.get(finding_id)
         if forced is not None:
@@ -321,13 +334,18 @@ class LocalSecurityHub:
                 if forced[2] <= 0:
                     del self._faults.failures[finding_id]
             return {"Id": finding_id, "ErrorCode": code, "ErrorMessage": message}
-        size = len(json.dumps(doc, separators=(",", ":")).encode())
+        size = len(json.dumps(doc).encode())  # as botocore sends it
         problems = finding_problems(doc, encoded_size=size, account_id=self.account_id)
         if problems:
             return {"Id": finding_id, "ErrorCode": "InvalidInput", "ErrorMessage": "; ".join(problems)[:1024]}
-        own_product = f"arn:{doc['ProductArn'].split(':')[1]}:securityhub:{self.region}:{self.account_id}:product/"
+        # Security Hub is regional: a finding is imported in the Region its product ARN names, by that account.
+        own_product = f"arn:{doc['ProductArn'].split(':')[1]}:securityhub:{region}:{self.account_id}:product/"
         if not doc["ProductArn"].startswith(own_product):
-            return {"Id": finding_id, "ErrorCode": "InvalidAccess", "ErrorMessage": "not subscribed to this product"}
+            return {
+                "Id": finding_id,
+                "ErrorCode": "InvalidAccess",
+                "ErrorMessage": f"not subscribed to this product in {region}",
+            }
         key = (doc["ProductArn"], finding_id)
         stored = self._findings.get(key)
         if stored is not None:
@@ -342,7 +360,7 @@ class LocalSecurityHub:
             workflow_reset = False
         updated = {key: value for key, value in doc.items() if key not in PROVIDER_IMMUTABLE} | kept
         updated.setdefault("RecordState", "ACTIVE")
-        updated["Region"] = self.region
+        updated["Region"] = region
         if workflow_reset and updated["Workflow"].get("Status") in ("NOTIFIED", "RESOLVED"):
             updated["Workflow"] = {"Status": "NEW"}
         self._findings[key] = updated
@@ -410,6 +428,15 @@ class LocalSecurityHub:
         return {}
 
 
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/securityhub/aws4_request")
+
+
+def _signing_region(authorization: str) -> str | None:
+    """Returns the Region a SigV4-signed request was signed for, as the service reads it."""
+    scope = _CREDENTIAL_SCOPE.search(authorization)
+    return scope.group(1) if scope else None
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
     local_hub: LocalSecurityHub
@@ -451,7 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
             if unavailable == "error":
                 raise _Error(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalException", "Internal service error")
             if path == "/findings/import":
-                self._answer(200, hub.batch_import(body))
+                self._answer(200, hub.batch_import(body, _signing_region(self.headers.get("Authorization", ""))))
             elif path == "/findings":
                 self._answer(200, hub.get_findings(body))
             else:

@@ -1,0 +1,81 @@
+"""`defender-hub import` and `defender-hub redrive`: findings from stdin or the dead letters into Security Hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+import msgspec
+
+from defender_hub.convert import EventConverter
+from defender_hub.errors import EventError
+from defender_hub.mapping import MappingOptions
+from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, Outbound, RecordOrigin, SecurityHubSink
+
+__all__ = ["CHUNK_FINDINGS", "import_findings", "redrive"]
+
+CHUNK_FINDINGS = 1_000
+"""Findings read before a delivery: bounds memory, and coalescing happens within a chunk."""
+
+_object = msgspec.json.Decoder(dict[str, Any])
+
+
+def _chunks(source: BinaryIO, dead_letters: DeadLetters, report: DeliveryReport) -> Iterator[list[Outbound]]:
+    chunk: list[Outbound] = []
+    for number, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            chunk.append(Outbound(_object.decode(line), RecordOrigin(line=number)))
+        except msgspec.DecodeError as exc:
+            dead_letters.put(
+                [DeadLetter.for_record(line.rstrip(b"\n"), f"not a JSON object: {exc}", RecordOrigin(line=number))]
+            )
+            report.dead_lettered += 1
+        if len(chunk) >= CHUNK_FINDINGS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def import_findings(
+    source: BinaryIO,
+    sink: SecurityHubSink,
+    dead_letters: DeadLetters,
+    progress: Callable[[DeliveryReport], None] = lambda _: None,
+) -> DeliveryReport:
+    """Imports the ASFF findings on `source`, one JSON object a line; lines that are none are dead-lettered."""
+    report = DeliveryReport()
+    for chunk in _chunks(source, dead_letters, report):
+        report.add(sink.deliver(chunk))
+        progress(report)
+    return report
+
+
+def redrive(
+    dead_letters: DeadLetters,
+    sink: SecurityHubSink,
+    options: MappingOptions,
+    progress: Callable[[DeliveryReport], None] = lambda _: None,
+) -> DeliveryReport:
+    """Sends the dead-lettered findings again, and maps and sends the dead-lettered records; what fails again is
+    dead-lettered again. A group of letters is forgotten only after all of it was handled."""
+    converter = EventConverter(options)
+    report = DeliveryReport()
+    for letters, forget in dead_letters.drain():
+        outbound: list[Outbound] = []
+        for letter in letters:
+            if letter.finding is not None:
+                outbound.append(Outbound(letter.finding, letter.origin))
+                continue
+            record = letter.record_bytes() or b""
+            try:
+                outbound += [Outbound(finding, letter.origin) for finding in converter.findings(record)]
+            except EventError as exc:
+                dead_letters.put([DeadLetter.for_record(record, str(exc), letter.origin)])
+                report.dead_lettered += 1
+        report.add(sink.deliver(outbound))
+        forget()
+        progress(report)
+    return report

@@ -1,0 +1,99 @@
+"""Findings to requests: coalesced by Id, split within Security Hub's per-request limits. Pure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from defender_hub.codecs.asff import Finding, encode_finding
+from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES
+
+__all__ = ["Outbound", "Pending", "RecordOrigin", "coalesce", "requests"]
+
+_as_json = msgspec.json.Decoder(dict[str, Any]).decode
+_REQUEST_OVERHEAD = len(b'{"Findings": []}')
+_SEPARATOR = len(b", ")
+
+
+class RecordOrigin(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Where a finding came from, so a dead letter can be traced and re-driven."""
+
+    shard_id: str | None = None
+    sequence_number: str | None = None
+    sub_sequence_number: int | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A finding to deliver (a mapped `Finding`, or ASFF as parsed JSON) and where it came from."""
+
+    finding: Finding | Mapping[str, Any]
+    origin: RecordOrigin | None = None
+
+
+@dataclass(slots=True)
+class Pending:
+    """A finding on its way: as the request will carry it, its size there, and every origin it stands for."""
+
+    doc: dict[str, Any]
+    body: bytes
+    """The finding as botocore puts it on the wire (json.dumps' defaults: spaces, non-ASCII escaped), whose size
+    is what Security Hub's limits apply to."""
+    origins: list[RecordOrigin | None] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The finding's Id, or "" when it has none (the strict check will say so)."""
+        value = self.doc.get("Id")
+        return value if isinstance(value, str) else ""
+
+
+def _instant(value: Any) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=UTC)  # no usable time: loses to any finding that has one
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def coalesce(outbound: Iterable[Outbound]) -> list[Pending]:
+    """Returns one pending finding per (ProductArn, Id), the latest UpdatedAt winning and the later one on a tie.
+
+    The winner stands for the origins of those it replaced: once it is delivered, so are they.
+    """
+    chosen: dict[tuple[Any, Any], Pending] = {}
+    for item in outbound:
+        # Through JSON, not to_builtins: a mapped Finding's tuples must become the lists a parsed finding has.
+        doc = _as_json(encode_finding(item.finding)) if isinstance(item.finding, Finding) else dict(item.finding)
+        pending = Pending(doc, json.dumps(doc).encode(), [item.origin])
+        key = (doc.get("ProductArn"), doc.get("Id"))
+        previous = chosen.get(key)
+        if previous is not None:
+            if _instant(doc.get("UpdatedAt")) < _instant(previous.doc.get("UpdatedAt")):
+                previous.origins.append(item.origin)
+                continue
+            pending.origins[:0] = previous.origins
+            del chosen[key]  # re-inserted below, so the request order follows the latest version
+        chosen[key] = pending
+    return list(chosen.values())
+
+
+def requests(pending: Sequence[Pending]) -> Iterator[list[Pending]]:
+    """Yields the findings in order, grouped into requests of at most 100 findings and 6 MB."""
+    batch: list[Pending] = []
+    size = _REQUEST_OVERHEAD
+    for item in pending:
+        item_size = len(item.body) + _SEPARATOR
+        if batch and (len(batch) == MAX_FINDINGS_PER_REQUEST or size + item_size > MAX_REQUEST_BYTES):
+            yield batch
+            batch, size = [], _REQUEST_OVERHEAD
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield batch

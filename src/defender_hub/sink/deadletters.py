@@ -1,0 +1,148 @@
+"""Dead letters: what Security Hub can never take, kept durably with the reason and the origin, to re-drive later.
+
+Destinations: a local JSON-lines file (the embedded default; each write is fsynced before `put` returns) or an
+SQS queue (`https://sqs.…` URL). `put` returns only once the letters are durable, or raises DeadLetterError.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from defender_hub.errors import DeadLetterError
+from defender_hub.sink.batching import RecordOrigin
+from defender_hub.timestamps import format_iso
+
+__all__ = ["DeadLetter", "DeadLetters", "JsonlDeadLetters", "SqsDeadLetters", "open_dead_letters"]
+
+SQS_MESSAGE_BYTES = 262_144
+"""SQS' message size limit; a letter larger than this can't go to an SQS destination."""
+
+
+class DeadLetter(msgspec.Struct, omit_defaults=True):
+    """One rejected finding (as JSON) or undecodable record (base64), why, and where it came from."""
+
+    reason: str
+    error_code: str | None = None
+    finding: dict[str, Any] | None = None
+    record: str | None = None
+    origin: RecordOrigin | None = None
+    at: str = ""
+
+    @classmethod
+    def for_finding(cls, body: bytes, reason: str, error_code: str | None, origin: RecordOrigin | None) -> DeadLetter:
+        """Returns the letter for a finding Security Hub rejected or would reject."""
+        finding = msgspec.json.decode(body, type=dict[str, Any])
+        return cls(reason, error_code, finding, None, origin, format_iso(int(time.time() * 1000)))
+
+    @classmethod
+    def for_record(cls, data: bytes, reason: str, origin: RecordOrigin | None) -> DeadLetter:
+        """Returns the letter for a record that could not be turned into findings."""
+        record = base64.b64encode(data).decode()
+        return cls(reason, None, None, record, origin, format_iso(int(time.time() * 1000)))
+
+    def record_bytes(self) -> bytes | None:
+        """Returns the undecodable record's bytes, if this letter carries one."""
+        return base64.b64decode(self.record) if self.record is not None else None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(DeadLetter)
+
+
+class DeadLetters(Protocol):
+    """Where rejected findings and records go."""
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Keeps `letters` durably, or raises DeadLetterError."""
+
+    def drain(self) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
+        """Yields the kept letters a group at a time, with a function that forgets that group once re-driven."""
+
+
+class JsonlDeadLetters:
+    """Dead letters in a local JSON-lines file, appended and fsynced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Appends `letters` and fsyncs the file before returning."""
+        if not letters:
+            return
+        data = b"".join(_encoder.encode(letter) + b"\n" for letter in letters)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            raise DeadLetterError(f"dead letters at {self.path}: {exc.strerror}") from exc
+
+    def drain(self) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
+        """Yields the file's letters; the file is first moved aside, so letters rejected again are new lines."""
+        aside = [*sorted(self.path.parent.glob(f"{self.path.name}.redrive-*"))]  # left by an interrupted redrive
+        if self.path.exists():
+            moved = self.path.with_name(f"{self.path.name}.redrive-{time.time_ns()}")
+            self.path.rename(moved)
+            aside.append(moved)
+        for path in aside:
+            letters = [_decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+            yield letters, path.unlink
+
+
+class SqsDeadLetters:
+    """Dead letters in an SQS queue, one message each."""
+
+    def __init__(self, queue_url: str, client: Any) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Sends `letters`, ten a request; returns once SQS has every one of them."""
+        bodies = [_encoder.encode(letter).decode() for letter in letters]
+        too_big = [len(body.encode()) for body in bodies if len(body.encode()) > SQS_MESSAGE_BYTES]
+        if too_big:
+            raise DeadLetterError(f"a dead letter of {too_big[0]} bytes is over SQS' {SQS_MESSAGE_BYTES}-byte limit")
+        for start in range(0, len(bodies), 10):
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])]
+            try:
+                answer = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:  # botocore's errors, network errors: all mean the letters are not kept
+                raise DeadLetterError(f"dead letters to {self.queue_url}: {exc}") from exc
+            if answer.get("Failed"):
+                raise DeadLetterError(f"dead letters to {self.queue_url}: {answer['Failed'][0].get('Message')}")
+
+    def drain(self) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
+        """Yields the queue's letters ten at a time; each group is deleted only after it was re-driven."""
+        while True:
+            answer = self._client.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=300
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                return
+            letters = [_decoder.decode(message["Body"]) for message in messages]
+            handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+
+            def forget(handles: list[dict[str, str]] = handles) -> None:
+                self._client.delete_message_batch(QueueUrl=self.queue_url, Entries=handles)
+
+            yield letters, forget
+
+
+def open_dead_letters(spec: str, sqs_client: Callable[[str], Any]) -> DeadLetters:
+    """Returns the destination `spec` names: an SQS queue URL (http or https), or else a file path.
+
+    `sqs_client` makes the SQS client for a queue URL.
+    """
+    if spec.startswith(("https://", "http://")):
+        return SqsDeadLetters(spec, sqs_client(spec))
+    return JsonlDeadLetters(Path(spec))

@@ -1,0 +1,256 @@
+"""Delivering findings to Security Hub: nothing reported delivered that Security Hub did not accept.
+
+botocore's adaptive retry mode does what it does well: it retries throttling, 5xx and connection errors a few times
+and runs a client-side token bucket whose rate follows throttling (CUBIC), which is what keeps several processes
+sharing one account's quota from stampeding. The sink adds what botocore lacks: it keeps retrying, with capped
+exponential backoff and full jitter, for as long as Security Hub is down; it retries only the findings a response
+lists as failed; it bisects a request Security Hub refuses whole; and it dead-letters what can never be accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from defender_hub.codecs.asff_rules import finding_problems
+from defender_hub.errors import ConfigError, SinkStopped
+from defender_hub.sink.batching import Outbound, Pending, coalesce, requests
+from defender_hub.sink.deadletters import DeadLetter, DeadLetters
+
+__all__ = ["Clients", "DeliveryReport", "RetryPolicy", "SecurityHubSink", "securityhub_clients"]
+
+log = logging.getLogger(__name__)
+
+THROTTLING_CODES = frozenset({"TooManyRequestsException", "LimitExceededException", "ThrottlingException"})
+ACCESS_CODES = frozenset({"InvalidAccess", "InvalidAccessException", "AccessDeniedException"})
+NOT_RETRYABLE_CODES = frozenset({"InvalidInput"})
+
+
+Clients = Callable[[str], Any]
+"""Gives the Security Hub client of a Region: findings are imported in the Region their ProductArn names."""
+
+
+def securityhub_clients(**overrides: Any) -> Clients:
+    """Returns Security Hub clients by Region, made once each, with the standard AWS configuration and adaptive retries.
+
+    Endpoint and credentials come from the usual places (AWS_ENDPOINT_URL_SECURITYHUB or AWS_ENDPOINT_URL, the
+    credential chain). Raises ConfigError when there are no credentials, rather than retrying what no retry can fix.
+    """
+    session = boto3.Session(region_name=os.environ.get("AWS_REGION") or None)
+    if session.get_credentials() is None:
+        raise ConfigError("no AWS credentials found in the credential chain (environment, config files, role)")
+    config = Config(retries={"mode": "adaptive", "total_max_attempts": 4}, connect_timeout=5, read_timeout=60)
+    made: dict[str, Any] = {}
+
+    def client_for(region: str) -> Any:
+        if region not in made:
+            made[region] = session.client("securityhub", region_name=region, config=config, **overrides)
+        return made[region]
+
+    return client_for
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait between attempts that botocore gave up on: capped exponential, full jitter."""
+
+    base_seconds: float = 0.5
+    max_seconds: float = 30.0
+    access_seconds: float = 60.0
+    """The wait after InvalidAccess: Security Hub or the integration is not enabled, which takes a person to fix."""
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Returns the wait before retry number `attempt` (from 1)."""
+        return rng.uniform(0, min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1)))
+
+
+@dataclass
+class DeliveryReport:
+    """What one or more deliveries did."""
+
+    accepted: int = 0
+    dead_lettered: int = 0
+    superseded: int = 0
+    """Findings replaced by a later version of themselves in the same delivery, delivered with it."""
+    requests: int = 0
+    throttled: int = 0
+    retried: int = 0
+
+    def add(self, other: DeliveryReport) -> None:
+        """Adds `other`'s counts to this report."""
+        for name in ("accepted", "dead_lettered", "superseded", "requests", "throttled", "retried"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class SecurityHubSink:
+    """Delivers findings to Security Hub; `deliver` is the seam the consumer checkpoints on."""
+
+    def __init__(
+        self,
+        clients: Clients,
+        dead_letters: DeadLetters,
+        *,
+        account_id: str | None = None,
+        policy: RetryPolicy = RetryPolicy(),
+        stop: threading.Event | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._clients = clients
+        self._counted: set[int] = set()
+        self._dead_letters = dead_letters
+        self._account_id = account_id
+        self._policy = policy
+        self._stop = stop or threading.Event()
+        self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrecy
+        self._report = DeliveryReport()
+
+    def _client(self, region: str) -> Any:
+        client = self._clients(region)
+        if id(client) not in self._counted:
+            # botocore's own attempts are counted through its events: they never reach the sink otherwise.
+            self._counted.add(id(client))
+            client.meta.events.register("before-send.securityhub.BatchImportFindings", self._count_request)
+            client.meta.events.register("needs-retry.securityhub.BatchImportFindings", self._count_throttle)
+        return client
+
+    def _count_request(self, **_: Any) -> None:
+        self._report.requests += 1
+
+    def _count_throttle(self, response: Any = None, **_: Any) -> None:
+        if response is not None and response[1].get("Error", {}).get("Code") in THROTTLING_CODES:
+            self._report.throttled += 1
+
+    def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
+        """Returns once every finding was accepted by Security Hub or durably dead-lettered.
+
+        Raises SinkStopped when a stop is requested first, DeadLetterError when a rejected finding can't be kept:
+        in either case nothing past these findings may be checkpointed.
+        """
+        self._report = report = DeliveryReport()
+        pending = coalesce(outbound)
+        report.superseded = sum(len(item.origins) - 1 for item in pending)
+        by_region: dict[str, list[Pending]] = {}
+        for item in self._screen(pending):
+            by_region.setdefault(item.doc["ProductArn"].split(":")[3], []).append(item)
+        for region, items in by_region.items():
+            client = self._client(region)
+            for batch in requests(items):
+                self._send(client, batch)
+        return report
+
+    def _screen(self, pending: list[Pending]) -> list[Pending]:
+        """Dead-letters what Security Hub would refuse, so it is not sent to fail; returns the rest."""
+        rejected: list[DeadLetter] = []
+        valid: list[Pending] = []
+        for item in pending:
+            problems = finding_problems(item.doc, encoded_size=len(item.body), account_id=self._account_id)
+            if problems:
+                reason = "invalid finding: " + "; ".join(problems)
+                rejected += [DeadLetter.for_finding(item.body, reason[:2048], "InvalidInput", o) for o in item.origins]
+            else:
+                valid.append(item)
+        self._dead_letter(rejected, len(pending) - len(valid))
+        return valid
+
+    def _dead_letter(self, letters: list[DeadLetter], findings: int) -> None:
+        if letters:
+            self._dead_letters.put(letters)
+            self._report.dead_lettered += findings
+
+    def _wait(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise SinkStopped("stop requested while findings were still undelivered")
+
+    def _send(self, client: Any, batch: list[Pending]) -> None:
+        """Sends one request's findings until each is accepted or dead-lettered."""
+        attempt = 0
+        while batch:
+            if self._stop.is_set():
+                raise SinkStopped("stop requested while findings were still undelivered")
+            attempt += 1
+            try:
+                answer = client.batch_import_findings(Findings=[item.doc for item in batch])
+            except ClientError as exc:
+                batch = self._request_failed(client, batch, exc, attempt)
+                continue
+            except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
+                log.warning("Security Hub unreachable (%s); retrying %d findings", type(exc).__name__, len(batch))
+                self._report.retried += 1
+                self._wait(self._policy.delay(attempt, self._rng))
+                continue
+            batch = self._partly_failed(batch, answer, attempt)
+
+    def _request_failed(self, client: Any, batch: list[Pending], exc: ClientError, attempt: int) -> list[Pending]:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        self._report.retried += 1
+        if code == "InvalidInputException" and len(batch) > 1:
+            # Refused whole, though each finding passed the strict check: halves find the one that is refused.
+            middle = len(batch) // 2
+            self._send(client, batch[:middle])
+            return batch[middle:]
+        if code == "InvalidInputException":
+            item = batch[0]
+            reason = f"refused by Security Hub: {exc.response.get('Error', {}).get('Message', '')}"[:2048]
+            self._dead_letter([DeadLetter.for_finding(item.body, reason, code, o) for o in item.origins], 1)
+            return []
+        if code in ACCESS_CODES or status in (401, 403):
+            log.error(
+                "Security Hub refuses access (%s): is Security Hub enabled and the integration accepted in this "
+                "account and Region? Retrying %d findings in %.0f s",
+                code or status,
+                len(batch),
+                self._policy.access_seconds,
+            )
+            self._wait(self._policy.access_seconds)
+            return batch
+        log.warning("Security Hub answered %s (%s); retrying %d findings", code, status, len(batch))
+        self._wait(self._policy.delay(attempt, self._rng))
+        return batch
+
+    def _partly_failed(self, batch: list[Pending], answer: dict[str, Any], attempt: int) -> list[Pending]:
+        failures = {failure.get("Id"): failure for failure in answer.get("FailedFindings") or []}
+        accepted = [item for item in batch if item.id not in failures]
+        self._report.accepted += len(accepted)
+        if not failures:
+            return []
+        retry: list[Pending] = []
+        rejected: list[DeadLetter] = []
+        rejected_findings = 0
+        access_denied = False
+        for item in batch:
+            failure = failures.get(item.id)
+            if failure is None:
+                continue
+            code = failure.get("ErrorCode", "")
+            if code in NOT_RETRYABLE_CODES:
+                reason = f"refused by Security Hub: {failure.get('ErrorMessage', '')}"[:2048]
+                rejected += [DeadLetter.for_finding(item.body, reason, code, origin) for origin in item.origins]
+                rejected_findings += 1
+            else:
+                access_denied = access_denied or code in ACCESS_CODES
+                retry.append(item)
+        self._dead_letter(rejected, rejected_findings)
+        if retry:
+            self._report.retried += 1
+            if access_denied:
+                log.error(
+                    "Security Hub refused %d findings with InvalidAccess: is the integration enabled? "
+                    "Retrying in %.0f s",
+                    len(retry),
+                    self._policy.access_seconds,
+                )
+                self._wait(self._policy.access_seconds)
+            else:
+                log.warning("Security Hub failed %d findings; retrying them", len(retry))
+                self._wait(self._policy.delay(attempt, self._rng))
+        return retry

@@ -1,0 +1,71 @@
+"""A running local Security Hub and findings to send it."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.sink import Clients, JsonlDeadLetters, Outbound, RecordOrigin, RetryPolicy, SecurityHubSink
+from tests.conftest import Convert
+
+FAST = RetryPolicy(base_seconds=0.05, max_seconds=0.5, access_seconds=0.3)
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalSecurityHub]:
+    with LocalSecurityHub() as running:
+        yield running
+
+
+def hub_clients(hub: LocalSecurityHub) -> Clients:
+    """Security Hub clients by Region, all pointed at the local hub, as the sink takes them."""
+    made: dict[str, Any] = {}
+
+    def client_for(region: str) -> Any:
+        if region not in made:
+            made[region] = boto3.client(
+                "securityhub",
+                endpoint_url=hub.endpoint_url,
+                region_name=region,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+                config=Config(
+                    retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=1, read_timeout=10
+                ),
+            )
+        return made[region]
+
+    return client_for
+
+
+@pytest.fixture
+def dead_letters(tmp_path: Path) -> JsonlDeadLetters:
+    return JsonlDeadLetters(tmp_path / "dead-letters.jsonl")
+
+
+@pytest.fixture
+def sink(hub: LocalSecurityHub, dead_letters: JsonlDeadLetters) -> SecurityHubSink:
+    return SecurityHubSink(
+        hub_clients(hub), dead_letters, account_id=hub.account_id, policy=FAST, stop=threading.Event()
+    )
+
+
+@pytest.fixture
+def template(convert: Convert, reference_events: list[dict[str, Any]]) -> dict[str, Any]:
+    return convert(reference_events[2] | {"region": "us-east-1"})[0]
+
+
+def many(template: dict[str, Any], count: int, **changes: Any) -> list[Outbound]:
+    """`count` distinct findings, each from its own record."""
+    return [
+        Outbound(copy.deepcopy(template) | {"Id": f"finding-{i}"} | changes, RecordOrigin("shard-1", str(1000 + i)))
+        for i in range(count)
+    ]

@@ -1,0 +1,73 @@
+"""Coalescing by Id and splitting into requests within Security Hub's limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from defender_hub.sink.batching import Outbound, RecordOrigin, coalesce, requests
+
+
+def finding(finding_id: str, updated: str, title: str = "t", product: str = "p", size: int = 0) -> dict[str, Any]:
+    doc = {"ProductArn": product, "Id": finding_id, "UpdatedAt": updated, "Title": title}
+    if size:
+        doc["Description"] = "x" * size
+    return doc
+
+
+def origin(n: int) -> RecordOrigin:
+    return RecordOrigin(shard_id="shard-0", sequence_number=str(n))
+
+
+def test_the_latest_version_of_a_finding_wins_and_stands_for_the_others() -> None:
+    pending = coalesce(
+        [
+            Outbound(finding("a", "2024-01-02T00:00:00.000Z", "newest"), origin(1)),
+            Outbound(finding("a", "2024-01-01T00:00:00.000Z", "older"), origin(2)),
+            Outbound(finding("b", "2024-01-01T00:00:00.000Z"), origin(3)),
+        ]
+    )
+
+    assert [(p.doc["Id"], p.doc["Title"]) for p in pending] == [("a", "newest"), ("b", "t")]
+    assert pending[0].origins == [origin(1), origin(2)]
+
+
+def test_on_a_tie_the_later_one_wins() -> None:
+    pending = coalesce(
+        [
+            Outbound(finding("a", "2024-01-01T00:00:00Z", "first")),
+            Outbound(finding("a", "2024-01-01T00:00:00.000+00:00", "second")),
+        ]
+    )
+
+    assert [p.doc["Title"] for p in pending] == ["second"]
+
+
+def test_the_same_id_under_another_product_is_another_finding() -> None:
+    assert (
+        len(coalesce([Outbound(finding("a", "2024", product="p1")), Outbound(finding("a", "2024", product="p2"))])) == 2
+    )
+
+
+def test_the_body_is_what_botocore_sends() -> None:
+    [pending] = coalesce([Outbound(finding("a", "2024", title="设备"))])
+
+    assert pending.body == json.dumps(pending.doc).encode()
+    assert b"\\u8bbe" in pending.body  # non-ASCII escaped, as on the wire
+
+
+def test_requests_hold_at_most_100_findings() -> None:
+    pending = coalesce(Outbound(finding(str(i), "2024")) for i in range(250))
+
+    assert [len(batch) for batch in requests(pending)] == [100, 100, 50]
+
+
+def test_requests_stay_under_6_mb() -> None:
+    pending = coalesce(Outbound(finding(str(i), "2024", size=200_000)) for i in range(70))
+
+    batches = list(requests(pending))
+
+    assert len(batches) == 3
+    for batch in batches:
+        assert len(json.dumps({"Findings": [p.doc for p in batch]}).encode()) <= 6_000_000
+    assert [p.doc["Id"] for batch in batches for p in batch] == [str(i) for i in range(70)]

@@ -1,0 +1,63 @@
+"""Dead letters are kept durably with reason and origin, and a redrive forgets them only once handled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from defender_hub.errors import DeadLetterError
+from defender_hub.sink import DeadLetter, JsonlDeadLetters, RecordOrigin, SqsDeadLetters, open_dead_letters
+from defender_hub.sink.deadletters import SQS_MESSAGE_BYTES
+
+ORIGIN = RecordOrigin(shard_id="shardId-000000000001", sequence_number="4959", sub_sequence_number=2)
+
+
+def test_both_kinds_of_letter_survive_the_file(tmp_path: Path) -> None:
+    store = JsonlDeadLetters(tmp_path / "letters.jsonl")
+    store.put(
+        [
+            DeadLetter.for_finding(b'{"Id": "f-1"}', "refused", "InvalidInput", ORIGIN),
+            DeadLetter.for_record(b"\xff not json", "not UTF-8", ORIGIN),
+        ]
+    )
+
+    [(letters, forget)] = list(store.drain())
+
+    assert letters[0].finding == {"Id": "f-1"}
+    assert (letters[0].reason, letters[0].error_code, letters[0].origin) == ("refused", "InvalidInput", ORIGIN)
+    assert letters[1].record_bytes() == b"\xff not json"
+    assert letters[1].at.endswith("Z")
+    forget()
+    assert list(store.drain()) == []
+
+
+def test_an_interrupted_redrive_leaves_its_letters_for_the_next(tmp_path: Path) -> None:
+    store = JsonlDeadLetters(tmp_path / "letters.jsonl")
+    store.put([DeadLetter.for_record(b"one", "down", ORIGIN)])
+    next(iter(store.drain()))  # taken, never forgotten: the redrive died
+    store.put([DeadLetter.for_record(b"two", "down", ORIGIN)])
+
+    taken = [letter.record_bytes() for letters, _ in store.drain() for letter in letters]
+
+    assert sorted(taken) == [b"one", b"two"]
+
+
+def test_each_line_is_one_letter(tmp_path: Path) -> None:
+    store = JsonlDeadLetters(tmp_path / "deep" / "letters.jsonl")
+    store.put([DeadLetter.for_record(b"x\ny", "r", None)] * 3)
+
+    assert [json.loads(line)["reason"] for line in store.path.read_text().splitlines()] == ["r"] * 3
+
+
+def test_a_letter_too_large_for_sqs_is_refused_before_sending() -> None:
+    store = SqsDeadLetters("http://127.0.0.1:1/000000000000/q", client=None)
+
+    with pytest.raises(DeadLetterError, match="over SQS"):
+        store.put([DeadLetter.for_record(b"x" * SQS_MESSAGE_BYTES, "too big", None)])
+
+
+def test_the_destination_is_told_by_its_form(tmp_path: Path) -> None:
+    assert isinstance(open_dead_letters(str(tmp_path / "l.jsonl"), lambda url: None), JsonlDeadLetters)
+    assert isinstance(open_dead_letters("https://sqs.eu-west-1.amazonaws.com/1/q", lambda url: None), SqsDeadLetters)

@@ -1,0 +1,195 @@
+"""The sink against the strict local Security Hub over HTTP: nothing lost, nothing claimed that was not stored."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from defender_hub.convert import EventConverter
+from defender_hub.errors import DeadLetterError, SinkStopped
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.mapping import MappingOptions
+from defender_hub.sink import JsonlDeadLetters, Outbound, SecurityHubSink
+from tests.sink.conftest import FAST, hub_clients, many
+
+
+def stored_ids(hub: LocalSecurityHub) -> set[str]:
+    return {f["Id"] for f in hub.findings()}
+
+
+def letters(dead_letters: JsonlDeadLetters) -> list[dict[str, Any]]:
+    if not dead_letters.path.exists():
+        return []
+    return [json.loads(line) for line in dead_letters.path.read_text().splitlines()]
+
+
+def test_1000_findings_go_in_10_full_requests_each_accepted_once(
+    hub: LocalSecurityHub, sink: SecurityHubSink, template: dict[str, Any]
+) -> None:
+    report = sink.deliver(many(template, 1000))
+
+    assert (report.accepted, report.dead_lettered, report.requests) == (1000, 0, 10)
+    log = hub.requests("BatchImportFindings")
+    assert [(r.status, r.findings, r.accepted) for r in log] == [(200, 100, 100)] * 10
+    assert stored_ids(hub) == {f"finding-{i}" for i in range(1000)}
+
+
+def test_mapped_findings_go_to_the_region_their_product_arn_names(
+    hub: LocalSecurityHub, sink: SecurityHubSink, reference_events: list[dict[str, Any]]
+) -> None:
+    converter = EventConverter(MappingOptions())
+    findings = [f for event in reference_events for f in converter.findings(json.dumps(event).encode())]
+
+    report = sink.deliver(Outbound(finding) for finding in findings)
+
+    assert (report.accepted, report.dead_lettered) == (3, 0)
+    assert {(f["Id"], f["Region"]) for f in hub.findings()} == {
+        (finding.id, finding.product_arn.split(":")[3]) for finding in findings
+    }
+    assert {f["Region"] for f in hub.findings()} == {"us-west-2", "us-east-1"}
+
+
+def test_versions_of_a_finding_in_one_delivery_go_as_the_latest(
+    hub: LocalSecurityHub, sink: SecurityHubSink, template: dict[str, Any]
+) -> None:
+    old, new = many(template, 1, Title="old")[0], many(template, 1, Title="new")[0]
+    new.finding["UpdatedAt"] = "2030-01-01T00:00:00.000Z"  # type: ignore[index]
+
+    report = sink.deliver([new, old])
+
+    assert (report.accepted, report.superseded, report.requests) == (1, 1, 1)
+    assert hub.findings()[0]["Title"] == "new"
+
+
+@pytest.mark.parametrize("refuse_connections", [False, True])
+def test_an_outage_loses_nothing_and_delivery_returns_after_recovery(
+    hub: LocalSecurityHub, sink: SecurityHubSink, template: dict[str, Any], refuse_connections: bool
+) -> None:
+    hub.outage(3.0, refuse_connections=refuse_connections)
+    started = time.monotonic()
+
+    report = sink.deliver(many(template, 250))
+
+    assert time.monotonic() - started >= 2.5
+    assert report.accepted == 250
+    assert stored_ids(hub) == {f"finding-{i}" for i in range(250)}
+    assert report.retried >= 1
+
+
+def test_only_the_failed_findings_are_retried(
+    hub: LocalSecurityHub, sink: SecurityHubSink, template: dict[str, Any]
+) -> None:
+    hub.fail(["finding-3", "finding-7"], "InternalError", "try again", times=2)
+
+    report = sink.deliver(many(template, 10))
+
+    assert report.accepted == 10
+    assert [(r.findings, r.accepted) for r in hub.requests("BatchImportFindings")] == [(10, 8), (2, 0), (2, 2)]
+
+
+def test_invalid_findings_are_dead_lettered_with_reason_and_origin_without_being_sent(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    outbound = many(template, 3)
+    outbound[1].finding["Title"] = "x" * 300  # type: ignore[index]
+
+    report = sink.deliver(outbound)
+
+    assert (report.accepted, report.dead_lettered) == (2, 1)
+    assert hub.requests("BatchImportFindings")[0].findings == 2
+    [letter] = letters(dead_letters)
+    assert letter["error_code"] == "InvalidInput"
+    assert "Title: length 300" in letter["reason"]
+    assert letter["origin"] == {"shard_id": "shard-1", "sequence_number": "1001"}
+    assert letter["finding"]["Id"] == "finding-1"
+
+
+def test_a_finding_security_hub_refuses_is_dead_lettered_with_its_message(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    hub.fail(["finding-0"], "InvalidInput", "Finding is malformed", times=None)
+
+    report = sink.deliver(many(template, 2))
+
+    assert (report.accepted, report.dead_lettered) == (1, 1)
+    [letter] = letters(dead_letters)
+    assert (letter["error_code"], letter["reason"]) == ("InvalidInput", "refused by Security Hub: Finding is malformed")
+
+
+def test_a_request_refused_whole_is_bisected_to_the_finding_at_fault(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    hub.refuse_requests_with(["finding-37"])
+
+    report = sink.deliver(many(template, 100))
+
+    assert (report.accepted, report.dead_lettered) == (99, 1)
+    assert [letter["finding"]["Id"] for letter in letters(dead_letters)] == ["finding-37"]
+    assert stored_ids(hub) == {f"finding-{i}" for i in range(100)} - {"finding-37"}
+
+
+def test_invalid_access_is_retried_loudly_and_never_dropped(
+    hub: LocalSecurityHub,
+    sink: SecurityHubSink,
+    dead_letters: JsonlDeadLetters,
+    template: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub.fail(["finding-1"], "InvalidAccess", "integration not enabled", times=3)
+
+    with caplog.at_level(logging.ERROR):
+        report = sink.deliver(many(template, 3))
+
+    assert (report.accepted, report.dead_lettered) == (3, 0)
+    assert letters(dead_letters) == []
+    assert sum("InvalidAccess" in record.message for record in caplog.records) == 3
+
+
+def test_a_stop_during_an_outage_raises_and_claims_nothing(
+    hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    stop = threading.Event()
+    sink = SecurityHubSink(hub_clients(hub), dead_letters, policy=FAST, stop=stop)
+    hub.outage(30)
+    threading.Timer(1.0, stop.set).start()
+
+    with pytest.raises(SinkStopped):
+        sink.deliver(many(template, 5))
+    assert hub.findings() == []
+
+
+def test_dead_letters_that_cannot_be_kept_stop_the_delivery(
+    hub: LocalSecurityHub, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    sink = SecurityHubSink(hub_clients(hub), JsonlDeadLetters(blocked / "letters.jsonl"), policy=FAST)
+    outbound = many(template, 2)
+    outbound[0].finding["Title"] = ""  # type: ignore[index]
+
+    with pytest.raises(DeadLetterError):
+        sink.deliver(outbound)
+
+
+def test_the_sink_never_reports_delivered_what_was_not_stored(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    outbound = many(template, 600)
+    outbound[5].finding["Types"] = ["Nonsense"]  # type: ignore[index]
+    hub.fail([f"finding-{i}" for i in range(0, 600, 7)], "InternalError", "flaky", times=2)
+    hub.fail([f"finding-{i}" for i in range(3, 600, 50)], "InvalidInput", "refused", times=None)
+    threading.Timer(0.2, hub.outage, args=(1.0,)).start()
+
+    report = sink.deliver(outbound)
+
+    dead = {letter["finding"]["Id"] for letter in letters(dead_letters)}
+    assert report.accepted == len(stored_ids(hub))
+    assert report.accepted + report.dead_lettered == 600
+    assert stored_ids(hub).isdisjoint(dead)
+    assert stored_ids(hub) | dead == {f"finding-{i}" for i in range(600)}

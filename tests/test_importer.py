@@ -1,0 +1,194 @@
+"""`defender-hub import` and `redrive` as processes against the local Security Hub (and SQS from moto's server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.sink import DeadLetter, JsonlDeadLetters, RecordOrigin
+from tests.conftest import Convert
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalSecurityHub]:
+    with LocalSecurityHub() as running:
+        yield running
+
+
+@pytest.fixture
+def template(convert: Convert, reference_events: list[dict[str, Any]]) -> dict[str, Any]:
+    return convert(reference_events[2] | {"region": "us-east-1"})[0]
+
+
+def aws_env(**endpoints: str) -> dict[str, str]:
+    """The environment of a process that may reach only the local endpoints, never AWS itself."""
+    return (
+        os.environ
+        | {
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        | {f"AWS_ENDPOINT_URL_{service.upper()}": url for service, url in endpoints.items()}
+    )
+
+
+def lines(template: dict[str, Any], prefix: str, count: int, **changes: Any) -> bytes:
+    return b"".join(json.dumps(template | {"Id": f"{prefix}-{i}"} | changes).encode() + b"\n" for i in range(count))
+
+
+def defender_hub(*args: str, stdin: bytes, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "defender_hub", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_import_reports_and_dead_letters_bad_lines(
+    hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path
+) -> None:
+    letters = tmp_path / "letters.jsonl"
+    stdin = lines(template, "a", 150) + b"{not json\n" + lines(template, "b", 1, Title="")
+
+    done = defender_hub("import", "--dead-letter", str(letters), stdin=stdin, env=aws_env(securityhub=hub.endpoint_url))
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"accepted 150, dead-lettered 2" in done.stderr
+    assert len(hub.findings()) == 150
+    kept = [json.loads(line) for line in letters.read_text().splitlines()]
+    assert [(k.get("origin"), "record" in k, "finding" in k) for k in kept] == [
+        ({"line": 151}, True, False),
+        ({"line": 152}, False, True),
+    ]
+
+
+def test_four_importers_share_the_quota_and_converge(
+    hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path
+) -> None:
+    env = aws_env(securityhub=hub.endpoint_url)
+    processes = []
+    for index in range(4):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "defender_hub", "import", "--dead-letter", str(tmp_path / f"l{index}.jsonl")],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        processes.append((process, lines(template, f"p{index}", 5000)))
+    for process, stdin in processes:
+        assert process.stdin is not None
+        process.stdin.write(stdin)
+        process.stdin.close()
+    assert [process.wait(timeout=300) for process, _ in processes] == [0, 0, 0, 0]
+
+    assert len(hub.findings()) == 20_000
+    log = hub.requests("BatchImportFindings")
+    settled = [r for r in log if r.at - log[0].at >= 5.0]
+    throttled = sum(r.status == 429 for r in settled)
+    assert len(settled) >= 100  # the quota was contended for well past the first seconds
+    assert throttled <= 0.1 * len(settled), f"{throttled} of {len(settled)} requests throttled after 5 s"
+
+
+def test_redrive_sends_the_dead_letters_again_after_a_fix(
+    hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path
+) -> None:
+    letters = tmp_path / "letters.jsonl"
+    env = aws_env(securityhub=hub.endpoint_url)
+    hub.fail([f"r-{i}" for i in range(3)], "InvalidInput", "integration misconfigured", times=None)
+    first = defender_hub("import", "--dead-letter", str(letters), stdin=lines(template, "r", 10), env=env)
+    assert b"accepted 7, dead-lettered 3" in first.stderr
+    hub.reset()  # the fix
+
+    again = defender_hub("redrive", "--dead-letter", str(letters), stdin=b"", env=env)
+
+    assert again.returncode == 0, again.stderr.decode()
+    assert b"accepted 3, dead-lettered 0" in again.stderr
+    assert {f["Id"] for f in hub.findings()} == {"r-0", "r-1", "r-2"}
+    assert not letters.exists()
+    assert list(tmp_path.glob("letters.jsonl.redrive-*")) == []
+
+
+def test_redrive_maps_dead_lettered_records(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    event = (Path(__file__).parent / "golden" / "reference-events.jsonl").read_bytes().splitlines()[2]
+    store = JsonlDeadLetters(tmp_path / "letters.jsonl")
+    store.put([DeadLetter.for_record(event, "Security Hub was down", RecordOrigin("shard-0", "49"))])
+
+    done = defender_hub(
+        "redrive", "--dead-letter", str(store.path), stdin=b"", env=aws_env(securityhub=hub.endpoint_url)
+    )
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert [f["Id"] for f in hub.findings()] == ["e92a782593c6f5b1fc7cb6a443dc1a12"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def sqs_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_dead_letters_can_go_to_sqs_and_be_redriven_from_it(
+    hub: LocalSecurityHub, template: dict[str, Any], sqs_endpoint: str
+) -> None:
+    env = aws_env(securityhub=hub.endpoint_url, sqs=sqs_endpoint)
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=sqs_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    queue = sqs.create_queue(QueueName="defender-hub-dead-letters")["QueueUrl"]
+    hub.fail(["q-1"], "InvalidInput", "refused", times=None)
+
+    first = defender_hub("import", "--dead-letter", queue, stdin=lines(template, "q", 3), env=env)
+    assert b"accepted 2, dead-lettered 1" in first.stderr, first.stderr.decode()
+    hub.reset()
+    again = defender_hub("redrive", "--dead-letter", queue, stdin=b"", env=env)
+
+    assert b"accepted 1, dead-lettered 0" in again.stderr, again.stderr.decode()
+    assert [f["Id"] for f in hub.findings()] == ["q-1"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == (
+        "0",
+        "0",
+    )
+
+
+def test_missing_credentials_are_a_clear_error_not_a_retry(tmp_path: Path) -> None:
+    env = {k: v for k, v in aws_env().items() if not k.startswith(("AWS_ACCESS_KEY", "AWS_SECRET", "AWS_SESSION"))}
+
+    done = defender_hub("import", "--dead-letter", str(tmp_path / "l.jsonl"), stdin=b"{}\n", env=env)
+
+    assert done.returncode == 2
+    assert b"configuration error: no AWS credentials" in done.stderr
