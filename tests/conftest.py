@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import msgspec
 import pytest
+from botocore.config import Config
 from hypothesis import HealthCheck, settings
 
 from defender_hub.codecs.asff import encode_finding
@@ -53,6 +55,18 @@ def convert() -> Convert:
         return [json.loads(encode_finding(finding)) for finding in findings]
 
     return run
+
+
+def local_client(service: str, endpoint_url: str, region: str = "us-east-1", config: Config | None = None) -> Any:
+    """A boto3 client of a local stand-in on loopback, with throw-away credentials."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=config,
+    )
 
 
 def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import DeadLetter, JsonlDeadLetters, RecordOrigin
-from tests.conftest import Convert
+from tests.conftest import Convert, local_client
 
 
 @pytest.fixture
@@ -161,13 +160,7 @@ def test_dead_letters_can_go_to_sqs_and_be_redriven_from_it(
     hub: LocalSecurityHub, template: dict[str, Any], sqs_endpoint: str
 ) -> None:
     env = aws_env(securityhub=hub.endpoint_url, sqs=sqs_endpoint)
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=sqs_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    sqs = local_client("sqs", sqs_endpoint)
     queue = sqs.create_queue(QueueName="defender-hub-dead-letters")["QueueUrl"]
     hub.fail(["q-1"], "InvalidInput", "refused", times=None)
 

@@ -11,13 +11,12 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from defender_hub.local.securityhub import LocalSecurityHub, TokenBucket
-from tests.conftest import Convert
+from tests.conftest import Convert, local_client
 
 ACCOUNT = "123456789012"
 
@@ -30,14 +29,8 @@ def hub() -> Iterator[LocalSecurityHub]:
 
 def client(hub: LocalSecurityHub, attempts: int = 1) -> Any:
     """A client making at most `attempts` attempts a call: by default one, so each call shows what the hub answered."""
-    return boto3.client(
-        "securityhub",
-        endpoint_url=hub.endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"total_max_attempts": attempts, "mode": "standard"}, connect_timeout=2, read_timeout=10),
-    )
+    retries = Config(retries={"total_max_attempts": attempts, "mode": "standard"}, connect_timeout=2, read_timeout=10)
+    return local_client("securityhub", hub.endpoint_url, config=retries)
 
 
 @pytest.fixture
@@ -256,13 +249,7 @@ def test_the_command_line_serves_it_with_the_control_api(finding: dict[str, Any]
             with urllib.request.urlopen(urllib.request.Request(endpoint + path, data=data), timeout=10) as answer:
                 return json.load(answer)
 
-        hub_client = boto3.client(
-            "securityhub",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+        hub_client = local_client("securityhub", endpoint)
         hub_client.batch_import_findings(Findings=[finding])
         assert [f["Id"] for f in control("/_local/findings")["Findings"]] == [finding["Id"]]
         control("/_local/fail", {"Ids": [finding["Id"]], "ErrorCode": "InvalidAccess"})

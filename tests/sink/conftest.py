@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import Clients, JsonlDeadLetters, Outbound, RecordOrigin, RetryPolicy, SecurityHubSink
-from tests.conftest import Convert
+from tests.conftest import Convert, local_client
 
 FAST = RetryPolicy(base_seconds=0.05, max_seconds=0.5, access_seconds=0.3)
 
@@ -31,16 +30,8 @@ def hub_clients(hub: LocalSecurityHub) -> Clients:
 
     def client_for(region: str) -> Any:
         if region not in made:
-            made[region] = boto3.client(
-                "securityhub",
-                endpoint_url=hub.endpoint_url,
-                region_name=region,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-                config=Config(
-                    retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=1, read_timeout=10
-                ),
-            )
+            retries = Config(retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=1, read_timeout=10)
+            made[region] = local_client("securityhub", hub.endpoint_url, region, retries)
         return made[region]
 
     return client_for

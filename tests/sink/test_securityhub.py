@@ -134,6 +134,20 @@ def test_a_request_refused_whole_is_bisected_to_the_finding_at_fault(
     assert stored_ids(hub) == {f"finding-{i}" for i in range(100)} - {"finding-37"}
 
 
+def test_a_finding_botocore_will_not_send_is_dead_lettered_not_retried_forever(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    outbound = many(template, 20)
+    outbound[13].finding["Confidence"] = "very"  # type: ignore[index]  # an integer in ASFF; not in the strict check
+
+    report = sink.deliver(outbound)
+
+    assert (report.accepted, report.dead_lettered) == (19, 1)
+    [letter] = letters(dead_letters)
+    assert letter["finding"]["Id"] == "finding-13"
+    assert "Confidence" in letter["reason"]
+
+
 def test_invalid_access_is_retried_loudly_and_never_dropped(
     hub: LocalSecurityHub,
     sink: SecurityHubSink,

@@ -19,7 +19,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.errors import ConfigError, SinkStopped
@@ -182,6 +182,9 @@ class SecurityHubSink:
             except ClientError as exc:
                 batch = self._request_failed(client, batch, exc, attempt)
                 continue
+            except ParamValidationError as exc:  # botocore refused to send it: no retry will change that
+                batch = self._refused_whole(client, batch, f"refused by botocore's validation: {exc}", "InvalidInput")
+                continue
             except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
                 log.warning("Security Hub unreachable (%s); retrying %d findings", type(exc).__name__, len(batch))
                 self._report.retried += 1
@@ -193,16 +196,9 @@ class SecurityHubSink:
         code = exc.response.get("Error", {}).get("Code", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         self._report.retried += 1
-        if code == "InvalidInputException" and len(batch) > 1:
-            # Refused whole, though each finding passed the strict check: halves find the one that is refused.
-            middle = len(batch) // 2
-            self._send(client, batch[:middle])
-            return batch[middle:]
         if code == "InvalidInputException":
-            item = batch[0]
-            reason = f"refused by Security Hub: {exc.response.get('Error', {}).get('Message', '')}"[:2048]
-            self._dead_letter([DeadLetter.for_finding(item.body, reason, code, o) for o in item.origins], 1)
-            return []
+            message = exc.response.get("Error", {}).get("Message", "")
+            return self._refused_whole(client, batch, f"refused by Security Hub: {message}", code)
         if code in ACCESS_CODES or status in (401, 403):
             log.error(
                 "Security Hub refuses access (%s): is Security Hub enabled and the integration accepted in this "
@@ -216,6 +212,17 @@ class SecurityHubSink:
         log.warning("Security Hub answered %s (%s); retrying %d findings", code, status, len(batch))
         self._wait(self._policy.delay(attempt, self._rng))
         return batch
+
+    def _refused_whole(self, client: Any, batch: list[Pending], reason: str, code: str) -> list[Pending]:
+        """Handles a request refused as a whole, though each finding passed the strict check: halves find the one
+        refused, which is dead-lettered; returns what is still to send."""
+        if len(batch) > 1:
+            middle = len(batch) // 2
+            self._send(client, batch[:middle])
+            return batch[middle:]
+        item = batch[0]
+        self._dead_letter([DeadLetter.for_finding(item.body, reason[:2048], code, o) for o in item.origins], 1)
+        return []
 
     def _partly_failed(self, batch: list[Pending], answer: dict[str, Any], attempt: int) -> list[Pending]:
         failures = {failure.get("Id"): failure for failure in answer.get("FailedFindings") or []}
