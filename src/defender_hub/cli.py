@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -79,6 +79,27 @@ def _parser() -> argparse.ArgumentParser:
         )
     importing.add_argument("--account-id", help="the account imported into, checked before sending")
     _mapping_flags(redriving)
+    running = commands.add_parser(
+        "run",
+        help="consume a Kinesis stream with the KCL and import its findings",
+        description=(
+            "Starts the KCL MultiLangDaemon on the stream, with the findings processor as its child: records become "
+            "findings, findings go to Security Hub, and a shard is checkpointed only past records whose findings "
+            "were accepted or dead-lettered. Endpoints come from AWS_ENDPOINT_URL_KINESIS, _DYNAMODB, _CLOUDWATCH, "
+            "_SECURITYHUB (or AWS_ENDPOINT_URL). SIGTERM drains and checkpoints."
+        ),
+    )
+    running.add_argument("--stream", required=True, help="the Kinesis stream")
+    running.add_argument("--application", required=True, help="the KCL application: the name of its lease table")
+    running.add_argument(
+        "--initial-position", default="TRIM_HORIZON", choices=["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"]
+    )
+    running.add_argument("--timestamp", help="with AT_TIMESTAMP: where to start (epoch seconds)")
+    running.add_argument("--worker-id", default=socket.gethostname(), help="stable per worker (default: the host name)")
+    running.add_argument("--retrieval-mode", default="POLLING", choices=["POLLING", "FANOUT"])
+    running.add_argument("--max-records", type=int, default=1000, help="records a GetRecords call (1..10000)")
+    running.add_argument("--dead-letter", default=DEFAULT_DEAD_LETTERS, metavar="PATH|SQS_URL")
+    _mapping_flags(running)
     local_hub = commands.add_parser(
         "local-securityhub",
         help="serve a strict local Security Hub on 127.0.0.1 until interrupted",
@@ -113,15 +134,6 @@ def _summary(report: DeliveryReport, elapsed: float) -> str:
     )
 
 
-def _sqs_client(queue_url: str) -> object:
-    """Returns the SQS client for a dead-letter queue: in AWS_REGION, else in the Region its URL names."""
-    import boto3  # noqa: PLC0415
-
-    named = re.match(r"https://sqs\.([a-z0-9-]+)\.", queue_url)
-    region = os.environ.get("AWS_REGION") or (named.group(1) if named else None)
-    return boto3.client("sqs", region_name=region)
-
-
 def _deliver(args: argparse.Namespace) -> int:
     """Runs `import` or `redrive`: stops cleanly on SIGINT or SIGTERM, saying what was left undelivered."""
     # boto3 takes a while to load: only the commands that talk to AWS pay for it.
@@ -132,7 +144,7 @@ def _deliver(args: argparse.Namespace) -> int:
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
     clients = securityhub_clients()
-    dead_letters = open_dead_letters(args.dead_letter, _sqs_client)
+    dead_letters = open_dead_letters(args.dead_letter)
     sink = SecurityHubSink(clients, dead_letters, account_id=args.account_id, stop=stop)
     started = time.monotonic()
     on_terminal = sys.stderr.isatty()
@@ -154,6 +166,41 @@ def _deliver(args: argparse.Namespace) -> int:
         return EXIT_FAILURES
     print(f"{chr(10) if on_terminal else ''}{_summary(report, time.monotonic() - started)}", file=sys.stderr)
     return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from defender_hub.consumer.launcher import DaemonSettings, run_daemon  # noqa: PLC0415
+
+    load_mapping_options(  # validated here, before the daemon starts, rather than in every shard's processor
+        account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+    )
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("no Region for the stream: set AWS_REGION or --region")
+    if not 1 <= args.max_records <= 10_000:
+        raise ConfigError("--max-records must be 1..10000")
+    settings = DaemonSettings(
+        stream=args.stream,
+        application=args.application,
+        worker_id=args.worker_id,
+        region=region,
+        initial_position=args.initial_position,
+        timestamp=args.timestamp,
+        retrieval_mode=args.retrieval_mode,
+        max_records=args.max_records,
+    )
+    environment = {
+        "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
+        if "://" not in args.dead_letter
+        else args.dead_letter,
+        **{
+            f"DEFENDER_HUB_{name.upper()}": str(value)
+            for name in ("account_id", "region", "partition", "config")
+            if (value := getattr(args, name)) is not None
+        },
+    }
+    status = run_daemon(settings, environment)
+    return EXIT_OK if status == 0 else EXIT_FAILURES
 
 
 def _local_securityhub(args: argparse.Namespace) -> int:
@@ -179,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _local_securityhub(args)
         if args.command in ("import", "redrive"):
             return _deliver(args)
+        if args.command == "run":
+            return _run(args)
     except ConfigError as exc:
         print(f"defender-hub: configuration error: {exc}", file=sys.stderr)
         return EXIT_FAILURES

@@ -59,5 +59,5 @@ def test_a_letter_too_large_for_sqs_is_refused_before_sending() -> None:
 
 
 def test_the_destination_is_told_by_its_form(tmp_path: Path) -> None:
-    assert isinstance(open_dead_letters(str(tmp_path / "l.jsonl"), lambda url: None), JsonlDeadLetters)
-    assert isinstance(open_dead_letters("https://sqs.eu-west-1.amazonaws.com/1/q", lambda url: None), SqsDeadLetters)
+    assert isinstance(open_dead_letters(str(tmp_path / "l.jsonl"), lambda _: None), JsonlDeadLetters)
+    assert isinstance(open_dead_letters("https://sqs.eu-west-1.amazonaws.com/1/q", lambda _: None), SqsDeadLetters)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -138,7 +139,15 @@ class SqsDeadLetters:
             yield letters, forget
 
 
-def open_dead_letters(spec: str, sqs_client: Callable[[str], Any]) -> DeadLetters:
+def sqs_client_for(queue_url: str) -> Any:
+    """Returns the SQS client for a dead-letter queue: in AWS_REGION, else in the Region its URL names."""
+    import boto3  # noqa: PLC0415 - only an SQS destination needs it
+
+    named = re.match(r"https://sqs\.([a-z0-9-]+)\.", queue_url)
+    return boto3.client("sqs", region_name=os.environ.get("AWS_REGION") or (named.group(1) if named else None))
+
+
+def open_dead_letters(spec: str, sqs_client: Callable[[str], Any] = sqs_client_for) -> DeadLetters:
     """Returns the destination `spec` names: an SQS queue URL (http or https), or else a file path.
 
     `sqs_client` makes the SQS client for a queue URL.

@@ -1,0 +1,145 @@
+"""Starts the KCL MultiLangDaemon with a generated properties file and the findings processor as its child program."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from defender_hub.errors import ConfigError
+
+__all__ = ["DaemonSettings", "daemon_command", "kcl_jars", "properties", "run_daemon"]
+
+INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
+RETRIEVAL_MODES = ("POLLING", "FANOUT")
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """What `defender-hub run` tells the daemon."""
+
+    stream: str
+    application: str
+    worker_id: str
+    region: str
+    initial_position: str = "TRIM_HORIZON"
+    timestamp: str | None = None
+    retrieval_mode: str = "POLLING"
+    max_records: int = 1000
+    idle_millis: int = 1000
+    failover_millis: int = 10_000
+    shutdown_grace_millis: int = 15_000
+
+
+def kcl_jars() -> Path:
+    """Returns the folder of the KCL jars: DEFENDER_HUB_KCL_JARS, else those amazon_kclpy ships."""
+    configured = os.environ.get("DEFENDER_HUB_KCL_JARS")
+    if configured:
+        folder = Path(configured)
+    else:
+        try:
+            import amazon_kclpy  # noqa: PLC0415 - only the consumer needs the KCL
+
+            folder = Path(amazon_kclpy.__file__).parent / "jars"
+        except ImportError:
+            raise ConfigError("amazon_kclpy is not installed (the kcl dependency group, or amazon-kclpy)") from None
+    if not any(folder.glob("*.jar")):
+        raise ConfigError(f"no KCL jars in {folder}: install amazon-kclpy with its jars, or set DEFENDER_HUB_KCL_JARS")
+    return folder
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise ConfigError("no Java: install a Java 17 runtime (openjdk-17-jre-headless) or set JAVA_HOME")
+    return java
+
+
+def _endpoint(service: str) -> str | None:
+    return os.environ.get(f"AWS_ENDPOINT_URL_{service}") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def properties(settings: DaemonSettings) -> str:
+    """Returns the daemon's properties file for `settings` and the endpoints in the environment."""
+    if settings.initial_position not in INITIAL_POSITIONS:
+        raise ConfigError(
+            f"initial position {settings.initial_position!r} is not one of {', '.join(INITIAL_POSITIONS)}"
+        )
+    if settings.retrieval_mode not in RETRIEVAL_MODES:
+        raise ConfigError(f"retrieval mode {settings.retrieval_mode!r} is not one of {', '.join(RETRIEVAL_MODES)}")
+    if settings.initial_position == "AT_TIMESTAMP" and not settings.timestamp:
+        raise ConfigError("--initial-position AT_TIMESTAMP needs --timestamp")
+    lines = {
+        "executableName": f"{sys.executable} -m defender_hub.consumer.processor",
+        "streamName": settings.stream,
+        "applicationName": settings.application,
+        "workerId": settings.worker_id,
+        "regionName": settings.region,
+        "AWSCredentialsProvider": "DefaultAWSCredentialsProviderChain",
+        "initialPositionInStream": settings.initial_position,
+        "retrievalMode": settings.retrieval_mode,
+        "maxRecords": str(settings.max_records),
+        "idleTimeBetweenReadsInMillis": str(settings.idle_millis),
+        "failoverTimeMillis": str(settings.failover_millis),
+        "shutdownGraceMillis": str(settings.shutdown_grace_millis),
+        "shardSyncIntervalMillis": "1000",
+        "parentShardPollIntervalMillis": "1000",
+    }
+    if settings.timestamp:
+        lines["initialPositionInStreamExtended"] = settings.timestamp
+    kinesis, dynamodb, cloudwatch = _endpoint("KINESIS"), _endpoint("DYNAMODB"), _endpoint("CLOUDWATCH")
+    if kinesis:
+        lines["kinesisEndpoint"] = kinesis
+    if dynamodb:
+        lines["dynamoDBEndpoint"] = dynamodb
+    if cloudwatch:
+        lines["cloudWatchClient.endpointOverride"] = cloudwatch
+    elif kinesis:
+        lines["metricsLevel"] = "NONE"  # a local stack has no CloudWatch to publish to
+    return "".join(f"{key} = {value}\n" for key, value in lines.items())
+
+
+def daemon_command(properties_file: Path) -> list[str]:
+    """Returns the command that starts the MultiLangDaemon."""
+    return [
+        _java(),
+        "-Daws.cborEnabled=false",  # moto and kinesalite speak JSON only; real Kinesis speaks both
+        "-cp",
+        f"{kcl_jars()}/*",
+        "software.amazon.kinesis.multilang.MultiLangDaemon",
+        "--properties-file",
+        str(properties_file),
+    ]
+
+
+def run_daemon(settings: DaemonSettings, environment: dict[str, str]) -> int:
+    """Runs the daemon until it exits; SIGTERM and SIGINT are passed on so it drains and checkpoints.
+
+    Returns 0 when the daemon ended cleanly, including after a stop we passed on; its exit status otherwise.
+    """
+    with tempfile.TemporaryDirectory(prefix="defender-hub-") as folder:
+        properties_file = Path(folder) / "kcl.properties"
+        properties_file.write_text(properties(settings))
+        command = daemon_command(properties_file)
+        env = os.environ | environment | {"CBOR_ENABLED": "false"}
+        daemon = subprocess.Popen(command, env=env)  # noqa: S603 - our own command line
+
+        stopped: list[int] = []
+
+        def forward(signal_number: int, _: FrameType | None) -> None:
+            stopped.append(signal_number)
+            daemon.send_signal(signal_number)
+
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signal_number, forward)
+        status = daemon.wait()
+        # The JVM ends with 128 + the signal once its shutdown hooks (the KCL's drain) have run.
+        drained = stopped and status in {0, 128 + stopped[0], -stopped[0]}
+        return 0 if drained else status

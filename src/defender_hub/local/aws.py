@@ -1,0 +1,75 @@
+"""Local Kinesis, DynamoDB and SQS: moto served by hypercorn on 127.0.0.1, started as a child process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+__all__ = ["LocalAws", "free_port"]
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """Returns a port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class LocalAws:
+    """moto behind hypercorn: start it, point endpoints at `endpoint_url`, stop it."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        """The one endpoint of every local service."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> LocalAws:
+        """Starts hypercorn and returns once it answers; raises RuntimeError if it does not."""
+        command = [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--bind",
+            f"{LOOPBACK}:{self.port}",
+            "defender_hub.local.moto_app:app",
+        ]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                error = self._process.stderr.read().decode()[-500:] if self._process.stderr else ""
+                raise RuntimeError(f"the local AWS stack exited: {error}")
+            try:
+                urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1).close()  # noqa: S310 - loopback
+                return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the local AWS stack did not answer on {self.endpoint_url} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stops hypercorn."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,181 @@
+"""The consumer end to end: the real KCL MultiLangDaemon, moto's Kinesis and DynamoDB, the strict local Security Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from defender_hub.convert import EventConverter
+from defender_hub.local.aws import LocalAws
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.mapping import MappingOptions
+from defender_hub.synthetic import generate_events
+from tests.conftest import local_client
+
+POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAws]:
+    with LocalAws() as stack:
+        yield stack
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalSecurityHub]:
+    with LocalSecurityHub() as running:
+        yield running
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def latest_versions(events: list[bytes]) -> dict[str, str]:
+    """Finding Id → the UpdatedAt of its newest version: what Security Hub must hold in the end."""
+    converter = EventConverter(MappingOptions())
+    latest: dict[str, str] = {}
+    for event in events:
+        for finding in converter.findings(event):
+            if finding.updated_at > latest.get(finding.id, ""):
+                latest[finding.id] = finding.updated_at
+    return latest
+
+
+def partition_key(event: bytes) -> str:
+    """Audit events of an account share a key, so findings stay ahead of their task's notification."""
+    decoded = json.loads(event)
+    return decoded.get("thingName") or f"audit/{decoded['accountId']}"
+
+
+class Stream:
+    """A fresh stream and application: records put, lease table read."""
+
+    def __init__(self, local_aws: LocalAws, shards: int) -> None:
+        self.name, self.application = f"defender-{uuid.uuid4().hex[:8]}", f"app-{uuid.uuid4().hex[:8]}"
+        self._kinesis = local_client("kinesis", local_aws.endpoint_url)
+        self._dynamodb = local_client("dynamodb", local_aws.endpoint_url)
+        self._kinesis.create_stream(StreamName=self.name, ShardCount=shards)
+        wait_for("the stream", lambda: self._describe()["StreamStatus"] == "ACTIVE", 30)
+
+    def _describe(self) -> dict[str, Any]:
+        description: dict[str, Any] = self._kinesis.describe_stream(StreamName=self.name)["StreamDescription"]
+        return description
+
+    def put(self, payloads: list[bytes]) -> list[tuple[str, str]]:
+        """Puts `payloads` in order; returns each one's (shard, sequence number)."""
+        records = [
+            {"Data": data, "PartitionKey": partition_key(data) if data not in POISON else "poison"} for data in payloads
+        ]
+        answer = self._kinesis.put_records(StreamName=self.name, Records=records)
+        assert answer["FailedRecordCount"] == 0
+        return [(entry["ShardId"], entry["SequenceNumber"]) for entry in answer["Records"]]
+
+    def checkpoints(self) -> dict[str, str]:
+        try:
+            items = self._dynamodb.scan(TableName=self.application)["Items"]
+        except self._dynamodb.exceptions.ResourceNotFoundException:
+            return {}
+        return {item["leaseKey"]["S"]: item.get("checkpoint", {}).get("S", "") for item in items}
+
+
+def start_consumer(stream: Stream, local_aws: LocalAws, hub: LocalSecurityHub, dead_letters: Path, log: Path) -> Any:
+    env = os.environ | {
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_KINESIS": local_aws.endpoint_url,
+        "AWS_ENDPOINT_URL_DYNAMODB": local_aws.endpoint_url,
+        "AWS_ENDPOINT_URL_SECURITYHUB": hub.endpoint_url,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "defender_hub",
+        "run",
+        "--stream",
+        stream.name,
+        "--application",
+        stream.application,
+        "--worker-id",
+        "worker-1",
+        "--dead-letter",
+        str(dead_letters),
+    ]
+    return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def stop(consumer: Any, log: Path) -> None:
+    consumer.send_signal(signal.SIGTERM)
+    status = consumer.wait(timeout=90)
+    assert status == 0, log.read_text()[-3000:]
+
+
+def test_every_record_reaches_security_hub_and_each_shard_is_checkpointed_at_its_end(
+    local_aws: LocalAws, hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    stream = Stream(local_aws, shards=2)
+    events = list(generate_events(60, seed=5))
+    payloads = [*events[:10], POISON[0], *events[10:40], POISON[1], *events[40:]]
+    placed = stream.put(payloads)
+    last_in_shard = dict(placed)  # the last record put to each shard wins
+    dead_letters, log = tmp_path / "dead-letters.jsonl", tmp_path / "run.log"
+
+    consumer = start_consumer(stream, local_aws, hub, dead_letters, log)
+    try:
+        expected = latest_versions(events)
+        wait_for(
+            "every finding's latest version", lambda: {f["Id"]: f["UpdatedAt"] for f in hub.findings()} == expected, 180
+        )
+        wait_for("checkpoints at each shard's last record", lambda: stream.checkpoints() == last_in_shard, 60)
+        letters = [json.loads(line) for line in dead_letters.read_text().splitlines()]
+        assert {(d["origin"]["shard_id"], d["origin"]["sequence_number"]) for d in letters} == {placed[10], placed[41]}
+        assert all(letter["record"] and letter["reason"] for letter in letters)
+    finally:
+        stop(consumer, log)
+
+
+def test_when_dead_letters_cannot_be_kept_the_job_stops_and_nothing_is_skipped(
+    local_aws: LocalAws, hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    stream = Stream(local_aws, shards=1)
+    events = list(generate_events(10, seed=8))
+    placed = stream.put([*events[:5], POISON[0], *events[5:]])
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    log = tmp_path / "run.log"
+
+    consumer = start_consumer(stream, local_aws, hub, blocked / "dead-letters.jsonl", log)
+    status = consumer.wait(timeout=180)
+
+    assert status != 0  # stopped loudly, for a supervisor to restart once the dead letters are fixed
+    assert hub.findings() == []  # the batch with the poison record was not half delivered
+    assert stream.checkpoints() in ({}, {placed[0][0]: "TRIM_HORIZON"})
+    blocked.unlink()
+    blocked.mkdir()
+    consumer = start_consumer(stream, local_aws, hub, blocked / "dead-letters.jsonl", log)
+    try:
+        expected = latest_versions(events)
+        wait_for(
+            "every finding after the fix", lambda: {f["Id"]: f["UpdatedAt"] for f in hub.findings()} == expected, 180
+        )
+        wait_for("the checkpoint at the end", lambda: stream.checkpoints() == {placed[-1][0]: placed[-1][1]}, 60)
+        assert len((blocked / "dead-letters.jsonl").read_text().splitlines()) == 1
+    finally:
+        stop(consumer, log)
