@@ -100,6 +100,24 @@ def _parser() -> argparse.ArgumentParser:
     running.add_argument("--max-records", type=int, default=1000, help="records a GetRecords call (1..10000)")
     running.add_argument("--dead-letter", default=DEFAULT_DEAD_LETTERS, metavar="PATH|SQS_URL")
     _mapping_flags(running)
+    demo = commands.add_parser(
+        "demo",
+        help="the whole pipeline on a local stack: events onto a stream, the consumer, the local Security Hub",
+        description=(
+            "Starts the local stack on 127.0.0.1, puts a few thousand realistic Device Defender events on a stream, "
+            "runs the real consumer until every finding is in the local Security Hub, and shows what arrived. "
+            "Needs the project and Java 17, nothing else."
+        ),
+    )
+    demo.add_argument("--events", type=int, default=3000)
+    demo.add_argument("--shards", type=int, default=2)
+    local = commands.add_parser(
+        "local",
+        help="run the local stack (Kinesis, DynamoDB, SQS, Security Hub) on 127.0.0.1 until interrupted",
+        description="Prints the environment that points AWS tools at the stack, then serves until SIGINT or SIGTERM.",
+    )
+    local.add_argument("--aws-port", type=int, default=4566)
+    local.add_argument("--securityhub-port", type=int, default=4510)
     local_hub = commands.add_parser(
         "local-securityhub",
         help="serve a strict local Security Hub on 127.0.0.1 until interrupted",
@@ -228,6 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _deliver(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "demo":
+            from defender_hub.demo import run_demo  # noqa: PLC0415 - boto3 loads only for the commands using AWS
+
+            return run_demo(events=args.events, shards=args.shards)
+        if args.command == "local":
+            from defender_hub.demo import serve_local  # noqa: PLC0415
+
+            return serve_local(args.aws_port, args.securityhub_port)
     except ConfigError as exc:
         print(f"defender-hub: configuration error: {exc}", file=sys.stderr)
         return EXIT_FAILURES

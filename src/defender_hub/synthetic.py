@@ -11,7 +11,7 @@ import msgspec
 
 from defender_hub.mapping.checks import check_severity
 
-__all__ = ["EventMix", "generate_events"]
+__all__ = ["EventMix", "generate_events", "partition_key"]
 
 _ACCOUNT = "123456789012"
 _REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
@@ -279,3 +279,13 @@ def generate_events(count: int, *, seed: int = 0, mix: EventMix = EventMix(), th
             spread = round(findings_per_task)
             pending = generator.audit_task(generator.random.randint(0, 2 * spread) if spread else 0)
         yield encode(pending.pop(0))
+
+
+def partition_key(event: bytes) -> str:
+    """Returns the producer's partition key for a generated event: the thing for Detect, the account for audits.
+
+    Every audit event of an account shares a key, so a task's findings stay ahead of its notification on the stream.
+    """
+    decoded = msgspec.json.decode(event)
+    thing = decoded.get("thingName")
+    return thing if isinstance(thing, str) else f"audit/{decoded.get('accountId', 'unknown')}"

@@ -19,7 +19,7 @@ from defender_hub.convert import EventConverter
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.synthetic import generate_events
+from defender_hub.synthetic import generate_events, partition_key
 from tests.conftest import local_client
 
 POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
@@ -55,12 +55,6 @@ def latest_versions(events: list[bytes]) -> dict[str, str]:
             if finding.updated_at > latest.get(finding.id, ""):
                 latest[finding.id] = finding.updated_at
     return latest
-
-
-def partition_key(event: bytes) -> str:
-    """Audit events of an account share a key, so findings stay ahead of their task's notification."""
-    decoded = json.loads(event)
-    return decoded.get("thingName") or f"audit/{decoded['accountId']}"
 
 
 class Stream:

@@ -1,0 +1,175 @@
+"""`defender-hub local` and `defender-hub demo`: the whole pipeline on 127.0.0.1, nothing but the project and Java."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from defender_hub.convert import EventConverter
+from defender_hub.local.aws import LocalAws
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.mapping import MappingOptions
+from defender_hub.synthetic import generate_events, partition_key
+
+__all__ = ["LocalStack", "local_stack", "run_demo"]
+
+DEMO_REGION = "us-east-1"
+PUT_BATCH = 500  # PutRecords' limit
+
+
+class LocalStack:
+    """The running local stack: Kinesis, DynamoDB and SQS (moto) and the strict local Security Hub."""
+
+    def __init__(self, aws: LocalAws, hub: LocalSecurityHub) -> None:
+        self.aws, self.hub = aws, hub
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point AWS tools, defender-hub among them, at this stack and nowhere else."""
+        return {
+            "AWS_REGION": DEMO_REGION,
+            "AWS_DEFAULT_REGION": DEMO_REGION,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL_KINESIS": self.aws.endpoint_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.aws.endpoint_url,
+            "AWS_ENDPOINT_URL_SQS": self.aws.endpoint_url,
+            "AWS_ENDPOINT_URL_SECURITYHUB": self.hub.endpoint_url,
+        }
+
+    def client(self, service: str) -> Any:
+        """A client of one of the stack's services."""
+        env = self.environment()
+        return boto3.client(
+            service,
+            endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"],
+            region_name=DEMO_REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - throw-away credentials of the local stack
+        )
+
+
+@contextmanager
+def local_stack(aws_port: int = 0, hub_port: int = 0) -> Iterator[LocalStack]:
+    """Runs the local stack on 127.0.0.1 for the duration of the block."""
+    with LocalAws(aws_port) as aws, LocalSecurityHub(port=hub_port) as hub:
+        yield LocalStack(aws, hub)
+
+
+def _wait_active(kinesis: Any, stream: str) -> None:
+    for _ in range(60):
+        if kinesis.describe_stream(StreamName=stream)["StreamDescription"]["StreamStatus"] == "ACTIVE":
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"stream {stream} did not become active")
+
+
+def _table(findings: list[dict[str, Any]]) -> str:
+    counts = Counter((f["ProductName"], f["RecordState"], f["Severity"]["Label"]) for f in findings)
+    rows = [f"  {'product':30s} {'record state':12s} {'severity':13s} {'findings':>8s}"]
+    rows += [f"  {p:30s} {r:12s} {s:13s} {n:8d}" for (p, r, s), n in sorted(counts.items())]
+    return "\n".join(rows)
+
+
+def run_demo(events: int = 3000, shards: int = 2, timeout: float = 300.0, out: Any = sys.stdout) -> int:
+    """Streams `events` generated events through the real consumer into the local Security Hub; returns 0 when all
+    arrived."""
+    started = time.monotonic()
+    with local_stack() as stack, _temporary_folder() as folder:
+        print(f"local stack: AWS {stack.aws.endpoint_url}, Security Hub {stack.hub.endpoint_url}", file=out)
+        kinesis = stack.client("kinesis")
+        kinesis.create_stream(StreamName="defender-hub-demo", ShardCount=shards)
+        _wait_active(kinesis, "defender-hub-demo")
+        payloads = list(generate_events(events, seed=2026))
+        for start in range(0, len(payloads), PUT_BATCH):
+            batch = payloads[start : start + PUT_BATCH]
+            records = [{"Data": data, "PartitionKey": partition_key(data)} for data in batch]
+            kinesis.put_records(StreamName="defender-hub-demo", Records=records)
+        converter = EventConverter(MappingOptions())
+        expected = {finding.id for data in payloads for finding in converter.findings(data)}
+        print(
+            f"put {len(payloads)} events on a {shards}-shard stream: {len(expected)} distinct findings to expect",
+            file=out,
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "defender_hub",
+            "run",
+            "--stream",
+            "defender-hub-demo",
+            "--application",
+            "defender-hub-demo",
+            "--worker-id",
+            "demo",
+            "--dead-letter",
+            str(folder / "dead-letters.jsonl"),
+        ]
+        log = (folder / "consumer.log").open("wb")
+        environment = os.environ | stack.environment()
+        consumer = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        try:
+            arrived = _follow(stack.hub, len(expected), consumer, started + timeout, out)
+        finally:
+            consumer.send_signal(signal.SIGTERM)
+            consumer.wait(timeout=90)
+        findings = stack.hub.findings()
+        print(f"\n{_table(findings)}", file=out)
+        requests = stack.hub.requests("BatchImportFindings")
+        print(
+            f"\n{arrived} of {len(expected)} findings in Security Hub, {len(requests)} BatchImportFindings requests, "
+            f"{time.monotonic() - started:.1f} s in all (the KCL's start-up included)",
+            file=out,
+        )
+        if arrived != len(expected):
+            print((folder / "consumer.log").read_text()[-2000:], file=sys.stderr)
+            return 1
+        return 0
+
+
+def _follow(hub: LocalSecurityHub, expected: int, consumer: Any, deadline: float, out: Any) -> int:
+    """Shows progress until every expected finding arrived, the consumer died, or time ran out; returns how many."""
+    arrived, shown = 0, -1
+    on_terminal = out.isatty()
+    while time.monotonic() < deadline and consumer.poll() is None:
+        arrived = len(hub.findings())
+        if on_terminal:
+            print(f"\r  {arrived}/{expected} findings in Security Hub", end="", file=out, flush=True)
+        elif arrived != shown:
+            print(f"  {arrived}/{expected} findings in Security Hub", file=out, flush=True)
+        shown = arrived
+        if arrived >= expected:
+            break
+        time.sleep(1)
+    return arrived
+
+
+@contextmanager
+def _temporary_folder() -> Iterator[Path]:
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="defender-hub-demo-") as folder:
+        yield Path(folder)
+
+
+def serve_local(aws_port: int, hub_port: int) -> int:
+    """Runs the local stack until SIGINT or SIGTERM, printing the environment that points tools at it."""
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    with local_stack(aws_port, hub_port) as stack:
+        for name, value in stack.environment().items():
+            print(f"export {name}={value}", flush=True)
+        stop.wait()
+    return 0
