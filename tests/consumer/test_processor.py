@@ -88,7 +88,9 @@ class Stream:
         return {item["leaseKey"]["S"]: item.get("checkpoint", {}).get("S", "") for item in items}
 
 
-def start_consumer(stream: Stream, local_aws: LocalAws, hub: LocalSecurityHub, dead_letters: Path, log: Path) -> Any:
+def start_consumer(
+    stream: Stream, local_aws: LocalAws, hub: LocalSecurityHub, dead_letters: Path, log: Path, *flags: str
+) -> Any:
     env = os.environ | {
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test",
@@ -111,6 +113,7 @@ def start_consumer(stream: Stream, local_aws: LocalAws, hub: LocalSecurityHub, d
         "worker-1",
         "--dead-letter",
         str(dead_letters),
+        *flags,
     ]
     return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
@@ -173,3 +176,90 @@ def test_when_dead_letters_cannot_be_kept_the_job_stops_and_nothing_is_skipped(
         assert len((blocked / "dead-letters.jsonl").read_text().splitlines()) == 1
     finally:
         stop(consumer, log)
+
+
+def findings_by_record(payloads: list[bytes], placed: list[tuple[str, str]]) -> dict[tuple[str, int], set[str]]:
+    """(shard, sequence number) → the Ids of the findings that record makes."""
+    converter = EventConverter(MappingOptions())
+    return {
+        (shard, int(sequence)): {finding.id for finding in converter.findings(data)}
+        for data, (shard, sequence) in zip(payloads, placed, strict=True)
+    }
+
+
+def assert_checkpoints_behind_delivery(
+    stream: Stream, hub: LocalSecurityHub, made: dict[tuple[str, int], set[str]]
+) -> dict[str, str]:
+    """Checks that every record at or before each shard's checkpoint has its findings stored; returns the
+    checkpoints it checked."""
+    checkpoints = stream.checkpoints()  # read first: findings are only ever added after it
+    stored = {finding["Id"] for finding in hub.findings()}
+    for shard, checkpoint in checkpoints.items():
+        if not checkpoint.isdigit():
+            continue  # TRIM_HORIZON: no record is covered yet
+        for (record_shard, sequence), ids in made.items():
+            if record_shard == shard and sequence <= int(checkpoint):
+                missing = ids - stored
+                assert not missing, f"checkpoint {checkpoint} of {shard} passed record {sequence}, missing {missing}"
+    return checkpoints
+
+
+def covered(made: dict[tuple[str, int], set[str]], checkpoints: dict[str, str]) -> set[tuple[str, int]]:
+    """The records the checkpoints are past."""
+    return {
+        (shard, sequence)
+        for shard, sequence in made
+        if checkpoints.get(shard, "").isdigit() and sequence <= int(checkpoints[shard])
+    }
+
+
+def test_a_security_hub_outage_holds_the_checkpoints_and_loses_nothing(local_aws: LocalAws, tmp_path: Path) -> None:
+    stream = Stream(local_aws, shards=2)
+    payloads = list(generate_events(120, seed=9))
+    placed = stream.put(payloads)
+    made = findings_by_record(payloads, placed)
+    log = tmp_path / "run.log"
+    with LocalSecurityHub(rate=4, burst=4) as hub:
+        consumer = start_consumer(stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--max-records", "10")
+        try:
+            wait_for("the first findings", lambda: len(hub.findings()) > 0, 120)
+            hub.outage(10)
+            outage_ends = time.monotonic() + 10
+            while time.monotonic() < outage_ends:
+                assert_checkpoints_behind_delivery(stream, hub, made)
+                time.sleep(0.5)
+            expected = latest_versions(payloads)
+            wait_for("everything after the outage", lambda: {f["Id"] for f in hub.findings()} == set(expected), 180)
+            wait_for("the checkpoints at the end", lambda: stream.checkpoints() == dict(placed), 60)
+            assert_checkpoints_behind_delivery(stream, hub, made)
+        finally:
+            stop(consumer, log)
+
+
+def test_sigterm_mid_stream_checkpoints_what_was_delivered_and_a_restart_resends_only_the_rest(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
+    stream = Stream(local_aws, shards=2)
+    payloads = list(generate_events(200, seed=10))
+    placed = stream.put(payloads)
+    made = findings_by_record(payloads, placed)
+    log = tmp_path / "run.log"
+    with LocalSecurityHub(rate=2, burst=2) as hub:  # slow enough to stop half-way
+        consumer = start_consumer(stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--max-records", "10")
+        wait_for("some findings", lambda: len(hub.findings()) >= 20, 120)
+        stop(consumer, log)
+        at_stop = assert_checkpoints_behind_delivery(stream, hub, made)
+        done = covered(made, at_stop)
+        assert 0 < len(done) < len(payloads), "the stop should land mid-stream"
+        sent_before = sum(r.findings for r in hub.requests("BatchImportFindings") if r.status == 200)
+        window = sum(len(ids) for record, ids in made.items() if record not in done)
+
+        consumer = start_consumer(stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--max-records", "10")
+        try:
+            expected = latest_versions(payloads)
+            wait_for("everything after the restart", lambda: {f["Id"] for f in hub.findings()} == set(expected), 240)
+            wait_for("the checkpoints at the end", lambda: stream.checkpoints() == dict(placed), 60)
+        finally:
+            stop(consumer, log)
+        sent_after = sum(r.findings for r in hub.requests("BatchImportFindings") if r.status == 200) - sent_before
+        assert sent_after <= window  # only the unacknowledged window is sent again
