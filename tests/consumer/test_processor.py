@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -80,6 +81,14 @@ class Stream:
         assert answer["FailedRecordCount"] == 0
         return [(entry["ShardId"], entry["SequenceNumber"]) for entry in answer["Records"]]
 
+    def owners(self) -> dict[str, str]:
+        """Shard → the worker holding its lease."""
+        try:
+            items = self._dynamodb.scan(TableName=self.application)["Items"]
+        except self._dynamodb.exceptions.ResourceNotFoundException:
+            return {}
+        return {item["leaseKey"]["S"]: item.get("leaseOwner", {}).get("S", "") for item in items}
+
     def checkpoints(self) -> dict[str, str]:
         try:
             items = self._dynamodb.scan(TableName=self.application)["Items"]
@@ -89,8 +98,15 @@ class Stream:
 
 
 def start_consumer(
-    stream: Stream, local_aws: LocalAws, hub: LocalSecurityHub, dead_letters: Path, log: Path, *flags: str
+    stream: Stream,
+    local_aws: LocalAws,
+    hub: LocalSecurityHub,
+    dead_letters: Path,
+    log: Path,
+    *flags: str,
+    worker: str = "worker-1",
 ) -> Any:
+    """Starts `defender-hub run` in a session of its own, so the daemon and its processors can be killed together."""
     env = os.environ | {
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test",
@@ -110,12 +126,12 @@ def start_consumer(
         "--application",
         stream.application,
         "--worker-id",
-        "worker-1",
+        worker,
         "--dead-letter",
         str(dead_letters),
         *flags,
     ]
-    return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(consumer: Any, log: Path) -> None:
@@ -263,3 +279,63 @@ def test_sigterm_mid_stream_checkpoints_what_was_delivered_and_a_restart_resends
             stop(consumer, log)
         sent_after = sum(r.findings for r in hub.requests("BatchImportFindings") if r.status == 200) - sent_before
         assert sent_after <= window  # only the unacknowledged window is sent again
+
+
+def kill_all(consumer: Any) -> None:
+    """SIGKILLs the consumer, its daemon and every processor: no drain, no checkpoint, nothing said."""
+    os.killpg(consumer.pid, signal.SIGKILL)
+    consumer.wait(timeout=30)
+
+
+def test_sigkills_at_random_points_lose_nothing(local_aws: LocalAws, tmp_path: Path) -> None:
+    stream = Stream(local_aws, shards=2)
+    payloads = list(generate_events(240, seed=11))
+    placed = stream.put(payloads)
+    made = findings_by_record(payloads, placed)
+    log, dead_letters = tmp_path / "run.log", tmp_path / "dl.jsonl"
+    chance = random.Random(11)
+    with LocalSecurityHub(rate=3, burst=3) as hub:
+        for _ in range(3):
+            consumer = start_consumer(stream, local_aws, hub, dead_letters, log, "--max-records", "10")
+            before = len(hub.findings())
+            wait_for("progress", lambda before=before: len(hub.findings()) > before, 120)
+            time.sleep(chance.uniform(0, 3))
+            kill_all(consumer)
+            assert_checkpoints_behind_delivery(stream, hub, made)
+        consumer = start_consumer(stream, local_aws, hub, dead_letters, log, "--max-records", "10")
+        try:
+            expected = latest_versions(payloads)
+            wait_for("everything in the end", lambda: {f["Id"] for f in hub.findings()} == set(expected), 300)
+            wait_for("the checkpoints at the end", lambda: stream.checkpoints() == dict(placed), 60)
+        finally:
+            stop(consumer, log)
+
+
+def test_two_workers_share_the_leases_and_one_takes_over_when_the_other_dies(
+    local_aws: LocalAws, hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    stream = Stream(local_aws, shards=4)
+    first = list(generate_events(80, seed=12))
+    stream.put(first)
+    log, dead_letters = tmp_path / "run.log", tmp_path / "dl.jsonl"
+    one = start_consumer(stream, local_aws, hub, dead_letters, log, worker="worker-1")
+    two = start_consumer(stream, local_aws, hub, dead_letters, log, worker="worker-2")
+    try:
+        wait_for("both workers holding leases", lambda: set(stream.owners().values()) == {"worker-1", "worker-2"}, 180)
+        kill_all(one)
+        second = list(generate_events(80, seed=13))
+        placed = stream.put(second)
+        expected = latest_versions([*first, *second])
+        wait_for("every finding through the survivor", lambda: {f["Id"] for f in hub.findings()} == set(expected), 180)
+        wait_for("the survivor holding every lease", lambda: set(stream.owners().values()) == {"worker-2"}, 60)
+        wait_for("checkpoints at each shard's last record", lambda: _at_least(stream.checkpoints(), dict(placed)), 60)
+    finally:
+        if one.poll() is None:
+            kill_all(one)
+        stop(two, log)
+
+
+def _at_least(checkpoints: dict[str, str], last: dict[str, str]) -> bool:
+    return all(
+        checkpoints.get(shard, "").isdigit() and int(checkpoints[shard]) >= int(seq) for shard, seq in last.items()
+    )
