@@ -31,11 +31,17 @@ EXIT_FAILURES = 2
 """Some input could not be handled, or the command was used wrongly: argparse's own code for bad usage."""
 
 
+def _env(name: str) -> str | None:
+    return os.environ.get(f"DEFENDER_HUB_{name}") or None
+
+
 def _mapping_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--account-id", help="account for events that carry none (12 digits)")
-    parser.add_argument("--region", help="Region for events that carry none, e.g. us-east-1")
-    parser.add_argument("--partition", help="aws, aws-cn or aws-us-gov (default: the Region's partition)")
-    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see README)")
+    parser.add_argument("--account-id", default=_env("ACCOUNT_ID"), help="account for events that carry none")
+    parser.add_argument("--region", default=_env("REGION"), help="Region for events that carry none, e.g. us-east-1")
+    parser.add_argument(
+        "--partition", default=_env("PARTITION"), help="aws, aws-cn or aws-us-gov (default: the Region's)"
+    )
+    parser.add_argument("--config", type=Path, default=_env("CONFIG"), metavar="FILE", help="TOML settings file")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,16 +95,23 @@ def _parser() -> argparse.ArgumentParser:
             "_SECURITYHUB (or AWS_ENDPOINT_URL). SIGTERM drains and checkpoints."
         ),
     )
-    running.add_argument("--stream", required=True, help="the Kinesis stream")
-    running.add_argument("--application", required=True, help="the KCL application: the name of its lease table")
+    # Each setting of `run` may come from the environment too (DEFENDER_HUB_STREAM, …), as containers configure.
+    running.add_argument("--stream", default=_env("STREAM"), help="the Kinesis stream")
     running.add_argument(
-        "--initial-position", default="TRIM_HORIZON", choices=["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"]
+        "--application", default=_env("APPLICATION"), help="the KCL application: the name of its lease table"
     )
-    running.add_argument("--timestamp", help="with AT_TIMESTAMP: where to start (epoch seconds)")
-    running.add_argument("--worker-id", default=socket.gethostname(), help="stable per worker (default: the host name)")
+    running.add_argument(
+        "--initial-position",
+        default=_env("INITIAL_POSITION") or "TRIM_HORIZON",
+        choices=["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"],
+    )
+    running.add_argument("--timestamp", default=_env("TIMESTAMP"), help="with AT_TIMESTAMP: where to start (epoch s)")
+    running.add_argument(
+        "--worker-id", default=_env("WORKER_ID") or socket.gethostname(), help="stable per worker (default: host name)"
+    )
     running.add_argument("--retrieval-mode", default="POLLING", choices=["POLLING", "FANOUT"])
     running.add_argument("--max-records", type=int, default=1000, help="records a GetRecords call (1..10000)")
-    running.add_argument("--dead-letter", default=DEFAULT_DEAD_LETTERS, metavar="PATH|SQS_URL")
+    running.add_argument("--dead-letter", default=_env("DEAD_LETTER") or DEFAULT_DEAD_LETTERS, metavar="PATH|SQS_URL")
     _mapping_flags(running)
     demo = commands.add_parser(
         "demo",
@@ -187,8 +200,10 @@ def _deliver(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from defender_hub.consumer.launcher import DaemonSettings, run_daemon  # noqa: PLC0415
+    from defender_hub.consumer.launcher import DaemonSettings, check_stream, run_daemon  # noqa: PLC0415
 
+    if not args.stream or not args.application:
+        raise ConfigError("run needs --stream and --application (or DEFENDER_HUB_STREAM, DEFENDER_HUB_APPLICATION)")
     load_mapping_options(  # validated here, before the daemon starts, rather than in every shard's processor
         account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
     )
@@ -217,6 +232,7 @@ def _run(args: argparse.Namespace) -> int:
             if (value := getattr(args, name)) is not None
         },
     }
+    check_stream(args.stream, region)
     status = run_daemon(settings, environment)
     return EXIT_OK if status == 0 else EXIT_FAILURES
 

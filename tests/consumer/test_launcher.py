@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from defender_hub.consumer.launcher import DaemonSettings, daemon_command, properties
 from defender_hub.errors import ConfigError
+from defender_hub.local.aws import LocalAws, free_port
 
 SETTINGS = DaemonSettings(stream="s", application="a", worker_id="w", region="eu-west-1")
 
@@ -70,3 +76,54 @@ def test_missing_jars_are_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
     with pytest.raises(ConfigError, match="no KCL jars"):
         daemon_command(tmp_path)  # type: ignore[arg-type]
+
+
+def run_env(**extra: str) -> dict[str, str]:
+    return (
+        os.environ
+        | {
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "t",
+            "AWS_SECRET_ACCESS_KEY": "t",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        | extra
+    )
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "defender_hub", "run", *args], env=env, capture_output=True, timeout=60, check=False
+    )
+
+
+def test_run_says_when_the_stream_does_not_exist(tmp_path: Path) -> None:
+    with LocalAws() as aws:
+        done = run("--stream", "nope", "--application", "a", env=run_env(AWS_ENDPOINT_URL_KINESIS=aws.endpoint_url))
+
+    assert done.returncode == 2
+    assert b"stream 'nope' not found" in done.stderr
+
+
+def test_run_says_when_kinesis_is_unreachable() -> None:
+    done = run(
+        "--stream", "s", "--application", "a", env=run_env(AWS_ENDPOINT_URL_KINESIS=f"http://127.0.0.1:{free_port()}")
+    )
+
+    assert done.returncode == 2
+    assert b"can't reach http://127.0.0.1:" in done.stderr
+
+
+def test_run_takes_its_settings_from_the_environment_too() -> None:
+    done = run(
+        env=run_env(
+            DEFENDER_HUB_STREAM="s",
+            DEFENDER_HUB_APPLICATION="a",
+            DEFENDER_HUB_ACCOUNT_ID="12",
+            AWS_ENDPOINT_URL_KINESIS=f"http://127.0.0.1:{free_port()}",
+        )
+    )
+
+    assert done.returncode == 2
+    assert b"account id '12' is not 12 digits" in done.stderr  # read from DEFENDER_HUB_ACCOUNT_ID, checked first
+    assert b"run needs --stream" in run(env=run_env()).stderr

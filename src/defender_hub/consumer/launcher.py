@@ -14,7 +14,7 @@ from types import FrameType
 
 from defender_hub.errors import ConfigError
 
-__all__ = ["DaemonSettings", "daemon_command", "kcl_jars", "properties", "run_daemon"]
+__all__ = ["DaemonSettings", "check_stream", "daemon_command", "kcl_jars", "properties", "run_daemon"]
 
 INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 RETRIEVAL_MODES = ("POLLING", "FANOUT")
@@ -104,6 +104,29 @@ def properties(settings: DaemonSettings) -> str:
     elif kinesis:
         lines["metricsLevel"] = "NONE"  # a local stack has no CloudWatch to publish to
     return "".join(f"{key} = {value}\n" for key, value in lines.items())
+
+
+def check_stream(stream: str, region: str) -> None:
+    """Raises ConfigError unless Kinesis answers and has `stream`: better said at start than retried by the daemon."""
+    import boto3  # noqa: PLC0415 - only `run` needs it
+    from botocore.config import Config  # noqa: PLC0415
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: PLC0415
+
+    endpoint = _endpoint("KINESIS")
+    config = Config(retries={"total_max_attempts": 2}, connect_timeout=3, read_timeout=10)
+    kinesis = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, config=config)
+    where = endpoint or f"Kinesis in {region}"
+    try:
+        kinesis.describe_stream_summary(StreamName=stream)
+    except NoCredentialsError:
+        raise ConfigError("no AWS credentials found in the credential chain") from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            raise ConfigError(f"stream {stream!r} not found at {where}") from None
+        raise ConfigError(f"{where} refused DescribeStreamSummary for {stream!r}: {code}") from None
+    except BotoCoreError as exc:
+        raise ConfigError(f"can't reach {where}: {type(exc).__name__}") from None
 
 
 def daemon_command(properties_file: Path) -> list[str]:
