@@ -22,7 +22,7 @@ from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.synthetic import generate_events, partition_key
 
-__all__ = ["LocalStack", "local_stack", "run_demo"]
+__all__ = ["LocalStack", "consumer_command", "local_stack", "run_demo"]
 
 DEMO_REGION = "us-east-1"
 PUT_BATCH = 500  # PutRecords' limit
@@ -67,6 +67,14 @@ def local_stack(aws_port: int = 0, hub_port: int = 0) -> Iterator[LocalStack]:
         yield LocalStack(aws, hub)
 
 
+def consumer_command(stream: str, application: str, worker: str, dead_letters: Path, *flags: str) -> list[str]:
+    """Returns the command line of `defender-hub run` for a stream of the local stack."""
+    return [
+        sys.executable, "-m", "defender_hub", "run", "--stream", stream, "--application", application,
+        "--worker-id", worker, "--dead-letter", str(dead_letters), *flags,
+    ]  # fmt: skip
+
+
 def _wait_active(kinesis: Any, stream: str) -> None:
     for _ in range(60):
         if kinesis.describe_stream(StreamName=stream)["StreamDescription"]["StreamStatus"] == "ACTIVE":
@@ -102,20 +110,7 @@ def run_demo(events: int = 3000, shards: int = 2, timeout: float = 300.0, out: A
             f"put {len(payloads)} events on a {shards}-shard stream: {len(expected)} distinct findings to expect",
             file=out,
         )
-        command = [
-            sys.executable,
-            "-m",
-            "defender_hub",
-            "run",
-            "--stream",
-            "defender-hub-demo",
-            "--application",
-            "defender-hub-demo",
-            "--worker-id",
-            "demo",
-            "--dead-letter",
-            str(folder / "dead-letters.jsonl"),
-        ]
+        command = consumer_command("defender-hub-demo", "defender-hub-demo", "demo", folder / "dead-letters.jsonl")
         log = (folder / "consumer.log").open("wb")
         environment = os.environ | stack.environment()
         consumer = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603

@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from defender_hub.convert import EventConverter
+from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
@@ -107,30 +107,8 @@ def start_consumer(
     worker: str = "worker-1",
 ) -> Any:
     """Starts `defender-hub run` in a session of its own, so the daemon and its processors can be killed together."""
-    env = os.environ | {
-        "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_KINESIS": local_aws.endpoint_url,
-        "AWS_ENDPOINT_URL_DYNAMODB": local_aws.endpoint_url,
-        "AWS_ENDPOINT_URL_SECURITYHUB": hub.endpoint_url,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "defender_hub",
-        "run",
-        "--stream",
-        stream.name,
-        "--application",
-        stream.application,
-        "--worker-id",
-        worker,
-        "--dead-letter",
-        str(dead_letters),
-        *flags,
-    ]
+    env = os.environ | LocalStack(local_aws, hub).environment()
+    command = consumer_command(stream.name, stream.application, worker, dead_letters, *flags)
     return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
