@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from defender_hub import __version__
-from defender_hub.config import load_mapping_options
+from defender_hub.config import RUN_SETTINGS, load_mapping_options, load_run_settings
 from defender_hub.convert import convert_stream
 from defender_hub.errors import ConfigError, SinkError
 from defender_hub.local.securityhub import LocalSecurityHub
@@ -95,23 +95,15 @@ def _parser() -> argparse.ArgumentParser:
             "_SECURITYHUB (or AWS_ENDPOINT_URL). SIGTERM drains and checkpoints."
         ),
     )
-    # Each setting of `run` may come from the environment too (DEFENDER_HUB_STREAM, …), as containers configure.
-    running.add_argument("--stream", default=_env("STREAM"), help="the Kinesis stream")
-    running.add_argument(
-        "--application", default=_env("APPLICATION"), help="the KCL application: the name of its lease table"
-    )
-    running.add_argument(
-        "--initial-position",
-        default=_env("INITIAL_POSITION") or "TRIM_HORIZON",
-        choices=["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"],
-    )
-    running.add_argument("--timestamp", default=_env("TIMESTAMP"), help="with AT_TIMESTAMP: where to start (epoch s)")
-    running.add_argument(
-        "--worker-id", default=_env("WORKER_ID") or socket.gethostname(), help="stable per worker (default: host name)"
-    )
-    running.add_argument("--retrieval-mode", default="POLLING", choices=["POLLING", "FANOUT"])
-    running.add_argument("--max-records", type=int, default=1000, help="records a GetRecords call (1..10000)")
-    running.add_argument("--dead-letter", default=_env("DEAD_LETTER") or DEFAULT_DEAD_LETTERS, metavar="PATH|SQS_URL")
+    # Each setting of `run` may also come from DEFENDER_HUB_<NAME> or the settings file's [run] table (see _run).
+    running.add_argument("--stream", help="the Kinesis stream")
+    running.add_argument("--application", help="the KCL application: the name of its lease table")
+    running.add_argument("--initial-position", choices=["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"])
+    running.add_argument("--timestamp", help="with AT_TIMESTAMP: where to start (epoch seconds)")
+    running.add_argument("--worker-id", help="stable per worker (default: the host name)")
+    running.add_argument("--retrieval-mode", choices=["POLLING", "FANOUT"])
+    running.add_argument("--max-records", type=int, help="records a GetRecords call (1..10000, default 1000)")
+    running.add_argument("--dead-letter", metavar="PATH|SQS_URL")
     _mapping_flags(running)
     demo = commands.add_parser(
         "demo",
@@ -202,8 +194,29 @@ def _deliver(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from defender_hub.consumer.launcher import DaemonSettings, check_stream, run_daemon  # noqa: PLC0415
 
+    run_defaults = {
+        "initial_position": "TRIM_HORIZON",
+        "worker_id": socket.gethostname(),
+        "retrieval_mode": "POLLING",
+        "max_records": 1000,
+        "dead_letter": DEFAULT_DEAD_LETTERS,
+    }
+    from_file = load_run_settings(args.config)
+    for name in RUN_SETTINGS:  # flags, then DEFENDER_HUB_<NAME>, then the file's [run], then the defaults
+        value = getattr(args, name)
+        if value is None:
+            value = _env(name.upper())
+            value = int(value) if value is not None and RUN_SETTINGS[name] is int and value.isdigit() else value
+        if value is None:
+            value = from_file.get(name, run_defaults.get(name))
+        setattr(args, name, value)
     if not args.stream or not args.application:
-        raise ConfigError("run needs --stream and --application (or DEFENDER_HUB_STREAM, DEFENDER_HUB_APPLICATION)")
+        raise ConfigError(
+            "run needs a stream and an application: --stream/--application, DEFENDER_HUB_STREAM/"
+            "DEFENDER_HUB_APPLICATION, or [run] in the settings file"
+        )
+    if not isinstance(args.max_records, int):
+        raise ConfigError(f"max records {args.max_records!r} is not a whole number")
     load_mapping_options(  # validated here, before the daemon starts, rather than in every shard's processor
         account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
     )

@@ -13,9 +13,22 @@ from defender_hub.errors import ConfigError
 from defender_hub.mapping.aws import ACCOUNT_ID, PARTITIONS, REGION
 from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SEVERITY, MappingOptions
 
-__all__ = ["load_mapping_options"]
+__all__ = ["RUN_SETTINGS", "load_mapping_options", "load_run_settings"]
 
-_TOP_KEYS = frozenset({"account_id", "region", "partition", "company_name", "detect"})
+_TOP_KEYS = frozenset({"account_id", "region", "partition", "company_name", "detect", "run"})
+RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
+    {
+        "stream": str,
+        "application": str,
+        "worker_id": str,
+        "initial_position": str,
+        "timestamp": str,
+        "dead_letter": str,
+        "retrieval_mode": str,
+        "max_records": int,
+    }
+)
+"""The `[run]` table's settings of `defender-hub run`, and their types."""
 _DETECT_KEYS = frozenset({"severity", "security_profile_severity", "behavior_severity"})
 
 
@@ -94,3 +107,19 @@ def load_mapping_options(
         ),
         behavior_severity=_labels(detect.get("behavior_severity", {}), f"{where}: detect.behavior_severity"),
     )
+
+
+def load_run_settings(config_file: Path | None) -> dict[str, Any]:
+    """Returns the `[run]` table of the settings file (empty without a file); raises ConfigError for a bad one."""
+    if config_file is None:
+        return {}
+    table = _read(config_file).get("run", {})
+    where = f"{config_file}: [run]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    _unknown(table, frozenset(RUN_SETTINGS), where)
+    for key, value in table.items():
+        expected = RUN_SETTINGS[key]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"{where}.{key} must be a {expected.__name__}")
+    return dict(table)

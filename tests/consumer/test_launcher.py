@@ -126,4 +126,29 @@ def test_run_takes_its_settings_from_the_environment_too() -> None:
 
     assert done.returncode == 2
     assert b"account id '12' is not 12 digits" in done.stderr  # read from DEFENDER_HUB_ACCOUNT_ID, checked first
-    assert b"run needs --stream" in run(env=run_env()).stderr
+    assert b"run needs a stream and an application" in run(env=run_env()).stderr
+
+
+def test_run_reads_its_settings_from_the_file_under_the_environment_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "defender-hub.toml"
+    config.write_text('[run]\nstream = "from-file"\napplication = "a"\nmax_records = 10\n')
+
+    with LocalAws() as aws:
+        env = run_env(AWS_ENDPOINT_URL_KINESIS=aws.endpoint_url)
+        by_file = run("--config", str(config), env=env)
+        by_env = run("--config", str(config), env=env | {"DEFENDER_HUB_STREAM": "from-env"})
+        by_flag = run("--config", str(config), "--stream", "from-flag", env=env | {"DEFENDER_HUB_STREAM": "from-env"})
+
+    assert b"stream 'from-file' not found" in by_file.stderr
+    assert b"stream 'from-env' not found" in by_env.stderr
+    assert b"stream 'from-flag' not found" in by_flag.stderr
+
+
+def test_a_bad_run_table_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "defender-hub.toml"
+    config.write_text('[run]\nstream = "s"\nmax_records = "many"\n')
+
+    done = run("--config", str(config), env=run_env())
+
+    assert done.returncode == 2
+    assert b"[run].max_records must be a int" in done.stderr
