@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -152,8 +153,6 @@ def _follow(hub: LocalSecurityHub, expected: int, consumer: Any, deadline: float
 
 @contextmanager
 def _temporary_folder() -> Iterator[Path]:
-    import tempfile  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory(prefix="defender-hub-demo-") as folder:
         yield Path(folder)
 
