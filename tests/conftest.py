@@ -69,6 +69,22 @@ def local_client(service: str, endpoint_url: str, region: str = "us-east-1", con
     )
 
 
+def local_aws_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that may reach only local endpoints, never AWS itself."""
+    return (
+        os.environ
+        | {
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        | extra
+    )
+
+
 def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     """Runs `defender-hub` as a separate process, as a user would."""
     return subprocess.run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from moto.server import ThreadedMotoServer
 
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import DeadLetter, JsonlDeadLetters, RecordOrigin
-from tests.conftest import Convert, local_client
+from tests.conftest import Convert, local_aws_env, local_client
 
 
 @pytest.fixture
@@ -31,19 +30,8 @@ def template(convert: Convert, reference_events: list[dict[str, Any]]) -> dict[s
 
 
 def aws_env(**endpoints: str) -> dict[str, str]:
-    """The environment of a process that may reach only the local endpoints, never AWS itself."""
-    return (
-        os.environ
-        | {
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        }
-        | {f"AWS_ENDPOINT_URL_{service.upper()}": url for service, url in endpoints.items()}
-    )
+    """The local environment, with an endpoint for each service named."""
+    return local_aws_env(**{f"AWS_ENDPOINT_URL_{service.upper()}": url for service, url in endpoints.items()})
 
 
 def lines(template: dict[str, Any], prefix: str, count: int, **changes: Any) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from defender_hub.consumer.launcher import DaemonSettings, daemon_command, properties
 from defender_hub.errors import ConfigError
 from defender_hub.local.aws import LocalAws, free_port
+from tests.conftest import local_aws_env
 
 SETTINGS = DaemonSettings(stream="s", application="a", worker_id="w", region="eu-west-1")
 
@@ -79,16 +79,7 @@ def test_missing_jars_are_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 
 def run_env(**extra: str) -> dict[str, str]:
-    return (
-        os.environ
-        | {
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "t",
-            "AWS_SECRET_ACCESS_KEY": "t",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-        | extra
-    )
+    return local_aws_env(**extra)
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:

@@ -172,6 +172,15 @@ def test_when_dead_letters_cannot_be_kept_the_job_stops_and_nothing_is_skipped(
         stop(consumer, log)
 
 
+def wait_until_all_delivered(
+    stream: Stream, hub: LocalSecurityHub, payloads: list[bytes], placed: list[tuple[str, str]]
+) -> None:
+    """Waits until Security Hub holds every finding the payloads make and each shard is checkpointed at its end."""
+    expected = set(latest_versions(payloads))
+    wait_for("every finding in Security Hub", lambda: {f["Id"] for f in hub.findings()} == expected, 300)
+    wait_for("the checkpoints at each shard's end", lambda: stream.checkpoints() == dict(placed), 60)
+
+
 def findings_by_record(payloads: list[bytes], placed: list[tuple[str, str]]) -> dict[tuple[str, int], set[str]]:
     """(shard, sequence number) → the Ids of the findings that record makes."""
     converter = EventConverter(MappingOptions())
@@ -222,9 +231,7 @@ def test_a_security_hub_outage_holds_the_checkpoints_and_loses_nothing(local_aws
             while time.monotonic() < outage_ends:
                 assert_checkpoints_behind_delivery(stream, hub, made)
                 time.sleep(0.5)
-            expected = latest_versions(payloads)
-            wait_for("everything after the outage", lambda: {f["Id"] for f in hub.findings()} == set(expected), 180)
-            wait_for("the checkpoints at the end", lambda: stream.checkpoints() == dict(placed), 60)
+            wait_until_all_delivered(stream, hub, payloads, placed)
             assert_checkpoints_behind_delivery(stream, hub, made)
         finally:
             stop(consumer, log)
@@ -250,9 +257,7 @@ def test_sigterm_mid_stream_checkpoints_what_was_delivered_and_a_restart_resends
 
         consumer = start_consumer(stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--max-records", "10")
         try:
-            expected = latest_versions(payloads)
-            wait_for("everything after the restart", lambda: {f["Id"] for f in hub.findings()} == set(expected), 240)
-            wait_for("the checkpoints at the end", lambda: stream.checkpoints() == dict(placed), 60)
+            wait_until_all_delivered(stream, hub, payloads, placed)
         finally:
             stop(consumer, log)
         sent_after = sum(r.findings for r in hub.requests("BatchImportFindings") if r.status == 200) - sent_before
@@ -282,9 +287,7 @@ def test_sigkills_at_random_points_lose_nothing(local_aws: LocalAws, tmp_path: P
             assert_checkpoints_behind_delivery(stream, hub, made)
         consumer = start_consumer(stream, local_aws, hub, dead_letters, log, "--max-records", "10")
         try:
-            expected = latest_versions(payloads)
-            wait_for("everything in the end", lambda: {f["Id"] for f in hub.findings()} == set(expected), 300)
-            wait_for("the checkpoints at the end", lambda: stream.checkpoints() == dict(placed), 60)
+            wait_until_all_delivered(stream, hub, payloads, placed)
         finally:
             stop(consumer, log)
 

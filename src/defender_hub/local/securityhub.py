@@ -170,6 +170,7 @@ class LocalSecurityHub:
         self._findings: dict[tuple[str, str], dict[str, Any]] = {}
         self._requests: list[RequestRecord] = []
         self._faults = Faults()
+        self._rate, self._burst = rate, burst
         self._import_bucket = TokenBucket(rate, burst, clock)
         self._get_bucket = TokenBucket(3.0, 6, clock)  # GetFindings' own quota
         self._port = port
@@ -257,7 +258,7 @@ class LocalSecurityHub:
             self._findings.clear()
             self._requests.clear()
             self._faults = Faults()
-            self._import_bucket = TokenBucket(self._import_bucket._rate, int(self._import_bucket._burst), self._clock)
+            self._import_bucket = TokenBucket(self._rate, self._burst, self._clock)
 
     # -- inspection
 
