@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -24,6 +25,7 @@ from defender_hub.synthetic import generate_events, partition_key
 from tests.conftest import local_client
 
 POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
+KPL_MAGIC = b"\xf3\x89\x9a\xc2"
 
 
 @pytest.fixture(scope="session")
@@ -58,15 +60,49 @@ def latest_versions(events: list[bytes]) -> dict[str, str]:
     return latest
 
 
+def _key(data: bytes) -> str:
+    if data in POISON:
+        return "poison"
+    if data.startswith(KPL_MAGIC):
+        return "kpl"
+    return partition_key(data)
+
+
 class Stream:
     """A fresh stream and application: records put, lease table read."""
 
-    def __init__(self, local_aws: LocalAws, shards: int) -> None:
+    def __init__(self, local_aws: LocalAws, shards: int, *, leases: bool = True) -> None:
         self.name, self.application = f"defender-{uuid.uuid4().hex[:8]}", f"app-{uuid.uuid4().hex[:8]}"
         self._kinesis = local_client("kinesis", local_aws.endpoint_url)
         self._dynamodb = local_client("dynamodb", local_aws.endpoint_url)
         self._kinesis.create_stream(StreamName=self.name, ShardCount=shards)
         wait_for("the stream", lambda: self._describe()["StreamStatus"] == "ACTIVE", 30)
+        if leases:
+            self._create_leases()
+
+    def _create_leases(self) -> None:
+        """Writes the lease table as the KCL would on its first start: one unowned TRIM_HORIZON lease per shard.
+
+        A KCL that finds the table empty waits a random 1-30 s before it syncs shards; with leases present it starts
+        at once. The resharding test and the demo start from nothing.
+        """
+        self._dynamodb.create_table(
+            TableName=self.application,
+            KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for shard in self._kinesis.list_shards(StreamName=self.name)["Shards"]:
+            keys = shard["HashKeyRange"]
+            item = {
+                "leaseKey": shard["ShardId"], "leaseCounter": 0, "checkpoint": "TRIM_HORIZON",
+                "checkpointSubSequenceNumber": 0, "ownerSwitchesSinceCheckpoint": 0,
+                "startingHashKey": keys["StartingHashKey"], "endingHashKey": keys["EndingHashKey"],
+            }  # fmt: skip
+            self._dynamodb.put_item(
+                TableName=self.application,
+                Item={k: {"N": str(v)} if isinstance(v, int) else {"S": v} for k, v in item.items()},
+            )
 
     def _describe(self) -> dict[str, Any]:
         description: dict[str, Any] = self._kinesis.describe_stream(StreamName=self.name)["StreamDescription"]
@@ -74,27 +110,38 @@ class Stream:
 
     def put(self, payloads: list[bytes]) -> list[tuple[str, str]]:
         """Puts `payloads` in order; returns each one's (shard, sequence number)."""
-        records = [
-            {"Data": data, "PartitionKey": partition_key(data) if data not in POISON else "poison"} for data in payloads
-        ]
+        records = [{"Data": data, "PartitionKey": _key(data)} for data in payloads]
         answer = self._kinesis.put_records(StreamName=self.name, Records=records)
         assert answer["FailedRecordCount"] == 0
         return [(entry["ShardId"], entry["SequenceNumber"]) for entry in answer["Records"]]
 
+    def split(self, shard: str) -> None:
+        """Splits `shard` in two halves of its hash key range."""
+        shards = self._kinesis.list_shards(StreamName=self.name)["Shards"]
+        keys = next(s["HashKeyRange"] for s in shards if s["ShardId"] == shard)
+        middle = (int(keys["StartingHashKey"]) + int(keys["EndingHashKey"])) // 2 + 1
+        self._kinesis.split_shard(StreamName=self.name, ShardToSplit=shard, NewStartingHashKey=str(middle))
+
     def owners(self) -> dict[str, str]:
         """Shard → the worker holding its lease."""
-        try:
-            items = self._dynamodb.scan(TableName=self.application)["Items"]
-        except self._dynamodb.exceptions.ResourceNotFoundException:
-            return {}
-        return {item["leaseKey"]["S"]: item.get("leaseOwner", {}).get("S", "") for item in items}
+        return {shard: item.get("leaseOwner", {}).get("S", "") for shard, item in self._leases().items()}
 
     def checkpoints(self) -> dict[str, str]:
+        """Shard → its checkpoint's sequence number."""
+        return {shard: item.get("checkpoint", {}).get("S", "") for shard, item in self._leases().items()}
+
+    def sub_sequence_checkpoints(self) -> dict[str, str]:
+        """Shard → its checkpoint's sub-sequence number: the user record within a KPL-aggregated record."""
+        return {
+            shard: item.get("checkpointSubSequenceNumber", {}).get("N", "") for shard, item in self._leases().items()
+        }
+
+    def _leases(self) -> dict[str, dict[str, Any]]:
         try:
             items = self._dynamodb.scan(TableName=self.application)["Items"]
         except self._dynamodb.exceptions.ResourceNotFoundException:
             return {}
-        return {item["leaseKey"]["S"]: item.get("checkpoint", {}).get("S", "") for item in items}
+        return {item["leaseKey"]["S"]: item for item in items}
 
 
 def start_consumer(
@@ -320,3 +367,77 @@ def _at_least(checkpoints: dict[str, str], last: dict[str, str]) -> bool:
     return all(
         checkpoints.get(shard, "").isdigit() and int(checkpoints[shard]) >= int(seq) for shard, seq in last.items()
     )
+
+
+def test_a_split_shard_is_finished_before_its_children_start_and_nothing_is_lost(
+    local_aws: LocalAws, hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    stream = Stream(local_aws, shards=1, leases=False)  # the KCL's start from an empty application, too
+    before, after = list(generate_events(100, seed=14)), list(generate_events(100, seed=15))
+    parent = stream.put(before)[-1]
+    log = tmp_path / "run.log"
+    consumer = start_consumer(stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--max-records", "10")
+    try:
+        wait_for("the first findings", lambda: len(hub.findings()) > 0, 120)
+        stream.split(parent[0])
+        children = dict(stream.put(after))
+        assert set(children) == {"shardId-000000000001", "shardId-000000000002"}
+
+        expected = latest_versions([*before, *after])
+        wait_for("every finding", lambda: {f["Id"]: f["UpdatedAt"] for f in hub.findings()} == expected, 240)
+        wait_for(
+            "the parent at SHARD_END, each child at its end",
+            lambda: stream.checkpoints() == {parent[0]: "SHARD_END", **children},
+            60,
+        )
+        text = log.read_text()
+        parent_ended = text.index(f"{parent[0]} ended: checkpointed at its end")
+        assert all(parent_ended < text.index(f"processing {child} from") for child in children)
+    finally:
+        stop(consumer, log)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def kpl_aggregate(partition_key: str, payloads: list[bytes]) -> bytes:
+    """The KPL's aggregated record: magic, an AggregatedRecord protobuf of the user records, the MD5 of the protobuf."""
+    body = _field(1, partition_key.encode())  # partition_key_table[0]
+    for data in payloads:
+        body += _field(3, _varint(1 << 3) + _varint(0) + _field(3, data))  # Record{partition_key_index=0, data}
+    return KPL_MAGIC + body + hashlib.md5(body).digest()  # the KPL format's checksum
+
+
+def test_kpl_aggregated_records_are_deaggregated_and_checkpointed_by_sub_sequence_number(
+    local_aws: LocalAws, hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    stream = Stream(local_aws, shards=1)
+    events = list(generate_events(60, seed=16))
+    payloads = [
+        kpl_aggregate("batch-1", [*events[:25], POISON[0], *events[25:30]]),
+        kpl_aggregate("batch-2", events[30:]),
+    ]
+    placed = stream.put(payloads)
+    dead_letters, log = tmp_path / "dl.jsonl", tmp_path / "run.log"
+    consumer = start_consumer(stream, local_aws, hub, dead_letters, log, "--max-records", "1")
+    try:
+        expected = latest_versions(events)
+        wait_for("every finding", lambda: {f["Id"]: f["UpdatedAt"] for f in hub.findings()} == expected, 180)
+        wait_for("the checkpoint at the last record", lambda: stream.checkpoints() == dict(placed[-1:]), 60)
+        [letter] = [json.loads(line) for line in dead_letters.read_text().splitlines()]
+        assert letter["origin"]["sequence_number"] == placed[0][1]
+        assert letter["origin"]["sub_sequence_number"] == 25
+        assert stream.sub_sequence_checkpoints() == {placed[0][0]: str(len(events) - 30 - 1)}
+    finally:
+        stop(consumer, log)

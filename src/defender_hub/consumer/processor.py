@@ -119,6 +119,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
     def shard_ended(self, shard_ended_input: Any) -> None:
         """Checkpoints the shard's end, without which its children never start."""
         self._checkpoint(shard_ended_input.checkpointer)
+        log.info("%s ended: checkpointed at its end", self._shard)
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         """Checkpoints what was delivered: process_records returns only after delivering, so that is everything."""

@@ -1,0 +1,93 @@
+"""moto's Kinesis, mended: a split or merged shard keeps its records, takes no new ones, and ends with its children."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from defender_hub.local.aws import LocalAws
+from tests.conftest import local_client
+
+HALF = str(2**127)
+
+
+@pytest.fixture(scope="module")
+def kinesis() -> Iterator[Any]:
+    with LocalAws() as aws:
+        yield local_client("kinesis", aws.endpoint_url)
+
+
+def put(kinesis: Any, stream: str, count: int, prefix: str) -> dict[str, list[bytes]]:
+    """Puts `count` records spread over the hash key space; returns shard → data, in order."""
+    placed: dict[str, list[bytes]] = {}
+    for index in range(count):
+        data = f"{prefix}-{index}".encode()
+        answer = kinesis.put_record(StreamName=stream, Data=data, PartitionKey=f"key-{index}")
+        placed.setdefault(answer["ShardId"], []).append(data)
+    return placed
+
+
+def read_to_end(kinesis: Any, stream: str, shard: str) -> tuple[list[bytes], list[dict[str, Any]] | None]:
+    """Reads a shard from TRIM_HORIZON until it ends or has nothing more; returns the data and the ChildShards."""
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    next_iterator, data = iterator["ShardIterator"], []
+    while next_iterator:
+        answer = kinesis.get_records(ShardIterator=next_iterator, Limit=7)
+        data += [record["Data"] for record in answer["Records"]]
+        if not answer["Records"] and "NextShardIterator" in answer:
+            return data, None  # an open shard, read to its tip
+        next_iterator = answer.get("NextShardIterator")
+    return data, answer["ChildShards"]
+
+
+def new_stream(kinesis: Any, name: str, shards: int) -> None:
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+
+
+def test_a_split_shard_keeps_its_records_and_ends_with_both_children(kinesis: Any) -> None:
+    new_stream(kinesis, "split", 1)
+    before = put(kinesis, "split", 20, "before")
+    kinesis.split_shard(StreamName="split", ShardToSplit="shardId-000000000000", NewStartingHashKey=HALF)
+    after = put(kinesis, "split", 40, "after")
+
+    data, children = read_to_end(kinesis, "split", "shardId-000000000000")
+
+    assert data == before["shardId-000000000000"]
+    assert children is not None
+    assert sorted(c["ShardId"] for c in children) == ["shardId-000000000001", "shardId-000000000002"]
+    assert all(c["ParentShards"] == ["shardId-000000000000"] for c in children)
+    assert set(after) == {"shardId-000000000001", "shardId-000000000002"}  # nothing new for the closed parent
+    for child in children:
+        child_data, grandchildren = read_to_end(kinesis, "split", child["ShardId"])
+        assert child_data == after[child["ShardId"]]
+        assert grandchildren is None
+
+
+def test_merged_shards_keep_their_records_and_end_with_the_one_child(kinesis: Any) -> None:
+    new_stream(kinesis, "merge", 2)
+    before = put(kinesis, "merge", 20, "before")
+    kinesis.merge_shards(
+        StreamName="merge", ShardToMerge="shardId-000000000000", AdjacentShardToMerge="shardId-000000000001"
+    )
+    after = put(kinesis, "merge", 10, "after")
+
+    for parent in ("shardId-000000000000", "shardId-000000000001"):
+        data, children = read_to_end(kinesis, "merge", parent)
+        assert data == before[parent]
+        assert children is not None
+        assert [c["ShardId"] for c in children] == ["shardId-000000000002"]
+    assert list(after) == ["shardId-000000000002"]
+    assert read_to_end(kinesis, "merge", "shardId-000000000002") == (after["shardId-000000000002"], None)
+
+
+def test_a_closed_shard_with_no_records_ends_at_once(kinesis: Any) -> None:
+    new_stream(kinesis, "empty", 1)
+    kinesis.split_shard(StreamName="empty", ShardToSplit="shardId-000000000000", NewStartingHashKey=HALF)
+
+    data, children = read_to_end(kinesis, "empty", "shardId-000000000000")
+
+    assert data == []
+    assert children is not None
+    assert len(children) == 2
