@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from defender_hub.codecs.asff import encode_finding
 from defender_hub.convert import EventConverter
+from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -55,6 +56,13 @@ def convert() -> Convert:
         return [json.loads(encode_finding(finding)) for finding in findings]
 
     return run
+
+
+@pytest.fixture
+def hub() -> Iterator[LocalSecurityHub]:
+    """A strict local Security Hub of the test's own."""
+    with LocalSecurityHub() as running:
+        yield running
 
 
 def local_client(service: str, endpoint_url: str, region: str = "us-east-1", config: Config | None = None) -> Any:

@@ -11,9 +11,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from defender_hub import __version__
+from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger
 from defender_hub.config import RUN_SETTINGS, load_mapping_options, load_run_settings
 from defender_hub.convert import convert_stream
 from defender_hub.errors import ConfigError, SinkError
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 DEFAULT_DEAD_LETTERS = "dead-letters.jsonl"
+DEFAULT_REFRESH_DAYS = 80.0
+"""Re-send a finding this long after its last update: ten days before Security Hub would delete it."""
 
 EXIT_OK = 0
 EXIT_FAILURES = 2
@@ -104,7 +107,31 @@ def _parser() -> argparse.ArgumentParser:
     running.add_argument("--retrieval-mode", choices=["POLLING", "FANOUT"])
     running.add_argument("--max-records", type=int, help="records a GetRecords call (1..10000, default 1000)")
     running.add_argument("--dead-letter", metavar="PATH|SQS_URL")
+    running.add_argument(
+        "--ledger",
+        metavar="URL",
+        help="sqlite:///PATH (one machine; the default) or dynamodb://TABLE (several workers)",
+    )
+    running.add_argument(
+        "--refresh-hours", type=int, help="hours between refresh sweeps of findings near expiry (0: none; 24)"
+    )
     _mapping_flags(running)
+    refreshing = commands.add_parser(
+        "refresh",
+        help="re-send ACTIVE findings before Security Hub expires them (one sweep, for a scheduler)",
+        description=(
+            "Security Hub deletes a finding 90 days after its last update. Re-sends, with a new UpdatedAt, every "
+            "ACTIVE finding of the ledger not updated for --after-days days. Sweeps running at once claim what they "
+            "send, so at most a few findings go twice. Exit status 0 when everything due was accepted or "
+            "dead-lettered."
+        ),
+    )
+    refreshing.add_argument("--ledger", default=_env("LEDGER") or DEFAULT_LEDGER, metavar="URL")
+    refreshing.add_argument("--after-days", type=float, default=DEFAULT_REFRESH_DAYS)
+    refreshing.add_argument(
+        "--dead-letter", default=_env("DEAD_LETTER") or DEFAULT_DEAD_LETTERS, metavar="PATH|SQS_URL"
+    )
+    refreshing.add_argument("--account-id", default=_env("ACCOUNT_ID"), help="the account imported into")
     demo = commands.add_parser(
         "demo",
         help="the whole pipeline on a local stack: events onto a stream, the consumer, the local Security Hub",
@@ -192,7 +219,7 @@ def _deliver(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from defender_hub.consumer.launcher import DaemonSettings, check_stream, run_daemon  # noqa: PLC0415
+    from defender_hub.consumer.launcher import DaemonSettings, check_stream, lease_owners, run_daemon  # noqa: PLC0415
 
     run_defaults = {
         "initial_position": "TRIM_HORIZON",
@@ -200,6 +227,8 @@ def _run(args: argparse.Namespace) -> int:
         "retrieval_mode": "POLLING",
         "max_records": 1000,
         "dead_letter": DEFAULT_DEAD_LETTERS,
+        "ledger": DEFAULT_LEDGER,
+        "refresh_hours": 24,
     }
     from_file = load_run_settings(args.config)
     for name in RUN_SETTINGS:  # flags, then DEFENDER_HUB_<NAME>, then the file's [run], then the defaults
@@ -225,6 +254,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("no Region for the stream: set AWS_REGION or --region")
     if not 1 <= args.max_records <= 10_000:
         raise ConfigError("--max-records must be 1..10000")
+    if not isinstance(args.refresh_hours, int) or args.refresh_hours < 0:
+        raise ConfigError(f"refresh hours {args.refresh_hours!r} is not a whole number of hours, 0 or more")
+    ledger_url = _absolute_ledger(args.ledger)
+    open_ledger(ledger_url).close()  # opened once here, so a bad ledger is said at start
     settings = DaemonSettings(
         stream=args.stream,
         application=args.application,
@@ -236,6 +269,7 @@ def _run(args: argparse.Namespace) -> int:
         max_records=args.max_records,
     )
     environment = {
+        "DEFENDER_HUB_LEDGER": ledger_url,
         "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
         if "://" not in args.dead_letter
         else args.dead_letter,
@@ -246,8 +280,77 @@ def _run(args: argparse.Namespace) -> int:
         },
     }
     check_stream(args.stream, region)
-    status = run_daemon(settings, environment)
+    others = lease_owners(args.application, region) - {args.worker_id, ""}
+    if ledger_url.startswith("sqlite:") and others:
+        print(
+            f"defender-hub: warning: other workers ({', '.join(sorted(others)[:5])}) share application "
+            f"{args.application!r}, but the SQLite ledger is this machine's alone: with several workers, use "
+            "--ledger dynamodb://TABLE, or findings may be re-sent and archival may miss what they recorded",
+            file=sys.stderr,
+        )
+    sweeps = _periodic_refresh(ledger_url, args, args.refresh_hours)
+    try:
+        status = run_daemon(settings, environment)
+    finally:
+        sweeps.set()
     return EXIT_OK if status == 0 else EXIT_FAILURES
+
+
+def _absolute_ledger(url: str) -> str:
+    """The ledger URL with a relative SQLite path made absolute: the processors may start elsewhere."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
+    return url
+
+
+def _refresh_sink(ledger_url: str, dead_letter: str, account_id: str | None, stop: threading.Event) -> Any:
+    from defender_hub.checkpoints.delivery import LedgeredSink  # noqa: PLC0415 - boto3 loads only for AWS commands
+    from defender_hub.sink import SecurityHubSink, open_dead_letters, securityhub_clients  # noqa: PLC0415
+
+    sink = SecurityHubSink(securityhub_clients(), open_dead_letters(dead_letter), account_id=account_id, stop=stop)
+    return LedgeredSink(sink, open_ledger(ledger_url))
+
+
+def _periodic_refresh(ledger_url: str, args: argparse.Namespace, hours: int) -> threading.Event:
+    """Sweeps for findings near expiry now and every `hours` hours, in a thread, until the returned event is set."""
+    stop = threading.Event()
+    if hours <= 0:
+        return stop
+
+    def sweep_forever() -> None:
+        dead_letter = str(Path(args.dead_letter).resolve()) if "://" not in args.dead_letter else args.dead_letter
+        while not stop.is_set():
+            try:
+                sink = _refresh_sink(ledger_url, dead_letter, args.account_id, stop)
+                report = sink.refresh(int(time.time() * 1000), DEFAULT_REFRESH_DAYS)
+                print(f"defender-hub: refresh sweep: {report.due} due, {report.accepted} re-sent", file=sys.stderr)
+            except (SinkError, ConfigError) as exc:
+                print(f"defender-hub: refresh sweep failed: {exc}; trying again next time", file=sys.stderr)
+            stop.wait(hours * 3600)
+
+    threading.Thread(target=sweep_forever, name="refresh", daemon=True).start()
+    return stop
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    if args.after_days <= 0 or args.after_days >= 90:
+        raise ConfigError("--after-days must be between 0 and 90: Security Hub deletes findings after 90 days")
+    started = time.monotonic()
+    sink = _refresh_sink(args.ledger, args.dead_letter, args.account_id, stop)
+    try:
+        report = sink.refresh(int(time.time() * 1000), args.after_days)
+    except SinkError as exc:
+        print(f"defender-hub: {exc}; the rest is still due", file=sys.stderr)
+        return EXIT_FAILURES
+    print(
+        f"due {report.due}, held by another sweep {report.claimed_elsewhere}, "
+        f"{_summary(report, time.monotonic() - started)}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 def _local_securityhub(args: argparse.Namespace) -> int:
@@ -275,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _deliver(args)
         if args.command == "run":
             return _run(args)
+        if args.command == "refresh":
+            return _refresh(args)
         if args.command == "demo":
             from defender_hub.demo import run_demo  # noqa: PLC0415 - boto3 loads only for the commands using AWS
 

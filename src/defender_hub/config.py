@@ -26,6 +26,8 @@ RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
         "dead_letter": str,
         "retrieval_mode": str,
         "max_records": int,
+        "ledger": str,
+        "refresh_hours": int,
     }
 )
 """The `[run]` table's settings of `defender-hub run`, and their types."""

@@ -8,7 +8,8 @@
     │   └── EventMappingError  a known kind whose content can't make a valid finding (no account id, say)
     └── SinkError              findings could not be delivered; the caller must not checkpoint past them
         ├── SinkStopped        a stop was requested while Security Hub was still being retried
-        └── DeadLetterError    the dead-letter destination failed, so a rejected finding can't be kept
+        ├── DeadLetterError    the dead-letter destination failed, so a rejected finding can't be kept
+        └── LedgerError        the findings ledger can't be read or written, so a delivery can't be planned or kept
 
 Code that handles one event catches `EventError`; nothing else is swallowed. A `SinkError` ends the work at hand:
 what was not delivered is still owed, and a checkpoint past it would lose it.
@@ -23,6 +24,7 @@ __all__ = [
     "EventDecodeError",
     "EventError",
     "EventMappingError",
+    "LedgerError",
     "SinkError",
     "SinkStopped",
     "UnknownEventError",
@@ -63,3 +65,7 @@ class SinkStopped(SinkError):
 
 class DeadLetterError(SinkError):
     """The dead-letter destination could not durably keep a rejected finding or record."""
+
+
+class LedgerError(SinkError):
+    """The findings ledger could not be read or written: what it would have recorded is still owed."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,6 @@ from defender_hub.sink import Clients, JsonlDeadLetters, Outbound, RecordOrigin,
 from tests.conftest import Convert, local_client
 
 FAST = RetryPolicy(base_seconds=0.05, max_seconds=0.5, access_seconds=0.3)
-
-
-@pytest.fixture
-def hub() -> Iterator[LocalSecurityHub]:
-    with LocalSecurityHub() as running:
-        yield running
 
 
 def hub_clients(hub: LocalSecurityHub) -> Clients:

@@ -14,7 +14,7 @@ from types import FrameType
 
 from defender_hub.errors import ConfigError
 
-__all__ = ["DaemonSettings", "check_stream", "daemon_command", "kcl_jars", "properties", "run_daemon"]
+__all__ = ["DaemonSettings", "check_stream", "daemon_command", "kcl_jars", "lease_owners", "properties", "run_daemon"]
 
 INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 RETRIEVAL_MODES = ("POLLING", "FANOUT")
@@ -127,6 +127,20 @@ def check_stream(stream: str, region: str) -> None:
         raise ConfigError(f"{where} refused DescribeStreamSummary for {stream!r}: {code}") from None
     except BotoCoreError as exc:
         raise ConfigError(f"can't reach {where}: {type(exc).__name__}") from None
+
+
+def lease_owners(application: str, region: str) -> set[str]:
+    """The workers holding leases of `application` now; empty when its lease table can't be read (yet)."""
+    import boto3  # noqa: PLC0415 - only `run` needs it
+    from botocore.config import Config  # noqa: PLC0415
+
+    config = Config(retries={"total_max_attempts": 2}, connect_timeout=3, read_timeout=10)
+    dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=_endpoint("DYNAMODB"), config=config)
+    try:
+        pages = dynamodb.get_paginator("scan").paginate(TableName=application, ProjectionExpression="leaseOwner")
+        return {item["leaseOwner"]["S"] for page in pages for item in page["Items"] if "leaseOwner" in item}
+    except Exception:
+        return set()
 
 
 def daemon_command(properties_file: Path) -> list[str]:

@@ -24,6 +24,8 @@ from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor
 
+from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger
+from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.config import load_mapping_options
 from defender_hub.convert import EventConverter
 from defender_hub.errors import EventError, SinkError, SinkStopped
@@ -47,7 +49,7 @@ CHECKPOINT_ATTEMPTS = 10
 class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  # an untyped base class
     """Turns a shard's records into findings and checkpoints past a record only once its findings are delivered."""
 
-    def __init__(self, converter: EventConverter, sink: SecurityHubSink, dead_letters: DeadLetters) -> None:
+    def __init__(self, converter: EventConverter, sink: LedgeredSink, dead_letters: DeadLetters) -> None:
         self._converter = converter
         self._sink = sink
         self._dead_letters = dead_letters
@@ -85,10 +87,13 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             log.error("%s: %s; exiting without a checkpoint, the records will come again", self._shard, exc)
             raise SystemExit(1) from None
         log.info(
-            "%s: %d records, %d findings accepted, %d dead-lettered, %d bad records",
+            "%s: %d records, %d findings accepted (%d archived by the lifecycle), %d unchanged, %d dead-lettered, "
+            "%d bad records",
             self._shard,
             len(records),
             report.accepted,
+            report.archived,
+            report.unchanged,
             report.dead_lettered,
             len(poison),
         )
@@ -141,7 +146,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     dead_letters = open_dead_letters(env.get("DEFENDER_HUB_DEAD_LETTER", "dead-letters.jsonl"))
     sink = SecurityHubSink(securityhub_clients(), dead_letters, account_id=options.account_id, stop=stop)
-    kcl.KCLProcess(FindingsProcessor(EventConverter(options), sink, dead_letters)).run()
+    ledger = open_ledger(env.get("DEFENDER_HUB_LEDGER", DEFAULT_LEDGER))
+    kcl.KCLProcess(FindingsProcessor(EventConverter(options), LedgeredSink(sink, ledger), dead_letters)).run()
 
 
 if __name__ == "__main__":

@@ -4,21 +4,31 @@ The seam is `SecurityHubSink.deliver`: it takes findings and returns when every 
 or is durably dead-lettered, and raises a `SinkError` when that can't be done (stop requested, dead letters broken).
 """
 
-from defender_hub.sink.batching import Outbound, RecordOrigin
+from defender_hub.sink.batching import Outbound, Pending, RecordOrigin, coalesce
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters, JsonlDeadLetters, SqsDeadLetters, open_dead_letters
-from defender_hub.sink.securityhub import Clients, DeliveryReport, RetryPolicy, SecurityHubSink, securityhub_clients
+from defender_hub.sink.securityhub import (
+    Accepted,
+    Clients,
+    DeliveryReport,
+    RetryPolicy,
+    SecurityHubSink,
+    securityhub_clients,
+)
 
 __all__ = [
+    "Accepted",
     "Clients",
     "DeadLetter",
     "DeadLetters",
     "DeliveryReport",
     "JsonlDeadLetters",
     "Outbound",
+    "Pending",
     "RecordOrigin",
     "RetryPolicy",
     "SecurityHubSink",
     "SqsDeadLetters",
+    "coalesce",
     "open_dead_letters",
     "securityhub_clients",
 ]

@@ -65,22 +65,30 @@ def _instant(value: Any) -> datetime:
 def coalesce(outbound: Iterable[Outbound]) -> list[Pending]:
     """Returns one pending finding per (ProductArn, Id), the latest UpdatedAt winning and the later one on a tie.
 
-    The winner stands for the origins of those it replaced: once it is delivered, so are they.
+    The winner keeps the earliest CreatedAt of the versions (the finding was first seen then), and stands for the
+    origins of those it replaced: once it is delivered, so are they.
     """
     chosen: dict[tuple[Any, Any], Pending] = {}
     for item in outbound:
         # Through JSON, not to_builtins: a mapped Finding's tuples must become the lists a parsed finding has.
         doc = _as_json(encode_finding(item.finding)) if isinstance(item.finding, Finding) else dict(item.finding)
-        pending = Pending(doc, json.dumps(doc).encode(), [item.origin])
         key = (doc.get("ProductArn"), doc.get("Id"))
         previous = chosen.get(key)
-        if previous is not None:
-            if _instant(doc.get("UpdatedAt")) < _instant(previous.doc.get("UpdatedAt")):
-                previous.origins.append(item.origin)
-                continue
-            pending.origins[:0] = previous.origins
+        if previous is None:
+            chosen[key] = Pending(doc, json.dumps(doc).encode(), [item.origin])
+            continue
+        if _instant(doc.get("UpdatedAt")) < _instant(previous.doc.get("UpdatedAt")):
+            winner, loser = previous, doc
+            winner.origins.append(item.origin)
+        else:
+            winner, loser = Pending(doc, b"", [*previous.origins, item.origin]), previous.doc
             del chosen[key]  # re-inserted below, so the request order follows the latest version
-        chosen[key] = pending
+            chosen[key] = winner
+        if "CreatedAt" in loser and _instant(loser["CreatedAt"]) < _instant(winner.doc.get("CreatedAt")):
+            winner.doc["CreatedAt"] = loser["CreatedAt"]
+            winner.body = b""
+        if not winner.body:
+            winner.body = json.dumps(winner.doc).encode()
     return list(chosen.values())
 
 

@@ -26,7 +26,7 @@ from defender_hub.errors import ConfigError, SinkStopped
 from defender_hub.sink.batching import Outbound, Pending, coalesce, requests
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 
-__all__ = ["Clients", "DeliveryReport", "RetryPolicy", "SecurityHubSink", "securityhub_clients"]
+__all__ = ["Accepted", "Clients", "DeliveryReport", "RetryPolicy", "SecurityHubSink", "securityhub_clients"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ NOT_RETRYABLE_CODES = frozenset({"InvalidInput"})
 
 
 Clients = Callable[[str], Any]
+Accepted = Callable[[list[dict[str, Any]]], None]
+"""Hears of the findings Security Hub accepted, one request at a time."""
 """Gives the Security Hub client of a Region: findings are imported in the Region their ProductArn names."""
 
 
@@ -84,11 +86,27 @@ class DeliveryReport:
     requests: int = 0
     throttled: int = 0
     retried: int = 0
+    unchanged: int = 0
+    """Left out because Security Hub has them already, or something newer (the ledger says so)."""
+    archived: int = 0
+    """Sent ARCHIVED by the lifecycle: resources a later audit no longer reported, late findings of older audits."""
 
     def add(self, other: DeliveryReport) -> None:
         """Adds `other`'s counts to this report."""
-        for name in ("accepted", "dead_lettered", "superseded", "requests", "throttled", "retried"):
+        for name in (
+            "accepted",
+            "dead_lettered",
+            "superseded",
+            "requests",
+            "throttled",
+            "retried",
+            "unchanged",
+            "archived",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+_COUNTS = ("accepted", "dead_lettered", "superseded", "requests", "throttled", "retried", "unchanged", "archived")
 
 
 class SecurityHubSink:
@@ -112,6 +130,7 @@ class SecurityHubSink:
         self._stop = stop or threading.Event()
         self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrecy
         self._report = DeliveryReport()
+        self._on_accepted: Accepted | None = None
 
     def _client(self, region: str) -> Any:
         client = self._clients(region)
@@ -129,15 +148,22 @@ class SecurityHubSink:
         if response is not None and response[1].get("Error", {}).get("Code") in THROTTLING_CODES:
             self._report.throttled += 1
 
-    def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
+    def deliver(self, outbound: Iterable[Outbound], on_accepted: Accepted | None = None) -> DeliveryReport:
         """Returns once every finding was accepted by Security Hub or durably dead-lettered.
 
-        Raises SinkStopped when a stop is requested first, DeadLetterError when a rejected finding can't be kept:
-        in either case nothing past these findings may be checkpointed.
+        Several versions of a finding are coalesced into its latest. `on_accepted` hears of each request's accepted
+        findings as Security Hub accepts them. Raises SinkStopped when a stop is requested first, DeadLetterError
+        when a rejected finding can't be kept: in either case nothing past these findings may be checkpointed.
         """
-        self._report = report = DeliveryReport()
         pending = coalesce(outbound)
+        report = self.deliver_pending(pending, on_accepted)
         report.superseded = sum(len(item.origins) - 1 for item in pending)
+        return report
+
+    def deliver_pending(self, pending: list[Pending], on_accepted: Accepted | None = None) -> DeliveryReport:
+        """Delivers findings already coalesced, one per finding, as `deliver` does."""
+        self._report = report = DeliveryReport()
+        self._on_accepted = on_accepted
         by_region: dict[str, list[Pending]] = {}
         for item in self._screen(pending):
             by_region.setdefault(item.doc["ProductArn"].split(":")[3], []).append(item)
@@ -228,6 +254,8 @@ class SecurityHubSink:
         failures = {failure.get("Id"): failure for failure in answer.get("FailedFindings") or []}
         accepted = [item for item in batch if item.id not in failures]
         self._report.accepted += len(accepted)
+        if self._on_accepted is not None and accepted:
+            self._on_accepted([item.doc for item in accepted])
         if not failures:
             return []
         retry: list[Pending] = []

@@ -1,0 +1,195 @@
+"""The lifecycle over HTTP: the ledgered sink, each ledger back end, the strict local Security Hub."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+
+from defender_hub.checkpoints import Ledger
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.synthetic import generate_events
+from tests.checkpoints.conftest import DAY_MS, Pipeline, another_connection, audit_finding, audit_task, violation
+from tests.consumer.test_processor import holds_latest, latest_versions
+
+T0 = 1_790_000_000_000  # 2026-09-21
+FINDING_ID = "123456789012/DEVICE_CERTIFICATE/{}/DEVICE_CERTIFICATE_KEY_QUALITY_CHECK/WEAK_KEY"
+
+
+def test_replaying_a_stream_twice_imports_each_final_state_and_the_second_pass_sends_nothing(
+    pipeline: Pipeline,
+) -> None:
+    events = list(generate_events(400, seed=21))
+    batches = [events[start : start + 37] for start in range(0, len(events), 37)]
+    for batch in batches:
+        pipeline.deliver(*batch)
+    assert holds_latest(pipeline.hub, latest_versions(events))
+    final, sent = pipeline.stored(), pipeline.sent()
+
+    for batch in batches:
+        report = pipeline.deliver(*batch)
+        assert report.accepted == 0
+
+    assert pipeline.sent() == sent
+    assert pipeline.stored() == final
+
+
+def test_a_shuffled_replay_never_moves_a_finding_backwards(pipeline: Pipeline) -> None:
+    events = list(generate_events(300, seed=22))
+    for start in range(0, len(events), 50):
+        pipeline.deliver(*events[start : start + 50])
+    before = {i: f["UpdatedAt"] for i, f in pipeline.stored().items()}
+    shuffled = events[:]
+    random.Random(22).shuffle(shuffled)
+
+    for start in range(0, len(shuffled), 20):
+        pipeline.deliver(*shuffled[start : start + 20])
+
+    assert {i: f["UpdatedAt"] for i, f in pipeline.stored().items()} == before
+
+
+def test_a_later_task_archives_what_it_no_longer_reports_and_keeps_created_at(pipeline: Pipeline) -> None:
+    day2 = T0 + DAY_MS
+    pipeline.deliver(*(audit_finding("task-1", T0, cert) for cert in "ABC"), audit_task("task-1", T0, 3))
+    created = pipeline.stored()[FINDING_ID.format("A")]["CreatedAt"]
+
+    report = pipeline.deliver(audit_finding("task-2", day2, "A"), audit_task("task-2", day2, 1))
+
+    stored = pipeline.stored()
+    for cert in "BC":
+        finding = stored[FINDING_ID.format(cert)]
+        assert (finding["RecordState"], finding["Compliance"]["Status"]) == ("ARCHIVED", "PASSED")
+        assert finding["UpdatedAt"] == "2026-09-22T14:13:20.000Z"  # task 2's start
+    a = stored[FINDING_ID.format("A")]
+    assert (a["RecordState"], a["ProductFields"]["TaskId"], a["CreatedAt"]) == ("ACTIVE", "task-2", created)
+    assert a["UpdatedAt"] > created
+    assert report.archived == 2
+
+
+def test_archival_works_across_batches_and_ignores_other_checks(pipeline: Pipeline) -> None:
+    day2 = T0 + DAY_MS
+    other = "DEVICE_CERTIFICATE_EXPIRING_CHECK"
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_finding("task-1", T0, "B"))
+    pipeline.deliver(audit_finding("task-1", T0, "B", check=other), audit_task("task-1", T0, 2))
+    pipeline.deliver(audit_finding("task-2", day2, "B"))  # its notification comes in a later batch
+
+    pipeline.deliver(audit_task("task-2", day2, 1))
+
+    states = {i: f["RecordState"] for i, f in pipeline.stored().items() if "/DEVICE_CERTIFICATE/" in i}
+    assert states == {
+        FINDING_ID.format("A"): "ARCHIVED",
+        FINDING_ID.format("B"): "ACTIVE",
+        f"123456789012/DEVICE_CERTIFICATE/B/{other}/WEAK_KEY": "ACTIVE",  # task 2 did not run that check
+    }
+
+
+def test_a_failed_or_canceled_check_archives_nothing(pipeline: Pipeline) -> None:
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+
+    pipeline.deliver(audit_task("task-2", T0 + DAY_MS, 0, status="CANCELED"))
+
+    assert pipeline.stored()[FINDING_ID.format("A")]["RecordState"] == "ACTIVE"
+
+
+def test_a_late_finding_of_the_task_just_completed_is_not_archived(pipeline: Pipeline) -> None:
+    day2 = T0 + DAY_MS
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+    pipeline.deliver(audit_task("task-2", day2, 1))  # archives A: task 2's finding for A has not come yet
+    assert pipeline.stored()[FINDING_ID.format("A")]["RecordState"] == "ARCHIVED"
+
+    pipeline.deliver(audit_finding("task-2", day2, "A"))
+
+    a = pipeline.stored()[FINDING_ID.format("A")]
+    assert (a["RecordState"], a["ProductFields"]["TaskId"]) == ("ACTIVE", "task-2")
+
+
+def test_a_late_finding_of_an_older_task_is_archived_not_revived(pipeline: Pipeline) -> None:
+    day2 = T0 + DAY_MS
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+    pipeline.deliver(audit_finding("task-2", day2, "A"), audit_task("task-2", day2, 1))
+
+    pipeline.deliver(audit_finding("task-1", T0, "B"))  # never seen before, from a task already superseded
+    pipeline.deliver(audit_finding("task-1", T0, "A"))  # an old version of a current finding
+
+    stored = pipeline.stored()
+    b = stored[FINDING_ID.format("B")]
+    assert (b["RecordState"], b["Compliance"]["Status"]) == ("ARCHIVED", "PASSED")
+    a = stored[FINDING_ID.format("A")]
+    assert (a["RecordState"], a["ProductFields"]["TaskId"]) == ("ACTIVE", "task-2")
+
+
+def test_a_cleared_alarm_is_archived_and_the_in_alarm_replayed_afterwards_is_dropped(pipeline: Pipeline) -> None:
+    raised, cleared = violation("in-alarm", T0, T0), violation("alarm-cleared", T0 + 600_000, T0)
+    pipeline.deliver(raised)
+    pipeline.deliver(cleared)
+    assert pipeline.stored()["violation-1"]["RecordState"] == "ARCHIVED"
+    sent = pipeline.sent()
+
+    report = pipeline.deliver(raised)
+
+    assert (report.accepted, report.unchanged) == (0, 1)
+    assert pipeline.sent() == sent
+    assert pipeline.stored()["violation-1"]["RecordState"] == "ARCHIVED"
+
+
+def test_versions_coalesced_into_one_send_keep_the_earliest_created_at(pipeline: Pipeline) -> None:
+    pipeline.deliver(violation("in-alarm", T0, T0), violation("alarm-cleared", T0 + 600_000, T0))
+
+    finding = pipeline.stored()["violation-1"]
+
+    assert (finding["CreatedAt"], finding["RecordState"]) == ("2026-09-21T14:13:20.000Z", "ARCHIVED")
+
+
+def test_refresh_resends_only_active_findings_near_expiry(pipeline: Pipeline) -> None:
+    now = T0 + 85 * DAY_MS
+    pipeline.deliver(violation("in-alarm", T0, T0, "old"))  # 85 days without an update
+    pipeline.deliver(violation("in-alarm", now - 10 * DAY_MS, now - 10 * DAY_MS, "recent"))
+    pipeline.deliver(violation("in-alarm", T0, T0, "cleared"), violation("alarm-cleared", T0 + 1, T0, "cleared"))
+    before = pipeline.stored()
+
+    report = pipeline.sink.refresh(now, after_days=80)
+
+    after = pipeline.stored()
+    assert (report.due, report.accepted) == (1, 1)
+    assert after["old"]["UpdatedAt"] == "2026-12-15T14:13:20.000Z"
+    assert after["old"]["CreatedAt"] == before["old"]["CreatedAt"]
+    assert after["recent"] == before["recent"]
+    assert after["cleared"] == before["cleared"]
+    assert pipeline.sink.refresh(now, after_days=80).due == 0  # the ledger knows it was refreshed
+
+
+def test_two_sweeps_at_once_send_each_finding_at_most_once(
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+) -> None:
+    loader = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
+    for start in range(0, 300, 100):
+        loader.deliver(*(violation("in-alarm", T0, T0, f"v-{n}") for n in range(start, start + 100)))
+    sent = loader.sent()
+    now = T0 + 85 * DAY_MS
+    reports = []
+
+    def sweep(number: int) -> None:  # each sweep its own connection, as in its own process
+        sweeper = Pipeline(hub, another_connection(ledger), tmp_path / f"dl-{number}.jsonl")
+        reports.append(sweeper.sink.refresh(now, 80))
+
+    sweeps = [threading.Thread(target=sweep, args=(number,)) for number in range(2)]
+    for thread in sweeps:
+        thread.start()
+    for thread in sweeps:
+        thread.join()
+
+    assert sum(report.accepted for report in reports) == 300
+    assert loader.sent() - sent == 300
+    assert all(f["UpdatedAt"] == "2026-12-15T14:13:20.000Z" for f in hub.findings())
+
+
+def test_a_finding_security_hub_refuses_is_not_recorded(pipeline: Pipeline, tmp_path: Path) -> None:
+    pipeline.hub.fail(["violation-1"], "InvalidInput", times=1)
+    pipeline.deliver(violation("in-alarm", T0, T0))
+    letters = [json.loads(line) for line in (tmp_path / "dead-letters.jsonl").read_text().splitlines()]
+    assert len(letters) == 1
+
+    report = pipeline.deliver(violation("in-alarm", T0, T0))
+
+    assert report.accepted == 1  # the ledger did not take the refused finding for delivered
