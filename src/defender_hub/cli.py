@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from defender_hub import __version__
-from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger
+from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger, parse_ledger_url
 from defender_hub.config import RUN_SETTINGS, load_mapping_options, load_run_settings
 from defender_hub.convert import convert_stream
 from defender_hub.errors import ConfigError, SinkError
@@ -257,7 +257,7 @@ def _run(args: argparse.Namespace) -> int:
     if not isinstance(args.refresh_hours, int) or args.refresh_hours < 0:
         raise ConfigError(f"refresh hours {args.refresh_hours!r} is not a whole number of hours, 0 or more")
     ledger_url = _absolute_ledger(args.ledger)
-    open_ledger(ledger_url).close()  # opened once here, so a bad ledger is said at start
+    parse_ledger_url(ledger_url)
     settings = DaemonSettings(
         stream=args.stream,
         application=args.application,
@@ -280,6 +280,7 @@ def _run(args: argparse.Namespace) -> int:
         },
     }
     check_stream(args.stream, region)
+    open_ledger(ledger_url).close()  # opened once here, so a ledger that can't be opened is said at start
     others = lease_owners(args.application, region) - {args.worker_id, ""}
     if ledger_url.startswith("sqlite:") and others:
         print(

@@ -68,11 +68,13 @@ def local_stack(aws_port: int = 0, hub_port: int = 0) -> Iterator[LocalStack]:
         yield LocalStack(aws, hub)
 
 
-def consumer_command(stream: str, application: str, worker: str, dead_letters: Path, *flags: str) -> list[str]:
+def consumer_command(
+    stream: str, application: str, worker: str, dead_letters: Path, ledger: str, *flags: str
+) -> list[str]:
     """Returns the command line of `defender-hub run` for a stream of the local stack."""
     return [
         sys.executable, "-m", "defender_hub", "run", "--stream", stream, "--application", application,
-        "--worker-id", worker, "--dead-letter", str(dead_letters), *flags,
+        "--worker-id", worker, "--dead-letter", str(dead_letters), "--ledger", ledger, *flags,
     ]  # fmt: skip
 
 
@@ -111,7 +113,10 @@ def run_demo(events: int = 3000, shards: int = 2, timeout: float = 300.0, out: A
             f"put {len(payloads)} events on a {shards}-shard stream: {len(expected)} distinct findings to expect",
             file=out,
         )
-        command = consumer_command("defender-hub-demo", "defender-hub-demo", "demo", folder / "dead-letters.jsonl")
+        ledger = f"sqlite:///{folder / 'ledger.sqlite3'}"
+        command = consumer_command(
+            "defender-hub-demo", "defender-hub-demo", "demo", folder / "dead-letters.jsonl", ledger
+        )
         log = (folder / "consumer.log").open("wb")
         environment = os.environ | stack.environment()
         consumer = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603

@@ -149,6 +149,17 @@ def _archived(doc: Mapping[str, Any], updated_ms: int) -> dict[str, Any]:
     return archived
 
 
+def _with_completions_in(
+    docs: Sequence[dict[str, Any]], completions: Mapping[str, CheckCompletion]
+) -> dict[str, CheckCompletion]:
+    latest = dict(completions)
+    for doc in docs:
+        completion = _completion(doc)
+        if completion is not None and completion.task_ms > getattr(latest.get(completion.check), "task_ms", -1):
+            latest[completion.check] = completion
+    return latest
+
+
 def plan(
     docs: Sequence[dict[str, Any]],
     entries: Mapping[str, LedgerEntry],
@@ -157,12 +168,13 @@ def plan(
     """Decides what of `docs` (one per finding, already coalesced) to send, given the ledger's `entries` by key and
     the checks' last `completions` by check key."""
     result = Plan()
+    latest = _with_completions_in(docs, completions)  # a late finding may share a batch with its task's successor
     for given in docs:
         doc = given
         entry = entries.get(finding_key(doc))
         updated_ms, late = _ms(doc.get("UpdatedAt")), False
         if _report_type(doc) == "AuditFinding":
-            completed = completions.get(check_key(doc))
+            completed = latest.get(check_key(doc))
             task_ms = _ms(_fields(doc).get("TaskStartTime"))
             if completed is not None and task_ms < completed.task_ms:
                 if entry is not None and (entry.record_state == ARCHIVED or entry.task_ms >= task_ms):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
-from defender_hub.checkpoints import Ledger
+from defender_hub.checkpoints import Ledger, SqliteLedger
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.synthetic import generate_events
 from tests.checkpoints.conftest import DAY_MS, Pipeline, another_connection, audit_finding, audit_task, violation
+from tests.conftest import local_aws_env
 from tests.consumer.test_processor import holds_latest, latest_versions
 
 T0 = 1_790_000_000_000  # 2026-09-21
@@ -193,3 +197,41 @@ def test_a_finding_security_hub_refuses_is_not_recorded(pipeline: Pipeline, tmp_
     report = pipeline.deliver(violation("in-alarm", T0, T0))
 
     assert report.accepted == 1  # the ledger did not take the refused finding for delivered
+
+
+def test_the_refresh_command_sweeps_once_and_says_what_it_did(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    ledger_file = tmp_path / "ledger.sqlite3"
+    pipeline = Pipeline(hub, SqliteLedger(ledger_file), tmp_path / "dl.jsonl")
+    long_ago = int(time.time() * 1000) - 85 * DAY_MS
+    pipeline.deliver(violation("in-alarm", long_ago, long_ago, "old"), violation("in-alarm", T0 + 9**12, T0, "new"))
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "defender_hub", "refresh", "--ledger", f"sqlite:///{ledger_file}", "--dead-letter",
+         str(tmp_path / "dl.jsonl")], env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert b"due 1, held by another sweep 0, accepted 1" in done.stderr
+    assert pipeline.stored()["old"]["UpdatedAt"] > pipeline.stored()["old"]["CreatedAt"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "defender_hub", "refresh", "--after-days", "95"],
+        env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert b"--after-days must be between 0 and 90" in bad.stderr
+
+
+def test_a_late_finding_of_an_older_task_in_the_batch_of_the_newer_notification_is_archived(
+    pipeline: Pipeline,
+) -> None:
+    day2 = T0 + DAY_MS
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+
+    pipeline.deliver(
+        audit_finding("task-2", day2, "A"), audit_task("task-2", day2, 1), audit_finding("task-1", T0, "B")
+    )
+
+    stored = pipeline.stored()
+    assert stored[FINDING_ID.format("B")]["RecordState"] == "ARCHIVED"
+    assert stored[FINDING_ID.format("A")]["RecordState"] == "ACTIVE"

@@ -11,7 +11,7 @@ import pytest
 from defender_hub.consumer.launcher import DaemonSettings, daemon_command, properties
 from defender_hub.errors import ConfigError
 from defender_hub.local.aws import LocalAws, free_port
-from tests.conftest import local_aws_env
+from tests.conftest import local_aws_env, local_client
 
 SETTINGS = DaemonSettings(stream="s", application="a", worker_id="w", region="eu-west-1")
 
@@ -143,3 +143,34 @@ def test_a_bad_run_table_is_refused(tmp_path: Path) -> None:
 
     assert done.returncode == 2
     assert b"[run].max_records must be a int" in done.stderr
+
+
+@pytest.mark.parametrize("ledger", ["sqlite://relative-without-third-slash", "dynamodb://", "postgres://x"])
+def test_a_bad_ledger_url_is_refused(ledger: str) -> None:
+    done = run("--stream", "s", "--application", "a", "--ledger", ledger, env=run_env())
+
+    assert done.returncode == 2
+    assert b"ledger: expected sqlite:///PATH or dynamodb://TABLE" in done.stderr
+
+
+def test_run_warns_when_other_workers_share_the_application_but_the_ledger_is_sqlite(tmp_path: Path) -> None:
+    with LocalAws() as aws:
+        kinesis, dynamodb = local_client("kinesis", aws.endpoint_url), local_client("dynamodb", aws.endpoint_url)
+        kinesis.create_stream(StreamName="s", ShardCount=1)
+        dynamodb.create_table(
+            TableName="app",
+            KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.put_item(TableName="app", Item={"leaseKey": {"S": "shard-0"}, "leaseOwner": {"S": "other-host"}})
+        env = run_env(
+            AWS_ENDPOINT_URL=aws.endpoint_url,
+            DEFENDER_HUB_KCL_JARS=str(tmp_path),  # no jars: `run` stops right after its checks
+        )
+        sqlite = run("--stream", "s", "--application", "app", "--ledger", f"sqlite:///{tmp_path / 'l.db'}", env=env)
+        shared = run("--stream", "s", "--application", "app", "--ledger", "dynamodb://shared-ledger", env=env)
+
+    assert b"other workers (other-host) share application 'app', but the SQLite ledger" in sqlite.stderr
+    assert b"other workers" not in shared.stderr
+    assert b"no KCL jars" in shared.stderr  # it got as far as starting the daemon

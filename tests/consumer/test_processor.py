@@ -155,10 +155,15 @@ def start_consumer(
     log: Path,
     *flags: str,
     worker: str = "worker-1",
+    ledger: str | None = None,
 ) -> Any:
-    """Starts `defender-hub run` in a session of its own, so the daemon and its processors can be killed together."""
+    """Starts `defender-hub run` in a session of its own, so the daemon and its processors can be killed together.
+
+    The ledger is a SQLite file beside the dead letters unless `ledger` names another.
+    """
     env = os.environ | LocalStack(local_aws, hub).environment()
-    command = consumer_command(stream.name, stream.application, worker, dead_letters, *flags)
+    ledger = ledger or f"sqlite:///{dead_letters.parent / 'ledger.sqlite3'}"
+    command = consumer_command(stream.name, stream.application, worker, dead_letters, ledger, *flags)
     return subprocess.Popen(command, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -198,9 +203,10 @@ def test_when_dead_letters_cannot_be_kept_the_job_stops_and_nothing_is_skipped(
     placed = stream.put([*events[:5], POISON[0], *events[5:]])
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     log = tmp_path / "run.log"
 
-    consumer = start_consumer(stream, local_aws, hub, blocked / "dead-letters.jsonl", log)
+    consumer = start_consumer(stream, local_aws, hub, blocked / "dead-letters.jsonl", log, ledger=ledger)
     status = consumer.wait(timeout=180)
 
     assert status != 0  # stopped loudly, for a supervisor to restart once the dead letters are fixed
@@ -208,7 +214,7 @@ def test_when_dead_letters_cannot_be_kept_the_job_stops_and_nothing_is_skipped(
     assert stream.checkpoints() in ({}, {placed[0][0]: "TRIM_HORIZON"})
     blocked.unlink()
     blocked.mkdir()
-    consumer = start_consumer(stream, local_aws, hub, blocked / "dead-letters.jsonl", log)
+    consumer = start_consumer(stream, local_aws, hub, blocked / "dead-letters.jsonl", log, ledger=ledger)
     try:
         expected = latest_versions(events)
         wait_for("every finding after the fix", lambda: holds_latest(hub, expected), 180)
@@ -345,8 +351,9 @@ def test_two_workers_share_the_leases_and_one_takes_over_when_the_other_dies(
     first = list(generate_events(80, seed=12))
     stream.put(first)
     log, dead_letters = tmp_path / "run.log", tmp_path / "dl.jsonl"
-    one = start_consumer(stream, local_aws, hub, dead_letters, log, worker="worker-1")
-    two = start_consumer(stream, local_aws, hub, dead_letters, log, worker="worker-2")
+    shared = f"dynamodb://ledger-{stream.application}"  # several workers: the shared ledger
+    one = start_consumer(stream, local_aws, hub, dead_letters, log, worker="worker-1", ledger=shared)
+    two = start_consumer(stream, local_aws, hub, dead_letters, log, worker="worker-2", ledger=shared)
     try:
         wait_for("both workers holding leases", lambda: set(stream.owners().values()) == {"worker-1", "worker-2"}, 180)
         kill_all(one)

@@ -32,6 +32,16 @@ def test_the_latest_version_of_a_finding_wins_and_stands_for_the_others() -> Non
     assert pending[0].origins == [origin(1), origin(2)]
 
 
+def test_the_winner_keeps_the_earliest_created_at_whichever_order_they_come_in() -> None:
+    first = finding("a", "2024-01-01T00:00:00.000Z") | {"CreatedAt": "2024-01-01T00:00:00.000Z"}
+    second = finding("a", "2024-01-02T00:00:00.000Z", "newest") | {"CreatedAt": "2024-01-02T00:00:00.000Z"}
+
+    for order in ([first, second], [second, first]):
+        [pending] = coalesce([Outbound(doc, origin(n)) for n, doc in enumerate(order)])
+        assert (pending.doc["Title"], pending.doc["CreatedAt"]) == ("newest", "2024-01-01T00:00:00.000Z")
+        assert json.loads(pending.body) == pending.doc
+
+
 def test_on_a_tie_the_later_one_wins() -> None:
     pending = coalesce(
         [

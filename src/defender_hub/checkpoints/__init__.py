@@ -6,6 +6,7 @@ only read the ledger's settings needn't load.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from defender_hub.checkpoints.dynamodb import DynamoDbLedger
@@ -13,19 +14,22 @@ from defender_hub.checkpoints.ledger import Ledger
 from defender_hub.checkpoints.sqlite import SqliteLedger
 from defender_hub.errors import ConfigError
 
-__all__ = ["DEFAULT_LEDGER", "DynamoDbLedger", "Ledger", "SqliteLedger", "open_ledger"]
+__all__ = ["DEFAULT_LEDGER", "DynamoDbLedger", "Ledger", "SqliteLedger", "open_ledger", "parse_ledger_url"]
 
 DEFAULT_LEDGER = "sqlite:///defender-hub-ledger.sqlite3"
 
 
+def parse_ledger_url(url: str) -> tuple[str, str]:
+    """Returns ("sqlite", PATH) or ("dynamodb", TABLE) for a ledger URL; raises ConfigError for anything else."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return "sqlite", url.removeprefix("sqlite:///")
+    table = url.removeprefix("dynamodb://")
+    if url.startswith("dynamodb://") and re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", table):
+        return "dynamodb", table
+    raise ConfigError(f"ledger: expected sqlite:///PATH or dynamodb://TABLE, got {url[:200]!r}")
+
+
 def open_ledger(url: str) -> Ledger:
     """Opens the ledger `url` names: `sqlite:///PATH` (relative; `sqlite:////abs/path` absolute) or `dynamodb://TABLE`."""
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path:
-            return SqliteLedger(Path(path))
-    elif url.startswith("dynamodb://"):
-        table = url.removeprefix("dynamodb://")
-        if table and "/" not in table:
-            return DynamoDbLedger(table)
-    raise ConfigError(f"--ledger: expected sqlite:///PATH or dynamodb://TABLE, got {url[:200]!r}")
+    kind, target = parse_ledger_url(url)
+    return SqliteLedger(Path(target)) if kind == "sqlite" else DynamoDbLedger(target)
