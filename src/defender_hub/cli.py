@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from defender_hub import __version__
 from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger, parse_ledger_url
@@ -21,6 +21,7 @@ from defender_hub.errors import ConfigError, SinkError
 from defender_hub.local.securityhub import LocalSecurityHub
 
 if TYPE_CHECKING:
+    from defender_hub.checkpoints.delivery import LedgeredSink
     from defender_hub.sink import DeliveryReport
 
 __all__ = ["main"]
@@ -304,7 +305,7 @@ def _absolute_ledger(url: str) -> str:
     return url
 
 
-def _refresh_sink(ledger_url: str, dead_letter: str, account_id: str | None, stop: threading.Event) -> Any:
+def _refresh_sink(ledger_url: str, dead_letter: str, account_id: str | None, stop: threading.Event) -> LedgeredSink:
     from defender_hub.checkpoints.delivery import LedgeredSink  # noqa: PLC0415 - boto3 loads only for AWS commands
     from defender_hub.sink import SecurityHubSink, open_dead_letters, securityhub_clients  # noqa: PLC0415
 
@@ -323,7 +324,10 @@ def _periodic_refresh(ledger_url: str, args: argparse.Namespace, hours: int) -> 
         while not stop.is_set():
             try:
                 sink = _refresh_sink(ledger_url, dead_letter, args.account_id, stop)
-                report = sink.refresh(int(time.time() * 1000), DEFAULT_REFRESH_DAYS)
+                try:
+                    report = sink.refresh(int(time.time() * 1000), DEFAULT_REFRESH_DAYS)
+                finally:
+                    sink.close()
                 print(f"defender-hub: refresh sweep: {report.due} due, {report.accepted} re-sent", file=sys.stderr)
             except (SinkError, ConfigError) as exc:
                 print(f"defender-hub: refresh sweep failed: {exc}; trying again next time", file=sys.stderr)
@@ -346,6 +350,8 @@ def _refresh(args: argparse.Namespace) -> int:
     except SinkError as exc:
         print(f"defender-hub: {exc}; the rest is still due", file=sys.stderr)
         return EXIT_FAILURES
+    finally:
+        sink.close()
     print(
         f"due {report.due}, held by another sweep {report.claimed_elsewhere}, "
         f"{_summary(report, time.monotonic() - started)}",

@@ -81,6 +81,10 @@ class LedgeredSink:
         report.archived = len(to_send) - len(decided.send) + decided.archived_late
         return report
 
+    def close(self) -> None:
+        """Closes the ledger."""
+        self._ledger.close()
+
     def _record(self, accepted: list[dict[str, Any]]) -> None:
         with _ledger_errors("recording accepted findings"):
             self._ledger.record(entry_for(doc) for doc in accepted)
