@@ -12,13 +12,14 @@ Findings are ASFF documents (parsed JSON). The rules, in the order `plan` applie
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from defender_hub.errors import EventDecodeError
-from defender_hub.text import stable_digest
 from defender_hub.timestamps import format_iso, to_epoch_ms
 
 __all__ = [
@@ -38,6 +39,9 @@ __all__ = [
 ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
 _COMPLETED_RUNS = frozenset({"COMPLETED_COMPLIANT", "COMPLETED_NON_COMPLIANT"})
 _NOT_CONTENT = frozenset({"CreatedAt", "UpdatedAt"})
+_encode = msgspec.json.Encoder().encode
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +121,7 @@ def _report_type(doc: Mapping[str, Any]) -> str:
 def fingerprint(doc: Mapping[str, Any]) -> str:
     """A digest of the finding's content, its timestamps aside."""
     content = {name: value for name, value in doc.items() if name not in _NOT_CONTENT}
-    return stable_digest(json.dumps(content, sort_keys=True, separators=(",", ":")))
+    return hashlib.sha256(_encode_sorted(content)).hexdigest()[:32]
 
 
 def entry_for(doc: Mapping[str, Any]) -> LedgerEntry:
@@ -132,7 +136,7 @@ def entry_for(doc: Mapping[str, Any]) -> LedgerEntry:
         fingerprint=fingerprint(doc),
         check=check_key(doc) if audit else "",
         task_ms=_ms(_fields(doc).get("TaskStartTime")) if audit else 0,
-        finding=json.dumps(doc).encode(),
+        finding=_encode(doc),
     )
 
 
@@ -218,13 +222,13 @@ def archive_missing(
             continue
         if entry.updated_ms >= completion.task_ms:
             continue  # updated after the task started: newer than what the task says
-        archived.append(_archived(json.loads(entry.finding), completion.task_ms))
+        archived.append(_archived(_decode(entry.finding), completion.task_ms))
     return archived
 
 
 def refreshed(entry: LedgerEntry, now_ms: int) -> dict[str, Any]:
     """The finding of `entry` again, updated now, so that Security Hub keeps it another 90 days."""
-    doc: dict[str, Any] = json.loads(entry.finding)
+    doc: dict[str, Any] = _decode(entry.finding)
     doc["UpdatedAt"] = format_iso(max(now_ms, entry.updated_ms + 1))
     if entry.created_at:
         doc["CreatedAt"] = entry.created_at

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import astuple
 from pathlib import Path
 
 from defender_hub.errors import ConfigError
@@ -18,12 +17,27 @@ CREATE TABLE IF NOT EXISTS findings (
     record_state TEXT NOT NULL, fingerprint TEXT NOT NULL, check_key TEXT NOT NULL, task_ms INTEGER NOT NULL,
     finding BLOB NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_key) WHERE check_key != '';
+CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_key, record_state);
 CREATE INDEX IF NOT EXISTS findings_by_update ON findings (record_state, updated_ms);
 CREATE TABLE IF NOT EXISTS checks (check_key TEXT PRIMARY KEY, task_id TEXT NOT NULL, task_ms INTEGER NOT NULL);
 """
 _COLUMNS = "key, created_at, updated_at, updated_ms, record_state, fingerprint, check_key, task_ms, finding"
 _BATCH = 500  # under SQLite's limit of host parameters
+
+
+def _row(e: LedgerEntry) -> tuple[object, ...]:
+    """The entry's values in the order of _COLUMNS (dataclasses.astuple copies deeply, and slowly)."""
+    return (
+        e.key,
+        e.created_at,
+        e.updated_at,
+        e.updated_ms,
+        e.record_state,
+        e.fingerprint,
+        e.check,
+        e.task_ms,
+        e.finding,
+    )
 
 
 class SqliteLedger:
@@ -69,7 +83,7 @@ class SqliteLedger:
 
     def record(self, entries: Iterable[LedgerEntry]) -> None:
         """Records accepted findings; an entry not newer than the one kept is ignored."""
-        rows = [astuple(entry) for entry in entries]  # in the order of _COLUMNS
+        rows = [_row(entry) for entry in entries]
         with self._transaction():
             self._db.executemany(
                 f"INSERT INTO findings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "  # noqa: S608
