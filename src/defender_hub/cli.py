@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -18,18 +19,15 @@ from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger, parse_ledger_u
 from defender_hub.config import RUN_SETTINGS, load_mapping_options, load_run_settings
 from defender_hub.convert import convert_stream
 from defender_hub.errors import ConfigError, SinkError
+from defender_hub.lifecycle import REFRESH_AFTER_DAYS
 from defender_hub.local.securityhub import LocalSecurityHub
 
 if TYPE_CHECKING:
-    from defender_hub.checkpoints.delivery import LedgeredSink
     from defender_hub.sink import DeliveryReport
 
 __all__ = ["main"]
 
 DEFAULT_DEAD_LETTERS = "dead-letters.jsonl"
-DEFAULT_REFRESH_DAYS = 80.0
-"""Re-send a finding this long after its last update: ten days before Security Hub would delete it."""
-
 EXIT_OK = 0
 EXIT_FAILURES = 2
 """Some input could not be handled, or the command was used wrongly: argparse's own code for bad usage."""
@@ -128,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     refreshing.add_argument("--ledger", default=_env("LEDGER") or DEFAULT_LEDGER, metavar="URL")
-    refreshing.add_argument("--after-days", type=float, default=DEFAULT_REFRESH_DAYS)
+    refreshing.add_argument("--after-days", type=float, default=REFRESH_AFTER_DAYS)
     refreshing.add_argument(
         "--dead-letter", default=_env("DEAD_LETTER") or DEFAULT_DEAD_LETTERS, metavar="PATH|SQS_URL"
     )
@@ -220,6 +218,7 @@ def _deliver(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from defender_hub.checkpoints.sweeps import SweepSettings, start_periodic_refresh  # noqa: PLC0415
     from defender_hub.consumer.launcher import DaemonSettings, check_stream, lease_owners, run_daemon  # noqa: PLC0415
 
     run_defaults = {
@@ -290,7 +289,11 @@ def _run(args: argparse.Namespace) -> int:
             "--ledger dynamodb://TABLE, or findings may be re-sent and archival may miss what they recorded",
             file=sys.stderr,
         )
-    sweeps = _periodic_refresh(ledger_url, args, args.refresh_hours)
+    sweeps = threading.Event()
+    if args.refresh_hours > 0:
+        logging.basicConfig(level=logging.INFO, format="defender-hub: %(message)s")
+        sweep = SweepSettings(ledger_url, environment["DEFENDER_HUB_DEAD_LETTER"], args.account_id)
+        sweeps = start_periodic_refresh(sweep, args.refresh_hours * 3600)
     try:
         status = run_daemon(settings, environment)
     finally:
@@ -305,53 +308,18 @@ def _absolute_ledger(url: str) -> str:
     return url
 
 
-def _refresh_sink(ledger_url: str, dead_letter: str, account_id: str | None, stop: threading.Event) -> LedgeredSink:
-    from defender_hub.checkpoints.delivery import LedgeredSink  # noqa: PLC0415 - boto3 loads only for AWS commands
-    from defender_hub.sink import SecurityHubSink, open_dead_letters, securityhub_clients  # noqa: PLC0415
-
-    sink = SecurityHubSink(securityhub_clients(), open_dead_letters(dead_letter), account_id=account_id, stop=stop)
-    return LedgeredSink(sink, open_ledger(ledger_url))
-
-
-def _periodic_refresh(ledger_url: str, args: argparse.Namespace, hours: int) -> threading.Event:
-    """Sweeps for findings near expiry now and every `hours` hours, in a thread, until the returned event is set."""
-    stop = threading.Event()
-    if hours <= 0:
-        return stop
-
-    def sweep_forever() -> None:
-        dead_letter = str(Path(args.dead_letter).resolve()) if "://" not in args.dead_letter else args.dead_letter
-        while not stop.is_set():
-            try:
-                sink = _refresh_sink(ledger_url, dead_letter, args.account_id, stop)
-                try:
-                    report = sink.refresh(int(time.time() * 1000), DEFAULT_REFRESH_DAYS)
-                finally:
-                    sink.close()
-                print(f"defender-hub: refresh sweep: {report.due} due, {report.accepted} re-sent", file=sys.stderr)
-            except (SinkError, ConfigError) as exc:
-                print(f"defender-hub: refresh sweep failed: {exc}; trying again next time", file=sys.stderr)
-            stop.wait(hours * 3600)
-
-    threading.Thread(target=sweep_forever, name="refresh", daemon=True).start()
-    return stop
-
-
 def _refresh(args: argparse.Namespace) -> int:
+    from defender_hub.checkpoints.sweeps import SweepSettings, sweep_once  # noqa: PLC0415 - boto3 for AWS commands
+
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
-    if args.after_days <= 0 or args.after_days >= 90:
-        raise ConfigError("--after-days must be between 0 and 90: Security Hub deletes findings after 90 days")
     started = time.monotonic()
-    sink = _refresh_sink(args.ledger, args.dead_letter, args.account_id, stop)
     try:
-        report = sink.refresh(int(time.time() * 1000), args.after_days)
+        report = sweep_once(SweepSettings(args.ledger, args.dead_letter, args.account_id, args.after_days), stop)
     except SinkError as exc:
         print(f"defender-hub: {exc}; the rest is still due", file=sys.stderr)
         return EXIT_FAILURES
-    finally:
-        sink.close()
     print(
         f"due {report.due}, held by another sweep {report.claimed_elsewhere}, "
         f"{_summary(report, time.monotonic() - started)}",

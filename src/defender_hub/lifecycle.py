@@ -25,6 +25,7 @@ from defender_hub.timestamps import format_iso, to_epoch_ms
 __all__ = [
     "ACTIVE",
     "ARCHIVED",
+    "REFRESH_AFTER_DAYS",
     "CheckCompletion",
     "LedgerEntry",
     "Plan",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
+REFRESH_AFTER_DAYS = 80.0
+"""Re-send an ACTIVE finding this long after its last update: ten days before Security Hub would delete it."""
 _COMPLETED_RUNS = frozenset({"COMPLETED_COMPLIANT", "COMPLETED_NON_COMPLIANT"})
 _NOT_CONTENT = frozenset({"CreatedAt", "UpdatedAt"})
 _encode = msgspec.json.Encoder().encode
