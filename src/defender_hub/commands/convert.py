@@ -1,0 +1,36 @@
+"""`defender-hub convert`: events on stdin to findings on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, mapping_flags
+from defender_hub.config import load_mapping_options
+from defender_hub.convert import convert_stream
+
+__all__ = ["add"]
+
+
+def add(commands: Any) -> None:
+    """Declares `convert`."""
+    convert = commands.add_parser(
+        "convert",
+        help="events on stdin (one JSON object a line) to ASFF findings on stdout",
+        description=(
+            "Reads newline-delimited Device Defender events on stdin and writes one ASFF finding per line on "
+            'stdout. A line that cannot be converted is reported on stderr as {"line": N, "error": "..."}. '
+            "Exit status 0 when every line converted, 2 otherwise."
+        ),
+    )
+    mapping_flags(convert)
+    convert.set_defaults(handler=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    options = load_mapping_options(
+        account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+    )
+    failed = convert_stream(sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer, options)
+    return EXIT_OK if failed == 0 else EXIT_FAILURES

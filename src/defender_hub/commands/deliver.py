@@ -1,0 +1,86 @@
+"""`defender-hub import` and `defender-hub redrive`: findings, or dead letters, into Security Hub."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from defender_hub.commands.common import (
+    DEFAULT_DEAD_LETTERS,
+    EXIT_FAILURES,
+    EXIT_OK,
+    mapping_flags,
+    stop_on_signals,
+    summary,
+)
+from defender_hub.config import load_mapping_options
+from defender_hub.errors import SinkError
+
+if TYPE_CHECKING:
+    from defender_hub.sink import DeliveryReport
+
+__all__ = ["add"]
+
+
+def add(commands: Any) -> None:
+    """Declares `import` and `redrive`."""
+    importing = commands.add_parser(
+        "import",
+        help="ASFF findings on stdin (one JSON object a line) into Security Hub",
+        description=(
+            "Imports the findings on stdin with BatchImportFindings: batched, coalesced by Id, retried while "
+            "Security Hub is throttling or down; what it can never accept goes to the dead letters. AWS "
+            "configuration as usual: the credential chain, AWS_REGION, AWS_ENDPOINT_URL_SECURITYHUB. Exit status 0 "
+            "when every finding was accepted or dead-lettered."
+        ),
+    )
+    redriving = commands.add_parser(
+        "redrive",
+        help="send the dead letters again (after a fix)",
+        description="Sends dead-lettered findings again, and maps and sends dead-lettered records.",
+    )
+    for command in (importing, redriving):
+        command.add_argument(
+            "--dead-letter",
+            default=DEFAULT_DEAD_LETTERS,
+            metavar="PATH|SQS_URL",
+            help=f"where rejected findings go: a JSON-lines file or an SQS queue URL (default: {DEFAULT_DEAD_LETTERS})",
+        )
+    importing.add_argument("--account-id", help="the account imported into, checked before sending")
+    mapping_flags(redriving)
+    importing.set_defaults(handler=_deliver)
+    redriving.set_defaults(handler=_deliver)
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    """Runs `import` or `redrive`: stops cleanly on SIGINT or SIGTERM, saying what was left undelivered."""
+    # boto3 takes a while to load: only the commands that talk to AWS pay for it.
+    from defender_hub.importer import import_findings, redrive  # noqa: PLC0415
+    from defender_hub.sink import SecurityHubSink, open_dead_letters, securityhub_clients  # noqa: PLC0415
+
+    stop = stop_on_signals()
+    clients = securityhub_clients()
+    dead_letters = open_dead_letters(args.dead_letter)
+    sink = SecurityHubSink(clients, dead_letters, account_id=args.account_id, stop=stop)
+    started = time.monotonic()
+    on_terminal = sys.stderr.isatty()
+
+    def progress(report: DeliveryReport) -> None:
+        if on_terminal:
+            print(f"\r{report.accepted} accepted, {report.dead_lettered} dead-lettered", end="", file=sys.stderr)
+
+    try:
+        if args.command == "import":
+            report = import_findings(sys.stdin.buffer, sink, dead_letters, progress)
+        else:
+            options = load_mapping_options(
+                account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+            )
+            report = redrive(dead_letters, sink, options, progress)
+    except SinkError as exc:
+        print(f"{chr(10) if on_terminal else ''}defender-hub: {exc}; the rest is undelivered", file=sys.stderr)
+        return EXIT_FAILURES
+    print(f"{chr(10) if on_terminal else ''}{summary(report, time.monotonic() - started)}", file=sys.stderr)
+    return EXIT_OK

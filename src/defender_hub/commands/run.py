@@ -1,0 +1,143 @@
+"""`defender-hub run`: the KCL consumer, with its settings gathered and checked before the daemon starts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger, parse_ledger_url
+from defender_hub.commands.common import DEFAULT_DEAD_LETTERS, EXIT_FAILURES, EXIT_OK, env, mapping_flags
+from defender_hub.config import RUN_SETTINGS, load_mapping_options, load_run_settings
+from defender_hub.errors import ConfigError
+
+__all__ = ["add"]
+
+
+def add(commands: Any) -> None:
+    """Declares `run`."""
+    running = commands.add_parser(
+        "run",
+        help="consume a Kinesis stream with the KCL and import its findings",
+        description=(
+            "Starts the KCL MultiLangDaemon on the stream, with the findings processor as its child: records become "
+            "findings, findings go to Security Hub, and a shard is checkpointed only past records whose findings "
+            "were accepted or dead-lettered. Endpoints come from AWS_ENDPOINT_URL_KINESIS, _DYNAMODB, _CLOUDWATCH, "
+            "_SECURITYHUB (or AWS_ENDPOINT_URL). SIGTERM drains and checkpoints."
+        ),
+    )
+    # Each setting of `run` may also come from DEFENDER_HUB_<NAME> or the settings file's [run] table (see _run).
+    running.add_argument("--stream", help="the Kinesis stream")
+    running.add_argument("--application", help="the KCL application: the name of its lease table")
+    running.add_argument("--initial-position", choices=["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"])
+    running.add_argument("--timestamp", help="with AT_TIMESTAMP: where to start (epoch seconds)")
+    running.add_argument("--worker-id", help="stable per worker (default: the host name)")
+    running.add_argument("--retrieval-mode", choices=["POLLING", "FANOUT"])
+    running.add_argument("--max-records", type=int, help="records a GetRecords call (1..10000, default 1000)")
+    running.add_argument("--dead-letter", metavar="PATH|SQS_URL")
+    running.add_argument(
+        "--ledger",
+        metavar="URL",
+        help="sqlite:///PATH (one machine; the default) or dynamodb://TABLE (several workers)",
+    )
+    running.add_argument(
+        "--refresh-hours", type=int, help="hours between refresh sweeps of findings near expiry (0: none; 24)"
+    )
+    mapping_flags(running)
+    running.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from defender_hub.checkpoints.sweeps import SweepSettings, start_periodic_refresh  # noqa: PLC0415
+    from defender_hub.consumer.launcher import DaemonSettings, check_stream, lease_owners, run_daemon  # noqa: PLC0415
+
+    run_defaults = {
+        "initial_position": "TRIM_HORIZON",
+        "worker_id": socket.gethostname(),
+        "retrieval_mode": "POLLING",
+        "max_records": 1000,
+        "dead_letter": DEFAULT_DEAD_LETTERS,
+        "ledger": DEFAULT_LEDGER,
+        "refresh_hours": 24,
+    }
+    from_file = load_run_settings(args.config)
+    for name in RUN_SETTINGS:  # flags, then DEFENDER_HUB_<NAME>, then the file's [run], then the defaults
+        value = getattr(args, name)
+        if value is None:
+            value = env(name.upper())
+            value = int(value) if value is not None and RUN_SETTINGS[name] is int and value.isdigit() else value
+        if value is None:
+            value = from_file.get(name, run_defaults.get(name))
+        setattr(args, name, value)
+    if not args.stream or not args.application:
+        raise ConfigError(
+            "run needs a stream and an application: --stream/--application, DEFENDER_HUB_STREAM/"
+            "DEFENDER_HUB_APPLICATION, or [run] in the settings file"
+        )
+    if not isinstance(args.max_records, int):
+        raise ConfigError(f"max records {args.max_records!r} is not a whole number")
+    load_mapping_options(  # validated here, before the daemon starts, rather than in every shard's processor
+        account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+    )
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("no Region for the stream: set AWS_REGION or --region")
+    if not 1 <= args.max_records <= 10_000:
+        raise ConfigError("--max-records must be 1..10000")
+    if not isinstance(args.refresh_hours, int) or args.refresh_hours < 0:
+        raise ConfigError(f"refresh hours {args.refresh_hours!r} is not a whole number of hours, 0 or more")
+    ledger_url = _absolute_ledger(args.ledger)
+    parse_ledger_url(ledger_url)
+    settings = DaemonSettings(
+        stream=args.stream,
+        application=args.application,
+        worker_id=args.worker_id,
+        region=region,
+        initial_position=args.initial_position,
+        timestamp=args.timestamp,
+        retrieval_mode=args.retrieval_mode,
+        max_records=args.max_records,
+    )
+    environment = {
+        "DEFENDER_HUB_LEDGER": ledger_url,
+        "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
+        if "://" not in args.dead_letter
+        else args.dead_letter,
+        **{
+            f"DEFENDER_HUB_{name.upper()}": str(value)
+            for name in ("account_id", "region", "partition", "config")
+            if (value := getattr(args, name)) is not None
+        },
+    }
+    check_stream(args.stream, region)
+    open_ledger(ledger_url).close()  # opened once here, so a ledger that can't be opened is said at start
+    others = lease_owners(args.application, region) - {args.worker_id, ""}
+    if ledger_url.startswith("sqlite:") and others:
+        print(
+            f"defender-hub: warning: other workers ({', '.join(sorted(others)[:5])}) share application "
+            f"{args.application!r}, but the SQLite ledger is this machine's alone: with several workers, use "
+            "--ledger dynamodb://TABLE, or findings may be re-sent and archival may miss what they recorded",
+            file=sys.stderr,
+        )
+    sweeps = threading.Event()
+    if args.refresh_hours > 0:
+        logging.basicConfig(level=logging.INFO, format="defender-hub: %(message)s")
+        sweep = SweepSettings(ledger_url, environment["DEFENDER_HUB_DEAD_LETTER"], args.account_id)
+        sweeps = start_periodic_refresh(sweep, args.refresh_hours * 3600)
+    try:
+        status = run_daemon(settings, environment)
+    finally:
+        sweeps.set()
+    return EXIT_OK if status == 0 else EXIT_FAILURES
+
+
+def _absolute_ledger(url: str) -> str:
+    """The ledger URL with a relative SQLite path made absolute: the processors may start elsewhere."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
+    return url
