@@ -193,6 +193,9 @@ def test_every_record_reaches_security_hub_and_each_shard_is_checkpointed_at_its
         assert all(letter["record"] and letter["reason"] for letter in letters)
     finally:
         stop(consumer, log)
+    text = log.read_text()  # the processor's lines once, as they are: not again as the daemon's ERRORs
+    assert text.count("processing shardId-000000000000 from TRIM_HORIZON") == 1
+    assert "Received error line from subprocess" not in text
 
 
 def test_when_dead_letters_cannot_be_kept_the_job_stops_and_nothing_is_skipped(

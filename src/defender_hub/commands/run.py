@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     sweeps = threading.Event()
     if args.refresh_hours > 0:
-        logging.basicConfig(level=logging.INFO, format="defender-hub: %(message)s")
+        _log_to_stderr(logging.getLogger("defender_hub"))  # the sweeps' own lines, not botocore's
         sweep = SweepSettings(ledger_url, environment["DEFENDER_HUB_DEAD_LETTER"], args.account_id)
         sweeps = start_periodic_refresh(sweep, args.refresh_hours * 3600)
     try:
@@ -141,3 +141,10 @@ def _absolute_ledger(url: str) -> str:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
     return url
+
+
+def _log_to_stderr(logger: logging.Logger) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("defender-hub: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

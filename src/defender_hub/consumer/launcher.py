@@ -18,6 +18,8 @@ __all__ = ["DaemonSettings", "check_stream", "daemon_command", "kcl_jars", "leas
 
 INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 RETRIEVAL_MODES = ("POLLING", "FANOUT")
+LOG_CONFIGURATION = Path(__file__).with_name("logback.xml")
+"""The daemon's logging: the processor's lines once, per-batch chatter off."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ def daemon_command(properties_file: Path) -> list[str]:
         "software.amazon.kinesis.multilang.MultiLangDaemon",
         "--properties-file",
         str(properties_file),
+        "--log-configuration",
+        str(LOG_CONFIGURATION),
     ]
 
 
