@@ -54,7 +54,6 @@ class LedgerEntry:
     key: str
     """ProductArn and Id: Security Hub's identity of a finding."""
     created_at: str
-    updated_at: str
     updated_ms: int
     record_state: str
     fingerprint: str
@@ -133,7 +132,6 @@ def entry_for(doc: Mapping[str, Any]) -> LedgerEntry:
     return LedgerEntry(
         key=finding_key(doc),
         created_at=str(doc.get("CreatedAt", "")),
-        updated_at=str(doc.get("UpdatedAt", "")),
         updated_ms=_ms(doc.get("UpdatedAt")),
         record_state=str(doc.get("RecordState", ACTIVE)),
         fingerprint=fingerprint(doc),

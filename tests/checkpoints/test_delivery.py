@@ -8,9 +8,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
-from defender_hub.checkpoints import Ledger, SqliteLedger
+import pytest
+
+from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
+from defender_hub.errors import LedgerError
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.synthetic import generate_events
 from tests.checkpoints.conftest import DAY_MS, Pipeline, another_connection, audit_finding, audit_task, violation
@@ -235,3 +240,16 @@ def test_a_late_finding_of_an_older_task_in_the_batch_of_the_newer_notification_
     stored = pipeline.stored()
     assert stored[FINDING_ID.format("B")]["RecordState"] == "ARCHIVED"
     assert stored[FINDING_ID.format("A")]["RecordState"] == "ACTIVE"
+
+
+def test_a_ledger_that_fails_stops_the_delivery_with_a_ledger_error(
+    hub: LocalSecurityHub, local_dynamodb: Any, tmp_path: Path
+) -> None:
+    ledger = DynamoDbLedger(f"gone-{uuid.uuid4().hex[:8]}", local_dynamodb)
+    pipeline = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
+    local_dynamodb.delete_table(TableName=ledger.table)  # the ledger's storage fails under the running job
+
+    with pytest.raises(LedgerError, match="the ledger failed while reading"):
+        pipeline.deliver(violation("in-alarm", T0, T0))
+
+    assert pipeline.sent() == 0  # planned against nothing, nothing was sent: the records come again

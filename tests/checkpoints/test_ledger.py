@@ -12,7 +12,7 @@ from tests.checkpoints.conftest import another_connection
 
 def entry(key: str, updated_ms: int, state: str = ACTIVE, check: str = "", task_ms: int = 0) -> LedgerEntry:
     return LedgerEntry(
-        key=key, created_at="2026-01-01T00:00:00.000Z", updated_at=f"t{updated_ms}", updated_ms=updated_ms,
+        key=key, created_at="2026-01-01T00:00:00.000Z", updated_ms=updated_ms,
         record_state=state, fingerprint=f"f{updated_ms}", check=check, task_ms=task_ms,
         finding=b'{"Id": "%s"}' % key.encode(),
     )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from defender_hub.checkpoints.ledger import Ledger
-from defender_hub.errors import LedgerError, SinkError
+from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import archive_missing, check_key, entry_for, finding_key, plan, refreshed
 from defender_hub.sink import DeliveryReport, Outbound, Pending, SecurityHubSink, coalesce
 
@@ -28,8 +27,6 @@ def _ledger_errors(action: str) -> Iterator[None]:
     """Turns any failure of the ledger's storage into LedgerError, which stops the delivery before a checkpoint."""
     try:
         yield
-    except SinkError:
-        raise
     except Exception as exc:
         raise LedgerError(f"the ledger failed while {action}: {type(exc).__name__}: {exc}") from exc
 
@@ -40,6 +37,15 @@ class RefreshReport(DeliveryReport):
 
     due: int = 0
     claimed_elsewhere: int = 0
+
+
+def _pending(doc: dict[str, Any], coalesced: Pending | None) -> Pending:
+    """`doc` on its way for the records its coalesced version came from; encoded again only if the plan changed it."""
+    if coalesced is None:
+        return Pending.of(doc, [None])  # an archival: no record of this batch made it
+    if doc is coalesced.doc:
+        return coalesced
+    return Pending.of(doc, coalesced.origins)
 
 
 class LedgeredSink:
@@ -60,9 +66,9 @@ class LedgeredSink:
             entries = self._ledger.entries([finding_key(doc) for doc in docs])
             completions = self._ledger.completions(list({check_key(doc) for doc in docs} - {""}))
         decided = plan(docs, entries, completions)
-        origins = {finding_key(item.doc): item.origins for item in pending}
+        coalesced = {finding_key(item.doc): item for item in pending}
         to_send = {finding_key(doc): doc for doc in decided.send}
-        reported = set(origins)
+        reported = set(coalesced)
         for completion in decided.completions:
             with _ledger_errors("reading a check's findings"):
                 active = list(self._ledger.active_in(completion.check))
@@ -70,9 +76,7 @@ class LedgeredSink:
                 key = finding_key(doc)
                 if key not in to_send or to_send[key]["UpdatedAt"] < doc["UpdatedAt"]:
                     to_send[key] = doc
-        outgoing = [
-            Pending(doc, json.dumps(doc).encode(), list(origins.get(key, [None]))) for key, doc in to_send.items()
-        ]
+        outgoing = [_pending(doc, coalesced.get(key)) for key, doc in to_send.items()]
         report = self._sink.deliver_pending(outgoing, self._record)
         with _ledger_errors("recording completed checks"):
             self._ledger.record_completions(decided.completions)
@@ -102,7 +106,7 @@ class LedgeredSink:
             total.due += len(due)
             total.claimed_elsewhere += len(due) - len(claimed)
             docs = [refreshed(entry, now_ms) for entry in claimed]
-            outgoing = [Pending(doc, json.dumps(doc).encode(), [None]) for doc in docs]
+            outgoing = [Pending.of(doc, [None]) for doc in docs]
             total.add(self._sink.deliver_pending(outgoing, self._record))
             log.info(
                 "refresh: %d due, %d re-sent, %d held by another sweep", len(due), len(claimed), len(due) - len(claimed)

@@ -30,7 +30,6 @@ def _entry(item: dict[str, Any]) -> LedgerEntry:
     return LedgerEntry(
         key=item["key"]["S"],
         created_at=item["created_at"]["S"],
-        updated_at=item["updated_at"]["S"],
         updated_ms=int(item["updated_ms"]["N"]),
         record_state=item["record_state"]["S"],
         fingerprint=item["fingerprint"]["S"],
@@ -44,7 +43,6 @@ def _item(entry: LedgerEntry) -> dict[str, Any]:
     item: dict[str, Any] = {
         "key": {"S": entry.key},
         "created_at": {"S": entry.created_at},
-        "updated_at": {"S": entry.updated_at},
         "updated_ms": {"N": str(entry.updated_ms)},
         "record_state": {"S": entry.record_state},
         "fingerprint": {"S": entry.fingerprint},

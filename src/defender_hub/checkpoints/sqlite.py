@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import ACTIVE, CheckCompletion, LedgerEntry
@@ -13,7 +14,7 @@ __all__ = ["SqliteLedger"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS findings (
-    key TEXT PRIMARY KEY, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, updated_ms INTEGER NOT NULL,
+    key TEXT PRIMARY KEY, created_at TEXT NOT NULL, updated_ms INTEGER NOT NULL,
     record_state TEXT NOT NULL, fingerprint TEXT NOT NULL, check_key TEXT NOT NULL, task_ms INTEGER NOT NULL,
     finding BLOB NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0
 );
@@ -21,7 +22,7 @@ CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_key, record_stat
 CREATE INDEX IF NOT EXISTS findings_by_update ON findings (record_state, updated_ms);
 CREATE TABLE IF NOT EXISTS checks (check_key TEXT PRIMARY KEY, task_id TEXT NOT NULL, task_ms INTEGER NOT NULL);
 """
-_COLUMNS = "key, created_at, updated_at, updated_ms, record_state, fingerprint, check_key, task_ms, finding"
+_COLUMNS = "key, created_at, updated_ms, record_state, fingerprint, check_key, task_ms, finding"
 _BATCH = 500  # under SQLite's limit of host parameters
 
 
@@ -30,7 +31,6 @@ def _row(e: LedgerEntry) -> tuple[object, ...]:
     return (
         e.key,
         e.created_at,
-        e.updated_at,
         e.updated_ms,
         e.record_state,
         e.fingerprint,
@@ -56,24 +56,19 @@ class SqliteLedger:
 
     def entries(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """The entries of those `keys` that the ledger has."""
-        found: dict[str, LedgerEntry] = {}
-        for start in range(0, len(keys), _BATCH):
-            chunk = keys[start : start + _BATCH]
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(f"SELECT {_COLUMNS} FROM findings WHERE key IN ({marks})", chunk):  # noqa: S608
-                found[row[0]] = LedgerEntry(*row)
-        return found
+        rows = self._select_in(f"SELECT {_COLUMNS} FROM findings WHERE key", keys)  # noqa: S608 - our columns
+        return {row[0]: LedgerEntry(*row) for row in rows}
 
     def completions(self, checks: Sequence[str]) -> dict[str, CheckCompletion]:
         """The last completion of those `checks` that the ledger has."""
-        found: dict[str, CheckCompletion] = {}
-        for start in range(0, len(checks), _BATCH):
-            chunk = checks[start : start + _BATCH]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT check_key, task_id, task_ms FROM checks WHERE check_key IN ({marks})"  # noqa: S608
-            for row in self._db.execute(query, chunk):
-                found[row[0]] = CheckCompletion(*row)
-        return found
+        rows = self._select_in("SELECT check_key, task_id, task_ms FROM checks WHERE check_key", checks)
+        return {row[0]: CheckCompletion(*row) for row in rows}
+
+    def _select_in(self, select: str, values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """Rows of `select` followed by `IN (values)`, asked in chunks SQLite's limit of parameters allows."""
+        for start in range(0, len(values), _BATCH):
+            chunk = values[start : start + _BATCH]
+            yield from self._db.execute(f"{select} IN ({','.join('?' * len(chunk))})", chunk)
 
     def active_in(self, check: str) -> Iterator[LedgerEntry]:
         """The ACTIVE audit findings of `check`."""
@@ -86,8 +81,8 @@ class SqliteLedger:
         rows = [_row(entry) for entry in entries]
         with self._transaction():
             self._db.executemany(
-                f"INSERT INTO findings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "  # noqa: S608
-                "created_at = excluded.created_at, updated_at = excluded.updated_at, updated_ms = excluded.updated_ms, "
+                f"INSERT INTO findings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "  # noqa: S608
+                "created_at = excluded.created_at, updated_ms = excluded.updated_ms, "
                 "record_state = excluded.record_state, fingerprint = excluded.fingerprint, "
                 "check_key = excluded.check_key, task_ms = excluded.task_ms, finding = excluded.finding, "
                 "claimed_until = 0 WHERE excluded.updated_ms > findings.updated_ms",

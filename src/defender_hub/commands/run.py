@@ -92,7 +92,6 @@ def _run(args: argparse.Namespace) -> int:
     if not isinstance(args.refresh_hours, int) or args.refresh_hours < 0:
         raise ConfigError(f"refresh hours {args.refresh_hours!r} is not a whole number of hours, 0 or more")
     ledger_url = _absolute_ledger(args.ledger)
-    parse_ledger_url(ledger_url)
     settings = DaemonSettings(
         stream=args.stream,
         application=args.application,
@@ -137,10 +136,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _absolute_ledger(url: str) -> str:
-    """The ledger URL with a relative SQLite path made absolute: the processors may start elsewhere."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
-    return url
+    """The ledger URL, checked, with a SQLite path made absolute: the processors may start elsewhere."""
+    kind, target = parse_ledger_url(url)
+    return f"sqlite:///{Path(target).resolve()}" if kind == "sqlite" else url
 
 
 def _log_to_stderr(logger: logging.Logger) -> None:

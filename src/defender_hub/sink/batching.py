@@ -47,6 +47,11 @@ class Pending:
     is what Security Hub's limits apply to."""
     origins: list[RecordOrigin | None] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, doc: dict[str, Any], origins: list[RecordOrigin | None]) -> Pending:
+        """A pending finding with its body encoded as botocore will send it."""
+        return cls(doc, json.dumps(doc).encode(), origins)
+
     @property
     def id(self) -> str:
         """The finding's Id, or "" when it has none (the strict check will say so)."""
@@ -75,7 +80,7 @@ def coalesce(outbound: Iterable[Outbound]) -> list[Pending]:
         key = (doc.get("ProductArn"), doc.get("Id"))
         previous = chosen.get(key)
         if previous is None:
-            chosen[key] = Pending(doc, json.dumps(doc).encode(), [item.origin])
+            chosen[key] = Pending.of(doc, [item.origin])
             continue
         if _instant(doc.get("UpdatedAt")) < _instant(previous.doc.get("UpdatedAt")):
             winner, loser = previous, doc
