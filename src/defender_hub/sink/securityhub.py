@@ -36,9 +36,9 @@ NOT_RETRYABLE_CODES = frozenset({"InvalidInput"})
 
 
 Clients = Callable[[str], Any]
+"""Gives the Security Hub client of a Region: findings are imported in the Region their ProductArn names."""
 Accepted = Callable[[list[dict[str, Any]]], None]
 """Hears of the findings Security Hub accepted, one request at a time."""
-"""Gives the Security Hub client of a Region: findings are imported in the Region their ProductArn names."""
 
 
 def securityhub_clients(**overrides: Any) -> Clients:
