@@ -1,20 +1,25 @@
-"""The finding lifecycle: what to send given what Security Hub already accepted (the ledger). Pure, no I/O.
+"""The finding lifecycle: what to send given what Security Hub already accepted (the ledger). Pure, no I/O, no clock.
 
-Findings are ASFF documents (parsed JSON). The rules, in the order `plan` applies them:
-- A finding keeps the CreatedAt it was first accepted with.
-- A finding whose UpdatedAt is not newer than the accepted one, or whose content is unchanged, is not sent.
+A finding's **version** is the time of the news it carries (the event's time: an alarm raised or cleared, a task's
+start); its **UpdatedAt** is what goes on the wire. Security Hub ignores an import whose UpdatedAt is not newer than
+the one it holds, so the two must differ: a refresh moves UpdatedAt to now without changing the news, and news that
+arrives late (a lagging or replayed stream) must still reach Security Hub past that. Hence:
+- News is stale when its version is not newer than the ledger's (for audit findings: its task, then its time), or
+  its content is unchanged. Stale news is not sent.
+- What is sent carries `UpdatedAt = max(version, the highest UpdatedAt ever sent for it + 1 ms)`, and the CreatedAt
+  it was first accepted with.
 - An audit finding from a task older than the last one that completed its check is sent ARCHIVED (never revived).
-- A check summary of a completed check archives that check's ACTIVE findings from older tasks (`archive_missing`),
-  with Compliance PASSED and the task's time as UpdatedAt: the resources the task no longer reported are compliant.
-- An ACTIVE finding not updated for a while is re-sent with a new UpdatedAt before Security Hub expires it
-  (`refreshed`).
+- A check summary of a completed check archives that check's ACTIVE findings from older tasks (`archived_by`), with
+  Compliance PASSED, as news of the completing task's time: the resources the task no longer reported are compliant.
+- An ACTIVE finding not updated for a while is re-sent with a new UpdatedAt, its version unchanged (`refreshed`).
+- When a ledger write finds that another writer came first, `reconcile` says what Security Hub must hold now.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -27,19 +32,24 @@ __all__ = [
     "ARCHIVED",
     "REFRESH_AFTER_DAYS",
     "CheckCompletion",
+    "Facts",
     "LedgerEntry",
+    "Outgoing",
     "Plan",
-    "archive_missing",
-    "check_key",
-    "entry_for",
+    "archived_by",
+    "facts_of",
     "finding_key",
+    "fingerprint",
+    "from_the_future",
     "plan",
+    "reconcile",
     "refreshed",
 ]
 
 ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
 REFRESH_AFTER_DAYS = 80.0
 """Re-send an ACTIVE finding this long after its last update: ten days before Security Hub would delete it."""
+AUDIT_FINDING, CHECK_SUMMARY = "AuditFinding", "CheckSummary"
 _COMPLETED_RUNS = frozenset({"COMPLETED_COMPLIANT", "COMPLETED_NON_COMPLIANT"})
 _NOT_CONTENT = frozenset({"CreatedAt", "UpdatedAt"})
 _encode = msgspec.json.Encoder().encode
@@ -48,13 +58,53 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """What Security Hub accepted last for one finding."""
+class CheckCompletion:
+    """The latest audit task that completed a check, per ProductArn (account and Region)."""
+
+    check: str
+    """ProductArn and check name, as `Facts.check`."""
+    task_id: str
+    task_ms: int
+    archived: bool = False
+    """Whether every finding the task no longer reported was archived; until then the archival is owed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the lifecycle reads of a finding, taken from it once."""
 
     key: str
     """ProductArn and Id: Security Hub's identity of a finding."""
+    version_ms: int
+    """The time of the news the finding carries."""
+    record_state: str
+    report_type: str
+    """AuditFinding, CheckSummary, or "" for Detect and anything else."""
+    check: str
+    """For audit findings and check summaries, the ProductArn and check name; "" otherwise."""
+    task_ms: int
+    """For audit findings and check summaries, the start of their task; 0 otherwise."""
+    completion: CheckCompletion | None
+    """For the check summary of a completed check, that completion."""
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """What makes news newer: an audit finding's task first (a later task's report wins), then its time."""
+        return (self.task_ms if self.report_type == AUDIT_FINDING else 0), self.version_ms
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """What Security Hub accepted last for one finding, and how far its UpdatedAt has gone."""
+
+    key: str
     created_at: str
+    version_ms: int
+    """The version (news time) of the content accepted."""
     updated_ms: int
+    """The UpdatedAt Security Hub accepted it with: a refresh falls due from here."""
+    sent_ms: int
+    """The highest UpdatedAt sent for it or about to be (a sweep's claim): the next send must go past it."""
     record_state: str
     fingerprint: str
     """A digest of the content, timestamps aside."""
@@ -64,25 +114,58 @@ class LedgerEntry:
     """For audit findings, the start of the task that reported it; 0 otherwise."""
     finding: bytes
     """The finding as accepted, JSON: what a refresh or an archival sends again."""
+    revision: int = 0
+    """Grows with every write: a write names the revision it read, so no writer overwrites what it did not see."""
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """As `Facts.order`, for what the ledger holds."""
+        return (self.task_ms if self.check else 0), self.version_ms
+
+    def claimed(self, sending_ms: int) -> LedgerEntry:
+        """This entry once a sweep claimed it to send at `sending_ms`: the revision after it."""
+        return replace(self, sent_ms=max(self.sent_ms, sending_ms), revision=self.revision + 1)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckCompletion:
-    """The latest audit task that completed a check, per ProductArn (account and Region)."""
+@dataclass(slots=True)
+class Outgoing:
+    """A finding to send (or, with `send` False, only to record), the facts it carries and the revision it read."""
 
-    check: str
-    """ProductArn and check name, as `LedgerEntry.check`."""
-    task_id: str
-    task_ms: int
+    doc: dict[str, Any]
+    """The finding with the UpdatedAt it goes out with, or (not sent) the one Security Hub shows it with."""
+    facts: Facts
+    read: LedgerEntry | None
+    """The ledger entry the decision was made on; None when the ledger had none."""
+    updated_ms: int
+    """The finding's UpdatedAt."""
+    send: bool = True
+
+    def entry(self) -> LedgerEntry:
+        """The ledger entry that records it as accepted: the revision after the one it read."""
+        read, doc, facts, updated_ms = self.read, self.doc, self.facts, self.updated_ms
+        return LedgerEntry(
+            key=facts.key,
+            created_at=str(doc.get("CreatedAt", "")),
+            version_ms=facts.version_ms,
+            updated_ms=updated_ms,
+            sent_ms=max(updated_ms, read.sent_ms if read is not None else 0),
+            record_state=facts.record_state,
+            fingerprint=fingerprint(doc),
+            check=facts.check if facts.report_type == AUDIT_FINDING else "",
+            task_ms=facts.task_ms if facts.report_type == AUDIT_FINDING else 0,
+            finding=_encode(doc),
+            revision=(read.revision if read is not None else 0) + 1,
+        )
 
 
 @dataclass(slots=True)
 class Plan:
-    """What to send, what to record once it is accepted, and what was left out."""
+    """What to send, and what was left out."""
 
-    send: list[dict[str, Any]] = field(default_factory=list)
+    send: list[Outgoing] = field(default_factory=list)
+    """What to send, and to record once accepted; also (send False) newer news Security Hub already shows."""
     completions: list[CheckCompletion] = field(default_factory=list)
-    """Checks completed by the findings sent: archive what they no longer report, then record them."""
+    """Checks completed by the check summaries sent, newer than the ledger's: their archivals are owed."""
     stale: int = 0
     """Not newer than what Security Hub has."""
     unchanged: int = 0
@@ -96,18 +179,6 @@ def finding_key(doc: Mapping[str, Any]) -> str:
     return f"{doc.get('ProductArn', '')}|{doc.get('Id', '')}"
 
 
-def _fields(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    fields = doc.get("ProductFields")
-    return fields if isinstance(fields, Mapping) else {}
-
-
-def check_key(doc: Mapping[str, Any]) -> str:
-    """The audit check an audit finding or check summary belongs to (its ProductArn and check name); "" otherwise."""
-    if _report_type(doc) not in ("AuditFinding", "CheckSummary"):
-        return ""
-    return f"{doc.get('ProductArn', '')}|{_fields(doc).get('CheckName', '')}"
-
-
 def _ms(value: Any) -> int:
     """Epoch ms of an ISO time or epoch number; 0 when it is none."""
     try:
@@ -116,8 +187,21 @@ def _ms(value: Any) -> int:
         return 0
 
 
-def _report_type(doc: Mapping[str, Any]) -> str:
-    return str(_fields(doc).get("ReportType", ""))
+def facts_of(doc: Mapping[str, Any]) -> Facts:
+    """The lifecycle's facts of a finding as mapped (or imported): its UpdatedAt is the time of its news."""
+    fields = doc.get("ProductFields")
+    fields = fields if isinstance(fields, Mapping) else {}
+    report_type = str(fields.get("ReportType", ""))
+    version_ms = _ms(doc.get("UpdatedAt"))
+    if report_type not in (AUDIT_FINDING, CHECK_SUMMARY):
+        return Facts(finding_key(doc), version_ms, str(doc.get("RecordState", ACTIVE)), "", "", 0, None)
+    check = f"{doc.get('ProductArn', '')}|{fields.get('CheckName', '')}"
+    task_ms = _ms(fields.get("TaskStartTime")) or version_ms  # no task time: the finding's own
+    completion = None
+    if report_type == CHECK_SUMMARY and fields.get("CheckRunStatus") in _COMPLETED_RUNS:
+        completion = CheckCompletion(check, str(fields.get("TaskId", "")), version_ms)
+    record_state = str(doc.get("RecordState", ACTIVE))
+    return Facts(finding_key(doc), version_ms, record_state, report_type, check, task_ms, completion)
 
 
 def fingerprint(doc: Mapping[str, Any]) -> str:
@@ -126,83 +210,85 @@ def fingerprint(doc: Mapping[str, Any]) -> str:
     return hashlib.sha256(_encode_sorted(content)).hexdigest()[:32]
 
 
-def entry_for(doc: Mapping[str, Any]) -> LedgerEntry:
-    """The ledger entry that records `doc` as accepted."""
-    audit = _report_type(doc) == "AuditFinding"
-    return LedgerEntry(
-        key=finding_key(doc),
-        created_at=str(doc.get("CreatedAt", "")),
-        updated_ms=_ms(doc.get("UpdatedAt")),
-        record_state=str(doc.get("RecordState", ACTIVE)),
-        fingerprint=fingerprint(doc),
-        check=check_key(doc) if audit else "",
-        task_ms=_ms(_fields(doc).get("TaskStartTime")) if audit else 0,
-        finding=_encode(doc),
-    )
+def from_the_future(facts: Facts, latest_ms: int) -> str | None:
+    """Why a finding can't be taken when its news is later than `latest_ms` (now and the allowed skew); else None.
 
-
-def _completion(doc: Mapping[str, Any]) -> CheckCompletion | None:
-    fields = _fields(doc)
-    if _report_type(doc) != "CheckSummary" or fields.get("CheckRunStatus") not in _COMPLETED_RUNS:
+    One event from a bad clock would otherwise outrank every later one: a task "from 2100" archives a fleet.
+    """
+    when = max(facts.version_ms, facts.task_ms)
+    if when <= latest_ms:
         return None
-    return CheckCompletion(check_key(doc), str(fields.get("TaskId", "")), _ms(doc.get("UpdatedAt")))
+    return f"event time {format_iso(when)} is in the future (later than {format_iso(latest_ms)}): a bad clock?"
 
 
-def _archived(doc: Mapping[str, Any], updated_ms: int) -> dict[str, Any]:
-    archived = dict(doc)
-    archived.update(RecordState=ARCHIVED, Compliance={"Status": "PASSED"}, UpdatedAt=format_iso(updated_ms))
-    return archived
+def _past(entry: LedgerEntry | None) -> int:
+    """The first UpdatedAt Security Hub takes after everything sent for `entry`."""
+    return max(entry.sent_ms, entry.updated_ms) + 1 if entry is not None else 0
 
 
-def _with_completions_in(
-    docs: Sequence[dict[str, Any]], completions: Mapping[str, CheckCompletion]
+def _outgoing(
+    doc: dict[str, Any], facts: Facts, read: LedgerEntry | None, updated_ms: int, send: bool = True
+) -> Outgoing:
+    """`doc` at `updated_ms`, keeping the CreatedAt the ledger has for it; `doc` itself when that changes nothing."""
+    updated_at = format_iso(updated_ms)
+    created_at = read.created_at if read is not None and read.created_at else doc.get("CreatedAt")
+    if doc.get("UpdatedAt") != updated_at or doc.get("CreatedAt") != created_at:
+        doc = {**doc, "UpdatedAt": updated_at, "CreatedAt": created_at}
+    return Outgoing(doc, facts, read, updated_ms, send)
+
+
+def _archived(doc: Mapping[str, Any], facts: Facts, version_ms: int) -> tuple[dict[str, Any], Facts]:
+    archived = {**doc, "RecordState": ARCHIVED, "Compliance": {"Status": "PASSED"}}
+    return archived, replace(facts, record_state=ARCHIVED, version_ms=version_ms)
+
+
+def _latest_completions(
+    facts: Iterable[Facts], completions: Mapping[str, CheckCompletion]
 ) -> dict[str, CheckCompletion]:
     latest = dict(completions)
-    for doc in docs:
-        completion = _completion(doc)
+    for item in facts:
+        completion = item.completion
         if completion is not None and completion.task_ms > getattr(latest.get(completion.check), "task_ms", -1):
             latest[completion.check] = completion
     return latest
 
 
 def plan(
-    docs: Sequence[dict[str, Any]],
+    findings: Sequence[tuple[dict[str, Any], Facts]],
     entries: Mapping[str, LedgerEntry],
     completions: Mapping[str, CheckCompletion],
 ) -> Plan:
-    """Decides what of `docs` (one per finding, already coalesced) to send, given the ledger's `entries` by key and
+    """Decides what of `findings` (one per key, already coalesced) to send, given the ledger's `entries` by key and
     the checks' last `completions` by check key."""
     result = Plan()
-    latest = _with_completions_in(docs, completions)  # a late finding may share a batch with its task's successor
-    for given in docs:
-        doc = given
-        entry = entries.get(finding_key(doc))
-        updated_ms, late = _ms(doc.get("UpdatedAt")), False
-        if _report_type(doc) == "AuditFinding":
-            completed = latest.get(check_key(doc))
-            task_ms = _ms(_fields(doc).get("TaskStartTime"))
-            if completed is not None and task_ms < completed.task_ms:
-                if entry is not None and (entry.record_state == ARCHIVED or entry.task_ms >= task_ms):
-                    result.stale += 1  # Security Hub has it archived, or a version at least as recent
+    latest = _latest_completions((facts for _, facts in findings), completions)  # a late finding may share a batch
+    for given, given_facts in findings:
+        doc, facts = given, given_facts
+        entry = entries.get(facts.key)
+        late = False
+        past = _past(entry)
+        if facts.report_type == AUDIT_FINDING:
+            completed = latest.get(facts.check)
+            if completed is not None and facts.task_ms < completed.task_ms:
+                if entry is not None and (entry.record_state == ARCHIVED or entry.task_ms >= facts.task_ms):
+                    result.stale += 1  # Security Hub has it archived, or a report at least as recent
                     continue
-                doc = _archived(doc, max(updated_ms, completed.task_ms))
-                updated_ms, late = _ms(doc["UpdatedAt"]), True
-            elif entry is not None and entry.record_state == ARCHIVED and updated_ms == entry.updated_ms:
-                # A late finding of the task whose completion archived it, at that very instant: it is current.
-                updated_ms += 1
-                doc = {**doc, "UpdatedAt": format_iso(updated_ms)}
+                doc, facts = _archived(doc, facts, max(facts.version_ms, completed.task_ms))
+                late = True
+            elif completed is not None and entry is not None and entry.task_ms < completed.task_ms:
+                # The archival of `completed` may have sent this finding without recording it yet: go past it too.
+                past = max(completed.task_ms, past) + 1
         if entry is not None:
-            if updated_ms <= entry.updated_ms:
+            if facts.order <= entry.order:
                 result.stale += 1
                 continue
             if fingerprint(doc) == entry.fingerprint:
-                result.unchanged += 1
+                result.unchanged += 1  # newer news Security Hub already shows: only the ledger moves on
+                result.send.append(_outgoing(doc, facts, entry, entry.updated_ms, send=False))
                 continue
-            if entry.created_at and entry.created_at != doc.get("CreatedAt"):
-                doc = {**doc, "CreatedAt": entry.created_at}
-        result.send.append(doc)
+        result.send.append(_outgoing(doc, facts, entry, max(facts.version_ms, past)))
         result.archived_late += late
-        completion = _completion(doc)
+        completion = facts.completion
         if completion is not None:
             last = completions.get(completion.check)
             if last is None or completion.task_ms > last.task_ms:
@@ -210,27 +296,52 @@ def plan(
     return result
 
 
-def archive_missing(
-    completion: CheckCompletion, active: Iterable[LedgerEntry], reported: set[str]
-) -> list[dict[str, Any]]:
-    """Returns the check's ACTIVE findings from tasks before the completing one, ARCHIVED as of its time.
+def archived_by(completion: CheckCompletion, entry: LedgerEntry) -> Outgoing | None:
+    """`entry` ARCHIVED as of `completion`'s task, when that task no longer reported it; else None.
 
-    `reported` holds the keys being sent with the completion: those are current, whatever the ledger says.
+    An entry updated after the task began is newer than what the task says, and is left as it is.
     """
-    archived = []
-    for entry in active:
-        if entry.record_state != ACTIVE or entry.task_ms >= completion.task_ms or entry.key in reported:
-            continue
-        if entry.updated_ms >= completion.task_ms:
-            continue  # updated after the task started: newer than what the task says
-        archived.append(_archived(_decode(entry.finding), completion.task_ms))
-    return archived
+    if entry.record_state != ACTIVE or not entry.check or entry.task_ms >= completion.task_ms:
+        return None
+    if entry.version_ms >= completion.task_ms:
+        return None
+    facts = _entry_facts(entry)
+    doc, facts = _archived(_decode(entry.finding), facts, completion.task_ms)
+    return _outgoing(doc, facts, entry, max(completion.task_ms, _past(entry)))
 
 
-def refreshed(entry: LedgerEntry, now_ms: int) -> dict[str, Any]:
-    """The finding of `entry` again, updated now, so that Security Hub keeps it another 90 days."""
-    doc: dict[str, Any] = _decode(entry.finding)
-    doc["UpdatedAt"] = format_iso(max(now_ms, entry.updated_ms + 1))
-    if entry.created_at:
-        doc["CreatedAt"] = entry.created_at
-    return doc
+def _entry_facts(entry: LedgerEntry) -> Facts:
+    report_type = AUDIT_FINDING if entry.check else ""
+    return Facts(entry.key, entry.version_ms, entry.record_state, report_type, entry.check, entry.task_ms, None)
+
+
+def refreshed(entry: LedgerEntry, now_ms: int) -> Outgoing:
+    """The finding of `entry` again, updated now and of the same version, so Security Hub keeps it another 90 days."""
+    return _resent(entry, max(now_ms, _past(entry)))
+
+
+def _resent(entry: LedgerEntry, updated_ms: int) -> Outgoing:
+    return _outgoing(_decode(entry.finding), _entry_facts(entry), entry, updated_ms)
+
+
+def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
+    """What to send or record after another writer changed the ledger between our read and our write; None: nothing.
+
+    `mine` was sent (or was only to be recorded) on an older read; `current` is what the ledger holds now. Security
+    Hub shows whichever of the two sends had the later UpdatedAt. The newer news wins: if Security Hub does not show
+    its content, it goes again, past both sends.
+    """
+    if current is None:  # the entry we read is gone: ours is all there is
+        return Outgoing(mine.doc, mine.facts, None, mine.updated_ms) if mine.send else None
+    sent_ms = mine.updated_ms if mine.send else 0
+    ours_shown = sent_ms > current.updated_ms
+    shown = fingerprint(mine.doc) if ours_shown else current.fingerprint
+    if mine.facts.order > current.order:
+        doc, facts = mine.doc, mine.facts
+    elif ours_shown:
+        doc, facts = _decode(current.finding), _entry_facts(current)
+    else:
+        return None  # the other writer's news is as new or newer, and Security Hub shows it
+    if fingerprint(doc) == shown:  # Security Hub shows the winning content: only the ledger has to catch up
+        return _outgoing(doc, facts, current, max(sent_ms, current.updated_ms), send=False)
+    return _outgoing(doc, facts, current, max(facts.version_ms, sent_ms + 1, _past(current)))

@@ -24,6 +24,8 @@ from tests.sink.conftest import FAST, hub_clients
 ACCOUNT = "123456789012"
 DAY_MS = 86_400_000
 CHECK = "DEVICE_CERTIFICATE_KEY_QUALITY_CHECK"
+TESTS_NOW_MS = 1_893_456_000_000
+"""The pipeline's clock, 2030-01-01: the events of these tests are from before it, and one "from 2100" after it."""
 
 
 @pytest.fixture(scope="session")
@@ -57,10 +59,11 @@ class Pipeline:
 
     def __init__(self, hub: LocalSecurityHub, ledger: Ledger, dead_letters: Path) -> None:
         self.hub = hub
+        self.stop = threading.Event()
         sink = SecurityHubSink(
-            hub_clients(hub), JsonlDeadLetters(dead_letters), account_id=ACCOUNT, policy=FAST, stop=threading.Event()
+            hub_clients(hub), JsonlDeadLetters(dead_letters), account_id=ACCOUNT, policy=FAST, stop=self.stop
         )
-        self.sink = LedgeredSink(sink, ledger)
+        self.sink = LedgeredSink(sink, ledger, clock=lambda: TESTS_NOW_MS / 1000)
         self._converter = EventConverter(MappingOptions())
         self._sequence = 0
 

@@ -2,47 +2,59 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
+import time
+import uuid
+from typing import Any
 
-from defender_hub.checkpoints import Ledger
+from defender_hub.checkpoints import DynamoDbLedger, Ledger
 from defender_hub.lifecycle import ACTIVE, ARCHIVED, CheckCompletion, LedgerEntry
 from tests.checkpoints.conftest import another_connection
+from tests.conftest import local_client
 
 
-def entry(key: str, updated_ms: int, state: str = ACTIVE, check: str = "", task_ms: int = 0) -> LedgerEntry:
+def entry(
+    key: str, updated_ms: int, state: str = ACTIVE, check: str = "", task_ms: int = 0, revision: int = 1
+) -> LedgerEntry:
     return LedgerEntry(
-        key=key, created_at="2026-01-01T00:00:00.000Z", updated_ms=updated_ms,
-        record_state=state, fingerprint=f"f{updated_ms}", check=check, task_ms=task_ms,
-        finding=b'{"Id": "%s"}' % key.encode(),
+        key=key, created_at="2026-01-01T00:00:00.000Z", version_ms=updated_ms, updated_ms=updated_ms,
+        sent_ms=updated_ms, record_state=state, fingerprint=f"f{updated_ms}", check=check, task_ms=task_ms,
+        finding=b'{"Id": "%s"}' % key.encode(), revision=revision,
     )  # fmt: skip
 
 
 def test_entries_round_trip_and_unknown_keys_are_absent(ledger: Ledger) -> None:
     written = [entry("arn|a", 5, check="arn|CHECK", task_ms=4), entry("arn|b", 7, ARCHIVED)]
-    ledger.record(written)
+    assert ledger.write(written) == set()
 
     assert ledger.entries(["arn|a", "arn|b", "arn|missing"]) == {e.key: e for e in written}
 
 
-def test_an_older_or_equal_version_never_replaces_a_newer_one(ledger: Ledger) -> None:
-    ledger.record([entry("arn|a", 10)])
-    ledger.record([entry("arn|a", 9), entry("arn|a", 10, ARCHIVED)])
+def test_a_write_is_refused_unless_it_follows_the_revision_it_read(ledger: Ledger) -> None:
+    ledger.write([entry("arn|a", 10)])
 
-    assert ledger.entries(["arn|a"])["arn|a"] == entry("arn|a", 10)
+    assert ledger.write([entry("arn|a", 11)]) == {"arn|a"}  # a second "new" entry: another writer came first
+    assert ledger.write([entry("arn|a", 12, revision=3)]) == {"arn|a"}  # it did not read revision 2
+    assert ledger.write([entry("arn|a", 13, revision=2), entry("arn|b", 1)]) == set()
+    assert ledger.write([entry("arn|a", 14, revision=2)]) == {"arn|a"}  # revision 2 is taken
+    assert ledger.entries(["arn|a"])["arn|a"] == entry("arn|a", 13, revision=2)
 
 
-def test_concurrent_writers_cannot_move_updated_at_backwards(ledger: Ledger) -> None:
-    keys = [f"arn|finding-{n}" for n in range(20)]
-    versions = {key: list(range(1, 31)) for key in keys}
+def test_concurrent_writers_lose_no_update(ledger: Ledger) -> None:
+    keys = [f"arn|finding-{n}" for n in range(5)]
+    ledger.write([entry(key, 0) for key in keys])
 
     def writer(seed: int) -> None:
         connection = another_connection(ledger)  # each writer its own, as each worker has
         chance = random.Random(seed)
-        for _ in range(4):
-            chosen = [entry(key, chance.choice(versions[key])) for key in chance.sample(keys, 10)]
-            connection.record(chosen)
-        connection.record(entry(key, 30 - seed) for key in keys)
+        for _ in range(20):  # each adds 1 to a finding's version: read, then write what follows what it read
+            key = chance.choice(keys)
+            while True:
+                read = connection.entries([key])[key]
+                if not connection.write([entry(key, read.version_ms + 1, revision=read.revision + 1)]):
+                    break
         connection.close()
 
     writers = [threading.Thread(target=writer, args=(seed,)) for seed in range(4)]
@@ -51,42 +63,122 @@ def test_concurrent_writers_cannot_move_updated_at_backwards(ledger: Ledger) -> 
     for thread in writers:
         thread.join()
 
-    assert {key: e.updated_ms for key, e in ledger.entries(keys).items()} == dict.fromkeys(keys, 30)
+    assert sum(e.version_ms for e in ledger.entries(keys).values()) == 80
 
 
-def test_a_check_keeps_its_latest_completion(ledger: Ledger) -> None:
+def test_a_check_keeps_its_latest_completion_and_owes_its_archival_until_done(ledger: Ledger) -> None:
     ledger.record_completions([CheckCompletion("arn|CHECK", "task-2", 200)])
     ledger.record_completions([CheckCompletion("arn|CHECK", "task-1", 100), CheckCompletion("arn|OTHER", "t", 5)])
-
     assert ledger.completions(["arn|CHECK", "arn|OTHER", "arn|NONE"]) == {
         "arn|CHECK": CheckCompletion("arn|CHECK", "task-2", 200),
         "arn|OTHER": CheckCompletion("arn|OTHER", "t", 5),
     }
 
+    ledger.archival_done(CheckCompletion("arn|CHECK", "task-1", 100))  # not the latest: changes nothing
+    ledger.archival_done(CheckCompletion("arn|OTHER", "t", 5))
 
-def test_active_in_lists_only_the_active_findings_of_the_check(ledger: Ledger) -> None:
-    ledger.record([
-        entry("arn|a", 1, check="arn|CHECK", task_ms=1), entry("arn|b", 1, ARCHIVED, "arn|CHECK", 1),
-        entry("arn|c", 1, check="arn|OTHER", task_ms=1), entry("arn|d", 1),
+    assert sorted(c.check for c in ledger.owed_archivals()) == ["arn|CHECK"]
+    assert ledger.completions(["arn|OTHER"])["arn|OTHER"].archived
+    ledger.record_completions([CheckCompletion("arn|OTHER", "t2", 6)])
+    assert sorted(c.check for c in ledger.owed_archivals()) == ["arn|CHECK", "arn|OTHER"]
+
+
+def test_archivable_pages_through_the_active_findings_of_older_tasks_of_the_check(ledger: Ledger) -> None:
+    ledger.write([
+        *(entry(f"arn|old-{n}", 1, check="arn|CHECK", task_ms=1) for n in range(7)),
+        entry("arn|current", 1, check="arn|CHECK", task_ms=5), entry("arn|gone", 1, ARCHIVED, "arn|CHECK", 1),
+        entry("arn|other", 1, check="arn|OTHER", task_ms=1), entry("arn|detect", 1),
     ])  # fmt: skip
+    pages, cursor = [], ""
+    while True:
+        page, cursor = ledger.archivable("arn|CHECK", 5, cursor, 3)
+        pages.append(page)
+        if not cursor:
+            break
 
-    assert [e.key for e in ledger.active_in("arn|CHECK")] == ["arn|a"]
+    assert all(len(page) <= 3 for page in pages)
+    assert sorted(e.key for page in pages for e in page) == [f"arn|old-{n}" for n in range(7)]
 
 
 def test_refresh_claims_keep_a_second_sweep_off_and_lapse(ledger: Ledger) -> None:
-    ledger.record([entry("arn|old", 10), entry("arn|new", 500), entry("arn|gone", 10, ARCHIVED)])
+    ledger.write([entry("arn|old", 10), entry("arn|new", 500), entry("arn|gone", 10, ARCHIVED)])
     due = ledger.due_for_refresh(100, now_ms=1000, limit=10)
     assert [e.key for e in due] == ["arn|old"]
 
-    assert ledger.claim(due[0], now_ms=1000, until_ms=2000)
-    assert not another_connection(ledger).claim(due[0], now_ms=1500, until_ms=2500)
+    claimed = ledger.claim(due[0], now_ms=1000, until_ms=2000, sending_ms=1000)
+    assert claimed is not None
+    assert (claimed.revision, claimed.sent_ms) == (2, 1000)  # the next send of any writer goes past 1000
+    assert ledger.entries(["arn|old"])["arn|old"] == claimed
+    assert another_connection(ledger).claim(claimed, now_ms=1500, until_ms=2500, sending_ms=1500) is None
     assert ledger.due_for_refresh(100, now_ms=1500, limit=10) == []
     assert [e.key for e in ledger.due_for_refresh(100, now_ms=2000, limit=10)] == ["arn|old"]  # the claim lapsed
 
 
 def test_a_claim_fails_when_the_finding_changed_since_it_was_read(ledger: Ledger) -> None:
-    ledger.record([entry("arn|a", 10)])
+    ledger.write([entry("arn|a", 10)])
     [seen] = ledger.due_for_refresh(100, now_ms=1000, limit=10)
-    ledger.record([entry("arn|a", 20)])
+    ledger.write([entry("arn|a", 20, revision=2)])
 
-    assert not ledger.claim(seen, now_ms=1000, until_ms=2000)
+    assert ledger.claim(seen, now_ms=1000, until_ms=2000, sending_ms=1000) is None
+
+
+def _dynamodb_calls(client: Any, operation: str) -> list[dict[str, Any]]:
+    """Records the parameters of every `operation` call the client makes from now on."""
+    calls: list[dict[str, Any]] = []
+    client.meta.events.register(f"provide-client-params.dynamodb.{operation}", lambda params, **_: calls.append(params))
+    return calls
+
+
+def test_reads_that_decide_what_to_send_are_strongly_consistent(local_dynamodb: Any) -> None:
+    client = local_client("dynamodb", local_dynamodb.meta.endpoint_url)
+    ledger = DynamoDbLedger(f"ledger-{uuid.uuid4().hex[:8]}", client)
+    ledger.write([entry("arn|a", 1, check="arn|CHECK", task_ms=1)])
+    gets = _dynamodb_calls(client, "BatchGetItem")
+
+    ledger.entries(["arn|a"])
+    ledger.completions(["arn|CHECK"])
+
+    assert gets
+    assert all(table["ConsistentRead"] for call in gets for table in call["RequestItems"].values())
+
+
+def test_unprocessed_keys_are_asked_again_after_a_pause(local_dynamodb: Any) -> None:
+    client = local_client("dynamodb", local_dynamodb.meta.endpoint_url)
+    ledger = DynamoDbLedger(f"ledger-{uuid.uuid4().hex[:8]}", client)
+    ledger.write([entry(f"arn|{n}", 1) for n in range(10)])
+    asked_at: list[float] = []
+
+    def leave_half_unprocessed(parsed: dict[str, Any], **_: Any) -> None:
+        asked_at.append(time.monotonic())
+        if len(asked_at) > 2:
+            return
+        for table, items in parsed.get("Responses", {}).items():
+            held, parsed["Responses"][table] = items[len(items) // 2 :], items[: len(items) // 2]
+            keys = [{"key": item["key"]} for item in held]
+            parsed.setdefault("UnprocessedKeys", {})[table] = {"Keys": keys, "ConsistentRead": True}
+
+    client.meta.events.register("after-call.dynamodb.BatchGetItem", leave_half_unprocessed)
+
+    found = ledger.entries([f"arn|{n}" for n in range(10)])
+
+    assert len(found) == 10
+    assert len(asked_at) == 3
+    assert all(later - earlier >= 0.04 for earlier, later in itertools.pairwise(asked_at))
+
+
+def test_a_table_still_being_created_is_waited_for(local_dynamodb: Any) -> None:
+    client = local_client("dynamodb", local_dynamodb.meta.endpoint_url)
+    table = f"ledger-{uuid.uuid4().hex[:8]}"
+    DynamoDbLedger(table, client)
+    described: list[str] = []
+
+    def still_creating(parsed: dict[str, Any], **_: Any) -> None:
+        described.append(parsed["Table"]["TableStatus"])
+        if len(described) <= 2:
+            parsed["Table"]["TableStatus"] = "CREATING"
+
+    client.meta.events.register("after-call.dynamodb.DescribeTable", still_creating)
+
+    DynamoDbLedger(table, client)
+
+    assert len(described) >= 3

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from defender_hub.checkpoints import SqliteLedger
 from defender_hub.convert import EventConverter
 from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.local.aws import LocalAws
@@ -451,3 +453,76 @@ def test_kpl_aggregated_records_are_deaggregated_and_checkpointed_by_sub_sequenc
         assert stream.sub_sequence_checkpoints() == {placed[0][0]: str(len(events) - 30 - 1)}
     finally:
         stop(consumer, log)
+
+
+def test_an_unexpected_error_in_a_delivery_stops_the_job_without_a_checkpoint(
+    local_aws: LocalAws, hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    from tests.checkpoints.conftest import DAY_MS, Pipeline, audit_finding, audit_task, violation  # noqa: PLC0415
+
+    ledger_file = tmp_path / "ledger.sqlite3"
+    t0 = int(time.time() * 1000) - 10 * DAY_MS
+    Pipeline(hub, SqliteLedger(ledger_file), tmp_path / "dl.jsonl").deliver(
+        audit_finding("task-1", t0, "A"), audit_task("task-1", t0, 1)
+    )
+    with sqlite3.connect(ledger_file) as database:  # a ledger row no longer readable
+        database.execute("UPDATE findings SET finding = ? WHERE check_key != ''", (b"{not json",))
+    stream = Stream(local_aws, shards=1)
+    placed = stream.put([audit_task("task-2", t0 + DAY_MS, 0), violation("in-alarm", t0, t0)])
+    log = tmp_path / "run.log"
+
+    consumer = start_consumer(
+        stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--max-records", "1", ledger=f"sqlite:///{ledger_file}"
+    )
+    try:
+        status = consumer.wait(timeout=120)
+    finally:
+        if consumer.poll() is None:
+            kill_all(consumer)
+
+    assert status != 0, log.read_text()[-3000:]
+    assert stream.checkpoints() in ({}, {placed[0][0]: "TRIM_HORIZON"})  # not past the notification
+    assert hub.finding("violation-1") is None
+
+
+def year_old_violations(count: int) -> list[bytes]:
+    """`count` violations from a year ago: each raised, then (after every raise) cleared ten days later."""
+    start = int(time.time() * 1000) - 365 * 86_400_000
+    events: list[bytes] = []
+    for event_type, offset in (("in-alarm", 0), ("alarm-cleared", 10 * 86_400_000)):
+        for n in range(count):
+            events.append(json.dumps({
+                "accountId": "123456789012", "region": "us-east-1", "violationId": f"old-{n:04d}",
+                "thingName": f"thing-{n:04d}", "securityProfileName": "profile",
+                "behavior": {"name": "disconnects", "metric": "aws:num-disconnects",
+                             "criteria": {"comparisonOperator": "greater-than", "value": {"count": 5}}},
+                "violationEventType": event_type, "violationEventTime": start + offset + n * 1000,
+                "violationStartTime": start + n * 1000,
+            }).encode())  # fmt: skip
+    return events
+
+
+def test_a_year_old_stream_ends_in_its_final_states_across_a_restart_and_its_refresh(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
+    stream = Stream(local_aws, shards=2)
+    payloads = year_old_violations(150)
+    placed = stream.put(payloads)
+    log, dead_letters = tmp_path / "run.log", tmp_path / "dl.jsonl"
+    with LocalSecurityHub(rate=4, burst=4) as hub:
+        consumer = start_consumer(stream, local_aws, hub, dead_letters, log, "--max-records", "10")
+        wait_for("some findings", lambda: len(hub.findings()) >= 40, 120)
+        kill_all(consumer)  # the restart's refresh sweep finds every ACTIVE finding a year old: all due
+        consumer = start_consumer(stream, local_aws, hub, dead_letters, log, "--max-records", "10")
+        try:
+
+            def all_cleared() -> bool:
+                findings = hub.findings()
+                return len(findings) == 150 and all(f["RecordState"] == "ARCHIVED" for f in findings)
+
+            wait_for("every violation cleared in Security Hub", all_cleared, 240)
+            wait_for("the checkpoints at each shard's end", lambda: stream.checkpoints() == dict(placed), 60)
+        finally:
+            stop(consumer, log)
+        assert "refresh sweep" in log.read_text()  # the sweep did run in between
+        assert all(f["ProductFields"]["ViolationEventType"] == "alarm-cleared" for f in hub.findings())

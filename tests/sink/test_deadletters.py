@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,42 @@ def test_a_letter_too_large_for_sqs_is_refused_before_sending() -> None:
 def test_the_destination_is_told_by_its_form(tmp_path: Path) -> None:
     assert isinstance(open_dead_letters(str(tmp_path / "l.jsonl"), lambda _: None), JsonlDeadLetters)
     assert isinstance(open_dead_letters("https://sqs.eu-west-1.amazonaws.com/1/q", lambda _: None), SqsDeadLetters)
+
+
+def test_a_torn_last_line_is_kept_and_reported_and_the_rest_is_drained(tmp_path: Path) -> None:
+    path = tmp_path / "letters.jsonl"
+    store = JsonlDeadLetters(path)
+    store.put([DeadLetter.for_record(b"one", "bad", ORIGIN), DeadLetter.for_record(b"two", "bad", ORIGIN)])
+    with path.open("ab") as file:
+        file.write(b'{"reason": "a crash mid-wri')  # what a kill during an append leaves
+
+    drained = [letter.record_bytes() for letters, forget in store.drain() for letter in letters if forget() is None]
+
+    assert drained == [b"one", b"two"]
+    [kept] = list(tmp_path.glob("letters.jsonl.unreadable*"))
+    assert kept.read_bytes() == b'{"reason": "a crash mid-wri\n'
+    assert store.unreadable == 1
+
+
+def test_no_letter_is_lost_to_an_append_racing_a_redrive(tmp_path: Path) -> None:
+    path = tmp_path / "letters.jsonl"
+    writer, redriver = JsonlDeadLetters(path), JsonlDeadLetters(path)
+    count = 400
+    drained: list[bytes | None] = []
+
+    def append() -> None:
+        for number in range(count):
+            writer.put([DeadLetter.for_record(str(number).encode(), "bad", ORIGIN)])
+
+    appending = threading.Thread(target=append)
+    appending.start()
+    while appending.is_alive():
+        for letters, forget in redriver.drain():
+            drained += [letter.record_bytes() for letter in letters]
+            forget()
+    appending.join()
+    for letters, forget in redriver.drain():
+        drained += [letter.record_bytes() for letter in letters]
+        forget()
+
+    assert sorted(drained, key=lambda data: int(data or b"0")) == [str(n).encode() for n in range(count)]

@@ -1,25 +1,51 @@
-"""The sink behind the ledger: sends only what changes Security Hub, and records what it accepted."""
+"""The sink behind the ledger: sends only what changes Security Hub, and records what it accepted.
+
+Each finding is planned against the ledger (`lifecycle.plan`), sent, and recorded with the revision it was planned
+on. When another writer (a sweep, another worker) changed the entry in between, `lifecycle.reconcile` says what
+Security Hub must show now, and that goes too. Archivals are owed work: a completed check is recorded as owing its
+archival before anything is sent, and only once every page of it was accepted is it marked done; what was
+interrupted is taken up again by the next delivery for that check, or by the next sweep.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from defender_hub.checkpoints.ledger import Ledger
+import msgspec
+
+from defender_hub.checkpoints.ledger import ARCHIVAL_PAGE, Ledger
 from defender_hub.errors import LedgerError
-from defender_hub.lifecycle import archive_missing, check_key, entry_for, finding_key, plan, refreshed
-from defender_hub.sink import DeliveryReport, Outbound, Pending, SecurityHubSink, coalesce
+from defender_hub.lifecycle import (
+    CheckCompletion,
+    Outgoing,
+    archived_by,
+    facts_of,
+    finding_key,
+    from_the_future,
+    plan,
+    reconcile,
+    refreshed,
+)
+from defender_hub.sink import DeadLetter, DeliveryReport, Outbound, Pending, SecurityHubSink, coalesce
 
-__all__ = ["LedgeredSink", "RefreshReport"]
+__all__ = ["MAX_CLOCK_SKEW_MINUTES", "LedgeredSink", "RefreshReport"]
 
 log = logging.getLogger("defender_hub.ledger")
 
 DAY_MS = 86_400_000
 REFRESH_PAGE = 500
 CLAIM_MS = 15 * 60_000  # how long a sweep holds what it re-sends: far longer than one page takes
+MAX_CLOCK_SKEW_MINUTES = 15
+"""How far in the future an event's time may be before it is refused as from a bad clock."""
+RECONCILE_ROUNDS = 10
+"""Rounds of reconciling with other writers before a delivery gives up (and is tried again from its records)."""
+
+Clock = Callable[[], float]
+"""Seconds since the epoch: time.time, or a test's own."""
 
 
 @contextmanager
@@ -27,6 +53,8 @@ def _ledger_errors(action: str) -> Iterator[None]:
     """Turns any failure of the ledger's storage into LedgerError, which stops the delivery before a checkpoint."""
     try:
         yield
+    except LedgerError:
+        raise
     except Exception as exc:
         raise LedgerError(f"the ledger failed while {action}: {type(exc).__name__}: {exc}") from exc
 
@@ -37,22 +65,23 @@ class RefreshReport(DeliveryReport):
 
     due: int = 0
     claimed_elsewhere: int = 0
-
-
-def _pending(doc: dict[str, Any], coalesced: Pending | None) -> Pending:
-    """`doc` on its way for the records its coalesced version came from; encoded again only if the plan changed it."""
-    if coalesced is None:
-        return Pending.of(doc, [None])  # an archival: no record of this batch made it
-    if doc is coalesced.doc:
-        return coalesced
-    return Pending.of(doc, coalesced.origins)
+    unreadable: int = 0
+    """Ledger entries whose finding could not be read back: left for the next sweep, and logged."""
 
 
 class LedgeredSink:
     """Plans each delivery against the ledger (lifecycle.plan), delivers it, then records what Security Hub accepted."""
 
-    def __init__(self, sink: SecurityHubSink, ledger: Ledger) -> None:
-        self._sink, self._ledger = sink, ledger
+    def __init__(
+        self,
+        sink: SecurityHubSink,
+        ledger: Ledger,
+        *,
+        clock: Clock = time.time,
+        max_clock_skew_minutes: float = MAX_CLOCK_SKEW_MINUTES,
+    ) -> None:
+        self._sink, self._ledger, self._clock = sink, ledger, clock
+        self._max_skew_ms = int(max_clock_skew_minutes * 60_000)
 
     def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
         """Delivers what changes Security Hub and records it; returns once all of it was accepted or dead-lettered.
@@ -60,54 +89,151 @@ class LedgeredSink:
         Raises SinkError (LedgerError among them) when that can't be done: nothing past these findings may be
         checkpointed.
         """
-        pending = coalesce(outbound)
-        docs = [item.doc for item in pending]
+        pending, refused = self._screened(coalesce(outbound, lambda doc: facts_of(doc).order))
+        findings = [(item.doc, facts_of(item.doc)) for item in pending]
+        keys = [facts.key for _, facts in findings]
+        checks = list({facts.check for _, facts in findings} - {""})
         with _ledger_errors("reading"):
-            entries = self._ledger.entries([finding_key(doc) for doc in docs])
-            completions = self._ledger.completions(list({check_key(doc) for doc in docs} - {""}))
-        decided = plan(docs, entries, completions)
-        coalesced = {finding_key(item.doc): item for item in pending}
-        to_send = {finding_key(doc): doc for doc in decided.send}
-        reported = set(coalesced)
-        for completion in decided.completions:
-            with _ledger_errors("reading a check's findings"):
-                active = list(self._ledger.active_in(completion.check))
-            for doc in archive_missing(completion, active, reported):
-                key = finding_key(doc)
-                if key not in to_send or to_send[key]["UpdatedAt"] < doc["UpdatedAt"]:
-                    to_send[key] = doc
-        outgoing = [_pending(doc, coalesced.get(key)) for key, doc in to_send.items()]
-        report = self._sink.deliver_pending(outgoing, self._record)
+            entries = self._ledger.entries(keys)
+            completions = self._ledger.completions(checks)
+        decided = plan(findings, entries, completions)
         with _ledger_errors("recording completed checks"):
-            self._ledger.record_completions(decided.completions)
+            self._ledger.record_completions(decided.completions)  # owed from now on, before anything is sent
+        report = DeliveryReport()
+        report.add(self._send(decided.send, {finding_key(item.doc): item for item in pending}))
+        owed = {c.check: c for c in completions.values() if not c.archived} | {c.check: c for c in decided.completions}
+        for completion in owed.values():
+            self._archive(completion, set(keys), report)
         report.superseded = sum(len(item.origins) - 1 for item in pending)
         report.unchanged = decided.stale + decided.unchanged
-        report.archived = len(to_send) - len(decided.send) + decided.archived_late
+        report.archived += decided.archived_late
+        report.dead_lettered += refused
         return report
+
+    def _screened(self, pending: list[Pending]) -> tuple[list[Pending], int]:
+        """Dead-letters findings whose news is from the future (beyond the clock skew allowed); returns the rest, and
+        how many were refused."""
+        latest_ms = int(self._clock() * 1000) + self._max_skew_ms
+        kept: list[Pending] = []
+        letters: list[DeadLetter] = []
+        for item in pending:
+            reason = from_the_future(facts_of(item.doc), latest_ms)
+            if reason is None:
+                kept.append(item)
+                continue
+            letters += [DeadLetter.for_finding(item.body, reason, "FutureEventTime", o) for o in item.origins]
+        if letters:
+            self._sink.dead_letters.put(letters)
+        return kept, len(pending) - len(kept)
+
+    def finish_archivals(self, report: DeliveryReport) -> None:
+        """Works through every archival still owed: ones a stop, a kill or a failure interrupted."""
+        with _ledger_errors("listing owed archivals"):
+            owed = self._ledger.owed_archivals()
+        for completion in owed:
+            self._archive(completion, set(), report)
+
+    def _archive(self, completion: CheckCompletion, reported: set[str], report: DeliveryReport) -> None:
+        """Archives, a page at a time, the check's ACTIVE findings its task no longer reported; then marks it done.
+
+        `reported` holds the keys delivered with the completion: those are current, whatever the ledger says.
+        """
+        cursor = ""
+        while True:
+            with _ledger_errors("reading a check's findings"):
+                page, cursor = self._ledger.archivable(completion.check, completion.task_ms, cursor, ARCHIVAL_PAGE)
+            archivals = [
+                archived for entry in page if entry.key not in reported and (archived := archived_by(completion, entry))
+            ]
+            sent = self._send(archivals)
+            report.add(sent)
+            report.archived += len(archivals)
+            if not cursor:
+                break
+        with _ledger_errors("marking an archival done"):
+            self._ledger.archival_done(completion)
+
+    def _send(self, outgoing: Sequence[Outgoing], coalesced: dict[str, Pending] | None = None) -> DeliveryReport:
+        """Sends what is to be sent and records what Security Hub accepted, reconciling with other writers."""
+        report = DeliveryReport()
+        for _ in range(RECONCILE_ROUNDS):
+            if not outgoing:
+                return report
+            conflicts = self._send_once(outgoing, coalesced, report)
+            if not conflicts:
+                return report
+            with _ledger_errors("reading what another writer changed"):
+                current = self._ledger.entries([item.facts.key for item in conflicts])
+            outgoing = [again for item in conflicts if (again := reconcile(item, current.get(item.facts.key)))]
+            coalesced = None
+        raise LedgerError(f"other writers kept changing {len(outgoing)} findings; the delivery is tried again")
+
+    def _send_once(
+        self, outgoing: Sequence[Outgoing], coalesced: dict[str, Pending] | None, report: DeliveryReport
+    ) -> list[Outgoing]:
+        """Sends and records `outgoing` once; returns what another writer changed in the ledger meanwhile."""
+        by_key = {item.facts.key: item for item in outgoing}
+        conflicts: list[Outgoing] = []
+
+        def record(accepted: Iterable[Outgoing]) -> None:
+            entries = [item.entry() for item in accepted]
+            if not entries:
+                return
+            with _ledger_errors("recording accepted findings"):
+                taken = self._ledger.write(entries)
+            conflicts.extend(by_key[key] for key in taken)
+
+        record(item for item in outgoing if not item.send)
+        sends = [_pending(item, coalesced) for item in outgoing if item.send]
+        report.add(self._sink.deliver_pending(sends, lambda docs: record(by_key[finding_key(d)] for d in docs)))
+        return conflicts
 
     def close(self) -> None:
         """Closes the ledger."""
         self._ledger.close()
 
-    def _record(self, accepted: list[dict[str, Any]]) -> None:
-        with _ledger_errors("recording accepted findings"):
-            self._ledger.record(entry_for(doc) for doc in accepted)
-
     def refresh(self, now_ms: int, after_days: float) -> RefreshReport:
-        """Re-sends every ACTIVE finding not updated for `after_days`, with UpdatedAt `now_ms`; one sweep."""
+        """Finishes owed archivals, then re-sends every ACTIVE finding not updated for `after_days` with UpdatedAt
+        `now_ms` (its version unchanged); one sweep."""
         total = RefreshReport()
+        self.finish_archivals(total)
         cutoff = now_ms - int(after_days * DAY_MS)
+        unreadable: set[str] = set()
         while True:
             with _ledger_errors("finding what is due"):
-                due = self._ledger.due_for_refresh(cutoff, now_ms, REFRESH_PAGE)
-                claimed = [entry for entry in due if self._ledger.claim(entry, now_ms, now_ms + CLAIM_MS)]
+                due = self._ledger.due_for_refresh(cutoff, now_ms, REFRESH_PAGE + len(unreadable))
+            due = [entry for entry in due if entry.key not in unreadable]
             if not due:
                 return total
+            outgoing = []
+            for entry in due:
+                try:
+                    again = refreshed(entry, now_ms)
+                except msgspec.DecodeError as exc:
+                    unreadable.add(entry.key)
+                    log.error("refresh: the ledger's copy of %s can't be read (%s); left as it is", entry.key, exc)
+                    continue
+                with _ledger_errors("claiming what is due"):
+                    claimed = self._ledger.claim(entry, now_ms, now_ms + CLAIM_MS, again.updated_ms)
+                if claimed is not None:
+                    outgoing.append(replace(again, read=claimed))
             total.due += len(due)
-            total.claimed_elsewhere += len(due) - len(claimed)
-            docs = [refreshed(entry, now_ms) for entry in claimed]
-            outgoing = [Pending.of(doc, [None]) for doc in docs]
-            total.add(self._sink.deliver_pending(outgoing, self._record))
+            total.claimed_elsewhere += len(due) - len(outgoing) - len(unreadable & {e.key for e in due})
+            total.unreadable = len(unreadable)
+            total.add(self._send(outgoing))
             log.info(
-                "refresh: %d due, %d re-sent, %d held by another sweep", len(due), len(claimed), len(due) - len(claimed)
+                "refresh: %d due, %d re-sent, %d held by another sweep",
+                len(due),
+                len(outgoing),
+                len(due) - len(outgoing),
             )
+
+
+def _pending(item: Outgoing, coalesced: dict[str, Pending] | None) -> Pending:
+    """`item` on its way for the records its coalesced version came from; encoded again only if the plan changed it."""
+    source = coalesced.get(item.facts.key) if coalesced is not None else None
+    if source is None:
+        return Pending.of(item.doc, [None])  # an archival, a refresh, a reconciliation: no record of this batch
+    if item.doc is source.doc:
+        return source
+    return Pending.of(item.doc, source.origins)

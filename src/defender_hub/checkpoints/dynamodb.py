@@ -1,14 +1,20 @@
-"""The shared ledger: one DynamoDB table for every worker, written with conditions so no writer moves it backwards."""
+"""The shared ledger: one DynamoDB table for every worker, written with conditions so no writer moves it backwards.
+
+Every read that decides what to send or archive is strongly consistent. The by-check index can't be read that way,
+so what it lists is read again, consistently, before it is acted on.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from defender_hub.errors import ConfigError
+from defender_hub.errors import ConfigError, LedgerError
 from defender_hub.lifecycle import ACTIVE, CheckCompletion, LedgerEntry
 
 __all__ = ["DynamoDbLedger", "dynamodb_client"]
@@ -17,6 +23,9 @@ BY_CHECK = "by-check"
 _CHECK_PREFIX = "check|"
 _GET_BATCH = 100  # BatchGetItem's limit
 _WRITERS = 8  # conditional writes are one item a call: a few at once
+_UNPROCESSED_ATTEMPTS = 10
+_UNPROCESSED_PAUSE_SECONDS = 0.05  # doubled after each round DynamoDB leaves keys unprocessed
+_TABLE_WAIT = {"Delay": 1, "MaxAttempts": 120}
 
 
 def dynamodb_client() -> Any:
@@ -27,15 +36,19 @@ def dynamodb_client() -> Any:
 
 
 def _entry(item: dict[str, Any]) -> LedgerEntry:
+    updated_ms = int(item["updated_ms"]["N"])
     return LedgerEntry(
         key=item["key"]["S"],
         created_at=item["created_at"]["S"],
-        updated_ms=int(item["updated_ms"]["N"]),
+        version_ms=int(item["version_ms"]["N"]),
+        updated_ms=updated_ms,
+        sent_ms=int(item["sent_ms"]["N"]),
         record_state=item["record_state"]["S"],
         fingerprint=item["fingerprint"]["S"],
         check=item.get("check_key", {}).get("S", ""),
         task_ms=int(item["task_ms"]["N"]),
         finding=bytes(item["finding"]["B"]),
+        revision=int(item["revision"]["N"]),
     )
 
 
@@ -43,16 +56,24 @@ def _item(entry: LedgerEntry) -> dict[str, Any]:
     item: dict[str, Any] = {
         "key": {"S": entry.key},
         "created_at": {"S": entry.created_at},
+        "version_ms": {"N": str(entry.version_ms)},
         "updated_ms": {"N": str(entry.updated_ms)},
+        "sent_ms": {"N": str(entry.sent_ms)},
         "record_state": {"S": entry.record_state},
         "fingerprint": {"S": entry.fingerprint},
         "task_ms": {"N": str(entry.task_ms)},
         "finding": {"B": entry.finding},
+        "revision": {"N": str(entry.revision)},
         "claimed_until": {"N": "0"},
     }
     if entry.check:  # only audit findings go into the by-check index
         item["check_key"] = {"S": entry.check}
     return item
+
+
+def _completion(item: dict[str, Any]) -> CheckCompletion:
+    check = item["key"]["S"].removeprefix(_CHECK_PREFIX)
+    return CheckCompletion(check, item["task_id"]["S"], int(item["task_ms"]["N"]), item["archived"]["BOOL"])
 
 
 class DynamoDbLedger:
@@ -67,12 +88,18 @@ class DynamoDbLedger:
 
     def _ensure_table(self) -> None:
         try:
-            self.client.describe_table(TableName=self.table)
-            return
+            status = self.client.describe_table(TableName=self.table)["Table"]["TableStatus"]
         except self._errors.ResourceNotFoundException:
-            pass
+            status = self._create_table()
         except Exception as exc:
             raise ConfigError(f"can't reach the ledger table {self.table}: {exc}") from exc
+        if status != "ACTIVE":  # a table still being created (by us or another worker) takes no writes yet
+            try:
+                self.client.get_waiter("table_exists").wait(TableName=self.table, WaiterConfig=_TABLE_WAIT)
+            except Exception as exc:
+                raise ConfigError(f"the ledger table {self.table} did not become ACTIVE: {exc}") from exc
+
+    def _create_table(self) -> str:
         try:
             self.client.create_table(
                 TableName=self.table,
@@ -86,84 +113,123 @@ class DynamoDbLedger:
                     {
                         "IndexName": BY_CHECK,
                         "KeySchema": [{"AttributeName": "check_key", "KeyType": "HASH"}],
-                        "Projection": {"ProjectionType": "ALL"},
+                        "Projection": {"ProjectionType": "KEYS_ONLY"},
                     }
                 ],
             )
-            self.client.get_waiter("table_exists").wait(TableName=self.table)
         except self._errors.ResourceInUseException:
             pass  # another worker created it first
         except Exception as exc:
             raise ConfigError(f"can't create the ledger table {self.table}: {exc}") from exc
+        return "CREATING"
 
     def entries(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
-        """The entries of those `keys` that the ledger has."""
-        found: dict[str, LedgerEntry] = {}
-        for item in self._get_many(list(dict.fromkeys(keys))):
-            entry = _entry(item)
-            found[entry.key] = entry
-        return found
+        """The entries of those `keys` that the ledger has (strongly consistent)."""
+        return {entry.key: entry for entry in map(_entry, self._get_many(list(dict.fromkeys(keys))))}
 
     def completions(self, checks: Sequence[str]) -> dict[str, CheckCompletion]:
-        """The last completion of those `checks` that the ledger has."""
-        found: dict[str, CheckCompletion] = {}
-        for item in self._get_many([_CHECK_PREFIX + check for check in dict.fromkeys(checks)]):
-            check = item["key"]["S"].removeprefix(_CHECK_PREFIX)
-            found[check] = CheckCompletion(check, item["task_id"]["S"], int(item["task_ms"]["N"]))
-        return found
+        """The last completion of those `checks` that the ledger has (strongly consistent)."""
+        items = self._get_many([_CHECK_PREFIX + check for check in dict.fromkeys(checks)])
+        return {completion.check: completion for completion in map(_completion, items)}
 
     def _get_many(self, keys: list[str]) -> Iterator[dict[str, Any]]:
         for start in range(0, len(keys), _GET_BATCH):
-            wanted: dict[str, Any] = {
-                self.table: {"Keys": [{"key": {"S": k}} for k in keys[start : start + _GET_BATCH]]}
-            }
-            while wanted:
+            batch = [{"key": {"S": k}} for k in keys[start : start + _GET_BATCH]]
+            wanted: dict[str, Any] = {self.table: {"Keys": batch, "ConsistentRead": True}}
+            for attempt in range(_UNPROCESSED_ATTEMPTS):
+                if attempt:  # DynamoDB left some keys unprocessed: it is busy, so give it a moment
+                    time.sleep(_UNPROCESSED_PAUSE_SECONDS * 2 ** (attempt - 1))
                 answer = self.client.batch_get_item(RequestItems=wanted)
                 yield from answer.get("Responses", {}).get(self.table, [])
                 wanted = answer.get("UnprocessedKeys") or {}
+                if not wanted:
+                    break
+            else:
+                raise LedgerError(f"DynamoDB left keys unprocessed {_UNPROCESSED_ATTEMPTS} times in a row")
 
-    def active_in(self, check: str) -> Iterator[LedgerEntry]:
-        """The ACTIVE audit findings of `check`."""
-        pages = self.client.get_paginator("query").paginate(
-            TableName=self.table,
-            IndexName=BY_CHECK,
-            KeyConditionExpression="check_key = :check",
-            FilterExpression="record_state = :active",
-            ExpressionAttributeValues={":check": {"S": check}, ":active": {"S": ACTIVE}},
-        )
-        for page in pages:
-            yield from (_entry(item) for item in page["Items"])
-
-    def record(self, entries: Iterable[LedgerEntry]) -> None:
-        """Records accepted findings; an entry not newer than the one kept is ignored."""
+    def write(self, entries: Sequence[LedgerEntry]) -> set[str]:
+        """Writes each entry whose stored revision is the one before it; returns the keys another writer changed."""
         with ThreadPoolExecutor(_WRITERS) as pool:
-            list(pool.map(self._put_if_newer, entries))
+            return {key for key in pool.map(self._put_if_unchanged, entries) if key is not None}
 
-    def _put_if_newer(self, entry: LedgerEntry) -> None:
-        with contextlib.suppress(self._errors.ConditionalCheckFailedException):  # a newer version is there
-            self.client.put_item(
-                TableName=self.table,
-                Item=_item(entry),
-                ConditionExpression="attribute_not_exists(#key) OR updated_ms < :updated",
-                ExpressionAttributeNames={"#key": "key"},
-                ExpressionAttributeValues={":updated": {"N": str(entry.updated_ms)}},
-            )
+    def _put_if_unchanged(self, entry: LedgerEntry) -> str | None:
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(#key)", "ExpressionAttributeNames": {"#key": "key"}}
+            if entry.revision == 1
+            else {
+                "ConditionExpression": "revision = :read",
+                "ExpressionAttributeValues": {":read": {"N": str(entry.revision - 1)}},
+            }
+        )
+        try:
+            self.client.put_item(TableName=self.table, Item=_item(entry), **condition)
+        except self._errors.ConditionalCheckFailedException:
+            return entry.key
+        return None
 
     def record_completions(self, completions: Iterable[CheckCompletion]) -> None:
-        """Records completed checks; one older than the one kept is ignored."""
+        """Records completed checks, their archival owed; one not newer than the one kept is ignored."""
         for completion in completions:
-            with contextlib.suppress(self._errors.ConditionalCheckFailedException):  # a later task is there
+            try:
                 self.client.put_item(
                     TableName=self.table,
                     Item={
                         "key": {"S": _CHECK_PREFIX + completion.check},
                         "task_id": {"S": completion.task_id},
                         "task_ms": {"N": str(completion.task_ms)},
+                        "archived": {"BOOL": False},
                     },
                     ConditionExpression="attribute_not_exists(#key) OR task_ms < :task",
                     ExpressionAttributeNames={"#key": "key"},
                     ExpressionAttributeValues={":task": {"N": str(completion.task_ms)}},
                 )
+            except self._errors.ConditionalCheckFailedException:
+                continue  # a later task is there
+
+    def archival_done(self, completion: CheckCompletion) -> None:
+        """Marks the archival of `completion` done, unless a later task completed the check meanwhile."""
+        # A failed condition: a later task completed the check, and its own archival is owed now.
+        with contextlib.suppress(self._errors.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self.table,
+                Key={"key": {"S": _CHECK_PREFIX + completion.check}},
+                UpdateExpression="SET archived = :done",
+                ConditionExpression="task_ms = :task",
+                ExpressionAttributeValues={":done": {"BOOL": True}, ":task": {"N": str(completion.task_ms)}},
+            )
+
+    def owed_archivals(self) -> list[CheckCompletion]:
+        """Every completion whose archival is not done (a scan: sweeps are rare)."""
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table,
+            ConsistentRead=True,
+            FilterExpression="archived = :owed",
+            ExpressionAttributeValues={":owed": {"BOOL": False}},
+        )
+        return [_completion(item) for page in pages for item in page["Items"]]
+
+    def archivable(self, check: str, before_task_ms: int, cursor: str, limit: int) -> tuple[list[LedgerEntry], str]:
+        """A page of ACTIVE audit findings of `check` from tasks before `before_task_ms`; the index lists the
+        check's findings, and each is read again, consistently, before it counts."""
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": BY_CHECK,
+            "KeyConditionExpression": "check_key = :check",
+            "ExpressionAttributeValues": {":check": {"S": check}},
+            "Limit": limit,
+        }
+        if cursor:
+            query["ExclusiveStartKey"] = json.loads(cursor)
+        answer = self.client.query(**query)
+        listed = [item["key"]["S"] for item in answer["Items"]]
+        found = self.entries(listed)
+        page = [
+            found[key]
+            for key in listed
+            if key in found and found[key].record_state == ACTIVE and found[key].task_ms < before_task_ms
+        ]
+        following = answer.get("LastEvaluatedKey")
+        return page, json.dumps(following) if following else ""
 
     def due_for_refresh(self, updated_before_ms: int, now_ms: int, limit: int) -> list[LedgerEntry]:
         """Up to `limit` unclaimed ACTIVE findings last updated before `updated_before_ms` (a scan: sweeps are rare)."""
@@ -183,23 +249,26 @@ class DynamoDbLedger:
                 break
         return sorted(due, key=lambda e: e.updated_ms)[:limit]
 
-    def claim(self, entry: LedgerEntry, now_ms: int, until_ms: int) -> bool:
-        """Claims `entry` for one sweep until `until_ms`; False when another sweep has it or it changed since read."""
+    def claim(self, entry: LedgerEntry, now_ms: int, until_ms: int, sending_ms: int) -> LedgerEntry | None:
+        """Claims `entry` for one sweep until `until_ms`; None when another sweep has it or it changed since read."""
+        claimed = entry.claimed(sending_ms)
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"key": {"S": entry.key}},
-                UpdateExpression="SET claimed_until = :until",
-                ConditionExpression="updated_ms = :seen AND claimed_until <= :now",
+                UpdateExpression="SET claimed_until = :until, sent_ms = :sent, revision = :claimed",
+                ConditionExpression="revision = :read AND claimed_until <= :now",
                 ExpressionAttributeValues={
                     ":until": {"N": str(until_ms)},
-                    ":seen": {"N": str(entry.updated_ms)},
+                    ":sent": {"N": str(claimed.sent_ms)},
+                    ":claimed": {"N": str(claimed.revision)},
+                    ":read": {"N": str(entry.revision)},
                     ":now": {"N": str(now_ms)},
                 },
             )
         except self._errors.ConditionalCheckFailedException:
-            return False
-        return True
+            return None
+        return claimed
 
     def close(self) -> None:
         """Nothing to release: the client's connections close with it."""

@@ -14,30 +14,36 @@ __all__ = ["SqliteLedger"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS findings (
-    key TEXT PRIMARY KEY, created_at TEXT NOT NULL, updated_ms INTEGER NOT NULL,
-    record_state TEXT NOT NULL, fingerprint TEXT NOT NULL, check_key TEXT NOT NULL, task_ms INTEGER NOT NULL,
-    finding BLOB NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0
+    key TEXT PRIMARY KEY, created_at TEXT NOT NULL, version_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    sent_ms INTEGER NOT NULL, record_state TEXT NOT NULL, fingerprint TEXT NOT NULL, check_key TEXT NOT NULL,
+    task_ms INTEGER NOT NULL, finding BLOB NOT NULL, revision INTEGER NOT NULL,
+    claimed_until INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_key, record_state);
+CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_key, record_state, key);
 CREATE INDEX IF NOT EXISTS findings_by_update ON findings (record_state, updated_ms);
-CREATE TABLE IF NOT EXISTS checks (check_key TEXT PRIMARY KEY, task_id TEXT NOT NULL, task_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checks (
+    check_key TEXT PRIMARY KEY, task_id TEXT NOT NULL, task_ms INTEGER NOT NULL, archived INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checks_owed ON checks (archived);
 """
-_COLUMNS = "key, created_at, updated_ms, record_state, fingerprint, check_key, task_ms, finding"
+_COLUMNS = (
+    "key, created_at, version_ms, updated_ms, sent_ms, record_state, fingerprint, check_key, task_ms, finding, revision"
+)
 _BATCH = 500  # under SQLite's limit of host parameters
+_INSERT = f"INSERT INTO findings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING"  # noqa: S608
+_UPDATE = (
+    "UPDATE findings SET created_at = ?, version_ms = ?, updated_ms = ?, sent_ms = ?, record_state = ?, "
+    "fingerprint = ?, check_key = ?, task_ms = ?, finding = ?, revision = ?, claimed_until = 0 "
+    "WHERE key = ? AND revision = ?"
+)
 
 
 def _row(e: LedgerEntry) -> tuple[object, ...]:
     """The entry's values in the order of _COLUMNS (dataclasses.astuple copies deeply, and slowly)."""
     return (
-        e.key,
-        e.created_at,
-        e.updated_ms,
-        e.record_state,
-        e.fingerprint,
-        e.check,
-        e.task_ms,
-        e.finding,
-    )
+        e.key, e.created_at, e.version_ms, e.updated_ms, e.sent_ms, e.record_state, e.fingerprint, e.check, e.task_ms,
+        e.finding, e.revision,
+    )  # fmt: skip
 
 
 class SqliteLedger:
@@ -50,6 +56,9 @@ class SqliteLedger:
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint of the WAL, not torn
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(findings)")}
+            if columns and "revision" not in columns:
+                raise ConfigError(f"the ledger {path} is of an earlier defender-hub: move it aside to start anew")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"can't open the ledger {path}: {exc}") from exc
@@ -61,8 +70,8 @@ class SqliteLedger:
 
     def completions(self, checks: Sequence[str]) -> dict[str, CheckCompletion]:
         """The last completion of those `checks` that the ledger has."""
-        rows = self._select_in("SELECT check_key, task_id, task_ms FROM checks WHERE check_key", checks)
-        return {row[0]: CheckCompletion(*row) for row in rows}
+        rows = self._select_in("SELECT check_key, task_id, task_ms, archived FROM checks WHERE check_key", checks)
+        return {row[0]: _completion(row) for row in rows}
 
     def _select_in(self, select: str, values: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """Rows of `select` followed by `IN (values)`, asked in chunks SQLite's limit of parameters allows."""
@@ -70,34 +79,51 @@ class SqliteLedger:
             chunk = values[start : start + _BATCH]
             yield from self._db.execute(f"{select} IN ({','.join('?' * len(chunk))})", chunk)
 
-    def active_in(self, check: str) -> Iterator[LedgerEntry]:
-        """The ACTIVE audit findings of `check`."""
-        query = f"SELECT {_COLUMNS} FROM findings WHERE check_key = ? AND record_state = ?"  # noqa: S608
-        for row in self._db.execute(query, (check, ACTIVE)).fetchall():
-            yield LedgerEntry(*row)
-
-    def record(self, entries: Iterable[LedgerEntry]) -> None:
-        """Records accepted findings; an entry not newer than the one kept is ignored."""
-        rows = [_row(entry) for entry in entries]
+    def write(self, entries: Sequence[LedgerEntry]) -> set[str]:
+        """Writes each entry whose stored revision is the one before it; returns the keys another writer changed."""
+        conflicts: set[str] = set()
         with self._transaction():
-            self._db.executemany(
-                f"INSERT INTO findings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET "  # noqa: S608
-                "created_at = excluded.created_at, updated_ms = excluded.updated_ms, "
-                "record_state = excluded.record_state, fingerprint = excluded.fingerprint, "
-                "check_key = excluded.check_key, task_ms = excluded.task_ms, finding = excluded.finding, "
-                "claimed_until = 0 WHERE excluded.updated_ms > findings.updated_ms",
-                rows,
-            )
+            for entry in entries:
+                if entry.revision == 1:
+                    cursor = self._db.execute(_INSERT, _row(entry))
+                else:
+                    cursor = self._db.execute(_UPDATE, (*_row(entry)[1:], entry.key, entry.revision - 1))
+                if cursor.rowcount != 1:
+                    conflicts.add(entry.key)
+        return conflicts
 
     def record_completions(self, completions: Iterable[CheckCompletion]) -> None:
-        """Records completed checks; one older than the one kept is ignored."""
+        """Records completed checks, their archival owed; one not newer than the one kept is ignored."""
         rows = [(c.check, c.task_id, c.task_ms) for c in completions]
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO checks (check_key, task_id, task_ms) VALUES (?,?,?) ON CONFLICT (check_key) DO UPDATE "
-                "SET task_id = excluded.task_id, task_ms = excluded.task_ms WHERE excluded.task_ms > checks.task_ms",
+                "INSERT INTO checks (check_key, task_id, task_ms, archived) VALUES (?,?,?,0) ON CONFLICT (check_key) "
+                "DO UPDATE SET task_id = excluded.task_id, task_ms = excluded.task_ms, archived = 0 "
+                "WHERE excluded.task_ms > checks.task_ms",
                 rows,
             )
+
+    def archival_done(self, completion: CheckCompletion) -> None:
+        """Marks the archival of `completion` done, unless a later task completed the check meanwhile."""
+        with self._transaction():
+            self._db.execute(
+                "UPDATE checks SET archived = 1 WHERE check_key = ? AND task_ms = ?",
+                (completion.check, completion.task_ms),
+            )
+
+    def owed_archivals(self) -> list[CheckCompletion]:
+        """Every completion whose archival is not done."""
+        rows = self._db.execute("SELECT check_key, task_id, task_ms, archived FROM checks WHERE archived = 0")
+        return [_completion(row) for row in rows]
+
+    def archivable(self, check: str, before_task_ms: int, cursor: str, limit: int) -> tuple[list[LedgerEntry], str]:
+        """A page of ACTIVE audit findings of `check` from tasks before `before_task_ms`, in key order past `cursor`."""
+        query = (
+            f"SELECT {_COLUMNS} FROM findings WHERE check_key = ? AND record_state = ? AND key > ? "  # noqa: S608
+            "AND task_ms < ? ORDER BY key LIMIT ?"
+        )
+        page = [LedgerEntry(*row) for row in self._db.execute(query, (check, ACTIVE, cursor, before_task_ms, limit))]
+        return page, page[-1].key if len(page) == limit else ""
 
     def due_for_refresh(self, updated_before_ms: int, now_ms: int, limit: int) -> list[LedgerEntry]:
         """Up to `limit` unclaimed ACTIVE findings last updated before `updated_before_ms`, oldest first."""
@@ -107,14 +133,16 @@ class SqliteLedger:
         )
         return [LedgerEntry(*row) for row in self._db.execute(query, (ACTIVE, updated_before_ms, now_ms, limit))]
 
-    def claim(self, entry: LedgerEntry, now_ms: int, until_ms: int) -> bool:
-        """Claims `entry` for one sweep until `until_ms`; False when another sweep has it or it changed since read."""
+    def claim(self, entry: LedgerEntry, now_ms: int, until_ms: int, sending_ms: int) -> LedgerEntry | None:
+        """Claims `entry` for one sweep until `until_ms`; None when another sweep has it or it changed since read."""
+        claimed = entry.claimed(sending_ms)
         with self._transaction():
             cursor = self._db.execute(
-                "UPDATE findings SET claimed_until = ? WHERE key = ? AND updated_ms = ? AND claimed_until <= ?",
-                (until_ms, entry.key, entry.updated_ms, now_ms),
+                "UPDATE findings SET claimed_until = ?, sent_ms = ?, revision = ? "
+                "WHERE key = ? AND revision = ? AND claimed_until <= ?",
+                (until_ms, claimed.sent_ms, claimed.revision, entry.key, entry.revision, now_ms),
             )
-        return cursor.rowcount == 1
+        return claimed if cursor.rowcount == 1 else None
 
     def close(self) -> None:
         """Closes the file."""
@@ -122,6 +150,10 @@ class SqliteLedger:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def _completion(row: tuple[Any, ...]) -> CheckCompletion:
+    return CheckCompletion(row[0], row[1], row[2], bool(row[3]))
 
 
 class _Transaction:

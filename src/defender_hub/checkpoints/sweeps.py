@@ -52,7 +52,8 @@ def sweep_once(settings: SweepSettings, stop: threading.Event, clock: Clock = ti
 def start_periodic_refresh(settings: SweepSettings, every_seconds: float, clock: Clock = time.time) -> threading.Event:
     """Sweeps now and then every `every_seconds`, in a thread, until the returned event is set.
 
-    A sweep that fails is logged and tried again next time: the findings stay due, and the next sweep takes them.
+    A sweep that fails, however it fails, is logged and tried again next time: the findings stay due, and the next
+    sweep takes them.
     """
     stop = threading.Event()
 
@@ -63,6 +64,8 @@ def start_periodic_refresh(settings: SweepSettings, every_seconds: float, clock:
                 log.info("refresh sweep: %d due, %d re-sent", report.due, report.accepted)
             except (SinkError, ConfigError) as exc:
                 log.error("refresh sweep failed: %s; trying again in %.0f s", exc, every_seconds)
+            except Exception:  # a defect or a surprise: the thread must live on, or no finding is refreshed again
+                log.exception("refresh sweep failed unexpectedly; trying again in %.0f s", every_seconds)
             stop.wait(every_seconds)
 
     threading.Thread(target=sweep_forever, name="refresh", daemon=True).start()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -67,11 +67,16 @@ def _instant(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def coalesce(outbound: Iterable[Outbound]) -> list[Pending]:
-    """Returns one pending finding per (ProductArn, Id), the latest UpdatedAt winning and the later one on a tie.
+def _updated_at(doc: Mapping[str, Any]) -> Any:
+    return _instant(doc.get("UpdatedAt"))
 
-    The winner keeps the earliest CreatedAt of the versions (the finding was first seen then), and stands for the
-    origins of those it replaced: once it is delivered, so are they.
+
+def coalesce(outbound: Iterable[Outbound], newness: Callable[[Mapping[str, Any]], Any] = _updated_at) -> list[Pending]:
+    """Returns one pending finding per (ProductArn, Id), the newest winning and the later one on a tie.
+
+    Newest by `newness` (by default the latest UpdatedAt). The winner keeps the earliest CreatedAt of the versions
+    (the finding was first seen then), and stands for the origins of those it replaced: once it is delivered, so are
+    they.
     """
     chosen: dict[tuple[Any, Any], Pending] = {}
     for item in outbound:
@@ -82,7 +87,7 @@ def coalesce(outbound: Iterable[Outbound]) -> list[Pending]:
         if previous is None:
             chosen[key] = Pending.of(doc, [item.origin])
             continue
-        if _instant(doc.get("UpdatedAt")) < _instant(previous.doc.get("UpdatedAt")):
+        if newness(doc) < newness(previous.doc):
             winner, loser = previous, doc
             winner.origins.append(item.origin)
         else:

@@ -124,7 +124,7 @@ class SecurityHubSink:
     ) -> None:
         self._clients = clients
         self._counted: set[int] = set()
-        self._dead_letters = dead_letters
+        self.dead_letters = dead_letters
         self._account_id = account_id
         self._policy = policy
         self._stop = stop or threading.Event()
@@ -189,7 +189,7 @@ class SecurityHubSink:
 
     def _dead_letter(self, letters: list[DeadLetter], findings: int) -> None:
         if letters:
-            self._dead_letters.put(letters)
+            self.dead_letters.put(letters)
             self._report.dead_lettered += findings
 
     def _wait(self, seconds: float) -> None:

@@ -1,0 +1,255 @@
+"""The lifecycle in time: refreshes, sweeps racing live shards, interrupted archivals, bad clocks, redrive.
+
+Each test reproduces a way today's findings ended in the wrong state in Security Hub (issue 9), on both ledgers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from defender_hub.checkpoints import Ledger
+from defender_hub.errors import SinkStopped
+from defender_hub.local.securityhub import LocalSecurityHub
+from tests.checkpoints.conftest import (
+    ACCOUNT,
+    DAY_MS,
+    Pipeline,
+    another_connection,
+    audit_finding,
+    audit_task,
+    violation,
+)
+from tests.conftest import local_aws_env
+
+T0 = 1_790_000_000_000  # 2026-09-21, in the past
+FINDING_ID = "123456789012/DEVICE_CERTIFICATE/{}/DEVICE_CERTIFICATE_KEY_QUALITY_CHECK/WEAK_KEY"
+YEAR_2100_MS = 4_102_444_800_000
+
+
+class Interleaved:
+    """A ledger that runs `then` once, at the `call`-th call of `method`: after it returned, or just `before` it."""
+
+    def __init__(self, ledger: Ledger, method: str, then: Any, *, call: int = 1, before: bool = False) -> None:
+        self._ledger, self._method, self.then = ledger, method, then
+        self._countdown, self._before = call, before
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._ledger, name)
+        if name != self._method:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._countdown -= 1
+            then = self.then if self._countdown == 0 else None
+            if then is not None and self._before:
+                then()
+            result = attribute(*args, **kwargs)
+            if then is not None and not self._before:
+                then()
+            return result
+
+        return call
+
+
+def test_news_older_than_a_refresh_still_reaches_security_hub(pipeline: Pipeline) -> None:
+    pipeline.deliver(violation("in-alarm", T0, T0))
+    assert pipeline.sink.refresh(T0 + 85 * DAY_MS, after_days=80).accepted == 1  # UpdatedAt: 85 days after T0
+
+    pipeline.deliver(violation("alarm-cleared", T0 + 600_000, T0))  # the consumer lagged: older than the refresh
+
+    stored = pipeline.stored()["violation-1"]
+    assert (stored["RecordState"], stored["ProductFields"]["ViolationEventType"]) == ("ARCHIVED", "alarm-cleared")
+    assert stored["UpdatedAt"] > "2026-12-15T14:13:20.000Z"  # past the refresh, or Security Hub ignores it
+    assert pipeline.sink.refresh(T0 + 170 * DAY_MS, after_days=80).due == 0  # archived: never refreshed again
+
+
+def test_a_refreshed_finding_replayed_from_the_stream_is_not_sent_again(pipeline: Pipeline) -> None:
+    raised = violation("in-alarm", T0, T0)
+    pipeline.deliver(raised)
+    pipeline.sink.refresh(T0 + 85 * DAY_MS, after_days=80)
+    sent = pipeline.sent()
+
+    report = pipeline.deliver(raised)
+
+    assert (report.accepted, pipeline.sent()) == (0, sent)
+
+
+def test_a_sweep_never_overwrites_news_delivered_while_it_runs(
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+) -> None:
+    live = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
+    live.deliver(violation("in-alarm", T0, T0))
+
+    def live_shard_delivers_the_clearing() -> None:
+        live.deliver(violation("alarm-cleared", T0 + 600_000, T0))
+
+    # The sweep has claimed the ACTIVE finding when a live shard delivers its alarm-cleared.
+    sweeping = Interleaved(another_connection(ledger), "claim", live_shard_delivers_the_clearing)
+    sweeper = Pipeline(hub, sweeping, tmp_path / "dl-sweep.jsonl")  # type: ignore[arg-type]
+    sweeper.sink.refresh(T0 + 85 * DAY_MS, after_days=80)
+
+    assert live.stored()["violation-1"]["RecordState"] == "ARCHIVED"
+    assert live.sink.refresh(T0 + 170 * DAY_MS, after_days=80).due == 0  # the ledger says ARCHIVED too
+
+
+def test_news_delivered_between_a_sweeps_send_and_its_record_wins(
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+) -> None:
+    live = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
+    live.deliver(violation("in-alarm", T0, T0))
+
+    def live_shard_delivers_the_clearing() -> None:
+        live.deliver(violation("alarm-cleared", T0 + 600_000, T0))
+
+    # The sweep's request was accepted; before the sweep records it, a live shard delivers the alarm-cleared.
+    sweeping = Interleaved(another_connection(ledger), "write", live_shard_delivers_the_clearing, before=True)
+    sweeper = Pipeline(hub, sweeping, tmp_path / "dl-sweep.jsonl")  # type: ignore[arg-type]
+    sweeper.sink.refresh(T0 + 85 * DAY_MS, after_days=80)
+
+    assert live.stored()["violation-1"]["RecordState"] == "ARCHIVED"
+    assert live.sink.refresh(T0 + 170 * DAY_MS, after_days=80).due == 0
+
+
+def _archival_of_150_stopped_after_its_first_request(hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path) -> None:
+    """Task 1 reports 150 certificates; task 2 none: its archival takes two requests, stopped after the first."""
+    loader = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
+    certificates = [f"cert-{n:03d}" for n in range(150)]
+    loader.deliver(*(audit_finding("task-1", T0, c) for c in certificates), audit_task("task-1", T0, 150))
+    stopping_ledger = Interleaved(ledger, "write", None, call=2)  # the check summary, then the archival's first
+    stopping = Pipeline(hub, stopping_ledger, tmp_path / "dl.jsonl")  # type: ignore[arg-type]
+    stopping_ledger.then = stopping.stop.set  # as a SIGTERM would, once the first request was accepted
+    with pytest.raises(SinkStopped):
+        stopping.deliver(audit_task("task-2", T0 + DAY_MS, 0))
+    states = [f["RecordState"] for f in loader.stored().values() if "/DEVICE_CERTIFICATE/" in f["Id"]]
+    assert 0 < states.count("ARCHIVED") < 150, "the stop should land between the archival's requests"
+
+
+def test_an_archival_stopped_between_requests_is_finished_when_the_notification_comes_again(
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+) -> None:
+    _archival_of_150_stopped_after_its_first_request(hub, ledger, tmp_path)
+
+    Pipeline(hub, ledger, tmp_path / "dl.jsonl").deliver(audit_task("task-2", T0 + DAY_MS, 0))  # the replay
+
+    states = {f["Id"]: f["RecordState"] for f in hub.findings() if "/DEVICE_CERTIFICATE/" in f["Id"]}
+    assert list(states.values()).count("ARCHIVED") == 150
+
+
+def test_an_archival_stopped_between_requests_is_finished_by_the_next_sweep(
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+) -> None:
+    _archival_of_150_stopped_after_its_first_request(hub, ledger, tmp_path)
+
+    Pipeline(hub, ledger, tmp_path / "dl.jsonl").sink.refresh(T0 + 2 * DAY_MS, after_days=80)  # nothing due
+
+    states = {f["Id"]: f["RecordState"] for f in hub.findings() if "/DEVICE_CERTIFICATE/" in f["Id"]}
+    assert list(states.values()).count("ARCHIVED") == 150
+
+
+def test_a_notification_from_the_future_is_dead_lettered_and_archives_nothing(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    pipeline.deliver(*(audit_finding("task-1", T0, c) for c in "AB"), audit_task("task-1", T0, 2))
+
+    report = pipeline.deliver(audit_task("task-bad-clock", YEAR_2100_MS, 0))
+    pipeline.deliver(audit_finding("task-2", T0 + DAY_MS, "A"), audit_task("task-2", T0 + DAY_MS, 1))
+
+    stored = pipeline.stored()
+    assert (stored[FINDING_ID.format("A")]["RecordState"], stored[FINDING_ID.format("B")]["RecordState"]) == (
+        "ACTIVE",  # reported by task 2, not archived as of 2100
+        "ARCHIVED",  # archived by task 2
+    )
+    assert report.dead_lettered == 1
+    [letter] = [json.loads(line) for line in (tmp_path / "dead-letters.jsonl").read_text().splitlines()]
+    assert "in the future" in letter["reason"]
+    assert letter["origin"]["shard_id"] == "shard-1"
+    assert not any(f["ProductFields"]["TaskId"] == "task-bad-clock" for f in stored.values())
+
+
+def test_an_audit_finding_without_a_task_start_time_takes_its_finding_time(pipeline: Pipeline) -> None:
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+    late = json.loads(audit_finding("task-2", T0 + DAY_MS, "A"))
+    del late["taskStartTime"]
+
+    pipeline.deliver(json.dumps(late).encode())
+
+    a = pipeline.stored()[FINDING_ID.format("A")]
+    assert (a["RecordState"], a["ProductFields"]["TaskId"]) == ("ACTIVE", "task-2")
+
+
+def _redrive(hub: LocalSecurityHub, ledger: Path, dead_letters: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "defender_hub", "redrive", "--dead-letter", str(dead_letters),
+         "--ledger", f"sqlite:///{ledger}", "--account-id", ACCOUNT],
+        env=local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url), capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_redrive_records_what_it_delivers_in_the_ledger(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    from defender_hub.checkpoints import SqliteLedger  # noqa: PLC0415
+
+    ledger_file, dead_letters = tmp_path / "ledger.sqlite3", tmp_path / "dead-letters.jsonl"
+    pipeline = Pipeline(hub, SqliteLedger(ledger_file), dead_letters)
+    pipeline.deliver(violation("in-alarm", T0, T0))
+    hub.fail(["violation-1"], "InvalidInput", times=1)  # the clearing is refused once, then fixed
+    pipeline.deliver(violation("alarm-cleared", T0 + 600_000, T0))
+    assert pipeline.stored()["violation-1"]["RecordState"] == "ACTIVE"
+
+    done = _redrive(hub, ledger_file, dead_letters)
+
+    assert done.returncode == 0, done.stderr
+    assert pipeline.stored()["violation-1"]["RecordState"] == "ARCHIVED"
+    assert pipeline.sink.refresh(T0 + 85 * DAY_MS, after_days=80).due == 0  # the ledger knows it is archived
+    assert pipeline.stored()["violation-1"]["RecordState"] == "ARCHIVED"
+
+
+def test_a_redriven_audit_finding_is_archived_by_a_later_task(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    from defender_hub.checkpoints import SqliteLedger  # noqa: PLC0415
+
+    ledger_file, dead_letters = tmp_path / "ledger.sqlite3", tmp_path / "dead-letters.jsonl"
+    pipeline = Pipeline(hub, SqliteLedger(ledger_file), dead_letters)
+    hub.fail([FINDING_ID.format("B")], "InvalidInput", times=1)
+    pipeline.deliver(*(audit_finding("task-1", T0, c) for c in "AB"), audit_task("task-1", T0, 2))
+    assert _redrive(hub, ledger_file, dead_letters).returncode == 0
+    assert pipeline.stored()[FINDING_ID.format("B")]["RecordState"] == "ACTIVE"
+
+    pipeline.deliver(audit_finding("task-2", T0 + DAY_MS, "A"), audit_task("task-2", T0 + DAY_MS, 1))
+
+    assert pipeline.stored()[FINDING_ID.format("B")]["RecordState"] == "ARCHIVED"
+
+
+def test_a_sweep_carries_on_after_an_unexpected_error(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    import sqlite3  # noqa: PLC0415
+
+    from defender_hub.checkpoints import SqliteLedger  # noqa: PLC0415
+    from defender_hub.checkpoints.sweeps import SweepSettings, start_periodic_refresh  # noqa: PLC0415
+    from tests.sink.conftest import hub_clients  # noqa: PLC0415
+
+    ledger_file = tmp_path / "ledger.sqlite3"
+    pipeline = Pipeline(hub, SqliteLedger(ledger_file), tmp_path / "dl.jsonl")
+    pipeline.deliver(violation("in-alarm", T0, T0, "bad"), violation("in-alarm", T0, T0, "good"))
+    database = sqlite3.connect(ledger_file, isolation_level=None)
+    blob = database.execute("SELECT finding FROM findings WHERE key LIKE '%|bad'").fetchone()[0]
+    database.execute("UPDATE findings SET finding = ? WHERE key LIKE '%|bad'", (b"{not json",))
+    settings = SweepSettings(f"sqlite:///{ledger_file}", str(tmp_path / "dl.jsonl"), ACCOUNT, 80, hub_clients(hub))
+    now = (T0 + 85 * DAY_MS) / 1000
+
+    stop = start_periodic_refresh(settings, every_seconds=0.2, clock=lambda: now)
+    try:
+        time.sleep(1.5)
+        database.execute("UPDATE findings SET finding = ? WHERE key LIKE '%|bad'", (blob,))  # an operator mends it
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and pipeline.stored()["bad"]["UpdatedAt"] < "2026-12":
+            time.sleep(0.1)
+        assert pipeline.stored()["bad"]["UpdatedAt"] == "2026-12-15T14:13:20.000Z"
+        assert pipeline.stored()["good"]["UpdatedAt"] == "2026-12-15T14:13:20.000Z"
+    finally:
+        stop.set()
+        database.close()
