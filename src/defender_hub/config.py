@@ -13,7 +13,10 @@ from defender_hub.errors import ConfigError
 from defender_hub.mapping.aws import ACCOUNT_ID, PARTITIONS, REGION
 from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SEVERITY, MappingOptions
 
-__all__ = ["RUN_SETTINGS", "load_mapping_options", "load_run_settings"]
+__all__ = ["DEFAULT_DEAD_LETTERS", "RUN_SETTINGS", "load_mapping_options", "load_run_settings"]
+
+DEFAULT_DEAD_LETTERS = "dead-letters.jsonl"
+"""Where rejected findings and records go unless told otherwise."""
 
 _TOP_KEYS = frozenset({"account_id", "region", "partition", "company_name", "detect", "run"})
 RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
@@ -28,6 +31,7 @@ RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
         "max_records": int,
         "ledger": str,
         "refresh_hours": int,
+        "max_clock_skew": int,
     }
 )
 """The `[run]` table's settings of `defender-hub run`, and their types."""

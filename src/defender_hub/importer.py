@@ -10,7 +10,7 @@ import msgspec
 from defender_hub.convert import EventConverter
 from defender_hub.errors import EventError
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, Outbound, RecordOrigin, SecurityHubSink
+from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, Outbound, RecordOrigin, Sink
 
 __all__ = ["CHUNK_FINDINGS", "import_findings", "redrive"]
 
@@ -41,7 +41,7 @@ def _chunks(source: BinaryIO, dead_letters: DeadLetters, report: DeliveryReport)
 
 def import_findings(
     source: BinaryIO,
-    sink: SecurityHubSink,
+    sink: Sink,
     dead_letters: DeadLetters,
     progress: Callable[[DeliveryReport], None] = lambda _: None,
 ) -> DeliveryReport:
@@ -55,7 +55,7 @@ def import_findings(
 
 def redrive(
     dead_letters: DeadLetters,
-    sink: SecurityHubSink,
+    sink: Sink,
     options: MappingOptions,
     progress: Callable[[DeliveryReport], None] = lambda _: None,
 ) -> DeliveryReport:

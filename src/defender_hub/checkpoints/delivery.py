@@ -10,6 +10,7 @@ interrupted is taken up again by the next delivery for that check, or by the nex
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -17,9 +18,11 @@ from dataclasses import dataclass, replace
 
 import msgspec
 
+from defender_hub.checkpoints import open_ledger
 from defender_hub.checkpoints.ledger import ARCHIVAL_PAGE, Ledger
 from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import (
+    MAX_CLOCK_SKEW_MINUTES,
     CheckCompletion,
     Outgoing,
     archived_by,
@@ -30,17 +33,27 @@ from defender_hub.lifecycle import (
     reconcile,
     refreshed,
 )
-from defender_hub.sink import DeadLetter, DeliveryReport, Outbound, Pending, SecurityHubSink, coalesce
+from defender_hub.sink import (
+    Clients,
+    DeadLetter,
+    DeadLetters,
+    DeliveryReport,
+    Outbound,
+    Pending,
+    SecurityHubSink,
+    Sink,
+    coalesce,
+    open_dead_letters,
+    securityhub_clients,
+)
 
-__all__ = ["MAX_CLOCK_SKEW_MINUTES", "LedgeredSink", "RefreshReport"]
+__all__ = ["Delivery", "DeliverySettings", "LedgeredSink", "RefreshReport", "open_delivery"]
 
 log = logging.getLogger("defender_hub.ledger")
 
 DAY_MS = 86_400_000
 REFRESH_PAGE = 500
 CLAIM_MS = 15 * 60_000  # how long a sweep holds what it re-sends: far longer than one page takes
-MAX_CLOCK_SKEW_MINUTES = 15
-"""How far in the future an event's time may be before it is refused as from a bad clock."""
 RECONCILE_ROUNDS = 10
 """Rounds of reconciling with other writers before a delivery gives up (and is tried again from its records)."""
 
@@ -237,3 +250,50 @@ def _pending(item: Outgoing, coalesced: dict[str, Pending] | None) -> Pending:
     if item.doc is source.doc:
         return source
     return Pending.of(item.doc, source.origins)
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Where findings go and what is kept of them: the same for `run`'s processors, sweeps, `import` and `redrive`."""
+
+    dead_letter: str
+    """A JSON-lines file or an SQS queue URL."""
+    ledger: str | None
+    """A ledger URL (`sqlite:///PATH`, `dynamodb://TABLE`); None only for `import` without one."""
+    account_id: str | None = None
+    """The account imported into, checked before sending."""
+    max_clock_skew_minutes: float = MAX_CLOCK_SKEW_MINUTES
+    clients: Clients | None = None
+    """Security Hub clients by Region; None: boto3's, from the environment."""
+
+
+@dataclass
+class Delivery:
+    """The pipeline's output end, built in one place: the sink every entry point sends through, and its dead
+    letters."""
+
+    sink: Sink
+    dead_letters: DeadLetters
+    ledgered: LedgeredSink | None
+    """The sink behind the ledger, when there is a ledger (sweeps need it)."""
+
+    def close(self) -> None:
+        """Closes the ledger, if any."""
+        if self.ledgered is not None:
+            self.ledgered.close()
+
+
+def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Clock = time.time) -> Delivery:
+    """Builds the sink for `settings`: Security Hub behind the ledger (when there is one), with dead letters.
+
+    Raises ConfigError when the dead letters, the ledger or the credentials can't be had.
+    """
+    dead_letters = open_dead_letters(settings.dead_letter)
+    clients = settings.clients or securityhub_clients()
+    hub = SecurityHubSink(clients, dead_letters, account_id=settings.account_id, stop=stop)
+    if settings.ledger is None:
+        return Delivery(hub, dead_letters, None)
+    ledgered = LedgeredSink(
+        hub, open_ledger(settings.ledger), clock=clock, max_clock_skew_minutes=settings.max_clock_skew_minutes
+    )
+    return Delivery(ledgered, dead_letters, ledgered)

@@ -9,20 +9,25 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from defender_hub.config import DEFAULT_DEAD_LETTERS
+from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
+
 if TYPE_CHECKING:
+    from defender_hub.checkpoints.delivery import DeliverySettings
     from defender_hub.sink import DeliveryReport
 
 __all__ = [
     "DEFAULT_DEAD_LETTERS",
     "EXIT_FAILURES",
     "EXIT_OK",
+    "delivery_flags",
+    "delivery_settings",
     "env",
     "mapping_flags",
     "stop_on_signals",
     "summary",
 ]
 
-DEFAULT_DEAD_LETTERS = "dead-letters.jsonl"
 EXIT_OK = 0
 EXIT_FAILURES = 2
 """Some input could not be handled, or the command was used wrongly: argparse's own code for bad usage."""
@@ -33,14 +38,48 @@ def env(name: str) -> str | None:
     return os.environ.get(f"DEFENDER_HUB_{name}") or None
 
 
-def mapping_flags(parser: argparse.ArgumentParser) -> None:
-    """Adds the flags that shape findings: account, Region, partition, settings file."""
-    parser.add_argument("--account-id", default=env("ACCOUNT_ID"), help="account for events that carry none")
+def mapping_flags(parser: argparse.ArgumentParser, *, account_flag: bool = True) -> None:
+    """Adds the flags that shape findings: account (unless `delivery_flags` has it), Region, partition, settings
+    file."""
+    if account_flag:
+        parser.add_argument("--account-id", default=env("ACCOUNT_ID"), help="account for events that carry none")
     parser.add_argument("--region", default=env("REGION"), help="Region for events that carry none, e.g. us-east-1")
     parser.add_argument(
         "--partition", default=env("PARTITION"), help="aws, aws-cn or aws-us-gov (default: the Region's)"
     )
     parser.add_argument("--config", type=Path, default=env("CONFIG"), metavar="FILE", help="TOML settings file")
+
+
+def delivery_flags(parser: argparse.ArgumentParser, *, ledger_default: str | None) -> None:
+    """Adds the flags of where findings go: dead letters, ledger, the account imported into, the clock skew allowed."""
+    parser.add_argument(
+        "--dead-letter",
+        default=env("DEAD_LETTER") or DEFAULT_DEAD_LETTERS,
+        metavar="PATH|SQS_URL",
+        help=f"where rejected findings go: a JSON-lines file or an SQS queue URL (default: {DEFAULT_DEAD_LETTERS})",
+    )
+    parser.add_argument(
+        "--ledger",
+        default=None if ledger_default is None else env("LEDGER") or ledger_default,  # import: only when asked
+        metavar="URL",
+        help="the findings ledger: sqlite:///PATH or dynamodb://TABLE"
+        + (f" (default: {ledger_default})" if ledger_default is not None else " (default: none)"),
+    )
+    parser.add_argument("--account-id", default=env("ACCOUNT_ID"), help="the account imported into")
+    parser.add_argument(
+        "--max-clock-skew",
+        type=int,
+        default=MAX_CLOCK_SKEW_MINUTES,
+        metavar="MINUTES",
+        help=f"refuse events timed further in the future than this (default: {MAX_CLOCK_SKEW_MINUTES})",
+    )
+
+
+def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
+    """The delivery settings of the flags `delivery_flags` added."""
+    from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415 - boto3 for AWS commands only
+
+    return DeliverySettings(args.dead_letter, args.ledger, args.account_id, args.max_clock_skew)
 
 
 def stop_on_signals() -> threading.Event:

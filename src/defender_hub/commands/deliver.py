@@ -7,10 +7,12 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from defender_hub.checkpoints import DEFAULT_LEDGER
 from defender_hub.commands.common import (
-    DEFAULT_DEAD_LETTERS,
     EXIT_FAILURES,
     EXIT_OK,
+    delivery_flags,
+    delivery_settings,
     mapping_flags,
     stop_on_signals,
     summary,
@@ -31,7 +33,8 @@ def add(commands: Any) -> None:
         help="ASFF findings on stdin (one JSON object a line) into Security Hub",
         description=(
             "Imports the findings on stdin with BatchImportFindings: batched, coalesced by Id, retried while "
-            "Security Hub is throttling or down; what it can never accept goes to the dead letters. AWS "
+            "Security Hub is throttling or down; what it can never accept goes to the dead letters. With --ledger, "
+            "through the finding lifecycle: only what changes Security Hub is sent, and it is recorded. AWS "
             "configuration as usual: the credential chain, AWS_REGION, AWS_ENDPOINT_URL_SECURITYHUB. Exit status 0 "
             "when every finding was accepted or dead-lettered."
         ),
@@ -39,17 +42,15 @@ def add(commands: Any) -> None:
     redriving = commands.add_parser(
         "redrive",
         help="send the dead letters again (after a fix)",
-        description="Sends dead-lettered findings again, and maps and sends dead-lettered records.",
+        description=(
+            "Sends dead-lettered findings again, and maps and sends dead-lettered records, through the finding "
+            "lifecycle and its ledger, as the consumer does: what is redriven is recorded, and never outranks newer "
+            "news."
+        ),
     )
-    for command in (importing, redriving):
-        command.add_argument(
-            "--dead-letter",
-            default=DEFAULT_DEAD_LETTERS,
-            metavar="PATH|SQS_URL",
-            help=f"where rejected findings go: a JSON-lines file or an SQS queue URL (default: {DEFAULT_DEAD_LETTERS})",
-        )
-    importing.add_argument("--account-id", help="the account imported into, checked before sending")
-    mapping_flags(redriving)
+    delivery_flags(importing, ledger_default=None)
+    delivery_flags(redriving, ledger_default=DEFAULT_LEDGER)  # a redriven finding is one the lifecycle must know
+    mapping_flags(redriving, account_flag=False)
     importing.set_defaults(handler=_deliver)
     redriving.set_defaults(handler=_deliver)
 
@@ -57,13 +58,12 @@ def add(commands: Any) -> None:
 def _deliver(args: argparse.Namespace) -> int:
     """Runs `import` or `redrive`: stops cleanly on SIGINT or SIGTERM, saying what was left undelivered."""
     # boto3 takes a while to load: only the commands that talk to AWS pay for it.
+    from defender_hub.checkpoints.delivery import open_delivery  # noqa: PLC0415
     from defender_hub.importer import import_findings, redrive  # noqa: PLC0415
-    from defender_hub.sink import SecurityHubSink, open_dead_letters, securityhub_clients  # noqa: PLC0415
 
     stop = stop_on_signals()
-    clients = securityhub_clients()
-    dead_letters = open_dead_letters(args.dead_letter)
-    sink = SecurityHubSink(clients, dead_letters, account_id=args.account_id, stop=stop)
+    delivery = open_delivery(delivery_settings(args), stop)
+    sink, dead_letters = delivery.sink, delivery.dead_letters
     started = time.monotonic()
     on_terminal = sys.stderr.isatty()
 
@@ -82,5 +82,7 @@ def _deliver(args: argparse.Namespace) -> int:
     except SinkError as exc:
         print(f"{chr(10) if on_terminal else ''}defender-hub: {exc}; the rest is undelivered", file=sys.stderr)
         return EXIT_FAILURES
+    finally:
+        delivery.close()
     print(f"{chr(10) if on_terminal else ''}{summary(report, time.monotonic() - started)}", file=sys.stderr)
     return EXIT_OK

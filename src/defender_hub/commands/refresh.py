@@ -9,10 +9,10 @@ from typing import Any
 
 from defender_hub.checkpoints import DEFAULT_LEDGER
 from defender_hub.commands.common import (
-    DEFAULT_DEAD_LETTERS,
     EXIT_FAILURES,
     EXIT_OK,
-    env,
+    delivery_flags,
+    delivery_settings,
     stop_on_signals,
     summary,
 )
@@ -28,26 +28,29 @@ def add(commands: Any) -> None:
         "refresh",
         help="re-send ACTIVE findings before Security Hub expires them (one sweep, for a scheduler)",
         description=(
-            "Security Hub deletes a finding 90 days after its last update. Re-sends, with a new UpdatedAt, every "
-            "ACTIVE finding of the ledger not updated for --after-days days. Sweeps running at once claim what they "
-            "send, so at most a few findings go twice. Exit status 0 when everything due was accepted or "
-            "dead-lettered."
+            "Security Hub deletes a finding 90 days after its last update. Finishes the archivals still owed (of "
+            "audits an earlier stop interrupted), then re-sends, with a new UpdatedAt, every ACTIVE finding of the "
+            "ledger not updated for --after-days days. Sweeps running at once claim what they send, so at most a "
+            "few findings go twice. Exit status 0 when everything due was accepted or dead-lettered."
         ),
     )
-    refreshing.add_argument("--ledger", default=env("LEDGER") or DEFAULT_LEDGER, metavar="URL")
-    refreshing.add_argument("--after-days", type=float, default=REFRESH_AFTER_DAYS)
-    refreshing.add_argument("--dead-letter", default=env("DEAD_LETTER") or DEFAULT_DEAD_LETTERS, metavar="PATH|SQS_URL")
-    refreshing.add_argument("--account-id", default=env("ACCOUNT_ID"), help="the account imported into")
+    delivery_flags(refreshing, ledger_default=DEFAULT_LEDGER)
+    refreshing.add_argument(
+        "--after-days",
+        type=float,
+        default=REFRESH_AFTER_DAYS,
+        help=f"re-send what was not updated for this many days (default: {REFRESH_AFTER_DAYS:g})",
+    )
     refreshing.set_defaults(handler=_refresh)
 
 
 def _refresh(args: argparse.Namespace) -> int:
-    from defender_hub.checkpoints.sweeps import SweepSettings, sweep_once  # noqa: PLC0415 - boto3 for AWS commands
+    from defender_hub.checkpoints.sweeps import sweep_once  # noqa: PLC0415 - boto3 for AWS commands
 
     stop = stop_on_signals()
     started = time.monotonic()
     try:
-        report = sweep_once(SweepSettings(args.ledger, args.dead_letter, args.account_id, args.after_days), stop)
+        report = sweep_once(delivery_settings(args), stop, args.after_days)
     except SinkError as exc:
         print(f"defender-hub: {exc}; the rest is still due", file=sys.stderr)
         return EXIT_FAILURES

@@ -15,6 +15,7 @@ from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger, parse_ledger_u
 from defender_hub.commands.common import DEFAULT_DEAD_LETTERS, EXIT_FAILURES, EXIT_OK, env, mapping_flags
 from defender_hub.config import RUN_SETTINGS, load_mapping_options, load_run_settings
 from defender_hub.errors import ConfigError
+from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 
 __all__ = ["add"]
 
@@ -48,12 +49,19 @@ def add(commands: Any) -> None:
     running.add_argument(
         "--refresh-hours", type=int, help="hours between refresh sweeps of findings near expiry (0: none; 24)"
     )
+    running.add_argument(
+        "--max-clock-skew",
+        type=int,
+        metavar="MINUTES",
+        help=f"refuse events timed further in the future than this (default: {MAX_CLOCK_SKEW_MINUTES})",
+    )
     mapping_flags(running)
     running.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from defender_hub.checkpoints.sweeps import SweepSettings, start_periodic_refresh  # noqa: PLC0415
+    from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415
+    from defender_hub.checkpoints.sweeps import start_periodic_refresh  # noqa: PLC0415
     from defender_hub.consumer.launcher import DaemonSettings, check_stream, lease_owners, run_daemon  # noqa: PLC0415
 
     run_defaults = {
@@ -64,6 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         "dead_letter": DEFAULT_DEAD_LETTERS,
         "ledger": DEFAULT_LEDGER,
         "refresh_hours": 24,
+        "max_clock_skew": MAX_CLOCK_SKEW_MINUTES,
     }
     from_file = load_run_settings(args.config)
     for name in RUN_SETTINGS:  # flags, then DEFENDER_HUB_<NAME>, then the file's [run], then the defaults
@@ -91,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--max-records must be 1..10000")
     if not isinstance(args.refresh_hours, int) or args.refresh_hours < 0:
         raise ConfigError(f"refresh hours {args.refresh_hours!r} is not a whole number of hours, 0 or more")
+    if not isinstance(args.max_clock_skew, int) or args.max_clock_skew < 0:
+        raise ConfigError(f"max clock skew {args.max_clock_skew!r} is not a whole number of minutes, 0 or more")
     ledger_url = _absolute_ledger(args.ledger)
     settings = DaemonSettings(
         stream=args.stream,
@@ -104,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     environment = {
         "DEFENDER_HUB_LEDGER": ledger_url,
+        "DEFENDER_HUB_MAX_CLOCK_SKEW": str(args.max_clock_skew),
         "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
         if "://" not in args.dead_letter
         else args.dead_letter,
@@ -126,7 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     sweeps = threading.Event()
     if args.refresh_hours > 0:
         _log_to_stderr(logging.getLogger("defender_hub"))  # the sweeps' own lines, not botocore's
-        sweep = SweepSettings(ledger_url, environment["DEFENDER_HUB_DEAD_LETTER"], args.account_id)
+        sweep = DeliverySettings(
+            environment["DEFENDER_HUB_DEAD_LETTER"], ledger_url, args.account_id, args.max_clock_skew
+        )
         sweeps = start_periodic_refresh(sweep, args.refresh_hours * 3600)
     try:
         status = run_daemon(settings, environment)

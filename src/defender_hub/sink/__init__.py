@@ -12,6 +12,7 @@ from defender_hub.sink.securityhub import (
     DeliveryReport,
     RetryPolicy,
     SecurityHubSink,
+    Sink,
     securityhub_clients,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "RecordOrigin",
     "RetryPolicy",
     "SecurityHubSink",
+    "Sink",
     "SqsDeadLetters",
     "coalesce",
     "open_dead_letters",

@@ -7,12 +7,14 @@ SQS queue (`https://sqs.…` URL). `put` returns only once the letters are durab
 from __future__ import annotations
 
 import base64
+import fcntl
+import logging
 import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import msgspec
 
@@ -21,6 +23,8 @@ from defender_hub.sink.batching import RecordOrigin
 from defender_hub.timestamps import format_iso
 
 __all__ = ["DeadLetter", "DeadLetters", "JsonlDeadLetters", "SqsDeadLetters", "open_dead_letters"]
+
+log = logging.getLogger(__name__)
 
 SQS_MESSAGE_BYTES = 262_144
 """SQS' message size limit; a letter larger than this can't go to an SQS destination."""
@@ -68,10 +72,16 @@ class DeadLetters(Protocol):
 
 
 class JsonlDeadLetters:
-    """Dead letters in a local JSON-lines file, appended and fsynced."""
+    """Dead letters in a local JSON-lines file, appended and fsynced.
+
+    Appends and a redrive's move of the file take the file's lock, so no letter lands in a file a redrive has
+    already read: an append that finds the file moved away appends to the new one.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.unreadable = 0
+        """Lines a drain could not read (a crash mid-append tears the last one): kept in `*.unreadable`, not sent."""
 
     def put(self, letters: Sequence[DeadLetter]) -> None:
         """Appends `letters` and fsyncs the file before returning."""
@@ -80,10 +90,18 @@ class JsonlDeadLetters:
         data = b"".join(_encoder.encode(letter) + b"\n" for letter in letters)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
+            while True:
+                with self.path.open("a+b") as file:
+                    fcntl.flock(file, fcntl.LOCK_EX)
+                    if not _still_at(file, self.path):
+                        continue  # a redrive moved it away while we waited: append to the new one
+                    file.seek(0, os.SEEK_END)
+                    if file.tell() and not _ends_a_line(file):
+                        data = b"\n" + data  # a torn last line stays a line of its own
+                    file.write(data)
+                    file.flush()
+                    os.fsync(file.fileno())
+                    return
         except OSError as exc:
             raise DeadLetterError(f"dead letters at {self.path}: {exc.strerror}") from exc
 
@@ -92,11 +110,46 @@ class JsonlDeadLetters:
         aside = [*sorted(self.path.parent.glob(f"{self.path.name}.redrive-*"))]  # left by an interrupted redrive
         if self.path.exists():
             moved = self.path.with_name(f"{self.path.name}.redrive-{time.time_ns()}")
-            self.path.rename(moved)
+            with self.path.open("ab") as file:
+                fcntl.flock(file, fcntl.LOCK_EX)  # no append is half done when it moves
+                self.path.rename(moved)
             aside.append(moved)
         for path in aside:
-            letters = [_decoder.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
-            yield letters, path.unlink
+            yield self._read(path), path.unlink
+
+    def _read(self, path: Path) -> list[DeadLetter]:
+        """The letters in `path`; a line that is none is kept in `*.unreadable` and counted, not fatal."""
+        letters: list[DeadLetter] = []
+        unreadable: list[bytes] = []
+        for line in path.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            try:
+                letters.append(_decoder.decode(line))
+            except msgspec.DecodeError:
+                unreadable.append(line + b"\n")
+        if unreadable:
+            kept = self.path.with_name(f"{self.path.name}.unreadable")
+            with kept.open("ab") as file:
+                file.write(b"".join(unreadable))
+                file.flush()
+                os.fsync(file.fileno())
+            self.unreadable += len(unreadable)
+            log.warning("%d unreadable dead letters in %s kept in %s", len(unreadable), path, kept)
+        return letters
+
+
+def _still_at(file: BinaryIO, path: Path) -> bool:
+    """Whether the open `file` is still the one at `path`."""
+    try:
+        return os.fstat(file.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _ends_a_line(file: BinaryIO) -> bool:
+    file.seek(-1, os.SEEK_END)
+    return file.read(1) == b"\n"
 
 
 class SqsDeadLetters:
@@ -105,6 +158,8 @@ class SqsDeadLetters:
     def __init__(self, queue_url: str, client: Any) -> None:
         self.queue_url = queue_url
         self._client = client
+        self.unreadable = 0
+        """Messages a drain could not read: left in the queue, not sent."""
 
     def put(self, letters: Sequence[DeadLetter]) -> None:
         """Sends `letters`, ten a request; returns once SQS has every one of them."""
@@ -130,11 +185,20 @@ class SqsDeadLetters:
             messages = answer.get("Messages", [])
             if not messages:
                 return
-            letters = [_decoder.decode(message["Body"]) for message in messages]
-            handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            letters: list[DeadLetter] = []
+            read: list[dict[str, Any]] = []
+            for message in messages:
+                try:
+                    letters.append(_decoder.decode(message["Body"]))
+                    read.append(message)
+                except msgspec.DecodeError:  # not ours, or mangled: left in the queue for a person to look at
+                    self.unreadable += 1
+                    log.warning("an unreadable dead letter stays in %s: %s", self.queue_url, message["MessageId"])
+            handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(read)]
 
             def forget(handles: list[dict[str, str]] = handles) -> None:
-                self._client.delete_message_batch(QueueUrl=self.queue_url, Entries=handles)
+                if handles:
+                    self._client.delete_message_batch(QueueUrl=self.queue_url, Entries=handles)
 
             yield letters, forget
 

@@ -14,8 +14,8 @@ import os
 import random
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -26,7 +26,15 @@ from defender_hub.errors import ConfigError, SinkStopped
 from defender_hub.sink.batching import Outbound, Pending, coalesce, requests
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 
-__all__ = ["Accepted", "Clients", "DeliveryReport", "RetryPolicy", "SecurityHubSink", "securityhub_clients"]
+__all__ = [
+    "Accepted",
+    "Clients",
+    "DeliveryReport",
+    "RetryPolicy",
+    "SecurityHubSink",
+    "Sink",
+    "securityhub_clients",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +101,19 @@ class DeliveryReport:
 
     def add(self, other: DeliveryReport) -> None:
         """Adds `other`'s counts to this report."""
-        for name in (
-            "accepted",
-            "dead_lettered",
-            "superseded",
-            "requests",
-            "throttled",
-            "retried",
-            "unchanged",
-            "archived",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for counted in fields(DeliveryReport):
+            setattr(self, counted.name, getattr(self, counted.name) + getattr(other, counted.name))
 
 
-_COUNTS = ("accepted", "dead_lettered", "superseded", "requests", "throttled", "retried", "unchanged", "archived")
+class Sink(Protocol):
+    """Where findings go: `deliver` returns once every one was accepted or durably dead-lettered, or raises SinkError.
+
+    The processor, `import`, `redrive` and the sweeps depend on this, not on what is behind it.
+    """
+
+    def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
+        """Delivers `outbound`; raises SinkError when that can't be done, and nothing past it may be checkpointed."""
+        ...
 
 
 class SecurityHubSink:
