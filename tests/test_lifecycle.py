@@ -1,11 +1,22 @@
-"""The lifecycle's rules alone: plan, archival and refresh on documents, with no ledger or Security Hub behind them."""
+"""The lifecycle's rules alone: plan, archival, refresh and reconciliation on documents, with no ledger behind them."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from defender_hub.lifecycle import ARCHIVED, CheckCompletion, archive_missing, entry_for, finding_key, plan, refreshed
+from defender_hub.lifecycle import (
+    ARCHIVED,
+    CheckCompletion,
+    LedgerEntry,
+    Outgoing,
+    archived_by,
+    facts_of,
+    from_the_future,
+    plan,
+    reconcile,
+    refreshed,
+)
 from defender_hub.timestamps import format_iso
 
 ARN = "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default"
@@ -22,48 +33,116 @@ def audit(resource: str, task: str, task_ms: int, updated_ms: int) -> dict[str, 
     }  # fmt: skip
 
 
+def detect(updated_ms: int, state: str = "ACTIVE", title: str = "in alarm") -> dict[str, Any]:
+    updated = format_iso(updated_ms)
+    return {
+        "ProductArn": ARN,
+        "Id": "d",
+        "CreatedAt": updated,
+        "UpdatedAt": updated,
+        "RecordState": state,
+        "Title": title,
+    }
+
+
+def accepted(doc: dict[str, Any], read: LedgerEntry | None = None) -> LedgerEntry:
+    """The ledger entry of `doc` once Security Hub accepted it as it is."""
+    updated_ms = facts_of(doc).version_ms
+    return Outgoing(doc, facts_of(doc), read, updated_ms).entry()
+
+
+def planned(docs: list[dict[str, Any]], *entries: LedgerEntry, completions: tuple[CheckCompletion, ...] = ()) -> Any:
+    return plan([(doc, facts_of(doc)) for doc in docs], {e.key: e for e in entries}, {c.check: c for c in completions})
+
+
 def test_an_updated_finding_keeps_the_created_at_of_the_ledger() -> None:
     first, later = audit("a", "t1", T1, T1 + 1000), audit("a", "t2", T2, T2 + 1000)
 
-    decided = plan([later], {finding_key(first): entry_for(first)}, {})
+    decided = planned([later], accepted(first))
 
-    assert [doc["CreatedAt"] for doc in decided.send] == [format_iso(T1 + 1000)]
-
-
-def test_the_same_content_later_is_not_sent_again() -> None:
-    first = {"ProductArn": ARN, "Id": "d", "UpdatedAt": "2026-01-01T00:00:01.000Z", "Title": "x"}
-    again = first | {"UpdatedAt": "2026-01-02T00:00:00.000Z", "CreatedAt": "2026-01-02T00:00:00.000Z"}
-
-    decided = plan([again], {finding_key(first): entry_for(first)}, {})
-
-    assert (decided.send, decided.unchanged) == ([], 1)
+    assert [o.doc["CreatedAt"] for o in decided.send] == [format_iso(T1 + 1000)]
 
 
-def test_a_late_finding_at_the_instant_its_task_archived_it_is_moved_just_past_the_archival() -> None:
+def test_the_same_content_later_is_not_sent_but_the_ledger_moves_on() -> None:
+    first = detect(T1)
+
+    [outgoing] = planned([detect(T2)], accepted(first)).send
+
+    assert not outgoing.send
+    assert (outgoing.entry().version_ms, outgoing.entry().updated_ms) == (T2, T1)
+
+
+def test_news_goes_out_past_every_updated_at_sent_before_it() -> None:
+    refreshed_entry = refreshed(accepted(detect(T1)), now_ms=T2 + 10_000).entry()  # a refresh after the news
+
+    [outgoing] = planned([detect(T2, "ARCHIVED", "cleared")], refreshed_entry).send
+
+    assert outgoing.doc["UpdatedAt"] == format_iso(T2 + 10_001)
+    assert outgoing.entry().version_ms == T2
+
+
+def test_a_later_tasks_report_outranks_an_earlier_tasks_even_when_found_earlier() -> None:
+    earlier_task_found_late, later_task_found_early = audit("a", "t1", T1, T2 + 500), audit("a", "t2", T2, T2 + 100)
+
+    decided = planned([earlier_task_found_late], accepted(later_task_found_early))
+
+    assert (decided.send, decided.stale) == ([], 1)
+
+
+def test_a_late_finding_of_the_completing_task_goes_out_past_the_archival() -> None:
     reported = audit("a", "t1", T1, T1 + 1000)
     completion = CheckCompletion(f"{ARN}|CHECK", "t2", T2)
-    [archived] = archive_missing(completion, [entry_for(reported)], reported=set())
+    archival = archived_by(completion, accepted(reported))
+    assert archival is not None and archival.doc["RecordState"] == ARCHIVED
     late = audit("a", "t2", T2, T2)  # found at the task's very start
 
-    decided = plan([late], {finding_key(archived): entry_for(archived)}, {completion.check: completion})
+    [outgoing] = planned([late], archival.entry(), completions=(completion,)).send
 
-    assert archived["RecordState"] == ARCHIVED
-    assert [(d["RecordState"], d["UpdatedAt"]) for d in decided.send] == [("ACTIVE", format_iso(T2 + 1))]
+    assert outgoing.doc["RecordState"] == "ACTIVE"
+    assert outgoing.doc["UpdatedAt"] > archival.doc["UpdatedAt"]  # or Security Hub would keep it archived
 
 
-def test_archival_spares_what_is_being_sent_and_what_was_updated_after_the_task_began() -> None:
-    spared, newer, archived = audit("a", "t1", T1, T1), audit("b", "t1", T1, T2 + 1), audit("c", "t1", T1, T1)
+def test_archival_spares_what_was_reported_by_the_task_or_updated_after_it_began() -> None:
     completion = CheckCompletion(f"{ARN}|CHECK", "t2", T2)
 
-    result = archive_missing(completion, [entry_for(d) for d in (spared, newer, archived)], {finding_key(spared)})
-
-    assert [d["Id"] for d in result] == ["r/c"]
+    assert archived_by(completion, accepted(audit("a", "t2", T2, T2))) is None
+    assert archived_by(completion, accepted(audit("b", "t1", T1, T2 + 1))) is None
+    archival = archived_by(completion, accepted(audit("c", "t1", T1, T1)))
+    assert archival is not None
+    assert (archival.facts.version_ms, archival.doc["Compliance"]) == (T2, {"Status": "PASSED"})
 
 
 def test_a_refreshed_finding_is_updated_now_and_otherwise_the_same() -> None:
     doc = audit("a", "t1", T1, T1)
 
-    again = refreshed(entry_for(doc), now_ms=T2)
+    again = refreshed(accepted(doc), now_ms=T2)
 
-    assert again == doc | {"UpdatedAt": format_iso(T2)}
-    assert json.loads(entry_for(doc).finding) == doc
+    assert again.doc == doc | {"UpdatedAt": format_iso(T2)}
+    assert again.entry().version_ms == T1
+    assert json.loads(accepted(doc).finding) == doc
+
+
+def test_reconcile_lets_newer_news_win_past_both_sends() -> None:
+    original = accepted(detect(T1))
+    sweep = refreshed(original, now_ms=T2 + 60_000)  # read before the clearing, sent after it
+    cleared = planned([detect(T2, "ARCHIVED", "cleared")], original).send[0]
+    current = cleared.entry()
+
+    again = reconcile(sweep, current)
+
+    assert again is not None and again.send
+    assert (again.doc["Title"], again.doc["UpdatedAt"]) == ("cleared", format_iso(T2 + 60_001))
+    assert reconcile(cleared, sweep.entry()).doc["Title"] == "cleared"  # type: ignore[union-attr]
+
+
+def test_reconcile_sends_nothing_when_security_hub_shows_the_winner() -> None:
+    original = accepted(detect(T1))
+    older = planned([detect(T1 + 5, "ARCHIVED", "cleared")], original).send[0]
+    newer = planned([detect(T2, "ACTIVE", "again")], original).send[0]
+
+    assert reconcile(older, newer.entry()) is None
+
+
+def test_times_beyond_the_allowed_skew_are_from_the_future() -> None:
+    assert from_the_future(facts_of(audit("a", "t", T2, T1)), latest_ms=T2) is None
+    assert "in the future" in str(from_the_future(facts_of(audit("a", "t", T2 + 1, T1)), latest_ms=T2))

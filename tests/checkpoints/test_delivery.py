@@ -208,7 +208,8 @@ def test_the_refresh_command_sweeps_once_and_says_what_it_did(hub: LocalSecurity
     ledger_file = tmp_path / "ledger.sqlite3"
     pipeline = Pipeline(hub, SqliteLedger(ledger_file), tmp_path / "dl.jsonl")
     long_ago = int(time.time() * 1000) - 85 * DAY_MS
-    pipeline.deliver(violation("in-alarm", long_ago, long_ago, "old"), violation("in-alarm", T0 + 9**12, T0, "new"))
+    recently = int(time.time() * 1000) - DAY_MS
+    pipeline.deliver(violation("in-alarm", long_ago, long_ago, "old"), violation("in-alarm", recently, T0, "new"))
     env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url)
 
     done = subprocess.run(

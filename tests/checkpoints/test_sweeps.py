@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from defender_hub.checkpoints import SqliteLedger
-from defender_hub.checkpoints.sweeps import SweepSettings, start_periodic_refresh, sweep_once
+from defender_hub.checkpoints.delivery import DeliverySettings
+from defender_hub.checkpoints.sweeps import start_periodic_refresh, sweep_once
 from defender_hub.errors import ConfigError
 from defender_hub.local.securityhub import LocalSecurityHub
 from tests.checkpoints.conftest import ACCOUNT, DAY_MS, Pipeline, violation
@@ -18,10 +19,9 @@ from tests.sink.conftest import hub_clients
 T0 = 1_790_000_000_000
 
 
-def settings(hub: LocalSecurityHub, tmp_path: Path, after_days: float = 80) -> SweepSettings:
-    return SweepSettings(
-        f"sqlite:///{tmp_path / 'ledger.sqlite3'}", str(tmp_path / "dl.jsonl"), ACCOUNT, after_days, hub_clients(hub)
-    )
+def settings(hub: LocalSecurityHub, tmp_path: Path) -> DeliverySettings:
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    return DeliverySettings(str(tmp_path / "dl.jsonl"), ledger, ACCOUNT, clients=hub_clients(hub))
 
 
 def test_periodic_sweeps_refresh_what_falls_due_as_the_clock_moves(hub: LocalSecurityHub, tmp_path: Path) -> None:
@@ -48,4 +48,4 @@ def test_periodic_sweeps_refresh_what_falls_due_as_the_clock_moves(hub: LocalSec
 
 def test_a_sweep_outside_security_hubs_retention_is_refused(hub: LocalSecurityHub, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="between 0 and 90"):
-        sweep_once(settings(hub, tmp_path, after_days=90), threading.Event())
+        sweep_once(settings(hub, tmp_path), threading.Event(), after_days=90)

@@ -229,7 +229,8 @@ def test_a_sweep_carries_on_after_an_unexpected_error(hub: LocalSecurityHub, tmp
     import sqlite3  # noqa: PLC0415
 
     from defender_hub.checkpoints import SqliteLedger  # noqa: PLC0415
-    from defender_hub.checkpoints.sweeps import SweepSettings, start_periodic_refresh  # noqa: PLC0415
+    from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415
+    from defender_hub.checkpoints.sweeps import start_periodic_refresh  # noqa: PLC0415
     from tests.sink.conftest import hub_clients  # noqa: PLC0415
 
     ledger_file = tmp_path / "ledger.sqlite3"
@@ -238,7 +239,9 @@ def test_a_sweep_carries_on_after_an_unexpected_error(hub: LocalSecurityHub, tmp
     database = sqlite3.connect(ledger_file, isolation_level=None)
     blob = database.execute("SELECT finding FROM findings WHERE key LIKE '%|bad'").fetchone()[0]
     database.execute("UPDATE findings SET finding = ? WHERE key LIKE '%|bad'", (b"{not json",))
-    settings = SweepSettings(f"sqlite:///{ledger_file}", str(tmp_path / "dl.jsonl"), ACCOUNT, 80, hub_clients(hub))
+    settings = DeliverySettings(
+        str(tmp_path / "dl.jsonl"), f"sqlite:///{ledger_file}", ACCOUNT, clients=hub_clients(hub)
+    )
     now = (T0 + 85 * DAY_MS) / 1000
 
     stop = start_periodic_refresh(settings, every_seconds=0.2, clock=lambda: now)

@@ -85,4 +85,6 @@ def _deliver(args: argparse.Namespace) -> int:
     finally:
         delivery.close()
     print(f"{chr(10) if on_terminal else ''}{summary(report, time.monotonic() - started)}", file=sys.stderr)
+    if dead_letters.unreadable:
+        print(f"defender-hub: {dead_letters.unreadable} dead letters could not be read; kept aside", file=sys.stderr)
     return EXIT_OK

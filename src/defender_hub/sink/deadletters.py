@@ -64,6 +64,9 @@ _decoder = msgspec.json.Decoder(DeadLetter)
 class DeadLetters(Protocol):
     """Where rejected findings and records go."""
 
+    unreadable: int
+    """Letters a drain found it could not read, and left where a person can look at them."""
+
     def put(self, letters: Sequence[DeadLetter]) -> None:
         """Keeps `letters` durably, or raises DeadLetterError."""
 
