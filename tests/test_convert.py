@@ -13,7 +13,7 @@ from typing import Any
 
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.convert import MAX_EVENT_BYTES
-from tests.conftest import GOLDEN, run_cli
+from tests.helpers import GOLDEN, run_cli
 
 
 def lines(*events: Any) -> bytes:

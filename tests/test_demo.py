@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_the_demo_delivers_every_finding_and_shows_the_table() -> None:

@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from tests.conftest import GOLDEN, read_jsonl, run_cli
+from tests.helpers import GOLDEN, read_jsonl, run_cli
 
 ACCOUNT = "123456789012"
 

@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import DeadLetter, JsonlDeadLetters, RecordOrigin
-from tests.conftest import Convert, local_aws_env, local_client
+from tests.helpers import Convert, local_aws_env, local_client
 
 
 @pytest.fixture
@@ -104,7 +104,8 @@ def test_redrive_sends_the_dead_letters_again_after_a_fix(
     assert b"accepted 7, dead-lettered 3" in first.stderr
     hub.reset()  # the fix
 
-    again = defender_hub("redrive", "--dead-letter", str(letters), stdin=b"", env=env)
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    again = defender_hub("redrive", "--dead-letter", str(letters), "--ledger", ledger, stdin=b"", env=env)
 
     assert again.returncode == 0, again.stderr.decode()
     assert b"accepted 3, dead-lettered 0" in again.stderr
@@ -118,8 +119,15 @@ def test_redrive_maps_dead_lettered_records(hub: LocalSecurityHub, tmp_path: Pat
     store = JsonlDeadLetters(tmp_path / "letters.jsonl")
     store.put([DeadLetter.for_record(event, "Security Hub was down", RecordOrigin("shard-0", "49"))])
 
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     done = defender_hub(
-        "redrive", "--dead-letter", str(store.path), stdin=b"", env=aws_env(securityhub=hub.endpoint_url)
+        "redrive",
+        "--dead-letter",
+        str(store.path),
+        "--ledger",
+        ledger,
+        stdin=b"",
+        env=aws_env(securityhub=hub.endpoint_url),
     )
 
     assert done.returncode == 0, done.stderr.decode()
@@ -145,7 +153,7 @@ def sqs_endpoint() -> Iterator[str]:
 
 
 def test_dead_letters_can_go_to_sqs_and_be_redriven_from_it(
-    hub: LocalSecurityHub, template: dict[str, Any], sqs_endpoint: str
+    hub: LocalSecurityHub, template: dict[str, Any], sqs_endpoint: str, tmp_path: Path
 ) -> None:
     env = aws_env(securityhub=hub.endpoint_url, sqs=sqs_endpoint)
     sqs = local_client("sqs", sqs_endpoint)
@@ -155,7 +163,8 @@ def test_dead_letters_can_go_to_sqs_and_be_redriven_from_it(
     first = defender_hub("import", "--dead-letter", queue, stdin=lines(template, "q", 3), env=env)
     assert b"accepted 2, dead-lettered 1" in first.stderr, first.stderr.decode()
     hub.reset()
-    again = defender_hub("redrive", "--dead-letter", queue, stdin=b"", env=env)
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    again = defender_hub("redrive", "--dead-letter", queue, "--ledger", ledger, stdin=b"", env=env)
 
     assert b"accepted 1, dead-lettered 0" in again.stderr, again.stderr.decode()
     assert [f["Id"] for f in hub.findings()] == ["q-1"]

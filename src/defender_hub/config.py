@@ -8,9 +8,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from defender_hub.codecs.asff_rules import SEVERITY_LABELS, Limits
+from defender_hub.codecs.asff_rules import ACCOUNT_ID, PARTITIONS, SEVERITY_LABELS, Limits
 from defender_hub.errors import ConfigError
-from defender_hub.mapping.aws import ACCOUNT_ID, PARTITIONS, REGION
+from defender_hub.mapping.aws import REGION
 from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SEVERITY, MappingOptions
 
 __all__ = ["DEFAULT_DEAD_LETTERS", "RUN_SETTINGS", "load_mapping_options", "load_run_settings"]

@@ -18,9 +18,17 @@ from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
 from defender_hub.errors import LedgerError
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.synthetic import generate_events
-from tests.checkpoints.conftest import DAY_MS, Pipeline, another_connection, audit_finding, audit_task, violation
-from tests.conftest import local_aws_env
-from tests.consumer.test_processor import holds_latest, latest_versions
+from tests.helpers import (
+    DAY_MS,
+    Pipeline,
+    another_connection,
+    audit_finding,
+    audit_task,
+    holds_latest,
+    latest_versions,
+    local_aws_env,
+    violation,
+)
 
 T0 = 1_790_000_000_000  # 2026-09-21
 FINDING_ID = "123456789012/DEVICE_CERTIFICATE/{}/DEVICE_CERTIFICATE_KEY_QUALITY_CHECK/WEAK_KEY"

@@ -11,8 +11,7 @@ from typing import Any
 
 from defender_hub.checkpoints import DynamoDbLedger, Ledger
 from defender_hub.lifecycle import ACTIVE, ARCHIVED, CheckCompletion, LedgerEntry
-from tests.checkpoints.conftest import another_connection
-from tests.conftest import local_client
+from tests.helpers import another_connection, local_client
 
 
 def entry(

@@ -13,8 +13,7 @@ from defender_hub.checkpoints.delivery import DeliverySettings
 from defender_hub.checkpoints.sweeps import start_periodic_refresh, sweep_once
 from defender_hub.errors import ConfigError
 from defender_hub.local.securityhub import LocalSecurityHub
-from tests.checkpoints.conftest import ACCOUNT, DAY_MS, Pipeline, violation
-from tests.sink.conftest import hub_clients
+from tests.helpers import ACCOUNT, DAY_MS, Pipeline, hub_clients, violation
 
 T0 = 1_790_000_000_000
 

@@ -17,16 +17,16 @@ import pytest
 from defender_hub.checkpoints import Ledger
 from defender_hub.errors import SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
-from tests.checkpoints.conftest import (
+from tests.helpers import (
     ACCOUNT,
     DAY_MS,
     Pipeline,
     another_connection,
     audit_finding,
     audit_task,
+    local_aws_env,
     violation,
 )
-from tests.conftest import local_aws_env
 
 T0 = 1_790_000_000_000  # 2026-09-21, in the past
 FINDING_ID = "123456789012/DEVICE_CERTIFICATE/{}/DEVICE_CERTIFICATE_KEY_QUALITY_CHECK/WEAK_KEY"
@@ -231,7 +231,7 @@ def test_a_sweep_carries_on_after_an_unexpected_error(hub: LocalSecurityHub, tmp
     from defender_hub.checkpoints import SqliteLedger  # noqa: PLC0415
     from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415
     from defender_hub.checkpoints.sweeps import start_periodic_refresh  # noqa: PLC0415
-    from tests.sink.conftest import hub_clients  # noqa: PLC0415
+    from tests.helpers import hub_clients  # noqa: PLC0415
 
     ledger_file = tmp_path / "ledger.sqlite3"
     pipeline = Pipeline(hub, SqliteLedger(ledger_file), tmp_path / "dl.jsonl")

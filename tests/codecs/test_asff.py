@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from defender_hub.codecs.asff import Finding, decode_finding, encode_finding, encode_findings
-from tests.conftest import Convert
+from tests.helpers import Convert
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from defender_hub.codecs.asff_rules import MAX_FINDING_BYTES, finding_problems
-from tests.conftest import Convert
+from tests.helpers import Convert
 
 
 @pytest.fixture

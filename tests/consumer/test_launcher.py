@@ -11,7 +11,7 @@ import pytest
 from defender_hub.consumer.launcher import DaemonSettings, daemon_command, properties
 from defender_hub.errors import ConfigError
 from defender_hub.local.aws import LocalAws, free_port
-from tests.conftest import local_aws_env, local_client
+from tests.helpers import local_aws_env, local_client
 
 SETTINGS = DaemonSettings(stream="s", application="a", worker_id="w", region="eu-west-1")
 

@@ -24,7 +24,7 @@ from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.synthetic import EventMix, generate_events, partition_key
-from tests.conftest import local_client
+from tests.helpers import holds_latest, latest_versions, local_client
 
 POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
@@ -43,26 +43,6 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def holds_latest(hub: LocalSecurityHub, expected: dict[str, str]) -> bool:
-    """Security Hub holds exactly the expected findings, each at its latest version or later.
-
-    Later: the lifecycle archives audit findings a later task no longer reported, as of that task's time.
-    """
-    stored = {f["Id"]: f["UpdatedAt"] for f in hub.findings()}
-    return stored.keys() == expected.keys() and all(stored[i] >= updated for i, updated in expected.items())
-
-
-def latest_versions(events: list[bytes]) -> dict[str, str]:
-    """Finding Id → the UpdatedAt of its newest version: what Security Hub must hold in the end."""
-    converter = EventConverter(MappingOptions())
-    latest: dict[str, str] = {}
-    for event in events:
-        for finding in converter.findings(event):
-            if finding.updated_at > latest.get(finding.id, ""):
-                latest[finding.id] = finding.updated_at
-    return latest
 
 
 def _key(data: bytes) -> str:
@@ -458,7 +438,7 @@ def test_kpl_aggregated_records_are_deaggregated_and_checkpointed_by_sub_sequenc
 def test_an_unexpected_error_in_a_delivery_stops_the_job_without_a_checkpoint(
     local_aws: LocalAws, hub: LocalSecurityHub, tmp_path: Path
 ) -> None:
-    from tests.checkpoints.conftest import DAY_MS, Pipeline, audit_finding, audit_task, violation  # noqa: PLC0415
+    from tests.helpers import DAY_MS, Pipeline, audit_finding, audit_task, violation  # noqa: PLC0415
 
     ledger_file = tmp_path / "ledger.sqlite3"
     t0 = int(time.time() * 1000) - 10 * DAY_MS

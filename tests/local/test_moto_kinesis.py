@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from defender_hub.local.aws import LocalAws
-from tests.conftest import local_client
+from tests.helpers import local_client
 
 HALF = str(2**127)
 

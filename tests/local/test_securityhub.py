@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from defender_hub.local.securityhub import LocalSecurityHub, TokenBucket
-from tests.conftest import Convert, local_client
+from tests.helpers import Convert, local_client
 
 ACCOUNT = "123456789012"
 

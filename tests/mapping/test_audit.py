@@ -8,7 +8,7 @@ import pytest
 
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.errors import EventMappingError
-from tests.conftest import Convert
+from tests.helpers import Convert
 
 ACCOUNT = "123456789012"
 CONSOLE = "https://us-east-1.console.aws.amazon.com/iot/home?region=us-east-1#"

@@ -10,7 +10,7 @@ import pytest
 from defender_hub.convert import EventConverter
 from defender_hub.errors import EventDecodeError, EventMappingError
 from defender_hub.mapping import MappingOptions
-from tests.conftest import Convert
+from tests.helpers import Convert
 
 
 def violation(**changes: Any) -> dict[str, Any]:

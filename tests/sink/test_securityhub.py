@@ -16,7 +16,7 @@ from defender_hub.errors import DeadLetterError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import JsonlDeadLetters, Outbound, SecurityHubSink
-from tests.sink.conftest import FAST, hub_clients, many
+from tests.helpers import FAST, hub_clients, many
 
 
 def stored_ids(hub: LocalSecurityHub) -> set[str]:

@@ -10,11 +10,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from defender_hub.codecs.asff import SCHEMA_VERSION
+
 __all__ = [
+    "ACCOUNT_ID",
     "COMPLIANCE_STATUSES",
     "MAX_FINDINGS_PER_REQUEST",
     "MAX_FINDING_BYTES",
     "MAX_REQUEST_BYTES",
+    "PARTITIONS",
     "RECORD_STATES",
     "SEVERITY_LABELS",
     "TYPE_NAMESPACES",
@@ -38,8 +42,9 @@ TYPE_NAMESPACES = frozenset(
         "Sensitive Data Identifications",
     }
 )
-PARTITIONS = frozenset({"aws", "aws-cn", "aws-us-gov"})
-SCHEMA_VERSION = "2018-10-08"
+PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+ACCOUNT_ID = re.compile(r"\d{12}")
+"""An AWS account id: twelve digits."""
 
 
 class Limits:
@@ -75,8 +80,9 @@ _REQUIRED = (
     "Severity",
     "Types",
 )
-_ACCOUNT = re.compile(r"\d{12}")
-_PRODUCT_ARN = re.compile(r"arn:(aws|aws-cn|aws-us-gov):securityhub:[a-z0-9-]+:(\d{12})?:product/[^/\s]+/[^/\s]+")
+_PRODUCT_ARN = re.compile(
+    rf"arn:({'|'.join(PARTITIONS)}):securityhub:[a-z0-9-]+:({ACCOUNT_ID.pattern})?:product/[^/\s]+/[^/\s]+"
+)
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})")
 
 
@@ -148,7 +154,7 @@ def _resources(problems: list[str], value: Any) -> None:
                 problems.append(f"{path}{key}: required")
             _text(problems, resource, key, 512, path=path)
         if resource.get("Partition") is not None and resource["Partition"] not in PARTITIONS:
-            problems.append(f"{path}Partition: must be one of {', '.join(sorted(PARTITIONS))}")
+            problems.append(f"{path}Partition: must be one of {', '.join(PARTITIONS)}")
         details = resource.get("Details")
         if details is not None:
             if not isinstance(details, Mapping):
@@ -210,7 +216,7 @@ def finding_problems(doc: Any, *, encoded_size: int | None = None, account_id: s
     if product_arn is not None and (not isinstance(product_arn, str) or not _PRODUCT_ARN.fullmatch(product_arn)):
         problems.append(f"ProductArn: {str(product_arn)[:80]!r} is not a Security Hub product ARN")
     account = doc.get("AwsAccountId")
-    if account is not None and (not isinstance(account, str) or not _ACCOUNT.fullmatch(account)):
+    if account is not None and (not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account)):
         problems.append("AwsAccountId: must be 12 digits")
     elif account_id is not None and account is not None and account != account_id:
         problems.append("AwsAccountId: must be the calling account")

@@ -14,6 +14,7 @@ from typing import Any
 from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger, parse_ledger_url
 from defender_hub.commands.common import DEFAULT_DEAD_LETTERS, EXIT_FAILURES, EXIT_OK, env, mapping_flags
 from defender_hub.config import RUN_SETTINGS, load_mapping_options, load_run_settings
+from defender_hub.consumer.launcher import INITIAL_POSITIONS, RETRIEVAL_MODES
 from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 
@@ -35,10 +36,10 @@ def add(commands: Any) -> None:
     # Each setting of `run` may also come from DEFENDER_HUB_<NAME> or the settings file's [run] table (see _run).
     running.add_argument("--stream", help="the Kinesis stream")
     running.add_argument("--application", help="the KCL application: the name of its lease table")
-    running.add_argument("--initial-position", choices=["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"])
+    running.add_argument("--initial-position", choices=INITIAL_POSITIONS)
     running.add_argument("--timestamp", help="with AT_TIMESTAMP: where to start (epoch seconds)")
     running.add_argument("--worker-id", help="stable per worker (default: the host name)")
-    running.add_argument("--retrieval-mode", choices=["POLLING", "FANOUT"])
+    running.add_argument("--retrieval-mode", choices=RETRIEVAL_MODES)
     running.add_argument("--max-records", type=int, help="records a GetRecords call (1..10000, default 1000)")
     running.add_argument("--dead-letter", metavar="PATH|SQS_URL")
     running.add_argument(

@@ -11,16 +11,13 @@ from defender_hub.codecs.events import AuditCheckDetails, AuditFinding, AuditTas
 from defender_hub.errors import EventMappingError
 from defender_hub.mapping.aws import Origin, OriginResolver, console_url, url_part
 from defender_hub.mapping.checks import check_severity, check_types
-from defender_hub.mapping.common import PRODUCT_NAME_AUDIT, classification, finding_id, make_finding
+from defender_hub.mapping.common import NAME_LIMIT, PRODUCT_NAME_AUDIT, classification, finding_id, make_finding
 from defender_hub.mapping.options import MappingOptions
 from defender_hub.mapping.resources import AuditedResource, audited_resource
 from defender_hub.text import clean, required_text
 from defender_hub.timestamps import Timestamp, to_epoch_ms
 
 __all__ = ["AuditFindingMapper", "AuditTaskMapper"]
-
-NAME_LIMIT = 128
-"""Bound on check names, codes, task ids and types: AWS's are far shorter, anything longer is not AWS's."""
 
 MAX_ADDITIONAL_INFO = 20
 """The most `additionalInfo` members carried into a resource's details."""

@@ -7,11 +7,12 @@ from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import quote
 
+from defender_hub.codecs.asff_rules import ACCOUNT_ID
 from defender_hub.errors import EventMappingError
 from defender_hub.mapping.options import MappingOptions
 
 __all__ = [
-    "PARTITIONS",
+    "REGION",
     "Origin",
     "OriginResolver",
     "console_url",
@@ -22,13 +23,11 @@ __all__ = [
     "url_part",
 ]
 
-PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 _CONSOLE_HOSTS = {
     "aws": "console.aws.amazon.com",
     "aws-cn": "console.amazonaws.cn",
     "aws-us-gov": "console.amazonaws-us-gov.com",
 }
-ACCOUNT_ID = re.compile(r"\d{12}")
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.:-]*")
 

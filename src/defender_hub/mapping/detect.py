@@ -11,15 +11,12 @@ from defender_hub.codecs.asff_rules import Limits
 from defender_hub.codecs.events import Behavior, BehaviorCriteria, DetectViolation, MetricValue, decode_behavior
 from defender_hub.errors import EventDecodeError
 from defender_hub.mapping.aws import Origin, OriginResolver, console_url, iot_arn, url_part
-from defender_hub.mapping.common import PRODUCT_NAME_DETECT, classification, make_finding
+from defender_hub.mapping.common import NAME_LIMIT, PRODUCT_NAME_DETECT, classification, make_finding
 from defender_hub.mapping.options import MappingOptions
 from defender_hub.text import bounded, clean, required_text
 from defender_hub.timestamps import to_epoch_ms
 
 __all__ = ["DetectMapper", "criteria_type", "render_value", "trigger_text"]
-
-NAME_LIMIT = 128
-"""Thing, security profile and behavior names are at most 128 characters in AWS IoT."""
 
 MAX_LISTED_VALUES = 64
 """The most members of a reported list (CIDRs, ports) that are written out."""

@@ -1,0 +1,212 @@
+"""What tests share: local clients and environments, the in-process pipeline, events with chosen times, and the
+checks of what Security Hub ends up holding. Fixtures live in the conftest files; everything else is here."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import msgspec
+from botocore.config import Config
+
+from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
+from defender_hub.checkpoints.delivery import LedgeredSink
+from defender_hub.convert import EventConverter
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.mapping import MappingOptions
+from defender_hub.sink import (
+    Clients,
+    DeliveryReport,
+    JsonlDeadLetters,
+    Outbound,
+    RecordOrigin,
+    RetryPolicy,
+    SecurityHubSink,
+)
+
+GOLDEN = Path(__file__).parent / "golden"
+Convert = Callable[..., list[dict[str, Any]]]
+
+
+ACCOUNT = "123456789012"
+DAY_MS = 86_400_000
+CHECK = "DEVICE_CERTIFICATE_KEY_QUALITY_CHECK"
+TESTS_NOW_MS = 1_893_456_000_000
+"""The pipeline's clock, 2030-01-01: the events of these tests are from before it, and one "from 2100" after it."""
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def local_client(service: str, endpoint_url: str, region: str = "us-east-1", config: Config | None = None) -> Any:
+    """A boto3 client of a local stand-in on loopback, with throw-away credentials."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=config,
+    )
+
+
+def local_aws_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that may reach only local endpoints, never AWS itself."""
+    return (
+        os.environ
+        | {
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        | extra
+    )
+
+
+def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """Runs `defender-hub` as a separate process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "defender_hub", *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
+
+
+FAST = RetryPolicy(base_seconds=0.05, max_seconds=0.5, access_seconds=0.3)
+
+
+def hub_clients(hub: LocalSecurityHub) -> Clients:
+    """Security Hub clients by Region, all pointed at the local hub, as the sink takes them."""
+    made: dict[str, Any] = {}
+
+    def client_for(region: str) -> Any:
+        if region not in made:
+            retries = Config(retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=1, read_timeout=10)
+            made[region] = local_client("securityhub", hub.endpoint_url, region, retries)
+        return made[region]
+
+    return client_for
+
+
+def many(template: dict[str, Any], count: int, **changes: Any) -> list[Outbound]:
+    """`count` distinct findings, each from its own record."""
+    return [
+        Outbound(copy.deepcopy(template) | {"Id": f"finding-{i}"} | changes, RecordOrigin("shard-1", str(1000 + i)))
+        for i in range(count)
+    ]
+
+
+def another_connection(ledger: Ledger) -> Ledger:
+    """The same ledger opened again, as another process would."""
+    if isinstance(ledger, SqliteLedger):
+        return SqliteLedger(ledger.path)
+    assert isinstance(ledger, DynamoDbLedger)
+    return DynamoDbLedger(ledger.table, ledger.client)
+
+
+class Pipeline:
+    """Events → the converter → the ledgered sink → the local Security Hub, in process, as the processor does it."""
+
+    def __init__(self, hub: LocalSecurityHub, ledger: Ledger, dead_letters: Path) -> None:
+        self.hub = hub
+        self.stop = threading.Event()
+        sink = SecurityHubSink(
+            hub_clients(hub), JsonlDeadLetters(dead_letters), account_id=ACCOUNT, policy=FAST, stop=self.stop
+        )
+        self.sink = LedgeredSink(sink, ledger, clock=lambda: TESTS_NOW_MS / 1000)
+        self._converter = EventConverter(MappingOptions())
+        self._sequence = 0
+
+    def deliver(self, *events: bytes) -> DeliveryReport:
+        """Delivers the events' findings as one batch of records."""
+        outbound = []
+        for event in events:
+            self._sequence += 1
+            origin = RecordOrigin("shard-1", str(self._sequence))
+            outbound += [Outbound(finding, origin) for finding in self._converter.findings(event)]
+        return self.sink.deliver(outbound)
+
+    def sent(self) -> int:
+        """Findings Security Hub has accepted over all requests so far."""
+        return sum(r.findings for r in self.hub.requests("BatchImportFindings") if r.status == 200)
+
+    def stored(self) -> dict[str, dict[str, Any]]:
+        """Security Hub's findings by Id."""
+        return {finding["Id"]: finding for finding in self.hub.findings()}
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(value)
+
+
+def audit_finding(task: str, start_ms: int, certificate: str, check: str = CHECK) -> bytes:
+    """An audit finding of `task`: the device certificate `certificate` fails `check`."""
+    return _json({
+        "accountId": ACCOUNT, "region": "us-east-1", "taskType": "SCHEDULED_AUDIT_TASK",
+        "findingId": f"{task}-{certificate}", "taskId": task, "checkName": check, "taskStartTime": start_ms,
+        "findingTime": start_ms + 60_000, "severity": "CRITICAL",
+        "nonCompliantResource": {
+            "resourceType": "DEVICE_CERTIFICATE", "resourceIdentifier": {"deviceCertificateId": certificate}
+        },
+        "reasonForNonCompliance": "Certificate uses a weak key.", "reasonForNonComplianceCode": "WEAK_KEY",
+    })  # fmt: skip
+
+
+def audit_task(task: str, start_ms: int, non_compliant: int, check: str = CHECK, status: str = "COMPLETED") -> bytes:
+    """The notification of `task`, which ran `check` and found `non_compliant` resources."""
+    run_status = "CANCELED" if status == "CANCELED" else (
+        "COMPLETED_NON_COMPLIANT" if non_compliant else "COMPLETED_COMPLIANT"
+    )  # fmt: skip
+    return _json({
+        "accountId": ACCOUNT, "region": "us-east-1", "taskId": task, "taskStatus": status,
+        "taskType": "SCHEDULED_AUDIT_TASK", "scheduledAuditName": "daily", "failedChecksCount": 0,
+        "canceledChecksCount": int(status == "CANCELED"), "nonCompliantChecksCount": int(non_compliant > 0),
+        "compliantChecksCount": int(non_compliant == 0), "totalChecksCount": 1, "taskStartTime": start_ms,
+        "auditDetails": [{
+            "checkName": check, "checkRunStatus": run_status, "nonCompliantResourcesCount": non_compliant,
+            "totalResourcesCount": 10,
+        }],
+    })  # fmt: skip
+
+
+def violation(event_type: str, at_ms: int, started_ms: int, violation_id: str = "violation-1") -> bytes:
+    """A Detect violation event of `violation_id`, which started at `started_ms`."""
+    return _json({
+        "accountId": ACCOUNT, "region": "us-east-1", "violationId": violation_id, "thingName": "thing-1",
+        "securityProfileName": "profile", "behavior": {
+            "name": "disconnects", "metric": "aws:num-disconnects",
+            "criteria": {"comparisonOperator": "greater-than", "value": {"count": 5}, "durationSeconds": 300},
+        },
+        "metricValue": {"count": 9}, "violationEventType": event_type, "violationEventTime": at_ms,
+        "violationStartTime": started_ms,
+    })  # fmt: skip
+
+
+def holds_latest(hub: LocalSecurityHub, expected: dict[str, str]) -> bool:
+    """Security Hub holds exactly the expected findings, each at its latest version or later.
+
+    Later: the lifecycle archives audit findings a later task no longer reported, as of that task's time.
+    """
+    stored = {f["Id"]: f["UpdatedAt"] for f in hub.findings()}
+    return stored.keys() == expected.keys() and all(stored[i] >= updated for i, updated in expected.items())
+
+
+def latest_versions(events: list[bytes]) -> dict[str, str]:
+    """Finding Id → the UpdatedAt of its newest version: what Security Hub must hold in the end."""
+    converter = EventConverter(MappingOptions())
+    latest: dict[str, str] = {}
+    for event in events:
+        for finding in converter.findings(event):
+            if finding.updated_at > latest.get(finding.id, ""):
+                latest[finding.id] = finding.updated_at
+    return latest
