@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from defender_hub.checkpoints import Ledger
+from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
 from defender_hub.errors import SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from tests.helpers import (
@@ -81,8 +81,15 @@ def test_a_refreshed_finding_replayed_from_the_stream_is_not_sent_again(pipeline
     assert (report.accepted, pipeline.sent()) == (0, sent)
 
 
+@pytest.mark.parametrize(
+    ("method", "before"),
+    [
+        ("claim", False),  # the sweep has claimed the ACTIVE finding when a live shard delivers its alarm-cleared
+        ("write", True),  # the sweep's request was accepted; before the sweep records it, the live shard delivers
+    ],
+)
 def test_a_sweep_never_overwrites_news_delivered_while_it_runs(
-    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path, method: str, before: bool
 ) -> None:
     live = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
     live.deliver(violation("in-alarm", T0, T0))
@@ -90,31 +97,12 @@ def test_a_sweep_never_overwrites_news_delivered_while_it_runs(
     def live_shard_delivers_the_clearing() -> None:
         live.deliver(violation("alarm-cleared", T0 + 600_000, T0))
 
-    # The sweep has claimed the ACTIVE finding when a live shard delivers its alarm-cleared.
-    sweeping = Interleaved(another_connection(ledger), "claim", live_shard_delivers_the_clearing)
+    sweeping = Interleaved(another_connection(ledger), method, live_shard_delivers_the_clearing, before=before)
     sweeper = Pipeline(hub, sweeping, tmp_path / "dl-sweep.jsonl")  # type: ignore[arg-type]
     sweeper.sink.refresh(T0 + 85 * DAY_MS, after_days=80)
 
     assert live.stored()["violation-1"]["RecordState"] == "ARCHIVED"
     assert live.sink.refresh(T0 + 170 * DAY_MS, after_days=80).due == 0  # the ledger says ARCHIVED too
-
-
-def test_news_delivered_between_a_sweeps_send_and_its_record_wins(
-    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
-) -> None:
-    live = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
-    live.deliver(violation("in-alarm", T0, T0))
-
-    def live_shard_delivers_the_clearing() -> None:
-        live.deliver(violation("alarm-cleared", T0 + 600_000, T0))
-
-    # The sweep's request was accepted; before the sweep records it, a live shard delivers the alarm-cleared.
-    sweeping = Interleaved(another_connection(ledger), "write", live_shard_delivers_the_clearing, before=True)
-    sweeper = Pipeline(hub, sweeping, tmp_path / "dl-sweep.jsonl")  # type: ignore[arg-type]
-    sweeper.sink.refresh(T0 + 85 * DAY_MS, after_days=80)
-
-    assert live.stored()["violation-1"]["RecordState"] == "ARCHIVED"
-    assert live.sink.refresh(T0 + 170 * DAY_MS, after_days=80).due == 0
 
 
 def _archival_of_150_stopped_after_its_first_request(hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path) -> None:
@@ -184,25 +172,30 @@ def test_an_audit_finding_without_a_task_start_time_takes_its_finding_time(pipel
     assert (a["RecordState"], a["ProductFields"]["TaskId"]) == ("ACTIVE", "task-2")
 
 
-def _redrive(hub: LocalSecurityHub, ledger: Path, dead_letters: Path) -> subprocess.CompletedProcess[bytes]:
+def _redrive(hub: LocalSecurityHub, ledger: Ledger, dead_letters: Path) -> subprocess.CompletedProcess[bytes]:
+    """`defender-hub redrive` as a user runs it, on the same ledger as `ledger`."""
+    if isinstance(ledger, SqliteLedger):
+        url, env = f"sqlite:///{ledger.path}", local_aws_env()
+    else:
+        assert isinstance(ledger, DynamoDbLedger)
+        url, env = (
+            f"dynamodb://{ledger.table}",
+            local_aws_env(AWS_ENDPOINT_URL_DYNAMODB=ledger.client.meta.endpoint_url),
+        )
     return subprocess.run(
-        [sys.executable, "-m", "defender_hub", "redrive", "--dead-letter", str(dead_letters),
-         "--ledger", f"sqlite:///{ledger}", "--account-id", ACCOUNT],
-        env=local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url), capture_output=True, timeout=60, check=False,
+        [sys.executable, "-m", "defender_hub", "redrive", "--dead-letter", str(dead_letters), "--ledger", url,
+         "--account-id", ACCOUNT],
+        env=env | {"AWS_ENDPOINT_URL_SECURITYHUB": hub.endpoint_url}, capture_output=True, timeout=60, check=False,
     )  # fmt: skip
 
 
-def test_redrive_records_what_it_delivers_in_the_ledger(hub: LocalSecurityHub, tmp_path: Path) -> None:
-    from defender_hub.checkpoints import SqliteLedger  # noqa: PLC0415
-
-    ledger_file, dead_letters = tmp_path / "ledger.sqlite3", tmp_path / "dead-letters.jsonl"
-    pipeline = Pipeline(hub, SqliteLedger(ledger_file), dead_letters)
+def test_redrive_records_what_it_delivers_in_the_ledger(pipeline: Pipeline, ledger: Ledger, tmp_path: Path) -> None:
     pipeline.deliver(violation("in-alarm", T0, T0))
-    hub.fail(["violation-1"], "InvalidInput", times=1)  # the clearing is refused once, then fixed
+    pipeline.hub.fail(["violation-1"], "InvalidInput", times=1)  # the clearing is refused once, then fixed
     pipeline.deliver(violation("alarm-cleared", T0 + 600_000, T0))
     assert pipeline.stored()["violation-1"]["RecordState"] == "ACTIVE"
 
-    done = _redrive(hub, ledger_file, dead_letters)
+    done = _redrive(pipeline.hub, ledger, tmp_path / "dead-letters.jsonl")
 
     assert done.returncode == 0, done.stderr
     assert pipeline.stored()["violation-1"]["RecordState"] == "ARCHIVED"
@@ -210,14 +203,12 @@ def test_redrive_records_what_it_delivers_in_the_ledger(hub: LocalSecurityHub, t
     assert pipeline.stored()["violation-1"]["RecordState"] == "ARCHIVED"
 
 
-def test_a_redriven_audit_finding_is_archived_by_a_later_task(hub: LocalSecurityHub, tmp_path: Path) -> None:
-    from defender_hub.checkpoints import SqliteLedger  # noqa: PLC0415
-
-    ledger_file, dead_letters = tmp_path / "ledger.sqlite3", tmp_path / "dead-letters.jsonl"
-    pipeline = Pipeline(hub, SqliteLedger(ledger_file), dead_letters)
-    hub.fail([FINDING_ID.format("B")], "InvalidInput", times=1)
+def test_a_redriven_audit_finding_is_archived_by_a_later_task(
+    pipeline: Pipeline, ledger: Ledger, tmp_path: Path
+) -> None:
+    pipeline.hub.fail([FINDING_ID.format("B")], "InvalidInput", times=1)
     pipeline.deliver(*(audit_finding("task-1", T0, c) for c in "AB"), audit_task("task-1", T0, 2))
-    assert _redrive(hub, ledger_file, dead_letters).returncode == 0
+    assert _redrive(pipeline.hub, ledger, tmp_path / "dead-letters.jsonl").returncode == 0
     assert pipeline.stored()[FINDING_ID.format("B")]["RecordState"] == "ACTIVE"
 
     pipeline.deliver(audit_finding("task-2", T0 + DAY_MS, "A"), audit_task("task-2", T0 + DAY_MS, 1))
@@ -228,7 +219,6 @@ def test_a_redriven_audit_finding_is_archived_by_a_later_task(hub: LocalSecurity
 def test_a_sweep_carries_on_after_an_unexpected_error(hub: LocalSecurityHub, tmp_path: Path) -> None:
     import sqlite3  # noqa: PLC0415
 
-    from defender_hub.checkpoints import SqliteLedger  # noqa: PLC0415
     from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415
     from defender_hub.checkpoints.sweeps import start_periodic_refresh  # noqa: PLC0415
     from tests.helpers import hub_clients  # noqa: PLC0415

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import msgspec
 
@@ -24,6 +25,7 @@ from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import (
     MAX_CLOCK_SKEW_MINUTES,
     CheckCompletion,
+    Facts,
     Outgoing,
     archived_by,
     facts_of,
@@ -102,8 +104,8 @@ class LedgeredSink:
         Raises SinkError (LedgerError among them) when that can't be done: nothing past these findings may be
         checkpointed.
         """
-        pending, refused = self._screened(coalesce(outbound, lambda doc: facts_of(doc).order))
-        findings = [(item.doc, facts_of(item.doc)) for item in pending]
+        coalesced = coalesce(outbound, lambda doc: facts_of(doc).order)
+        pending, findings, refused = self._screened(coalesced, [facts_of(item.doc) for item in coalesced])
         keys = [facts.key for _, facts in findings]
         checks = list({facts.check for _, facts in findings} - {""})
         with _ledger_errors("reading"):
@@ -123,21 +125,25 @@ class LedgeredSink:
         report.dead_lettered += refused
         return report
 
-    def _screened(self, pending: list[Pending]) -> tuple[list[Pending], int]:
-        """Dead-letters findings whose news is from the future (beyond the clock skew allowed); returns the rest, and
-        how many were refused."""
+    def _screened(
+        self, pending: list[Pending], facts: list[Facts]
+    ) -> tuple[list[Pending], list[tuple[dict[str, Any], Facts]], int]:
+        """Dead-letters findings whose news is from the future (beyond the clock skew allowed); returns the rest, the
+        rest with their facts, and how many were refused."""
         latest_ms = int(self._clock() * 1000) + self._max_skew_ms
         kept: list[Pending] = []
+        findings: list[tuple[dict[str, Any], Facts]] = []
         letters: list[DeadLetter] = []
-        for item in pending:
-            reason = from_the_future(facts_of(item.doc), latest_ms)
+        for item, item_facts in zip(pending, facts, strict=True):
+            reason = from_the_future(item_facts, latest_ms)
             if reason is None:
                 kept.append(item)
+                findings.append((item.doc, item_facts))
                 continue
             letters += [DeadLetter.for_finding(item.body, reason, "FutureEventTime", o) for o in item.origins]
         if letters:
             self._sink.dead_letters.put(letters)
-        return kept, len(pending) - len(kept)
+        return kept, findings, len(pending) - len(kept)
 
     def finish_archivals(self, report: DeliveryReport) -> None:
         """Works through every archival still owed: ones a stop, a kill or a failure interrupted."""
