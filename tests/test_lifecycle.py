@@ -146,3 +146,26 @@ def test_reconcile_sends_nothing_when_security_hub_shows_the_winner() -> None:
 def test_times_beyond_the_allowed_skew_are_from_the_future() -> None:
     assert from_the_future(facts_of(audit("a", "t", T2, T1)), latest_ms=T2) is None
     assert "in the future" in str(from_the_future(facts_of(audit("a", "t", T2 + 1, T1)), latest_ms=T2))
+
+
+def test_reconcile_resends_when_both_sends_carry_the_same_updated_at() -> None:
+    original = refreshed(accepted(detect(T1)), now_ms=T2).entry()  # both go out just past the refresh
+    raised_again = planned([detect(T1 + 5, "ACTIVE", "again")], original).send[0]
+    cleared = planned([detect(T1 + 10, "ARCHIVED", "cleared")], original).send[0]
+    assert raised_again.updated_ms == cleared.updated_ms  # Security Hub kept whichever arrived first
+
+    again = reconcile(raised_again, cleared.entry())
+
+    assert again is not None and again.send
+    assert (again.doc["Title"], again.updated_ms) == ("cleared", cleared.updated_ms + 1)
+
+
+def test_reconcile_goes_past_a_claimed_send_that_may_have_been_made() -> None:
+    original = accepted(detect(T1))
+    claimed = original.claimed(sending_ms=T2 + 60_000)  # a sweep noted its send, then died
+    cleared = planned([detect(T1 + 10, "ARCHIVED", "cleared")], original).send[0]  # read before the claim
+
+    again = reconcile(cleared, claimed)
+
+    assert again is not None and again.send
+    assert again.updated_ms == T2 + 60_001

@@ -66,8 +66,9 @@ def redrive(
     for letters, forget in dead_letters.drain():
         outbound: list[Outbound] = []
         for letter in letters:
-            if letter.finding is not None:
-                outbound.append(Outbound(letter.finding, letter.origin))
+            finding = letter.redriven_finding()
+            if finding is not None:
+                outbound.append(Outbound(finding, letter.origin))
                 continue
             record = letter.record_bytes() or b""
             try:

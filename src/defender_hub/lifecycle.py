@@ -330,21 +330,28 @@ def _resent(entry: LedgerEntry, updated_ms: int) -> Outgoing:
 def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
     """What to send or record after another writer changed the ledger between our read and our write; None: nothing.
 
-    `mine` was sent (or was only to be recorded) on an older read; `current` is what the ledger holds now. Security
-    Hub shows whichever of the two sends had the later UpdatedAt. The newer news wins: if Security Hub does not show
-    its content, it goes again, past both sends.
+    `mine` was sent (or was only to be recorded) on an older read; `current` is what the ledger holds now, whose
+    content was accepted at its `updated_ms` and may have gone out at up to its `sent_ms` (a sweep's claim notes its
+    send before making it). Security Hub shows the send with the later UpdatedAt, and on a tie whichever came first.
+    The newer news wins: unless Security Hub surely shows its content, it goes again, past every send.
     """
     if current is None:  # the entry we read is gone: ours is all there is
         return Outgoing(mine.doc, mine.facts, None, mine.updated_ms) if mine.send else None
     sent_ms = mine.updated_ms if mine.send else 0
-    ours_shown = sent_ms > current.updated_ms
-    shown = fingerprint(mine.doc) if ours_shown else current.fingerprint
+    theirs_ms = max(current.updated_ms, current.sent_ms)
+    ours = fingerprint(mine.doc)
+    if sent_ms > theirs_ms:
+        shown: set[str] = {ours}
+    elif sent_ms < current.updated_ms:
+        shown = {current.fingerprint}
+    else:  # a tie (Security Hub kept whichever came first), or a claimed send that may never have been made
+        shown = {ours, current.fingerprint}
     if mine.facts.order > current.order:
-        doc, facts = mine.doc, mine.facts
-    elif ours_shown:
-        doc, facts = _decode(current.finding), _entry_facts(current)
+        doc, facts, winner = mine.doc, mine.facts, ours
     else:
-        return None  # the other writer's news is as new or newer, and Security Hub shows it
-    if fingerprint(doc) == shown:  # Security Hub shows the winning content: only the ledger has to catch up
+        doc, facts, winner = _decode(current.finding), _entry_facts(current), current.fingerprint
+    if shown == {winner}:  # Security Hub surely shows the winning content: only the ledger may have to catch up
+        if winner == current.fingerprint and facts is not mine.facts:
+            return None
         return _outgoing(doc, facts, current, max(sent_ms, current.updated_ms), send=False)
     return _outgoing(doc, facts, current, max(facts.version_ms, sent_ms + 1, _past(current)))

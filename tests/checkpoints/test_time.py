@@ -246,3 +246,36 @@ def test_a_sweep_carries_on_after_an_unexpected_error(hub: LocalSecurityHub, tmp
     finally:
         stop.set()
         database.close()
+
+
+def test_a_redriven_refresh_never_outranks_later_news(pipeline: Pipeline, ledger: Ledger, tmp_path: Path) -> None:
+    raised_ms = int(time.time() * 1000) - 100 * DAY_MS  # the refresh 85 days later is in the past too
+    pipeline.deliver(violation("in-alarm", raised_ms, raised_ms))
+    pipeline.hub.fail(["violation-1"], "InvalidInput", times=1)
+    pipeline.sink.refresh(raised_ms + 85 * DAY_MS, after_days=80)  # the refresh is refused, so dead-lettered
+    pipeline.deliver(violation("alarm-cleared", raised_ms + 600_000, raised_ms))
+
+    assert _redrive(pipeline.hub, ledger, tmp_path / "dead-letters.jsonl").returncode == 0
+
+    assert pipeline.stored()["violation-1"]["RecordState"] == "ARCHIVED"  # the refresh carried in-alarm of T0
+
+
+def test_a_future_version_in_a_batch_does_not_take_the_timely_ones_with_it(pipeline: Pipeline) -> None:
+    report = pipeline.deliver(violation("in-alarm", T0, T0), violation("alarm-cleared", YEAR_2100_MS, T0))
+
+    assert (report.accepted, report.dead_lettered) == (1, 1)
+    assert pipeline.stored()["violation-1"]["ProductFields"]["ViolationEventType"] == "in-alarm"
+
+
+def test_of_two_completions_of_a_check_in_one_batch_the_latest_archives(pipeline: Pipeline, ledger: Ledger) -> None:
+    def task(name: str, start_ms: int, audit: str) -> bytes:
+        return json.dumps(json.loads(audit_task(name, start_ms, 0)) | {"scheduledAuditName": audit}).encode()
+
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+    pipeline.deliver(audit_finding("task-between", T0 + DAY_MS + 3_600_000, "C"))
+
+    pipeline.deliver(task("weekly", T0 + 2 * DAY_MS, "weekly"), task("daily", T0 + DAY_MS, "daily"))
+
+    stored = pipeline.stored()
+    assert [stored[FINDING_ID.format(c)]["RecordState"] for c in "AC"] == ["ARCHIVED", "ARCHIVED"]
+    assert ledger.owed_archivals() == []

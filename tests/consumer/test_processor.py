@@ -24,7 +24,7 @@ from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.synthetic import EventMix, generate_events, partition_key
-from tests.helpers import holds_latest, latest_versions, local_client
+from tests.helpers import DAY_MS, Pipeline, holds_latest, latest_versions, local_client, violation
 
 POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
@@ -438,17 +438,14 @@ def test_kpl_aggregated_records_are_deaggregated_and_checkpointed_by_sub_sequenc
 def test_an_unexpected_error_in_a_delivery_stops_the_job_without_a_checkpoint(
     local_aws: LocalAws, hub: LocalSecurityHub, tmp_path: Path
 ) -> None:
-    from tests.helpers import DAY_MS, Pipeline, audit_finding, audit_task, violation  # noqa: PLC0415
-
     ledger_file = tmp_path / "ledger.sqlite3"
     t0 = int(time.time() * 1000) - 10 * DAY_MS
-    Pipeline(hub, SqliteLedger(ledger_file), tmp_path / "dl.jsonl").deliver(
-        audit_finding("task-1", t0, "A"), audit_task("task-1", t0, 1)
-    )
-    with sqlite3.connect(ledger_file) as database:  # a ledger row no longer readable
-        database.execute("UPDATE findings SET finding = ? WHERE check_key != ''", (b"{not json",))
+    Pipeline(hub, SqliteLedger(ledger_file), tmp_path / "dl.jsonl").deliver(violation("in-alarm", t0, t0))
+    with sqlite3.connect(ledger_file) as database:  # a ledger row no defender-hub writes: sent in the year 11476
+        database.execute("UPDATE findings SET sent_ms = 300000000000000")
     stream = Stream(local_aws, shards=1)
-    placed = stream.put([audit_task("task-2", t0 + DAY_MS, 0), violation("in-alarm", t0, t0)])
+    later = violation("in-alarm", t0, t0, "violation-2")
+    placed = stream.put([violation("alarm-cleared", t0 + 60_000, t0), later])
     log = tmp_path / "run.log"
 
     consumer = start_consumer(
@@ -461,8 +458,9 @@ def test_an_unexpected_error_in_a_delivery_stops_the_job_without_a_checkpoint(
             kill_all(consumer)
 
     assert status != 0, log.read_text()[-3000:]
-    assert stream.checkpoints() in ({}, {placed[0][0]: "TRIM_HORIZON"})  # not past the notification
-    assert hub.finding("violation-1") is None
+    assert "delivery failed unexpectedly" in log.read_text()
+    assert stream.checkpoints() in ({}, {placed[0][0]: "TRIM_HORIZON"})  # not past the failed record
+    assert hub.finding("violation-2") is None  # nor on to the next one
 
 
 def year_old_violations(count: int) -> list[bytes]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from defender_hub.errors import DeadLetterError
-from defender_hub.sink import DeadLetter, JsonlDeadLetters, RecordOrigin, SqsDeadLetters, open_dead_letters
+from defender_hub.sink import DeadLetter, JsonlDeadLetters, Pending, RecordOrigin, SqsDeadLetters, open_dead_letters
 from defender_hub.sink.deadletters import SQS_MESSAGE_BYTES
 
 ORIGIN = RecordOrigin(shard_id="shardId-000000000001", sequence_number="4959", sub_sequence_number=2)
@@ -19,7 +19,7 @@ def test_both_kinds_of_letter_survive_the_file(tmp_path: Path) -> None:
     store = JsonlDeadLetters(tmp_path / "letters.jsonl")
     store.put(
         [
-            DeadLetter.for_finding(b'{"Id": "f-1"}', "refused", "InvalidInput", ORIGIN),
+            *DeadLetter.for_finding(Pending.of({"Id": "f-1"}, [ORIGIN]), "refused", "InvalidInput"),
             DeadLetter.for_record(b"\xff not json", "not UTF-8", ORIGIN),
         ]
     )

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
 
 import msgspec
 
@@ -25,7 +24,6 @@ from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import (
     MAX_CLOCK_SKEW_MINUTES,
     CheckCompletion,
-    Facts,
     Outgoing,
     archived_by,
     facts_of,
@@ -44,6 +42,7 @@ from defender_hub.sink import (
     Pending,
     SecurityHubSink,
     Sink,
+    as_document,
     coalesce,
     open_dead_letters,
     securityhub_clients,
@@ -104,8 +103,9 @@ class LedgeredSink:
         Raises SinkError (LedgerError among them) when that can't be done: nothing past these findings may be
         checkpointed.
         """
-        coalesced = coalesce(outbound, lambda doc: facts_of(doc).order)
-        pending, findings, refused = self._screened(coalesced, [facts_of(item.doc) for item in coalesced])
+        timely, refused = self._screened(outbound)
+        pending = coalesce(timely, lambda doc: facts_of(doc).order)
+        findings = [(item.doc, facts_of(item.doc)) for item in pending]
         keys = [facts.key for _, facts in findings]
         checks = list({facts.check for _, facts in findings} - {""})
         with _ledger_errors("reading"):
@@ -116,7 +116,10 @@ class LedgeredSink:
             self._ledger.record_completions(decided.completions)  # owed from now on, before anything is sent
         report = DeliveryReport()
         report.add(self._send(decided.send, {finding_key(item.doc): item for item in pending}))
-        owed = {c.check: c for c in completions.values() if not c.archived} | {c.check: c for c in decided.completions}
+        owed: dict[str, CheckCompletion] = {}
+        for completion in [*(c for c in completions.values() if not c.archived), *decided.completions]:
+            if completion.task_ms > getattr(owed.get(completion.check), "task_ms", -1):
+                owed[completion.check] = completion  # the latest archives what any earlier one would
         for completion in owed.values():
             self._archive(completion, set(keys), report)
         report.superseded = sum(len(item.origins) - 1 for item in pending)
@@ -125,25 +128,22 @@ class LedgeredSink:
         report.dead_lettered += refused
         return report
 
-    def _screened(
-        self, pending: list[Pending], facts: list[Facts]
-    ) -> tuple[list[Pending], list[tuple[dict[str, Any], Facts]], int]:
-        """Dead-letters findings whose news is from the future (beyond the clock skew allowed); returns the rest, the
-        rest with their facts, and how many were refused."""
+    def _screened(self, outbound: Iterable[Outbound]) -> tuple[list[Outbound], int]:
+        """Dead-letters findings whose news is from the future (beyond the clock skew allowed), each version on its
+        own, before coalescing lets one outrank the others; returns the rest, and how many were refused."""
         latest_ms = int(self._clock() * 1000) + self._max_skew_ms
-        kept: list[Pending] = []
-        findings: list[tuple[dict[str, Any], Facts]] = []
+        timely: list[Outbound] = []
         letters: list[DeadLetter] = []
-        for item, item_facts in zip(pending, facts, strict=True):
-            reason = from_the_future(item_facts, latest_ms)
+        for item in outbound:
+            doc = as_document(item.finding)
+            reason = from_the_future(facts_of(doc), latest_ms)
             if reason is None:
-                kept.append(item)
-                findings.append((item.doc, item_facts))
-                continue
-            letters += [DeadLetter.for_finding(item.body, reason, "FutureEventTime", o) for o in item.origins]
+                timely.append(Outbound(doc, item.origin))
+            else:
+                letters += DeadLetter.for_finding(Pending.of(doc, [item.origin]), reason, "FutureEventTime")
         if letters:
             self._sink.dead_letters.put(letters)
-        return kept, findings, len(pending) - len(kept)
+        return timely, len(letters)
 
     def finish_archivals(self, report: DeliveryReport) -> None:
         """Works through every archival still owed: ones a stop, a kill or a failure interrupted."""
@@ -161,9 +161,17 @@ class LedgeredSink:
         while True:
             with _ledger_errors("reading a check's findings"):
                 page, cursor = self._ledger.archivable(completion.check, completion.task_ms, cursor, ARCHIVAL_PAGE)
-            archivals = [
-                archived for entry in page if entry.key not in reported and (archived := archived_by(completion, entry))
-            ]
+            archivals = []
+            for entry in page:
+                if entry.key in reported:
+                    continue
+                try:
+                    archived = archived_by(completion, entry)
+                except msgspec.DecodeError as exc:
+                    log.error("archival: the ledger's copy of %s can't be read (%s); left as it is", entry.key, exc)
+                    continue
+                if archived is not None:
+                    archivals.append(archived)
             sent = self._send(archivals)
             report.add(sent)
             report.archived += len(archivals)
@@ -251,11 +259,11 @@ class LedgeredSink:
 def _pending(item: Outgoing, coalesced: dict[str, Pending] | None) -> Pending:
     """`item` on its way for the records its coalesced version came from; encoded again only if the plan changed it."""
     source = coalesced.get(item.facts.key) if coalesced is not None else None
-    if source is None:
-        return Pending.of(item.doc, [None])  # an archival, a refresh, a reconciliation: no record of this batch
+    if source is None:  # an archival, a refresh, a reconciliation: no record of this batch
+        return Pending.of(item.doc, [None], item.facts.version_ms)
     if item.doc is source.doc:
-        return source
-    return Pending.of(item.doc, source.origins)
+        return source  # as mapped: its UpdatedAt is its version
+    return Pending.of(item.doc, source.origins, item.facts.version_ms)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The seam is `SecurityHubSink.deliver`: it takes findings and returns when every 
 or is durably dead-lettered, and raises a `SinkError` when that can't be done (stop requested, dead letters broken).
 """
 
-from defender_hub.sink.batching import Outbound, Pending, RecordOrigin, coalesce
+from defender_hub.sink.batching import Outbound, Pending, RecordOrigin, as_document, coalesce
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters, JsonlDeadLetters, SqsDeadLetters, open_dead_letters
 from defender_hub.sink.securityhub import (
     Accepted,
@@ -30,6 +30,7 @@ __all__ = [
     "SecurityHubSink",
     "Sink",
     "SqsDeadLetters",
+    "as_document",
     "coalesce",
     "open_dead_letters",
     "securityhub_clients",

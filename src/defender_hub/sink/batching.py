@@ -13,7 +13,7 @@ import msgspec
 from defender_hub.codecs.asff import Finding, encode_finding
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES
 
-__all__ = ["Outbound", "Pending", "RecordOrigin", "coalesce", "requests"]
+__all__ = ["Outbound", "Pending", "RecordOrigin", "as_document", "coalesce", "requests"]
 
 _as_json = msgspec.json.Decoder(dict[str, Any]).decode
 _REQUEST_OVERHEAD = len(b'{"Findings": []}')
@@ -46,11 +46,14 @@ class Pending:
     """The finding as botocore puts it on the wire (json.dumps' defaults: spaces, non-ASCII escaped), whose size
     is what Security Hub's limits apply to."""
     origins: list[RecordOrigin | None] = field(default_factory=list)
+    version_ms: int | None = None
+    """The time of the news it carries, when that is not its UpdatedAt (the lifecycle moves UpdatedAt past earlier
+    sends): a dead letter keeps it, so a redrive sends the news, not a time."""
 
     @classmethod
-    def of(cls, doc: dict[str, Any], origins: list[RecordOrigin | None]) -> Pending:
+    def of(cls, doc: dict[str, Any], origins: list[RecordOrigin | None], version_ms: int | None = None) -> Pending:
         """A pending finding with its body encoded as botocore will send it."""
-        return cls(doc, json.dumps(doc).encode(), origins)
+        return cls(doc, json.dumps(doc).encode(), origins, version_ms)
 
     @property
     def id(self) -> str:
@@ -71,6 +74,11 @@ def _updated_at(doc: Mapping[str, Any]) -> Any:
     return _instant(doc.get("UpdatedAt"))
 
 
+def as_document(finding: Finding | Mapping[str, Any]) -> dict[str, Any]:
+    """The finding as parsed JSON: a mapped `Finding` through JSON (its tuples become lists), a mapping copied."""
+    return _as_json(encode_finding(finding)) if isinstance(finding, Finding) else dict(finding)
+
+
 def coalesce(outbound: Iterable[Outbound], newness: Callable[[Mapping[str, Any]], Any] = _updated_at) -> list[Pending]:
     """Returns one pending finding per (ProductArn, Id), the newest winning and the later one on a tie.
 
@@ -80,8 +88,7 @@ def coalesce(outbound: Iterable[Outbound], newness: Callable[[Mapping[str, Any]]
     """
     chosen: dict[tuple[Any, Any], Pending] = {}
     for item in outbound:
-        # Through JSON, not to_builtins: a mapped Finding's tuples must become the lists a parsed finding has.
-        doc = _as_json(encode_finding(item.finding)) if isinstance(item.finding, Finding) else dict(item.finding)
+        doc = as_document(item.finding)
         key = (doc.get("ProductArn"), doc.get("Id"))
         previous = chosen.get(key)
         if previous is None:

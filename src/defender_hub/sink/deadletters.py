@@ -19,13 +19,15 @@ from typing import Any, BinaryIO, Protocol
 import msgspec
 
 from defender_hub.errors import DeadLetterError
-from defender_hub.sink.batching import RecordOrigin
+from defender_hub.sink.batching import Pending, RecordOrigin
 from defender_hub.timestamps import format_iso
 
 __all__ = ["DeadLetter", "DeadLetters", "JsonlDeadLetters", "SqsDeadLetters", "open_dead_letters"]
 
 log = logging.getLogger(__name__)
 
+MAX_REASON = 2048
+"""Reasons are cut to this many characters: Security Hub's messages can be long."""
 SQS_MESSAGE_BYTES = 262_144
 """SQS' message size limit; a letter larger than this can't go to an SQS destination."""
 
@@ -39,12 +41,22 @@ class DeadLetter(msgspec.Struct, omit_defaults=True):
     record: str | None = None
     origin: RecordOrigin | None = None
     at: str = ""
+    version_ms: int | None = None
+    """For a finding, the time of its news when its UpdatedAt was moved past earlier sends."""
 
     @classmethod
-    def for_finding(cls, body: bytes, reason: str, error_code: str | None, origin: RecordOrigin | None) -> DeadLetter:
-        """Returns the letter for a finding Security Hub rejected or would reject."""
-        finding = msgspec.json.decode(body, type=dict[str, Any])
-        return cls(reason, error_code, finding, None, origin, format_iso(int(time.time() * 1000)))
+    def for_finding(cls, item: Pending, reason: str, error_code: str | None) -> list[DeadLetter]:
+        """Returns the letters, one per origin, for a finding Security Hub rejected or would reject."""
+        finding = msgspec.json.decode(item.body, type=dict[str, Any])
+        at = format_iso(int(time.time() * 1000))
+        reason = reason[:MAX_REASON]
+        return [cls(reason, error_code, finding, None, origin, at, item.version_ms) for origin in item.origins]
+
+    def redriven_finding(self) -> dict[str, Any] | None:
+        """The finding this letter carries as its news was mapped: at the time of its news."""
+        if self.finding is None or self.version_ms is None:
+            return self.finding
+        return {**self.finding, "UpdatedAt": format_iso(self.version_ms)}
 
     @classmethod
     def for_record(cls, data: bytes, reason: str, origin: RecordOrigin | None) -> DeadLetter:

@@ -188,7 +188,7 @@ class SecurityHubSink:
             problems = finding_problems(item.doc, encoded_size=len(item.body), account_id=self._account_id)
             if problems:
                 reason = "invalid finding: " + "; ".join(problems)
-                rejected += [DeadLetter.for_finding(item.body, reason[:2048], "InvalidInput", o) for o in item.origins]
+                rejected += DeadLetter.for_finding(item, reason, "InvalidInput")
             else:
                 valid.append(item)
         self._dead_letter(rejected, len(pending) - len(valid))
@@ -254,7 +254,7 @@ class SecurityHubSink:
             self._send(client, batch[:middle])
             return batch[middle:]
         item = batch[0]
-        self._dead_letter([DeadLetter.for_finding(item.body, reason[:2048], code, o) for o in item.origins], 1)
+        self._dead_letter(DeadLetter.for_finding(item, reason, code), 1)
         return []
 
     def _partly_failed(self, batch: list[Pending], answer: dict[str, Any], attempt: int) -> list[Pending]:
@@ -275,8 +275,8 @@ class SecurityHubSink:
                 continue
             code = failure.get("ErrorCode", "")
             if code in NOT_RETRYABLE_CODES:
-                reason = f"refused by Security Hub: {failure.get('ErrorMessage', '')}"[:2048]
-                rejected += [DeadLetter.for_finding(item.body, reason, code, origin) for origin in item.origins]
+                reason = f"refused by Security Hub: {failure.get('ErrorMessage', '')}"
+                rejected += DeadLetter.for_finding(item, reason, code)
                 rejected_findings += 1
             else:
                 access_denied = access_denied or code in ACCESS_CODES
