@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import itertools
 import random
+import sqlite3
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-from defender_hub.checkpoints import DynamoDbLedger, Ledger
+import pytest
+
+from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
+from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import ACTIVE, ARCHIVED, CheckCompletion, LedgerEntry
 from tests.helpers import another_connection, local_client
 
@@ -181,3 +186,26 @@ def test_a_table_still_being_created_is_waited_for(local_dynamodb: Any) -> None:
     DynamoDbLedger(table, client)
 
     assert len(described) >= 3
+
+
+def test_a_table_of_an_earlier_layout_is_refused_not_misread(local_dynamodb: Any) -> None:
+    table = f"ledger-{uuid.uuid4().hex[:8]}"
+    local_dynamodb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+    )
+    local_dynamodb.put_item(TableName=table, Item={"key": {"S": "arn|a"}, "updated_ms": {"N": "1"}})
+
+    with pytest.raises(ConfigError, match="earlier defender-hub"):
+        DynamoDbLedger(table, local_dynamodb)
+
+
+def test_an_old_sqlite_ledger_is_refused_not_misread(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as database:
+        database.execute("CREATE TABLE findings (key TEXT PRIMARY KEY, updated_ms INTEGER)")
+
+    with pytest.raises(ConfigError, match="earlier defender-hub"):
+        SqliteLedger(path)

@@ -1,7 +1,7 @@
 """The shared ledger: one DynamoDB table for every worker, written with conditions so no writer moves it backwards.
 
-Every read that decides what to send or archive is strongly consistent. The by-check index can't be read that way,
-so what it lists is read again, consistently, before it is acted on.
+Every read that decides what to send or archive is strongly consistent. The index of ACTIVE findings by check can't
+be read that way, so what it lists is read again, consistently, before it is acted on.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from typing import Any
 from defender_hub.errors import ConfigError, LedgerError
 from defender_hub.lifecycle import ACTIVE, CheckCompletion, LedgerEntry
 
-__all__ = ["DynamoDbLedger", "dynamodb_client"]
+__all__ = ["ACTIVE_BY_CHECK", "SCHEMA", "DynamoDbLedger", "dynamodb_client"]
 
-BY_CHECK = "by-check"
+ACTIVE_BY_CHECK = "active-by-check"
+"""A sparse index: only ACTIVE audit findings carry its key, so an archival reads what it may archive and no more."""
+SCHEMA = 2
+"""The ledger's layout; a table of another (an earlier defender-hub's) is refused, not misread."""
+_SCHEMA_KEY = "ledger|schema"
 _CHECK_PREFIX = "check|"
 _GET_BATCH = 100  # BatchGetItem's limit
 _WRITERS = 8  # conditional writes are one item a call: a few at once
@@ -45,7 +49,7 @@ def _entry(item: dict[str, Any]) -> LedgerEntry:
         sent_ms=int(item["sent_ms"]["N"]),
         record_state=item["record_state"]["S"],
         fingerprint=item["fingerprint"]["S"],
-        check=item.get("check_key", {}).get("S", ""),
+        check=item.get("check", {}).get("S", ""),
         task_ms=int(item["task_ms"]["N"]),
         finding=bytes(item["finding"]["B"]),
         revision=int(item["revision"]["N"]),
@@ -66,8 +70,10 @@ def _item(entry: LedgerEntry) -> dict[str, Any]:
         "revision": {"N": str(entry.revision)},
         "claimed_until": {"N": "0"},
     }
-    if entry.check:  # only audit findings go into the by-check index
-        item["check_key"] = {"S": entry.check}
+    if entry.check:
+        item["check"] = {"S": entry.check}
+        if entry.record_state == ACTIVE:  # what an archival may take, and nothing else, is in the index
+            item["active_check"] = {"S": entry.check}
     return item
 
 
@@ -98,6 +104,29 @@ class DynamoDbLedger:
                 self.client.get_waiter("table_exists").wait(TableName=self.table, WaiterConfig=_TABLE_WAIT)
             except Exception as exc:
                 raise ConfigError(f"the ledger table {self.table} did not become ACTIVE: {exc}") from exc
+        try:
+            self._check_schema()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"can't read the ledger table {self.table}: {exc}") from exc
+
+    def _check_schema(self) -> None:
+        """Refuses a table of another layout; marks an empty one as this layout's."""
+        key = {"key": {"S": _SCHEMA_KEY}}
+        marker = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        if marker is None and self.client.scan(TableName=self.table, Limit=1, ConsistentRead=True)["Items"]:
+            raise ConfigError(f"the ledger table {self.table} is of an earlier defender-hub: use a new table")
+        if marker is not None and int(marker["schema"]["N"]) != SCHEMA:
+            raise ConfigError(f"the ledger table {self.table} has layout {marker['schema']['N']}, not {SCHEMA}")
+        if marker is None:
+            with contextlib.suppress(self._errors.ConditionalCheckFailedException):  # another worker marked it
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={**key, "schema": {"N": str(SCHEMA)}},
+                    ConditionExpression="attribute_not_exists(#key)",
+                    ExpressionAttributeNames={"#key": "key"},
+                )
 
     def _create_table(self) -> str:
         try:
@@ -107,12 +136,12 @@ class DynamoDbLedger:
                 KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
                 AttributeDefinitions=[
                     {"AttributeName": "key", "AttributeType": "S"},
-                    {"AttributeName": "check_key", "AttributeType": "S"},
+                    {"AttributeName": "active_check", "AttributeType": "S"},
                 ],
                 GlobalSecondaryIndexes=[
                     {
-                        "IndexName": BY_CHECK,
-                        "KeySchema": [{"AttributeName": "check_key", "KeyType": "HASH"}],
+                        "IndexName": ACTIVE_BY_CHECK,
+                        "KeySchema": [{"AttributeName": "active_check", "KeyType": "HASH"}],
                         "Projection": {"ProjectionType": "KEYS_ONLY"},
                     }
                 ],
@@ -210,11 +239,11 @@ class DynamoDbLedger:
 
     def archivable(self, check: str, before_task_ms: int, cursor: str, limit: int) -> tuple[list[LedgerEntry], str]:
         """A page of ACTIVE audit findings of `check` from tasks before `before_task_ms`; the index lists the
-        check's findings, and each is read again, consistently, before it counts."""
+        check's ACTIVE findings, and each is read again, consistently, before it counts."""
         query: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": BY_CHECK,
-            "KeyConditionExpression": "check_key = :check",
+            "IndexName": ACTIVE_BY_CHECK,
+            "KeyConditionExpression": "active_check = :check",
             "ExpressionAttributeValues": {":check": {"S": check}},
             "Limit": limit,
         }

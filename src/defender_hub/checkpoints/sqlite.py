@@ -55,7 +55,9 @@ class SqliteLedger:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint of the WAL, not torn
+            # FULL: each commit is on disk before the sink goes on, so a power loss can't take back a claim's note of
+            # what it is about to send, or a record the shard's checkpoint already went past.
+            self._db.execute("PRAGMA synchronous=FULL")
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(findings)")}
             if columns and "revision" not in columns:
                 raise ConfigError(f"the ledger {path} is of an earlier defender-hub: move it aside to start anew")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -127,10 +128,12 @@ class JsonlDeadLetters:
             moved = self.path.with_name(f"{self.path.name}.redrive-{time.time_ns()}")
             with self.path.open("ab") as file:
                 fcntl.flock(file, fcntl.LOCK_EX)  # no append is half done when it moves
-                self.path.rename(moved)
-            aside.append(moved)
+                if _still_at(file, self.path):  # not moved by another redrive while we waited
+                    self.path.rename(moved)
+                    aside.append(moved)
         for path in aside:
-            yield self._read(path), path.unlink
+            if path.exists():  # another redrive may have taken it
+                yield self._read(path), functools.partial(path.unlink, missing_ok=True)
 
     def _read(self, path: Path) -> list[DeadLetter]:
         """The letters in `path`; a line that is none is kept in `*.unreadable` and counted, not fatal."""
@@ -143,9 +146,9 @@ class JsonlDeadLetters:
                 letters.append(_decoder.decode(line))
             except msgspec.DecodeError:
                 unreadable.append(line + b"\n")
-        if unreadable:
-            kept = self.path.with_name(f"{self.path.name}.unreadable")
-            with kept.open("ab") as file:
+        if unreadable:  # one file per moved file: a redrive tried again rewrites it rather than adding to it
+            kept = self.path.with_name(f"{self.path.name}.unreadable-{path.name.rsplit('-', 1)[-1]}")
+            with kept.open("wb") as file:
                 file.write(b"".join(unreadable))
                 file.flush()
                 os.fsync(file.fileno())
