@@ -24,6 +24,7 @@ from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import (
     MAX_CLOCK_SKEW_MINUTES,
     CheckCompletion,
+    Facts,
     Outgoing,
     archived_by,
     facts_of,
@@ -103,9 +104,9 @@ class LedgeredSink:
         Raises SinkError (LedgerError among them) when that can't be done: nothing past these findings may be
         checkpointed.
         """
-        timely, refused = self._screened(outbound)
-        pending = coalesce(timely, lambda doc: facts_of(doc).order)
-        findings = [(item.doc, facts_of(item.doc)) for item in pending]
+        timely, facts_by_doc, refused = self._screened(outbound)
+        pending = coalesce(timely, lambda doc: facts_by_doc[id(doc)].order, own=True)
+        findings = [(item.doc, facts_by_doc[id(item.doc)]) for item in pending]
         keys = [facts.key for _, facts in findings]
         checks = list({facts.check for _, facts in findings} - {""})
         with _ledger_errors("reading"):
@@ -128,22 +129,26 @@ class LedgeredSink:
         report.dead_lettered += refused
         return report
 
-    def _screened(self, outbound: Iterable[Outbound]) -> tuple[list[Outbound], int]:
+    def _screened(self, outbound: Iterable[Outbound]) -> tuple[list[Outbound], dict[int, Facts], int]:
         """Dead-letters findings whose news is from the future (beyond the clock skew allowed), each version on its
-        own, before coalescing lets one outrank the others; returns the rest, and how many were refused."""
+        own, before coalescing lets one outrank the others; returns the rest as documents, their facts by the
+        document's identity, and how many were refused."""
         latest_ms = int(self._clock() * 1000) + self._max_skew_ms
         timely: list[Outbound] = []
+        facts_by_doc: dict[int, Facts] = {}
         letters: list[DeadLetter] = []
         for item in outbound:
             doc = as_document(item.finding)
-            reason = from_the_future(facts_of(doc), latest_ms)
+            facts = facts_of(doc)
+            reason = from_the_future(facts, latest_ms)
             if reason is None:
                 timely.append(Outbound(doc, item.origin))
+                facts_by_doc[id(doc)] = facts
             else:
                 letters += DeadLetter.for_finding(Pending.of(doc, [item.origin]), reason, "FutureEventTime")
         if letters:
             self._sink.dead_letters.put(letters)
-        return timely, len(letters)
+        return timely, facts_by_doc, len(letters)
 
     def finish_archivals(self, report: DeliveryReport) -> None:
         """Works through every archival still owed: ones a stop, a kill or a failure interrupted."""

@@ -79,16 +79,21 @@ def as_document(finding: Finding | Mapping[str, Any]) -> dict[str, Any]:
     return _as_json(encode_finding(finding)) if isinstance(finding, Finding) else dict(finding)
 
 
-def coalesce(outbound: Iterable[Outbound], newness: Callable[[Mapping[str, Any]], Any] = _updated_at) -> list[Pending]:
+def coalesce(
+    outbound: Iterable[Outbound],
+    newness: Callable[[Mapping[str, Any]], Any] = _updated_at,
+    *,
+    own: bool = False,
+) -> list[Pending]:
     """Returns one pending finding per (ProductArn, Id), the newest winning and the later one on a tie.
 
     Newest by `newness` (by default the latest UpdatedAt). The winner keeps the earliest CreatedAt of the versions
     (the finding was first seen then), and stands for the origins of those it replaced: once it is delivered, so are
-    they.
+    they. With `own`, the findings are dicts the caller hands over: each winner is one of them, not a copy.
     """
     chosen: dict[tuple[Any, Any], Pending] = {}
     for item in outbound:
-        doc = as_document(item.finding)
+        doc = item.finding if own and isinstance(item.finding, dict) else as_document(item.finding)
         key = (doc.get("ProductArn"), doc.get("Id"))
         previous = chosen.get(key)
         if previous is None:
