@@ -42,6 +42,7 @@ __all__ = [
     "finding_key",
     "fingerprint",
     "from_the_future",
+    "latest_per_check",
     "plan",
     "reconcile",
     "refreshed",
@@ -245,13 +246,11 @@ def _archived(doc: Mapping[str, Any], facts: Facts, version_ms: int) -> tuple[di
     return archived, replace(facts, record_state=ARCHIVED, version_ms=version_ms)
 
 
-def _latest_completions(
-    facts: Iterable[Facts], completions: Mapping[str, CheckCompletion]
-) -> dict[str, CheckCompletion]:
-    latest = dict(completions)
-    for item in facts:
-        completion = item.completion
-        if completion is not None and completion.task_ms > getattr(latest.get(completion.check), "task_ms", -1):
+def latest_per_check(completions: Iterable[CheckCompletion]) -> dict[str, CheckCompletion]:
+    """The latest of `completions` for each check: it archives whatever an earlier one would."""
+    latest: dict[str, CheckCompletion] = {}
+    for completion in completions:
+        if completion.task_ms > getattr(latest.get(completion.check), "task_ms", -1):
             latest[completion.check] = completion
     return latest
 
@@ -264,7 +263,8 @@ def plan(
     """Decides what of `findings` (one per key, already coalesced) to send, given the ledger's `entries` by key and
     the checks' last `completions` by check key."""
     result = Plan()
-    latest = _latest_completions((facts for _, facts in findings), completions)  # a late finding may share a batch
+    in_batch = (facts.completion for _, facts in findings if facts.completion is not None)
+    latest = latest_per_check([*completions.values(), *in_batch])  # a late finding may share a batch with them
     for given, given_facts in findings:
         doc, facts = given, given_facts
         entry = entries.get(facts.key)

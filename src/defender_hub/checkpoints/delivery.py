@@ -30,6 +30,7 @@ from defender_hub.lifecycle import (
     facts_of,
     finding_key,
     from_the_future,
+    latest_per_check,
     plan,
     reconcile,
     refreshed,
@@ -117,10 +118,7 @@ class LedgeredSink:
             self._ledger.record_completions(decided.completions)  # owed from now on, before anything is sent
         report = DeliveryReport()
         report.add(self._send(decided.send, {finding_key(item.doc): item for item in pending}))
-        owed: dict[str, CheckCompletion] = {}
-        for completion in [*(c for c in completions.values() if not c.archived), *decided.completions]:
-            if completion.task_ms > getattr(owed.get(completion.check), "task_ms", -1):
-                owed[completion.check] = completion  # the latest archives what any earlier one would
+        owed = latest_per_check([*(c for c in completions.values() if not c.archived), *decided.completions])
         for completion in owed.values():
             self._archive(completion, set(keys), report)
         report.superseded = sum(len(item.origins) - 1 for item in pending)
