@@ -452,7 +452,7 @@ def test_an_unexpected_error_in_a_delivery_stops_the_job_without_a_checkpoint(
         stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--max-records", "1", ledger=f"sqlite:///{ledger_file}"
     )
     try:
-        status = consumer.wait(timeout=120)
+        status = consumer.wait(timeout=180)
     finally:
         if consumer.poll() is None:
             kill_all(consumer)

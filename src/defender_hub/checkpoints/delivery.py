@@ -9,6 +9,7 @@ interrupted is taken up again by the next delivery for that check, or by the nex
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from defender_hub.lifecycle import (
     MAX_CLOCK_SKEW_MINUTES,
     CheckCompletion,
     Facts,
+    LedgerEntry,
     Outgoing,
     archived_by,
     facts_of,
@@ -164,17 +166,12 @@ class LedgeredSink:
         while True:
             with _ledger_errors("reading a check's findings"):
                 page, cursor = self._ledger.archivable(completion.check, completion.task_ms, cursor, ARCHIVAL_PAGE)
-            archivals = []
-            for entry in page:
-                if entry.key in reported:
-                    continue
-                try:
-                    archived = archived_by(completion, entry)
-                except msgspec.DecodeError as exc:
-                    log.error("archival: the ledger's copy of %s can't be read (%s); left as it is", entry.key, exc)
-                    continue
-                if archived is not None:
-                    archivals.append(archived)
+            archivals = [
+                archived
+                for entry in page
+                if entry.key not in reported
+                and (archived := _from_ledger(functools.partial(archived_by, completion, entry), entry, "archival"))
+            ]
             sent = self._send(archivals)
             report.add(sent)
             report.archived += len(archivals)
@@ -235,28 +232,32 @@ class LedgeredSink:
             due = [entry for entry in due if entry.key not in unreadable]
             if not due:
                 return total
-            outgoing = []
+            outgoing, held_elsewhere = [], 0
             for entry in due:
-                try:
-                    again = refreshed(entry, now_ms)
-                except msgspec.DecodeError as exc:
+                again = _from_ledger(functools.partial(refreshed, entry, now_ms), entry, "refresh")
+                if again is None:
                     unreadable.add(entry.key)
-                    log.error("refresh: the ledger's copy of %s can't be read (%s); left as it is", entry.key, exc)
                     continue
                 with _ledger_errors("claiming what is due"):
                     claimed = self._ledger.claim(entry, now_ms, now_ms + CLAIM_MS, again.updated_ms)
-                if claimed is not None:
+                if claimed is None:
+                    held_elsewhere += 1
+                else:
                     outgoing.append(replace(again, read=claimed))
             total.due += len(due)
-            total.claimed_elsewhere += len(due) - len(outgoing) - len(unreadable & {e.key for e in due})
+            total.claimed_elsewhere += held_elsewhere
             total.unreadable = len(unreadable)
             total.add(self._send(outgoing))
-            log.info(
-                "refresh: %d due, %d re-sent, %d held by another sweep",
-                len(due),
-                len(outgoing),
-                len(due) - len(outgoing),
-            )
+            log.info("refresh: %d due, %d re-sent, %d held by another sweep", len(due), len(outgoing), held_elsewhere)
+
+
+def _from_ledger(make: Callable[[], Outgoing | None], entry: LedgerEntry, action: str) -> Outgoing | None:
+    """`make()`, or None when the ledger's copy of the finding can't be read: logged, and one bad row stops nothing."""
+    try:
+        return make()
+    except msgspec.DecodeError as exc:
+        log.error("%s: the ledger's copy of %s can't be read (%s); left as it is", action, entry.key, exc)
+        return None
 
 
 def _pending(item: Outgoing, coalesced: dict[str, Pending] | None) -> Pending:
