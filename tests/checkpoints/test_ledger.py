@@ -209,3 +209,16 @@ def test_an_old_sqlite_ledger_is_refused_not_misread(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="earlier defender-hub"):
         SqliteLedger(path)
+
+
+def test_a_finding_key_too_long_for_a_dynamodb_key_is_kept_under_its_digest(ledger: Ledger) -> None:
+    key = "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default|" + "\U0001f6f0" * 510  # 2,112 bytes
+    written = entry(key, 10, check="arn|CHECK", task_ms=5)
+
+    assert ledger.write([written]) == set()
+
+    assert ledger.entries([key]) == {key: written}
+    assert ledger.archivable("arn|CHECK", 6, "", 10) == ([written], "")
+    claimed = ledger.claim(written, now_ms=1000, until_ms=2000, sending_ms=1000)
+    assert claimed is not None
+    assert ledger.write([entry(key, 11, revision=claimed.revision + 1)]) == set()

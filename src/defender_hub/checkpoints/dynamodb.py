@@ -7,6 +7,7 @@ be read that way, so what it lists is read again, consistently, before it is act
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from defender_hub.errors import ConfigError, LedgerError
 from defender_hub.lifecycle import ACTIVE, CheckCompletion, LedgerEntry
 
-__all__ = ["ACTIVE_BY_CHECK", "SCHEMA", "DynamoDbLedger", "dynamodb_client"]
+__all__ = ["ACTIVE_BY_CHECK", "MAX_KEY_BYTES", "SCHEMA", "DynamoDbLedger", "dynamodb_client", "storage_key"]
 
 ACTIVE_BY_CHECK = "active-by-check"
 """A sparse index: only ACTIVE audit findings carry its key, so an archival reads what it may archive and no more."""
@@ -25,6 +26,9 @@ SCHEMA = 2
 """The ledger's layout; a table of another (an earlier defender-hub's) is refused, not misread."""
 _SCHEMA_KEY = "ledger|schema"
 _CHECK_PREFIX = "check|"
+MAX_KEY_BYTES = 1024
+"""Longer finding keys are stored under a digest: DynamoDB refuses a partition key over 2,048 bytes, and a 512-character
+Id of four-byte characters with its ProductArn is more than that."""
 _GET_BATCH = 100  # BatchGetItem's limit
 _WRITERS = 8  # conditional writes are one item a call: a few at once
 _UNPROCESSED_ATTEMPTS = 10
@@ -39,10 +43,17 @@ def dynamodb_client() -> Any:
     return boto3.client("dynamodb", region_name=os.environ.get("AWS_REGION") or None)
 
 
+def storage_key(key: str) -> str:
+    """The table key of a finding key: itself, or a stable digest of it when it is too long for DynamoDB."""
+    if len(key.encode()) <= MAX_KEY_BYTES:
+        return key
+    return "sha256|" + hashlib.sha256(key.encode()).hexdigest()
+
+
 def _entry(item: dict[str, Any]) -> LedgerEntry:
     updated_ms = int(item["updated_ms"]["N"])
     return LedgerEntry(
-        key=item["key"]["S"],
+        key=item.get("finding_key", item["key"])["S"],
         created_at=item["created_at"]["S"],
         version_ms=int(item["version_ms"]["N"]),
         updated_ms=updated_ms,
@@ -57,8 +68,9 @@ def _entry(item: dict[str, Any]) -> LedgerEntry:
 
 
 def _item(entry: LedgerEntry) -> dict[str, Any]:
+    stored = storage_key(entry.key)
     item: dict[str, Any] = {
-        "key": {"S": entry.key},
+        "key": {"S": stored},
         "created_at": {"S": entry.created_at},
         "version_ms": {"N": str(entry.version_ms)},
         "updated_ms": {"N": str(entry.updated_ms)},
@@ -70,6 +82,8 @@ def _item(entry: LedgerEntry) -> dict[str, Any]:
         "revision": {"N": str(entry.revision)},
         "claimed_until": {"N": "0"},
     }
+    if stored != entry.key:
+        item["finding_key"] = {"S": entry.key}
     if entry.check:
         item["check"] = {"S": entry.check}
         if entry.record_state == ACTIVE:  # what an archival may take, and nothing else, is in the index
@@ -163,7 +177,7 @@ class DynamoDbLedger:
 
     def _get_many(self, keys: list[str]) -> Iterator[dict[str, Any]]:
         for start in range(0, len(keys), _GET_BATCH):
-            batch = [{"key": {"S": k}} for k in keys[start : start + _GET_BATCH]]
+            batch = [{"key": {"S": storage_key(k)}} for k in keys[start : start + _GET_BATCH]]
             wanted: dict[str, Any] = {self.table: {"Keys": batch, "ConsistentRead": True}}
             for attempt in range(_UNPROCESSED_ATTEMPTS):
                 if attempt:  # DynamoDB left some keys unprocessed: it is busy, so give it a moment
@@ -251,7 +265,7 @@ class DynamoDbLedger:
             query["ExclusiveStartKey"] = json.loads(cursor)
         answer = self.client.query(**query)
         listed = [item["key"]["S"] for item in answer["Items"]]
-        found = self.entries(listed)
+        found = {storage_key(entry.key): entry for entry in self.entries(listed).values()}
         page = [
             found[key]
             for key in listed
@@ -284,7 +298,7 @@ class DynamoDbLedger:
         try:
             self.client.update_item(
                 TableName=self.table,
-                Key={"key": {"S": entry.key}},
+                Key={"key": {"S": storage_key(entry.key)}},
                 UpdateExpression="SET claimed_until = :until, sent_ms = :sent, revision = :claimed",
                 ConditionExpression="revision = :read AND claimed_until <= :now",
                 ExpressionAttributeValues={
