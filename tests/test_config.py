@@ -76,3 +76,8 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
 def test_bad_flags_are_refused() -> None:
     with pytest.raises(ConfigError, match="12 digits"):
         load_mapping_options(account_id="abc")
+
+
+def test_a_configured_region_without_security_hub_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'eu-wset-1' has no Security Hub endpoint"):
+        load_mapping_options(region="eu-wset-1")

@@ -10,7 +10,7 @@ from typing import Any
 
 from defender_hub.codecs.asff_rules import ACCOUNT_ID, PARTITIONS, SEVERITY_LABELS, Limits
 from defender_hub.errors import ConfigError
-from defender_hub.mapping.aws import REGION
+from defender_hub.mapping.aws import REGION, region_problem
 from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SEVERITY, MappingOptions
 
 __all__ = ["DEFAULT_DEAD_LETTERS", "RUN_SETTINGS", "load_mapping_options", "load_run_settings"]
@@ -99,6 +99,8 @@ def load_mapping_options(
         raise ConfigError(f"region {region!r} is not an AWS Region name such as us-east-1")
     if partition is not None and partition not in PARTITIONS:
         raise ConfigError(f"partition {partition!r} is not one of {', '.join(PARTITIONS)}")
+    if region is not None and (problem := region_problem(region, partition)) is not None:
+        raise ConfigError(problem)
     company = _string(settings.get("company_name", DEFAULT_COMPANY_NAME), f"{where}: company_name")
     if len(company) > Limits.NAME:
         raise ConfigError(f"{where}: company_name is longer than {Limits.NAME} characters")

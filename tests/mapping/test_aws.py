@@ -18,9 +18,9 @@ def test_the_partition_follows_the_region(region: str, partition: str) -> None:
 
 
 def test_a_configured_partition_wins() -> None:
-    origin = resolve_origin("123456789012", "us-east-1", MappingOptions(partition="aws-us-gov"))
+    origin = resolve_origin("123456789012", "us-iso-east-1", MappingOptions(partition="aws-iso"))
 
-    assert origin.partition == "aws-us-gov"
+    assert origin.partition == "aws-iso"  # the Region's name alone would say aws, which has no us-iso-east-1
 
 
 def test_the_product_arn_is_the_accounts_default_product() -> None:

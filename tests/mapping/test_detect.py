@@ -221,3 +221,17 @@ def test_names_from_the_stream_are_cleaned_bounded_and_url_quoted(convert: Conve
 def test_a_name_of_control_characters_only_is_refused(convert: Convert, field: str) -> None:
     with pytest.raises(EventMappingError, match=f"{field} has no printable characters"):
         convert(violation(**{field: "\x00\x07"}))
+
+
+@pytest.mark.parametrize(
+    ("region", "partition", "problem"),
+    [
+        ("us-esat-1", None, "'us-esat-1' has no Security Hub endpoint in partition aws: a typo?"),
+        ("us-east-1", "aws-cn", "'us-east-1' has no Security Hub endpoint in partition aws-cn"),
+    ],
+)
+def test_a_region_without_security_hub_is_refused_at_mapping(
+    convert: Convert, region: str, partition: str | None, problem: str
+) -> None:
+    with pytest.raises(EventMappingError, match=problem):
+        convert(violation(region=region), partition=partition)

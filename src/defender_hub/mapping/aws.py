@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from importlib import resources
 from typing import NamedTuple
 from urllib.parse import quote
+
+import msgspec
 
 from defender_hub.codecs.asff_rules import ACCOUNT_ID
 from defender_hub.errors import EventMappingError
@@ -19,7 +22,9 @@ __all__ = [
     "iot_arn",
     "partition_of",
     "product_arn",
+    "region_problem",
     "resolve_origin",
+    "securityhub_regions",
     "url_part",
 ]
 
@@ -49,12 +54,38 @@ def partition_of(region: str) -> str:
     return "aws"
 
 
+@lru_cache(maxsize=1)
+def _securityhub_endpoints() -> dict[str, frozenset[str]]:
+    data = (resources.files("botocore") / "data" / "endpoints.json").read_bytes()
+    partitions = msgspec.json.decode(data)["partitions"]
+    return {
+        partition["partition"]: frozenset(partition["services"].get("securityhub", {}).get("endpoints", {}))
+        for partition in partitions
+    }
+
+
+def securityhub_regions(partition: str) -> frozenset[str]:
+    """The Regions of `partition` where Security Hub has an endpoint, as botocore's endpoint data lists them."""
+    return _securityhub_endpoints().get(partition, frozenset())
+
+
+def region_problem(region: str, partition: str | None = None) -> str | None:
+    """Why findings can't be imported in `region` (of `partition`, else the Region's own); None when they can."""
+    if not REGION.fullmatch(region):
+        return f"region {region[:40]!r} is not an AWS Region name"
+    partition = partition or partition_of(region)
+    if region not in securityhub_regions(partition):
+        return f"region {region!r} has no Security Hub endpoint in partition {partition}: a typo?"
+    return None
+
+
 @lru_cache(maxsize=256)
 def _checked_origin(account_id: str, region: str, partition: str | None) -> Origin:
     if not ACCOUNT_ID.fullmatch(account_id):
         raise EventMappingError(f"account id {account_id[:40]!r} is not 12 digits")
-    if not REGION.fullmatch(region):
-        raise EventMappingError(f"region {region[:40]!r} is not an AWS Region name")
+    problem = region_problem(region, partition)
+    if problem is not None:  # a finding there could never be delivered: refused here, never sent
+        raise EventMappingError(problem)
     return Origin(account_id, region, partition or partition_of(region))
 
 
