@@ -27,6 +27,7 @@ RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
         "initial_position": str,
         "timestamp": str,
         "dead_letter": str,
+        "dead_letter_overflow": str,
         "retrieval_mode": str,
         "max_records": int,
         "ledger": str,

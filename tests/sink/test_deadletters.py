@@ -7,10 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from botocore.config import Config
 
 from defender_hub.errors import DeadLetterError
+from defender_hub.local.aws import LocalAws
 from defender_hub.sink import DeadLetter, JsonlDeadLetters, Pending, RecordOrigin, SqsDeadLetters, open_dead_letters
-from defender_hub.sink.deadletters import SQS_MESSAGE_BYTES
+from defender_hub.sink.deadletters import S3Overflow
+from tests.helpers import local_client
 
 ORIGIN = RecordOrigin(shard_id="shardId-000000000001", sequence_number="4959", sub_sequence_number=2)
 
@@ -52,11 +55,44 @@ def test_each_line_is_one_letter(tmp_path: Path) -> None:
     assert [json.loads(line)["reason"] for line in store.path.read_text().splitlines()] == ["r"] * 3
 
 
-def test_a_letter_too_large_for_sqs_is_refused_before_sending() -> None:
-    store = SqsDeadLetters("http://127.0.0.1:1/000000000000/q", client=None)
+def test_letters_too_large_for_a_batch_or_the_queue_are_kept_and_come_back(tmp_path: Path) -> None:
+    with LocalAws() as aws:
+        sqs = local_client("sqs", aws.endpoint_url)
+        s3 = local_client("s3", aws.endpoint_url, config=Config(s3={"addressing_style": "path"}))
+        queue = sqs.create_queue(QueueName="dead-letters", Attributes={"MaximumMessageSize": "262144"})["QueueUrl"]
+        s3.create_bucket(Bucket="defender-hub-overflow")
+        store = SqsDeadLetters(queue, sqs, S3Overflow("s3://defender-hub-overflow/letters", s3))
+        # Ten 150 KiB records (200 KiB as base64: two can't share a batch) and one of 600 KiB (too large for the queue)
+        records = [bytes([65 + n]) * 150 * 1024 for n in range(10)] + [b"Z" * 600 * 1024]
+        store.put(
+            [DeadLetter.for_record(data, "poison", RecordOrigin("shard-1", str(n))) for n, data in enumerate(records)]
+        )
+        assert next(o["Key"] for o in s3.list_objects_v2(Bucket="defender-hub-overflow")["Contents"]).startswith(
+            "letters/"
+        )
 
-    with pytest.raises(DeadLetterError, match="over SQS"):
-        store.put([DeadLetter.for_record(b"x" * SQS_MESSAGE_BYTES, "too big", None)])
+        drained: list[bytes | None] = []
+        for letters, forget in store.drain():
+            drained += [letter.record_bytes() for letter in letters]
+            forget()
+
+        assert sorted(drained, key=lambda data: data or b"") == sorted(records)
+        assert s3.list_objects_v2(Bucket="defender-hub-overflow").get("KeyCount") == 0
+        assert (
+            sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+                "ApproximateNumberOfMessages"
+            ]
+            == "0"
+        )
+
+
+def test_a_letter_too_large_for_the_queue_without_an_overflow_says_what_to_configure() -> None:
+    with LocalAws() as aws:
+        sqs = local_client("sqs", aws.endpoint_url)
+        queue = sqs.create_queue(QueueName="small", Attributes={"MaximumMessageSize": "1024"})["QueueUrl"]
+
+        with pytest.raises(DeadLetterError, match="--dead-letter-overflow"):
+            SqsDeadLetters(queue, sqs).put([DeadLetter.for_record(b"x" * 2048, "too big", None)])
 
 
 def test_the_destination_is_told_by_its_form(tmp_path: Path) -> None:

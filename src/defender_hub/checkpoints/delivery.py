@@ -283,6 +283,8 @@ class DeliverySettings:
     max_clock_skew_minutes: float = MAX_CLOCK_SKEW_MINUTES
     clients: Clients | None = None
     """Security Hub clients by Region; None: boto3's, from the environment."""
+    dead_letter_overflow: str | None = None
+    """`s3://bucket/prefix` for letters too large for an SQS dead-letter queue."""
 
 
 @dataclass
@@ -306,7 +308,7 @@ def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Cloc
 
     Raises ConfigError when the dead letters, the ledger or the credentials can't be had.
     """
-    dead_letters = open_dead_letters(settings.dead_letter)
+    dead_letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
     clients = settings.clients or securityhub_clients()
     hub = SecurityHubSink(clients, dead_letters, account_id=settings.account_id, stop=stop)
     if settings.ledger is None:

@@ -59,6 +59,12 @@ def delivery_flags(parser: argparse.ArgumentParser, *, ledger_default: str | Non
         help=f"where rejected findings go: a JSON-lines file or an SQS queue URL (default: {DEFAULT_DEAD_LETTERS})",
     )
     parser.add_argument(
+        "--dead-letter-overflow",
+        default=env("DEAD_LETTER_OVERFLOW"),
+        metavar="S3_URI",
+        help="s3://BUCKET/PREFIX for dead letters too large for the SQS queue (a pointer goes in the queue)",
+    )
+    parser.add_argument(
         "--ledger",
         default=None if ledger_default is None else env("LEDGER") or ledger_default,  # import: only when asked
         metavar="URL",
@@ -79,7 +85,13 @@ def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
     """The delivery settings of the flags `delivery_flags` added."""
     from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415 - boto3 for AWS commands only
 
-    return DeliverySettings(args.dead_letter, args.ledger, args.account_id, args.max_clock_skew)
+    return DeliverySettings(
+        args.dead_letter,
+        args.ledger,
+        args.account_id,
+        args.max_clock_skew,
+        dead_letter_overflow=args.dead_letter_overflow,
+    )
 
 
 def stop_on_signals() -> threading.Event:

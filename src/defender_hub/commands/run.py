@@ -43,6 +43,9 @@ def add(commands: Any) -> None:
     running.add_argument("--max-records", type=int, help="records a GetRecords call (1..10000, default 1000)")
     running.add_argument("--dead-letter", metavar="PATH|SQS_URL")
     running.add_argument(
+        "--dead-letter-overflow", metavar="S3_URI", help="s3://BUCKET/PREFIX for letters too large for the SQS queue"
+    )
+    running.add_argument(
         "--ledger",
         metavar="URL",
         help="sqlite:///PATH (one machine; the default) or dynamodb://TABLE (several workers)",
@@ -117,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     environment = {
         "DEFENDER_HUB_LEDGER": ledger_url,
         "DEFENDER_HUB_MAX_CLOCK_SKEW": str(args.max_clock_skew),
+        **({"DEFENDER_HUB_DEAD_LETTER_OVERFLOW": args.dead_letter_overflow} if args.dead_letter_overflow else {}),
         "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
         if "://" not in args.dead_letter
         else args.dead_letter,
@@ -140,7 +144,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.refresh_hours > 0:
         _log_to_stderr(logging.getLogger("defender_hub"))  # the sweeps' own lines, not botocore's
         sweep = DeliverySettings(
-            environment["DEFENDER_HUB_DEAD_LETTER"], ledger_url, args.account_id, args.max_clock_skew
+            environment["DEFENDER_HUB_DEAD_LETTER"],
+            ledger_url,
+            args.account_id,
+            args.max_clock_skew,
+            dead_letter_overflow=args.dead_letter_overflow,
         )
         sweeps = start_periodic_refresh(sweep, args.refresh_hours * 3600)
     try:

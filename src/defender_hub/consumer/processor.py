@@ -125,6 +125,7 @@ def main() -> None:
         ledger=env.get("DEFENDER_HUB_LEDGER", DEFAULT_LEDGER),
         account_id=options.account_id,
         max_clock_skew_minutes=int(env.get("DEFENDER_HUB_MAX_CLOCK_SKEW", MAX_CLOCK_SKEW_MINUTES)),
+        dead_letter_overflow=env.get("DEFENDER_HUB_DEAD_LETTER_OVERFLOW") or None,
     )
     delivery = open_delivery(settings, stop)
     kcl.KCLProcess(FindingsProcessor(EventConverter(options), delivery.sink, delivery.dead_letters)).run()

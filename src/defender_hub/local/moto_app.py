@@ -1,4 +1,4 @@
-"""moto's Kinesis, DynamoDB and SQS as one app for hypercorn: HTTP/1.1 for boto3, cleartext HTTP/2 for the KCL.
+"""moto's Kinesis, DynamoDB, SQS and S3 as one app for hypercorn: HTTP/1.1 for boto3, cleartext HTTP/2 for the KCL.
 
 The KCL builds its Kinesis client for HTTP/2, which moto's own server (HTTP/1.1 only) can't answer. moto's Kinesis is
 mended first so that a split or merged shard ends as it does in Kinesis (see moto_kinesis).
@@ -10,9 +10,14 @@ therefore handled one at a time.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+# Buckets by path (http://127.0.0.1:port/bucket/key): an IP address has no bucket subdomains. Read as moto loads.
+os.environ.setdefault("S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -27,7 +32,8 @@ _dynamodb = threading.Lock()
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """moto, with DynamoDB's requests one at a time, so its conditional writes are atomic as DynamoDB's are."""
-    if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-        with _dynamodb:
-            return list(_moto(environ, start_response))
-    return _moto(environ, start_response)  # type: ignore[no-any-return]
+    dynamodb = environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
+    with _dynamodb if dynamodb else contextlib.nullcontext():
+        body = list(_moto(environ, start_response))
+    # hypercorn sends the status and headers with the first chunk: an empty body (S3's 204s) would send none.
+    return body or [b""]

@@ -13,24 +13,26 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 import msgspec
 
-from defender_hub.errors import DeadLetterError
+from defender_hub.errors import ConfigError, DeadLetterError
 from defender_hub.sink.batching import Pending, RecordOrigin
 from defender_hub.timestamps import format_iso
 
-__all__ = ["DeadLetter", "DeadLetters", "JsonlDeadLetters", "SqsDeadLetters", "open_dead_letters"]
+__all__ = ["DeadLetter", "DeadLetters", "JsonlDeadLetters", "S3Overflow", "SqsDeadLetters", "open_dead_letters"]
 
 log = logging.getLogger(__name__)
 
 MAX_REASON = 2048
 """Reasons are cut to this many characters: Security Hub's messages can be long."""
-SQS_MESSAGE_BYTES = 262_144
-"""SQS' message size limit; a letter larger than this can't go to an SQS destination."""
+SQS_BATCH_BYTES = 1_048_576
+"""SQS' limit on a message, and on the total of a SendMessageBatch; a queue may set a lower MaximumMessageSize."""
+SQS_BATCH_MESSAGES = 10
 
 
 class DeadLetter(msgspec.Struct, omit_defaults=True):
@@ -44,6 +46,8 @@ class DeadLetter(msgspec.Struct, omit_defaults=True):
     at: str = ""
     version_ms: int | None = None
     """For a finding, the time of its news when its UpdatedAt was moved past earlier sends."""
+    overflow: str | None = None
+    """In a queue, for a letter too large for it: where the letter itself is (s3://…)."""
 
     @classmethod
     def for_finding(cls, item: Pending, reason: str, error_code: str | None) -> list[DeadLetter]:
@@ -170,32 +174,100 @@ def _ends_a_line(file: BinaryIO) -> bool:
     return file.read(1) == b"\n"
 
 
-class SqsDeadLetters:
-    """Dead letters in an SQS queue, one message each."""
+class S3Overflow:
+    """Where a letter too large for its queue goes (`s3://bucket/prefix`): the queue gets a pointer to it, as SQS's
+    extended clients do."""
 
-    def __init__(self, queue_url: str, client: Any) -> None:
+    def __init__(self, uri: str, client: Any) -> None:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not uri.startswith("s3://") or not bucket:
+            raise ConfigError(f"dead-letter overflow: expected s3://BUCKET[/PREFIX], got {uri[:200]!r}")
+        self.bucket, self.prefix, self._client = bucket, prefix.rstrip("/") + "/" if prefix else "", client
+
+    def put(self, body: bytes) -> str:
+        """Stores `body`; returns its s3:// URI."""
+        key = f"{self.prefix}{uuid.uuid4().hex}.json"
+        self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+        return f"s3://{self.bucket}/{key}"
+
+    def get(self, uri: str) -> bytes:
+        """The body stored at `uri`."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        body: bytes = self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    def delete(self, uri: str) -> None:
+        """Forgets the body at `uri`."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        self._client.delete_object(Bucket=bucket, Key=key)
+
+
+class SqsDeadLetters:
+    """Dead letters in an SQS queue, one message each; one larger than the queue takes goes to S3, with a pointer."""
+
+    def __init__(self, queue_url: str, client: Any, overflow: S3Overflow | None = None) -> None:
         self.queue_url = queue_url
         self._client = client
+        self._overflow = overflow
+        self._message_bytes: int | None = None
         self.unreadable = 0
         """Messages a drain could not read: left in the queue, not sent."""
 
-    def put(self, letters: Sequence[DeadLetter]) -> None:
-        """Sends `letters`, ten a request; returns once SQS has every one of them."""
-        bodies = [_encoder.encode(letter).decode() for letter in letters]
-        too_big = [len(body.encode()) for body in bodies if len(body.encode()) > SQS_MESSAGE_BYTES]
-        if too_big:
-            raise DeadLetterError(f"a dead letter of {too_big[0]} bytes is over SQS' {SQS_MESSAGE_BYTES}-byte limit")
-        for start in range(0, len(bodies), 10):
-            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies[start : start + 10])]
+    def _limit(self) -> int:
+        """The queue's MaximumMessageSize, read once: batches are sized by it, and a larger letter overflows."""
+        if self._message_bytes is None:
             try:
-                answer = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            except Exception as exc:  # botocore's errors, network errors: all mean the letters are not kept
+                attributes = self._client.get_queue_attributes(
+                    QueueUrl=self.queue_url, AttributeNames=["MaximumMessageSize"]
+                )["Attributes"]
+            except Exception as exc:
                 raise DeadLetterError(f"dead letters to {self.queue_url}: {exc}") from exc
-            if answer.get("Failed"):
-                raise DeadLetterError(f"dead letters to {self.queue_url}: {answer['Failed'][0].get('Message')}")
+            self._message_bytes = min(int(attributes["MaximumMessageSize"]), SQS_BATCH_BYTES)
+        return self._message_bytes
+
+    def _body(self, letter: DeadLetter) -> str:
+        """The message for `letter`: itself, or a pointer to it in S3 when the queue can't take it."""
+        body = _encoder.encode(letter)
+        if len(body) <= self._limit():
+            return body.decode()
+        if self._overflow is None:
+            raise DeadLetterError(
+                f"a dead letter of {len(body)} bytes is over the {self._limit()}-byte limit of {self.queue_url}: "
+                "give --dead-letter-overflow s3://BUCKET/PREFIX for such letters"
+            )
+        try:
+            uri = self._overflow.put(body)
+        except Exception as exc:
+            raise DeadLetterError(f"dead letters to {self._overflow.bucket}: {exc}") from exc
+        pointer = DeadLetter(letter.reason, letter.error_code, origin=letter.origin, at=letter.at, overflow=uri)
+        return _encoder.encode(pointer).decode()
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Sends `letters`, in batches of at most ten and the queue's size; returns once SQS has every one."""
+        limit = self._limit()
+        batch: list[str] = []
+        size = 0
+        for body in (self._body(letter) for letter in letters):
+            if batch and (len(batch) == SQS_BATCH_MESSAGES or size + len(body.encode()) > limit):
+                self._send(batch)
+                batch, size = [], 0
+            batch.append(body)
+            size += len(body.encode())
+        if batch:
+            self._send(batch)
+
+    def _send(self, bodies: list[str]) -> None:
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+        try:
+            answer = self._client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except Exception as exc:  # botocore's errors, network errors: all mean the letters are not kept
+            raise DeadLetterError(f"dead letters to {self.queue_url}: {exc}") from exc
+        if answer.get("Failed"):
+            raise DeadLetterError(f"dead letters to {self.queue_url}: {answer['Failed'][0].get('Message')}")
 
     def drain(self) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
-        """Yields the queue's letters ten at a time; each group is deleted only after it was re-driven."""
+        """Yields the queue's letters ten at a time, pointers followed; each group (and what it points to in S3) is
+        deleted only after it was re-driven."""
         while True:
             answer = self._client.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=300
@@ -205,20 +277,37 @@ class SqsDeadLetters:
                 return
             letters: list[DeadLetter] = []
             read: list[dict[str, Any]] = []
+            pointers: list[str] = []
             for message in messages:
                 try:
-                    letters.append(_decoder.decode(message["Body"]))
-                    read.append(message)
-                except msgspec.DecodeError:  # not ours, or mangled: left in the queue for a person to look at
+                    letter = _decoder.decode(message["Body"])
+                    if letter.overflow is not None:
+                        pointers.append(letter.overflow)
+                        letter = _decoder.decode(self._followed(letter.overflow))
+                except (msgspec.DecodeError, DeadLetterError) as exc:  # left in the queue for a person to look at
                     self.unreadable += 1
-                    log.warning("an unreadable dead letter stays in %s: %s", self.queue_url, message["MessageId"])
+                    log.warning("a dead letter stays in %s: %s (%s)", self.queue_url, message["MessageId"], exc)
+                    continue
+                letters.append(letter)
+                read.append(message)
             handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(read)]
 
-            def forget(handles: list[dict[str, str]] = handles) -> None:
+            def forget(handles: list[dict[str, str]] = handles, pointers: list[str] = pointers) -> None:
                 if handles:
                     self._client.delete_message_batch(QueueUrl=self.queue_url, Entries=handles)
+                for uri in pointers:
+                    if self._overflow is not None:
+                        self._overflow.delete(uri)
 
             yield letters, forget
+
+    def _followed(self, uri: str) -> bytes:
+        if self._overflow is None:
+            raise DeadLetterError(f"a dead letter points to {uri}: give --dead-letter-overflow to read it")
+        try:
+            return self._overflow.get(uri)
+        except Exception as exc:
+            raise DeadLetterError(f"{uri}: {exc}") from exc
 
 
 def sqs_client_for(queue_url: str) -> Any:
@@ -229,11 +318,27 @@ def sqs_client_for(queue_url: str) -> Any:
     return boto3.client("sqs", region_name=os.environ.get("AWS_REGION") or (named.group(1) if named else None))
 
 
-def open_dead_letters(spec: str, sqs_client: Callable[[str], Any] = sqs_client_for) -> DeadLetters:
+def s3_client() -> Any:
+    """An S3 client for the overflow bucket, in AWS_REGION, at AWS_ENDPOINT_URL_S3 when that is set."""
+    import boto3  # noqa: PLC0415 - only an S3 overflow needs it
+    from botocore.config import Config  # noqa: PLC0415
+
+    # Path-style addressing: a local endpoint (an IP address) has no bucket subdomains.
+    return boto3.client(
+        "s3", region_name=os.environ.get("AWS_REGION") or None, config=Config(s3={"addressing_style": "path"})
+    )
+
+
+def open_dead_letters(
+    spec: str,
+    sqs_client: Callable[[str], Any] = sqs_client_for,
+    overflow: str | None = None,
+) -> DeadLetters:
     """Returns the destination `spec` names: an SQS queue URL (http or https), or else a file path.
 
-    `sqs_client` makes the SQS client for a queue URL.
+    `sqs_client` makes the SQS client for a queue URL; `overflow` (`s3://bucket/prefix`) takes the letters an SQS queue
+    can't.
     """
     if spec.startswith(("https://", "http://")):
-        return SqsDeadLetters(spec, sqs_client(spec))
+        return SqsDeadLetters(spec, sqs_client(spec), S3Overflow(overflow, s3_client()) if overflow else None)
     return JsonlDeadLetters(Path(spec))
