@@ -182,3 +182,18 @@ def test_missing_credentials_are_a_clear_error_not_a_retry(tmp_path: Path) -> No
 
     assert done.returncode == 2
     assert b"configuration error: no AWS credentials" in done.stderr
+
+
+def test_import_with_a_ledger_sends_only_what_changes_security_hub(
+    hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path
+) -> None:
+    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
+    env = aws_env(securityhub=hub.endpoint_url)
+    stdin = lines(template, "l", 5)
+
+    first = defender_hub("import", "--dead-letter", str(tmp_path / "dl"), "--ledger", ledger, stdin=stdin, env=env)
+    again = defender_hub("import", "--dead-letter", str(tmp_path / "dl"), "--ledger", ledger, stdin=stdin, env=env)
+
+    assert b"accepted 5, " in first.stderr, first.stderr.decode()
+    assert b"accepted 0, " in again.stderr, again.stderr.decode()  # the ledger knows Security Hub has them
+    assert len(hub.requests("BatchImportFindings")) == 1
