@@ -320,11 +320,7 @@ def _entry_facts(entry: LedgerEntry) -> Facts:
 
 def refreshed(entry: LedgerEntry, now_ms: int) -> Outgoing:
     """The finding of `entry` again, updated now and of the same version, so Security Hub keeps it another 90 days."""
-    return _resent(entry, max(now_ms, _past(entry)))
-
-
-def _resent(entry: LedgerEntry, updated_ms: int) -> Outgoing:
-    return _outgoing(_decode(entry.finding), _entry_facts(entry), entry, updated_ms)
+    return _outgoing(_decode(entry.finding), _entry_facts(entry), entry, max(now_ms, _past(entry)))
 
 
 def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
