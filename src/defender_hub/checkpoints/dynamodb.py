@@ -129,8 +129,10 @@ class DynamoDbLedger:
         """Refuses a table of another layout; marks an empty one as this layout's."""
         key = {"key": {"S": _SCHEMA_KEY}}
         marker = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
-        if marker is None and self.client.scan(TableName=self.table, Limit=1, ConsistentRead=True)["Items"]:
-            raise ConfigError(f"the ledger table {self.table} is of an earlier defender-hub: use a new table")
+        if marker is None:
+            sample = self.client.scan(TableName=self.table, Limit=1, ConsistentRead=True)["Items"]
+            if sample and not {"revision", "archived", "schema"} & sample[0].keys():  # not written by this layout
+                raise ConfigError(f"the ledger table {self.table} is of an earlier defender-hub: use a new table")
         if marker is not None and int(marker["schema"]["N"]) != SCHEMA:
             raise ConfigError(f"the ledger table {self.table} has layout {marker['schema']['N']}, not {SCHEMA}")
         if marker is None:
