@@ -222,3 +222,11 @@ def test_a_finding_key_too_long_for_a_dynamodb_key_is_kept_under_its_digest(ledg
     claimed = ledger.claim(written, now_ms=1000, until_ms=2000, sending_ms=1000)
     assert claimed is not None
     assert ledger.write([entry(key, 11, revision=claimed.revision + 1)]) == set()
+
+
+def test_a_table_another_worker_is_starting_on_is_not_taken_for_an_earlier_layout(local_dynamodb: Any) -> None:
+    table = f"ledger-{uuid.uuid4().hex[:8]}"
+    DynamoDbLedger(table, local_dynamodb).write([entry("arn|a", 1)])
+    local_dynamodb.delete_item(TableName=table, Key={"key": {"S": "ledger|schema"}})  # as if not marked yet
+
+    DynamoDbLedger(table, local_dynamodb)  # its first item is an entry of this layout: no error
