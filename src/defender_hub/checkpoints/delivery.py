@@ -119,7 +119,7 @@ class LedgeredSink:
         with _ledger_errors("recording completed checks"):
             self._ledger.record_completions(decided.completions)  # owed from now on, before anything is sent
         report = DeliveryReport()
-        report.add(self._send(decided.send, {finding_key(item.doc): item for item in pending}))
+        report.add(self._send(decided.send, dict(zip(keys, pending, strict=True))))
         owed = latest_per_check([*(c for c in completions.values() if not c.archived), *decided.completions])
         for completion in owed.values():
             self._archive(completion, set(keys), report)
@@ -172,8 +172,7 @@ class LedgeredSink:
                 if entry.key not in reported
                 and (archived := _from_ledger(functools.partial(archived_by, completion, entry), entry, "archival"))
             ]
-            sent = self._send(archivals)
-            report.add(sent)
+            report.add(self._send(archivals))
             report.archived += len(archivals)
             if not cursor:
                 break
@@ -292,10 +291,15 @@ class Delivery:
     """The pipeline's output end, built in one place: the sink every entry point sends through, and its dead
     letters."""
 
-    sink: Sink
+    hub: SecurityHubSink
     dead_letters: DeadLetters
     ledgered: LedgeredSink | None
     """The sink behind the ledger, when there is a ledger (sweeps need it)."""
+
+    @property
+    def sink(self) -> Sink:
+        """What to deliver to: the ledgered sink when there is a ledger, else Security Hub itself."""
+        return self.ledgered if self.ledgered is not None else self.hub
 
     def close(self) -> None:
         """Closes the ledger, if any."""
@@ -316,4 +320,4 @@ def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Cloc
     ledgered = LedgeredSink(
         hub, open_ledger(settings.ledger), clock=clock, max_clock_skew_minutes=settings.max_clock_skew_minutes
     )
-    return Delivery(ledgered, dead_letters, ledgered)
+    return Delivery(hub, dead_letters, ledgered)
