@@ -46,6 +46,8 @@ class LocalStack:
             "AWS_ENDPOINT_URL_KINESIS": self.aws.endpoint_url,
             "AWS_ENDPOINT_URL_DYNAMODB": self.aws.endpoint_url,
             "AWS_ENDPOINT_URL_SQS": self.aws.endpoint_url,
+            "AWS_ENDPOINT_URL_S3": self.aws.endpoint_url,
+            "AWS_ENDPOINT_URL_STS": self.aws.endpoint_url,
             "AWS_ENDPOINT_URL_SECURITYHUB": self.hub.endpoint_url,
         }
 
@@ -64,7 +66,7 @@ class LocalStack:
 @contextmanager
 def local_stack(aws_port: int = 0, hub_port: int = 0) -> Iterator[LocalStack]:
     """Runs the local stack on 127.0.0.1 for the duration of the block."""
-    with LocalAws(aws_port) as aws, LocalSecurityHub(port=hub_port) as hub:
+    with LocalAws(aws_port) as aws, LocalSecurityHub(port=hub_port, sts_endpoint=aws.endpoint_url) as hub:
         yield LocalStack(aws, hub)
 
 

@@ -11,10 +11,12 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
+from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub, TokenBucket
 from tests.helpers import Convert, local_client
 
@@ -75,7 +77,7 @@ def test_invalid_findings_fail_alone_with_the_reason(hub: LocalSecurityHub, find
         variant(finding, 1),
         variant(finding, 2, Title="x" * 257),
         variant(finding, 3, Types=["Software and Configuration Check/Vulnerabilities"]),
-        variant(finding, 4, AwsAccountId="999999999999"),
+        variant(finding, 4, Severity={"Label": "SEVERE"}),
         variant(finding, 5, ProductArn="arn:aws:securityhub:us-east-1::product/aws/guardduty"),
     ]
 
@@ -84,7 +86,7 @@ def test_invalid_findings_fail_alone_with_the_reason(hub: LocalSecurityHub, find
     assert answer["SuccessCount"] == 1
     failed = {f["Id"][-1]: (f["ErrorCode"], f["ErrorMessage"]) for f in answer["FailedFindings"]}
     assert failed["2"][0] == failed["3"][0] == failed["4"][0] == "InvalidInput"
-    assert "Title" in failed["2"][1] and "Types" in failed["3"][1] and "calling account" in failed["4"][1]
+    assert "Title" in failed["2"][1] and "Types" in failed["3"][1] and "Severity" in failed["4"][1]
     assert failed["5"][0] == "InvalidAccess"
     assert [f["Id"] for f in hub.findings()] == [findings[0]["Id"]]
 
@@ -260,3 +262,79 @@ def test_the_command_line_serves_it_with_the_control_api(finding: dict[str, Any]
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_a_finding_of_another_account_refuses_the_whole_request(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:
+    other = "999999999999"
+    theirs = variant(
+        finding, 2, AwsAccountId=other, ProductArn=f"arn:aws:securityhub:us-east-1:{other}:product/{other}/default"
+    )
+
+    with pytest.raises(ClientError) as raised:
+        client(hub).batch_import_findings(Findings=[variant(finding, 1), theirs])
+
+    assert raised.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "securityhub:BatchImportFindings" in raised.value.response["Error"]["Message"]
+    assert hub.findings() == []
+
+
+def test_an_account_and_region_not_enabled_are_refused_with_401_until_enabled(
+    hub: LocalSecurityHub, finding: dict[str, Any]
+) -> None:
+    control = f"{hub.endpoint_url}/_local/disable"
+    request = urllib.request.Request(control, json.dumps({"Account": ACCOUNT, "Region": "us-east-1"}).encode())
+    urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - loopback
+
+    with pytest.raises(ClientError) as raised:
+        client(hub).batch_import_findings(Findings=[finding])
+    assert raised.value.response["Error"]["Code"] == "InvalidAccessException"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 401
+
+    hub.enable(ACCOUNT, "us-east-1")
+    assert client(hub).batch_import_findings(Findings=[finding])["SuccessCount"] == 1
+
+
+def test_role_credentials_from_the_local_sts_import_as_the_roles_account(finding: dict[str, Any]) -> None:
+    other = "210987654321"
+    with LocalAws() as aws, LocalSecurityHub(sts_endpoint=aws.endpoint_url) as hub:
+        sts = local_client("sts", aws.endpoint_url)
+        role = sts.assume_role(RoleArn=f"arn:aws:iam::{other}:role/defender-hub-import", RoleSessionName="test")
+        keys = role["Credentials"]
+        as_other = boto3.client(
+            "securityhub",
+            endpoint_url=hub.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=keys["AccessKeyId"],
+            aws_secret_access_key=keys["SecretAccessKey"],
+            aws_session_token=keys["SessionToken"],
+        )
+        theirs = finding | {
+            "AwsAccountId": other,
+            "ProductArn": f"arn:aws:securityhub:us-east-1:{other}:product/{other}/default",
+        }
+
+        assert as_other.batch_import_findings(Findings=[theirs])["SuccessCount"] == 1
+        with pytest.raises(ClientError) as raised:  # the default credentials are the default account's
+            client(hub).batch_import_findings(Findings=[theirs])
+
+    assert raised.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert [(r.caller, r.accepted) for r in hub.requests("BatchImportFindings")] == [(other, 1), (ACCOUNT, 0)]
+
+
+def test_each_account_has_its_own_quota(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:
+    other = "999999999999"
+    theirs = finding | {
+        "AwsAccountId": other,
+        "ProductArn": f"arn:aws:securityhub:us-east-1:{other}:product/{other}/default",
+    }
+    taken = 0
+    for _ in range(30):  # the default account's whole burst
+        hub.batch_import(json.dumps({"Findings": [finding]}).encode(), "us-east-1", ACCOUNT)
+        taken += 1
+
+    answer = hub.batch_import(json.dumps({"Findings": [theirs]}).encode(), "us-east-1", other)
+
+    assert taken == 30 and answer["SuccessCount"] == 1
+    with pytest.raises(Exception, match="Rate exceeded"):
+        hub.batch_import(json.dumps({"Findings": [finding]}).encode(), "us-east-1", ACCOUNT)

@@ -37,13 +37,16 @@ def add(commands: Any) -> None:
         description=(
             "Serves BatchImportFindings and GetFindings on 127.0.0.1 with Security Hub's limits, validation, update "
             "rules and throttling, plus /_local/findings, /_local/requests, /_local/outage, /_local/throttle, "
-            "/_local/fail and /_local/reset for inspection and faults. Prints its endpoint URL, then serves until "
+            "/_local/fail, /_local/disable, /_local/enable and /_local/reset for inspection and faults. Prints its endpoint URL, then serves until "
             "SIGINT or SIGTERM."
         ),
     )
     local_hub.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     local_hub.add_argument("--account-id", default="123456789012", help="the account callers import as")
     local_hub.add_argument("--region", default="us-east-1")
+    local_hub.add_argument(
+        "--sts-endpoint", help="the local STS (moto) that says which account a caller's access key belongs to"
+    )
     local_hub.add_argument("--rate", type=float, default=10.0, help="BatchImportFindings requests a second")
     local_hub.add_argument("--burst", type=int, default=30, help="BatchImportFindings burst")
     demo.set_defaults(handler=_demo)
@@ -65,7 +68,12 @@ def _local(args: argparse.Namespace) -> int:
 
 def _local_securityhub(args: argparse.Namespace) -> int:
     hub = LocalSecurityHub(
-        port=args.port, account_id=args.account_id, region=args.region, rate=args.rate, burst=args.burst
+        port=args.port,
+        account_id=args.account_id,
+        region=args.region,
+        rate=args.rate,
+        burst=args.burst,
+        sts_endpoint=args.sts_endpoint,
     )
     stop = stop_on_signals()
     with hub:

@@ -3,16 +3,19 @@
 moto's Security Hub takes 101 findings a call, never throttles, accepts any Types and any length, lets an older
 UpdatedAt overwrite a newer one and ignores GetFindings filters. This one does not:
 
-- BatchImportFindings refuses requests over 100 findings or 6 MB (InvalidInputException, 400); checks each finding
-  with `codecs.asff_rules` and the caller's account, reporting invalid ones in FailedFindings as InvalidInput;
-  answers InvalidAccess for a product of another account, or of another Region than the request was signed for;
-  applies the update rules (an UpdatedAt not newer than the stored one is ignored, CreatedAt and FirstObservedAt are
-  kept, provider-immutable members too);
-  throttles at 10 requests/s, burst 30, with HTTP 429 TooManyRequestsException.
+- The caller is an account: the one the request's access key belongs to, asked of the local STS (moto, which issues
+  role credentials in the role's account) when the hub knows its endpoint, else the hub's own account.
+- BatchImportFindings refuses requests over 100 findings or 6 MB (InvalidInputException, 400); refuses a request
+  carrying a finding of another account than the caller's whole, with AccessDeniedException (403); refuses every
+  request of an account and Region marked not enabled with InvalidAccessException (401); checks each finding with
+  `codecs.asff_rules`, reporting invalid ones in FailedFindings as InvalidInput; answers InvalidAccess for a product
+  not the caller's, or of another Region than the request was signed for; applies the update rules (an UpdatedAt not
+  newer than the stored one is ignored, CreatedAt and FirstObservedAt are kept, provider-immutable members too);
+  throttles each account and Region at 10 requests/s, burst 30, with HTTP 429 TooManyRequestsException.
 - GetFindings filters by Id, ProductArn, AwsAccountId, GeneratorId, RecordState, Title, ProductFields and
   CreatedAt/UpdatedAt ranges, pages with NextToken, and refuses a filter it does not implement instead of ignoring it.
 - Faults for tests: outages answered with HTTP 500 or with refused connections, forced throttling, forced failures
-  of chosen finding Ids, whole requests refused for carrying a chosen Id.
+  of chosen finding Ids, whole requests refused for carrying a chosen Id, accounts and Regions not enabled.
 - Inspection: the stored findings and a log of every request, from Python or at `/_local/*` over HTTP.
 """
 
@@ -31,7 +34,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES, finding_problems
+from defender_hub.codecs.asff_rules import ACCOUNT_ID, MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES, finding_problems
 
 __all__ = ["Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
 
@@ -88,6 +91,8 @@ class RequestRecord:
     failed: int = 0
     error: str | None = None
     at: float = 0.0
+    caller: str = ""
+    """The account the request was made as."""
 
 
 class _Error(Exception):
@@ -163,15 +168,20 @@ class LocalSecurityHub:
         rate: float = 10.0,
         burst: int = 30,
         clock: Callable[[], float] = time.monotonic,
+        sts_endpoint: str | None = None,
     ) -> None:
         self.account_id, self.region = account_id, region
+        """The account of a caller the local STS does not know, or of every caller without one."""
+        self._sts_endpoint = sts_endpoint
+        self._callers: dict[str, str] = {}
+        self._disabled: set[tuple[str, str]] = set()
         self._clock = clock
         self._lock = threading.Lock()
         self._findings: dict[tuple[str, str], dict[str, Any]] = {}
         self._requests: list[RequestRecord] = []
         self._faults = Faults()
         self._rate, self._burst = rate, burst
-        self._import_bucket = TokenBucket(rate, burst, clock)
+        self._import_buckets: dict[tuple[str, str], TokenBucket] = {}
         self._get_bucket = TokenBucket(3.0, 6, clock)  # GetFindings' own quota
         self._port = port
         self._server: ThreadingHTTPServer | None = None
@@ -258,7 +268,18 @@ class LocalSecurityHub:
             self._findings.clear()
             self._requests.clear()
             self._faults = Faults()
-            self._import_bucket = TokenBucket(self._rate, self._burst, self._clock)
+            self._import_buckets.clear()
+            self._disabled.clear()
+
+    def disable(self, account: str, region: str) -> None:
+        """Marks Security Hub not enabled for `account` in `region`: its requests get InvalidAccessException (401)."""
+        with self._lock:
+            self._disabled.add((account, region))
+
+    def enable(self, account: str, region: str) -> None:
+        """Enables Security Hub for `account` in `region` again."""
+        with self._lock:
+            self._disabled.discard((account, region))
 
     # -- inspection
 
@@ -291,12 +312,33 @@ class LocalSecurityHub:
     def _log(self, record: RequestRecord) -> None:
         self._requests.append(record)
 
-    def batch_import(self, body: bytes, region: str | None = None) -> dict[str, Any]:
-        """BatchImportFindings on a raw request body signed for `region`; raises _Error for request-level errors."""
-        region = region or self.region
+    def caller(self, access_key: str | None) -> str:
+        """The account an access key belongs to: the local STS says, when the hub knows it; else the hub's own."""
+        if not access_key or self._sts_endpoint is None:
+            return self.account_id
+        if access_key not in self._callers:
+            import boto3  # noqa: PLC0415 - only a hub beside the local STS needs it
+
+            sts = boto3.client(
+                "sts",
+                endpoint_url=self._sts_endpoint,
+                region_name=self.region,
+                aws_access_key_id=access_key,
+                aws_secret_access_key="local",  # noqa: S106 - moto reads the key id only
+            )
+            self._callers[access_key] = sts.get_caller_identity()["Account"]
+        return self._callers[access_key]
+
+    def batch_import(self, body: bytes, region: str | None = None, caller: str | None = None) -> dict[str, Any]:
+        """BatchImportFindings on a raw request body signed for `region` by `caller` (an account); raises _Error for
+        request-level errors."""
+        region, caller = region or self.region, caller or self.account_id
         now = self._clock()
         with self._lock:
-            if now < self._faults.throttle_until or not self._import_bucket.take():
+            bucket = self._import_buckets.setdefault(
+                (caller, region), TokenBucket(self._rate, self._burst, self._clock)
+            )
+            if now < self._faults.throttle_until or not bucket.take():
                 raise _Error(HTTPStatus.TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate exceeded")
         if len(body) > MAX_REQUEST_BYTES:
             raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", "request is larger than 6 MB")
@@ -311,21 +353,37 @@ class LocalSecurityHub:
                 "InvalidInputException",
                 f"Findings must be a list of 1 to {MAX_FINDINGS_PER_REQUEST} findings",
             )
+        foreign = next((doc for doc in docs if _foreign(doc, caller)), None)
+        if foreign is not None:
+            raise _Error(
+                HTTPStatus.FORBIDDEN,
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{caller}:user/local is not authorized to perform: "
+                f"securityhub:BatchImportFindings on resource: {str(foreign.get('ProductArn'))[:200]}",
+            )
         failed: list[dict[str, str]] = []
         with self._lock:
+            if (caller, region) in self._disabled:
+                raise _Error(
+                    HTTPStatus.UNAUTHORIZED,
+                    "InvalidAccessException",
+                    f"Account {caller} is not subscribed to AWS Security Hub in {region}",
+                )
             poisoned = [doc.get("Id") for doc in docs if isinstance(doc, dict) and doc.get("Id") in self._faults.poison]
             if poisoned:
                 raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", f"finding {poisoned[0]} is refused")
             for doc in docs:
-                failure = self._import_one(doc, region)
+                failure = self._import_one(doc, region, caller)
                 if failure is not None:
                     failed.append(failure)
             self._log(
-                RequestRecord("BatchImportFindings", 200, len(docs), len(docs) - len(failed), len(failed), at=now)
+                RequestRecord(
+                    "BatchImportFindings", 200, len(docs), len(docs) - len(failed), len(failed), at=now, caller=caller
+                )
             )
         return {"FailedCount": len(failed), "SuccessCount": len(docs) - len(failed), "FailedFindings": failed}
 
-    def _import_one(self, doc: Any, region: str) -> dict[str, str] | None:
+    def _import_one(self, doc: Any, region: str, caller: str) -> dict[str, str] | None:
         finding_id = str(doc.get("Id", "")) if isinstance(doc, dict) else ""
         forced = self._faults.failures.get(finding_id)
         if forced is not None:
@@ -336,11 +394,11 @@ class LocalSecurityHub:
                     del self._faults.failures[finding_id]
             return {"Id": finding_id, "ErrorCode": code, "ErrorMessage": message}
         size = len(json.dumps(doc).encode())  # as botocore sends it
-        problems = finding_problems(doc, encoded_size=size, account_id=self.account_id)
+        problems = finding_problems(doc, encoded_size=size, account_id=caller)
         if problems:
             return {"Id": finding_id, "ErrorCode": "InvalidInput", "ErrorMessage": "; ".join(problems)[:1024]}
         # Security Hub is regional: a finding is imported in the Region its product ARN names, by that account.
-        own_product = f"arn:{doc['ProductArn'].split(':')[1]}:securityhub:{region}:{self.account_id}:product/"
+        own_product = f"arn:{doc['ProductArn'].split(':')[1]}:securityhub:{region}:{caller}:product/"
         if not doc["ProductArn"].startswith(own_product):
             return {
                 "Id": finding_id,
@@ -417,6 +475,10 @@ class LocalSecurityHub:
             self.outage(float(request["Seconds"]), refuse_connections=bool(request.get("RefuseConnections")))
         elif path == "/_local/throttle":
             self.throttle(float(request["Seconds"]))
+        elif path == "/_local/disable":
+            self.disable(str(request["Account"]), str(request["Region"]))
+        elif path == "/_local/enable":
+            self.enable(str(request["Account"]), str(request["Region"]))
         elif path == "/_local/fail":
             self.fail(
                 request["Ids"],
@@ -429,13 +491,24 @@ class LocalSecurityHub:
         return {}
 
 
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/securityhub/aws4_request")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,]+)/\d{8}/([a-z0-9-]+)/securityhub/aws4_request")
+_CUSTOM_PRODUCT = re.compile(r"arn:[a-z-]+:securityhub:[a-z0-9-]+:(\d{12}):product/\1/default")
 
 
-def _signing_region(authorization: str) -> str | None:
-    """Returns the Region a SigV4-signed request was signed for, as the service reads it."""
+def _signature_scope(authorization: str) -> tuple[str | None, str | None]:
+    """Returns the access key and the Region a SigV4-signed request was signed with, as the service reads them."""
     scope = _CREDENTIAL_SCOPE.search(authorization)
-    return scope.group(1) if scope else None
+    return (scope.group(1), scope.group(2)) if scope else (None, None)
+
+
+def _foreign(doc: Any, caller: str) -> bool:
+    """Whether `doc` is another account's finding: its AwsAccountId, or its own product's account, is not `caller`."""
+    if not isinstance(doc, dict):
+        return False
+    product = _CUSTOM_PRODUCT.fullmatch(str(doc.get("ProductArn", "")))
+    account = doc.get("AwsAccountId")
+    foreign_account = isinstance(account, str) and ACCOUNT_ID.fullmatch(account) is not None and account != caller
+    return foreign_account or (product is not None and product.group(1) != caller)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -467,6 +540,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, body: bytes) -> None:
         hub = self.local_hub
         path = self.path.split("?", 1)[0]
+        caller = ""
         try:
             if path.startswith("/_local/"):
                 self._answer(200, hub.control(path, body))
@@ -479,7 +553,9 @@ class _Handler(BaseHTTPRequestHandler):
             if unavailable == "error":
                 raise _Error(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalException", "Internal service error")
             if path == "/findings/import":
-                self._answer(200, hub.batch_import(body, _signing_region(self.headers.get("Authorization", ""))))
+                access_key, region = _signature_scope(self.headers.get("Authorization", ""))
+                caller = hub.caller(access_key)
+                self._answer(200, hub.batch_import(body, region, caller))
             elif path == "/findings":
                 self._answer(200, hub.get_findings(body))
             else:
@@ -487,5 +563,5 @@ class _Handler(BaseHTTPRequestHandler):
         except _Error as error:
             operation = {"/findings/import": "BatchImportFindings", "/findings": "GetFindings"}.get(path, path)
             with hub._lock:
-                hub._log(RequestRecord(operation, int(error.status), error=error.code, at=hub._clock()))
+                hub._log(RequestRecord(operation, int(error.status), error=error.code, at=hub._clock(), caller=caller))
             self._answer(int(error.status), {"Message": error.message}, error.code)
