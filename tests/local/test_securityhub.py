@@ -284,7 +284,7 @@ def test_an_account_and_region_not_enabled_are_refused_with_401_until_enabled(
 ) -> None:
     control = f"{hub.endpoint_url}/_local/disable"
     request = urllib.request.Request(control, json.dumps({"Account": ACCOUNT, "Region": "us-east-1"}).encode())
-    urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - loopback
+    urllib.request.urlopen(request, timeout=5).close()
 
     with pytest.raises(ClientError) as raised:
         client(hub).batch_import_findings(Findings=[finding])

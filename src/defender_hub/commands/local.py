@@ -37,8 +37,8 @@ def add(commands: Any) -> None:
         description=(
             "Serves BatchImportFindings and GetFindings on 127.0.0.1 with Security Hub's limits, validation, update "
             "rules and throttling, plus /_local/findings, /_local/requests, /_local/outage, /_local/throttle, "
-            "/_local/fail, /_local/disable, /_local/enable and /_local/reset for inspection and faults. Prints its endpoint URL, then serves until "
-            "SIGINT or SIGTERM."
+            "/_local/fail, /_local/disable, /_local/enable and /_local/reset for inspection and faults. Prints its "
+            "endpoint URL, then serves until SIGINT or SIGTERM."
         ),
     )
     local_hub.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
