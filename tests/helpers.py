@@ -23,12 +23,12 @@ from defender_hub.convert import EventConverter
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import (
-    Clients,
     DeliveryReport,
     JsonlDeadLetters,
     Outbound,
     RecordOrigin,
     RetryPolicy,
+    SecurityHubClients,
     SecurityHubSink,
 )
 
@@ -82,20 +82,15 @@ def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes
     )
 
 
-FAST = RetryPolicy(base_seconds=0.05, max_seconds=0.5, access_seconds=0.3)
+FAST = RetryPolicy(base_seconds=0.05, max_seconds=0.5, park_seconds=0.3)
 
 
-def hub_clients(hub: LocalSecurityHub) -> Clients:
-    """Security Hub clients by Region, all pointed at the local hub, as the sink takes them."""
-    made: dict[str, Any] = {}
-
-    def client_for(region: str) -> Any:
-        if region not in made:
-            retries = Config(retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=1, read_timeout=10)
-            made[region] = local_client("securityhub", hub.endpoint_url, region, retries)
-        return made[region]
-
-    return client_for
+def hub_clients(hub: LocalSecurityHub, **lanes: Any) -> SecurityHubClients:
+    """Security Hub clients by lane, all pointed at the local hub, as the sink takes them; `lanes` as
+    SecurityHubClients takes them (assume_role, own_account…)."""
+    retries = Config(retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=1, read_timeout=10)
+    session = boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    return SecurityHubClients(session, config=retries, endpoint_url=hub.endpoint_url, **lanes)
 
 
 def many(template: dict[str, Any], count: int, **changes: Any) -> list[Outbound]:
@@ -120,9 +115,7 @@ class Pipeline:
     def __init__(self, hub: LocalSecurityHub, ledger: Ledger, dead_letters: Path) -> None:
         self.hub = hub
         self.stop = threading.Event()
-        sink = SecurityHubSink(
-            hub_clients(hub), JsonlDeadLetters(dead_letters), account_id=ACCOUNT, policy=FAST, stop=self.stop
-        )
+        sink = SecurityHubSink(hub_clients(hub), JsonlDeadLetters(dead_letters), policy=FAST, stop=self.stop)
         self.sink = LedgeredSink(sink, ledger, clock=lambda: TESTS_NOW_MS / 1000)
         self._converter = EventConverter(MappingOptions())
         self._sequence = 0

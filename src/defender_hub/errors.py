@@ -6,6 +6,7 @@
     │   ├── EventDecodeError   not JSON, not UTF-8, nested too deep, or a field of the wrong type
     │   ├── UnknownEventError  valid JSON, but none of the event kinds defender-hub knows
     │   └── EventMappingError  a known kind whose content can't make a valid finding (no account id, say)
+    ├── LaneRefused            an account and Region can't be imported in now; its findings are parked, the rest go on
     └── SinkError              findings could not be delivered; the caller must not checkpoint past them
         ├── SinkStopped        a stop was requested while Security Hub was still being retried
         ├── DeadLetterError    the dead-letter destination failed, so a rejected finding can't be kept
@@ -24,6 +25,7 @@ __all__ = [
     "EventDecodeError",
     "EventError",
     "EventMappingError",
+    "LaneRefused",
     "LedgerError",
     "SinkError",
     "SinkStopped",
@@ -53,6 +55,14 @@ class UnknownEventError(EventError):
 
 class EventMappingError(EventError):
     """A decoded event lacks what a valid finding needs."""
+
+
+class LaneRefused(DefenderHubError):
+    """Security Hub, or the way to it, refuses one account and Region until a person fixes it."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason, self.code = reason, code
 
 
 class SinkError(DefenderHubError):

@@ -20,9 +20,7 @@ def dead_letters(tmp_path: Path) -> JsonlDeadLetters:
 
 @pytest.fixture
 def sink(hub: LocalSecurityHub, dead_letters: JsonlDeadLetters) -> SecurityHubSink:
-    return SecurityHubSink(
-        hub_clients(hub), dead_letters, account_id=hub.account_id, policy=FAST, stop=threading.Event()
-    )
+    return SecurityHubSink(hub_clients(hub), dead_letters, policy=FAST, stop=threading.Event())
 
 
 @pytest.fixture

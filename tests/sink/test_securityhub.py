@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ from defender_hub.convert import EventConverter
 from defender_hub.errors import DeadLetterError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import JsonlDeadLetters, Outbound, SecurityHubSink
-from tests.helpers import FAST, hub_clients, many
+from defender_hub.sink import JsonlDeadLetters, Outbound, RecordOrigin, SecurityHubSink
+from tests.helpers import ACCOUNT, FAST, hub_clients, many
 
 
 def stored_ids(hub: LocalSecurityHub) -> set[str]:
@@ -148,21 +149,94 @@ def test_a_finding_botocore_will_not_send_is_dead_lettered_not_retried_forever(
     assert "Confidence" in letter["reason"]
 
 
-def test_invalid_access_is_retried_loudly_and_never_dropped(
+def as_account(template: dict[str, Any], account: str, count: int, region: str = "us-east-1") -> list[Outbound]:
+    """`count` findings of `account` in `region`, each from its own record."""
+    product = f"arn:aws:securityhub:{region}:{account}:product/{account}/default"
+    return [
+        Outbound(
+            template | {"Id": f"{account}-{i}", "AwsAccountId": account, "ProductArn": product},
+            RecordOrigin("shard-1", f"{account}{i}"),
+        )
+        for i in range(count)
+    ]
+
+
+def test_per_finding_invalid_access_parks_the_lane_with_its_findings_and_the_rest_is_delivered(
     hub: LocalSecurityHub,
     sink: SecurityHubSink,
     dead_letters: JsonlDeadLetters,
     template: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    hub.fail(["finding-1"], "InvalidAccess", "integration not enabled", times=3)
+    hub.fail(["finding-1"], "InvalidAccess", "integration not enabled", times=None)
 
     with caplog.at_level(logging.ERROR):
         report = sink.deliver(many(template, 3))
 
-    assert (report.accepted, report.dead_lettered) == (3, 0)
-    assert letters(dead_letters) == []
-    assert sum("InvalidAccess" in record.message for record in caplog.records) == 3
+    assert (report.accepted, report.parked, report.dead_lettered) == (2, 1, 0)
+    [letter] = letters(dead_letters)
+    assert (letter["finding"]["Id"], letter["error_code"], letter["lane"]) == (
+        "finding-1",
+        "InvalidAccess",
+        f"{ACCOUNT}/us-east-1",
+    )
+    assert letter["origin"] == {"shard_id": "shard-1", "sequence_number": "1001"}
+    assert "integration not enabled" in letter["reason"] and "enabled" in letter["reason"]
+    assert any("parked" in record.message for record in caplog.records)
+
+
+def test_a_parked_lane_is_not_asked_again_until_its_time_is_up(
+    hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    sink = SecurityHubSink(hub_clients(hub), dead_letters, policy=replace(FAST, park_seconds=1.0))
+    hub.disable(ACCOUNT, "us-east-1")
+    sink.deliver(many(template, 2))
+    asked = len(hub.requests("BatchImportFindings"))
+
+    parked = sink.deliver(many(template, 2))
+    hub.enable(ACCOUNT, "us-east-1")
+    time.sleep(1.0)
+    delivered = sink.deliver(many(template, 2))
+
+    assert parked.parked == 2 and len(hub.requests("BatchImportFindings")) == asked + 1
+    assert delivered.accepted == 2 and sink.parked_lanes() == {}
+    assert {letter["error_code"] for letter in letters(dead_letters)} == {"InvalidAccessException"}
+
+
+def test_another_accounts_findings_are_parked_whole_without_a_role_and_the_own_ones_delivered(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    other = "999999999999"
+
+    report = sink.deliver([*as_account(template, ACCOUNT, 150), *as_account(template, other, 150)])
+
+    assert (report.accepted, report.parked, report.dead_lettered) == (150, 150, 0)
+    assert {f["AwsAccountId"] for f in hub.findings()} == {ACCOUNT}
+    parked = letters(dead_letters)
+    assert {(letter["lane"], letter["error_code"]) for letter in parked} == {
+        (f"{other}/us-east-1", "AccessDeniedException")
+    }
+    assert len(parked) == 150 and "--assume-role" in parked[0]["reason"]
+
+
+def test_a_region_without_security_hub_is_parked_never_sent(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    report = sink.deliver([*as_account(template, ACCOUNT, 2, "us-esat-1"), *as_account(template, ACCOUNT, 2)])
+
+    assert (report.accepted, report.parked) == (2, 2)
+    assert {letter["error_code"] for letter in letters(dead_letters)} == {"UnknownEndpoint"}
+    assert {r.findings for r in hub.requests("BatchImportFindings")} == {2}
+
+
+def test_an_outage_of_one_lane_holds_the_delivery_and_parks_nothing(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    hub.outage(1.0)
+
+    report = sink.deliver(many(template, 3))
+
+    assert (report.accepted, report.parked) == (3, 0) and letters(dead_letters) == []
 
 
 def test_a_stop_during_an_outage_raises_and_claims_nothing(

@@ -162,7 +162,7 @@ class LedgeredSink:
 
         `reported` holds the keys delivered with the completion: those are current, whatever the ledger says.
         """
-        cursor = ""
+        cursor, left = "", False
         while True:
             with _ledger_errors("reading a check's findings"):
                 page, cursor = self._ledger.archivable(completion.check, completion.task_ms, cursor, ARCHIVAL_PAGE)
@@ -172,20 +172,30 @@ class LedgeredSink:
                 if entry.key not in reported
                 and (archived := _from_ledger(functools.partial(archived_by, completion, entry), entry, "archival"))
             ]
-            report.add(self._send(archivals))
-            report.archived += len(archivals)
+            sent = self._send(archivals, park=False)
+            report.add(sent)
+            report.archived += len(archivals) - sent.parked
+            left |= sent.parked > 0
             if not cursor:
                 break
+        if left:  # owed still: the next delivery for the check, or the next sweep, takes it up
+            log.warning("archival of %s left owed: a lane of its findings is parked", completion.check)
+            return
         with _ledger_errors("marking an archival done"):
             self._ledger.archival_done(completion)
 
-    def _send(self, outgoing: Sequence[Outgoing], coalesced: dict[str, Pending] | None = None) -> DeliveryReport:
-        """Sends what is to be sent and records what Security Hub accepted, reconciling with other writers."""
+    def _send(
+        self, outgoing: Sequence[Outgoing], coalesced: dict[str, Pending] | None = None, *, park: bool = True
+    ) -> DeliveryReport:
+        """Sends what is to be sent and records what Security Hub accepted, reconciling with other writers.
+
+        With `park`, a refused lane's findings are parked in the dead letters; without, they are left owed (work the
+        ledger gives again: archivals, refreshes)."""
         report = DeliveryReport()
         for _ in range(RECONCILE_ROUNDS):
             if not outgoing:
                 return report
-            conflicts = self._send_once(outgoing, coalesced, report)
+            conflicts = self._send_once(outgoing, coalesced, report, park)
             if not conflicts:
                 return report
             with _ledger_errors("reading what another writer changed"):
@@ -195,7 +205,7 @@ class LedgeredSink:
         raise LedgerError(f"other writers kept changing {len(outgoing)} findings; the delivery is tried again")
 
     def _send_once(
-        self, outgoing: Sequence[Outgoing], coalesced: dict[str, Pending] | None, report: DeliveryReport
+        self, outgoing: Sequence[Outgoing], coalesced: dict[str, Pending] | None, report: DeliveryReport, park: bool
     ) -> list[Outgoing]:
         """Sends and records `outgoing` once; returns what another writer changed in the ledger meanwhile."""
         by_key = {item.facts.key: item for item in outgoing}
@@ -211,7 +221,9 @@ class LedgeredSink:
 
         record(item for item in outgoing if not item.send)
         sends = [_pending(item, coalesced) for item in outgoing if item.send]
-        report.add(self._sink.deliver_pending(sends, lambda docs: record(by_key[finding_key(d)] for d in docs)))
+        report.add(
+            self._sink.deliver_pending(sends, lambda docs: record(by_key[finding_key(d)] for d in docs), park=park)
+        )
         return conflicts
 
     def close(self) -> None:
@@ -246,7 +258,7 @@ class LedgeredSink:
             total.due += len(due)
             total.claimed_elsewhere += held_elsewhere
             total.unreadable = len(unreadable)
-            total.add(self._send(outgoing))
+            total.add(self._send(outgoing, park=False))
             log.info("refresh: %d due, %d re-sent, %d held by another sweep", len(due), len(outgoing), held_elsewhere)
 
 
@@ -278,12 +290,16 @@ class DeliverySettings:
     ledger: str | None
     """A ledger URL (`sqlite:///PATH`, `dynamodb://TABLE`); None only for `import` without one."""
     account_id: str | None = None
-    """The account imported into, checked before sending."""
+    """The caller's own account, imported into without a role; None: STS says, when a role is to be assumed."""
     max_clock_skew_minutes: float = MAX_CLOCK_SKEW_MINUTES
     clients: Clients | None = None
-    """Security Hub clients by Region; None: boto3's, from the environment."""
+    """Security Hub clients by lane; None: boto3's, from the environment, with `assume_role`."""
     dead_letter_overflow: str | None = None
     """`s3://bucket/prefix` for letters too large for an SQS dead-letter queue."""
+    assume_role: str | None = None
+    """The role to import other accounts' findings with: a name, or an ARN template with {partition} and {account}."""
+    external_id: str | None = None
+    """The external ID the member accounts' roles require."""
 
 
 @dataclass
@@ -313,8 +329,10 @@ def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Cloc
     Raises ConfigError when the dead letters, the ledger or the credentials can't be had.
     """
     dead_letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
-    clients = settings.clients or securityhub_clients()
-    hub = SecurityHubSink(clients, dead_letters, account_id=settings.account_id, stop=stop)
+    clients = settings.clients or securityhub_clients(
+        assume_role=settings.assume_role, external_id=settings.external_id, own_account=settings.account_id
+    )
+    hub = SecurityHubSink(clients, dead_letters, stop=stop)
     if settings.ledger is None:
         return Delivery(hub, dead_letters, None)
     ledgered = LedgeredSink(

@@ -53,7 +53,8 @@ class SqliteLedger:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            # Used from the sink's lane threads too, one at a time: the sink serializes what it hears of acceptances.
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: each commit is on disk before the sink goes on, so a power loss can't take back a claim's note of
             # what it is about to send, or a record the shard's checkpoint already went past.

@@ -6,6 +6,7 @@ or is durably dead-lettered, and raises a `SinkError` when that can't be done (s
 
 from defender_hub.sink.batching import Outbound, Pending, RecordOrigin, as_document, coalesce
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters, JsonlDeadLetters, SqsDeadLetters, open_dead_letters
+from defender_hub.sink.lanes import Lane, SecurityHubClients, securityhub_clients
 from defender_hub.sink.securityhub import (
     Accepted,
     Clients,
@@ -13,7 +14,6 @@ from defender_hub.sink.securityhub import (
     RetryPolicy,
     SecurityHubSink,
     Sink,
-    securityhub_clients,
 )
 
 __all__ = [
@@ -23,10 +23,12 @@ __all__ = [
     "DeadLetters",
     "DeliveryReport",
     "JsonlDeadLetters",
+    "Lane",
     "Outbound",
     "Pending",
     "RecordOrigin",
     "RetryPolicy",
+    "SecurityHubClients",
     "SecurityHubSink",
     "Sink",
     "SqsDeadLetters",

@@ -48,14 +48,20 @@ class DeadLetter(msgspec.Struct, omit_defaults=True):
     """For a finding, the time of its news when its UpdatedAt was moved past earlier sends."""
     overflow: str | None = None
     """In a queue, for a letter too large for it: where the letter itself is (s3://…)."""
+    lane: str | None = None
+    """For a parked finding, the lane (account/Region) Security Hub refused: it is sent again once that answers."""
 
     @classmethod
-    def for_finding(cls, item: Pending, reason: str, error_code: str | None) -> list[DeadLetter]:
-        """Returns the letters, one per origin, for a finding Security Hub rejected or would reject."""
+    def for_finding(
+        cls, item: Pending, reason: str, error_code: str | None, lane: str | None = None
+    ) -> list[DeadLetter]:
+        """Returns the letters, one per origin, for a finding Security Hub rejected, would reject, or parked."""
         finding = msgspec.json.decode(item.body, type=dict[str, Any])
         at = format_iso(int(time.time() * 1000))
         reason = reason[:MAX_REASON]
-        return [cls(reason, error_code, finding, None, origin, at, item.version_ms) for origin in item.origins]
+        return [
+            cls(reason, error_code, finding, None, origin, at, item.version_ms, lane=lane) for origin in item.origins
+        ]
 
     def redriven_finding(self) -> dict[str, Any] | None:
         """The finding this letter carries as its news was mapped: at the time of its news."""
@@ -239,7 +245,9 @@ class SqsDeadLetters:
             uri = self._overflow.put(body)
         except Exception as exc:
             raise DeadLetterError(f"dead letters to {self._overflow.bucket}: {exc}") from exc
-        pointer = DeadLetter(letter.reason, letter.error_code, origin=letter.origin, at=letter.at, overflow=uri)
+        pointer = DeadLetter(
+            letter.reason, letter.error_code, origin=letter.origin, at=letter.at, overflow=uri, lane=letter.lane
+        )
         return _encoder.encode(pointer).decode()
 
     def put(self, letters: Sequence[DeadLetter]) -> None:

@@ -1,30 +1,32 @@
 """Delivering findings to Security Hub: nothing reported delivered that Security Hub did not accept.
 
 botocore's adaptive retry mode does what it does well: it retries throttling, 5xx and connection errors a few times
-and runs a client-side token bucket whose rate follows throttling (CUBIC), which is what keeps several processes
-sharing one account's quota from stampeding. The sink adds what botocore lacks: it keeps retrying, with capped
-exponential backoff and full jitter, for as long as Security Hub is down; it retries only the findings a response
-lists as failed; it bisects a request Security Hub refuses whole; and it dead-letters what can never be accepted.
+and runs a client-side token bucket whose rate follows throttling (CUBIC), one per lane's client. The sink adds what
+botocore lacks: it delivers each lane (account and Region) on its own, several at once; it keeps retrying, with
+capped exponential backoff and full jitter, for as long as Security Hub is down; it retries only the findings a
+response lists as failed; it bisects a request Security Hub refuses whole; it dead-letters what can never be accepted;
+and it parks the findings of a lane Security Hub refuses (not enabled, access denied, no endpoint), so one account or
+Region never holds up the others.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from defender_hub.codecs.asff_rules import finding_problems
-from defender_hub.errors import ConfigError, SinkStopped
+from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.sink.batching import Outbound, Pending, coalesce, requests
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
+from defender_hub.sink.lanes import Lane
 
 __all__ = [
     "Accepted",
@@ -33,40 +35,33 @@ __all__ = [
     "RetryPolicy",
     "SecurityHubSink",
     "Sink",
-    "securityhub_clients",
 ]
 
 log = logging.getLogger(__name__)
 
 THROTTLING_CODES = frozenset({"TooManyRequestsException", "LimitExceededException", "ThrottlingException"})
-ACCESS_CODES = frozenset({"InvalidAccess", "InvalidAccessException", "AccessDeniedException"})
+ACCESS_CODES = frozenset({"InvalidAccess", "InvalidAccessException", "AccessDeniedException", "AccessDenied"})
+"""Refusals of a lane, not of a finding: Security Hub not enabled, the integration not accepted, or the credentials
+(a role that can't be assumed, among them) not allowed; it takes a person to fix them."""
 NOT_RETRYABLE_CODES = frozenset({"InvalidInput"})
+MAX_LANES_AT_ONCE = 8
+"""Lanes delivered at once: each has its own quota, so a delivery of several lanes runs them side by side."""
 
 
-Clients = Callable[[str], Any]
-"""Gives the Security Hub client of a Region: findings are imported in the Region their ProductArn names."""
+class Clients(Protocol):
+    """The Security Hub client of each lane (`lanes.SecurityHubClients`, or a test's own)."""
+
+    def __call__(self, lane: Lane) -> Any:
+        """The client of `lane`; raises LaneRefused when it can have none."""
+        ...
+
+    def hint(self, lane: Lane) -> str:
+        """What to look at when Security Hub refuses `lane`."""
+        ...
+
+
 Accepted = Callable[[list[dict[str, Any]]], None]
 """Hears of the findings Security Hub accepted, one request at a time."""
-
-
-def securityhub_clients(**overrides: Any) -> Clients:
-    """Returns Security Hub clients by Region, made once each, with the standard AWS configuration and adaptive retries.
-
-    Endpoint and credentials come from the usual places (AWS_ENDPOINT_URL_SECURITYHUB or AWS_ENDPOINT_URL, the
-    credential chain). Raises ConfigError when there are no credentials, rather than retrying what no retry can fix.
-    """
-    session = boto3.Session(region_name=os.environ.get("AWS_REGION") or None)
-    if session.get_credentials() is None:
-        raise ConfigError("no AWS credentials found in the credential chain (environment, config files, role)")
-    config = Config(retries={"mode": "adaptive", "total_max_attempts": 4}, connect_timeout=5, read_timeout=60)
-    made: dict[str, Any] = {}
-
-    def client_for(region: str) -> Any:
-        if region not in made:
-            made[region] = session.client("securityhub", region_name=region, config=config, **overrides)
-        return made[region]
-
-    return client_for
 
 
 @dataclass(frozen=True)
@@ -75,8 +70,8 @@ class RetryPolicy:
 
     base_seconds: float = 0.5
     max_seconds: float = 30.0
-    access_seconds: float = 60.0
-    """The wait after InvalidAccess: Security Hub or the integration is not enabled, which takes a person to fix."""
+    park_seconds: float = 60.0
+    """How long a sink parks a refused lane's findings without asking Security Hub again."""
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Returns the wait before retry number `attempt` (from 1)."""
@@ -98,6 +93,9 @@ class DeliveryReport:
     """Left out because Security Hub has them already, or something newer (the ledger says so)."""
     archived: int = 0
     """Sent ARCHIVED by the lifecycle: resources a later audit no longer reported, late findings of older audits."""
+    parked: int = 0
+    """Findings of refused lanes: kept in the dead letters to be sent again once their lane answers (or, for a
+    sweep's own work, left owed)."""
 
     def add(self, other: DeliveryReport) -> None:
         """Adds `other`'s counts to this report."""
@@ -117,46 +115,35 @@ class Sink(Protocol):
 
 
 class SecurityHubSink:
-    """Delivers findings to Security Hub; `deliver` is the seam the consumer checkpoints on."""
+    """Delivers findings to Security Hub, lane by lane; `deliver` is the seam the consumer checkpoints on."""
 
     def __init__(
         self,
         clients: Clients,
         dead_letters: DeadLetters,
         *,
-        account_id: str | None = None,
         policy: RetryPolicy = RetryPolicy(),
         stop: threading.Event | None = None,
         seed: int | None = None,
     ) -> None:
         self._clients = clients
-        self._counted: set[int] = set()
         self.dead_letters = dead_letters
-        self._account_id = account_id
         self._policy = policy
         self._stop = stop or threading.Event()
         self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrecy
-        self._report = DeliveryReport()
-        self._on_accepted: Accepted | None = None
+        self._lock = threading.Lock()
+        self._reports: dict[int, DeliveryReport] = {}
+        """By client: the report of the lane delivery using it now, which botocore's events count into."""
+        self._parked: dict[Lane, tuple[float, str, str]] = {}
 
-    def _client(self, region: str) -> Any:
-        client = self._clients(region)
-        if id(client) not in self._counted:
-            # botocore's own attempts are counted through its events: they never reach the sink otherwise.
-            self._counted.add(id(client))
-            client.meta.events.register("before-send.securityhub.BatchImportFindings", self._count_request)
-            client.meta.events.register("needs-retry.securityhub.BatchImportFindings", self._count_throttle)
-        return client
-
-    def _count_request(self, **_: Any) -> None:
-        self._report.requests += 1
-
-    def _count_throttle(self, response: Any = None, **_: Any) -> None:
-        if response is not None and response[1].get("Error", {}).get("Code") in THROTTLING_CODES:
-            self._report.throttled += 1
+    def parked_lanes(self) -> dict[Lane, str]:
+        """The lanes this sink parks now, with the reason."""
+        with self._lock:
+            now = time.monotonic()
+            return {lane: reason for lane, (until, reason, _) in self._parked.items() if until > now}
 
     def deliver(self, outbound: Iterable[Outbound], on_accepted: Accepted | None = None) -> DeliveryReport:
-        """Returns once every finding was accepted by Security Hub or durably dead-lettered.
+        """Returns once every finding was accepted by Security Hub, durably dead-lettered or parked.
 
         Several versions of a finding are coalesced into its latest. `on_accepted` hears of each request's accepted
         findings as Security Hub accepts them. Raises SinkStopped when a stop is requested first, DeadLetterError
@@ -167,132 +154,278 @@ class SecurityHubSink:
         report.superseded = sum(len(item.origins) - 1 for item in pending)
         return report
 
-    def deliver_pending(self, pending: list[Pending], on_accepted: Accepted | None = None) -> DeliveryReport:
-        """Delivers findings already coalesced, one per finding, as `deliver` does."""
-        self._report = report = DeliveryReport()
-        self._on_accepted = on_accepted
-        by_region: dict[str, list[Pending]] = {}
-        for item in self._screen(pending):
-            by_region.setdefault(item.doc["ProductArn"].split(":")[3], []).append(item)
-        for region, items in by_region.items():
-            client = self._client(region)
-            for batch in requests(items):
-                self._send(client, batch)
+    def deliver_pending(
+        self, pending: list[Pending], on_accepted: Accepted | None = None, *, park: bool = True
+    ) -> DeliveryReport:
+        """Delivers findings already coalesced, one per finding, as `deliver` does: each lane on its own, several at
+        once. A refused lane's findings are parked in the dead letters, or, without `park`, only counted (for work
+        the ledger keeps owed, such as a sweep's)."""
+        report = DeliveryReport()
+        by_lane: dict[Lane, list[Pending]] = {}
+        for item in self._screen(pending, report):
+            by_lane.setdefault(Lane.of(item.doc), []).append(item)
+        heard = threading.Lock()
+
+        def accepted(docs: list[dict[str, Any]]) -> None:
+            if on_accepted is not None:
+                with heard:  # the ledger behind it is written one request at a time
+                    on_accepted(docs)
+
+        abort = threading.Event()
+        lanes = [
+            _LaneDelivery(
+                self,
+                lane,
+                items,
+                accepted=accepted,
+                park=park,
+                abort=abort,
+                rng=random.Random(self._rng.random()),  # noqa: S311
+            )
+            for lane, items in by_lane.items()
+        ]
+        errors: list[BaseException] = []
+        if len(lanes) == 1:
+            lanes[0].run()
+        elif lanes:
+            with ThreadPoolExecutor(min(len(lanes), MAX_LANES_AT_ONCE), thread_name_prefix="lane") as pool:
+                futures = [pool.submit(lane.run) for lane in lanes]
+            errors = [error for future in futures if (error := future.exception()) is not None]
+        for lane in lanes:
+            report.add(lane.report)
+        if errors:  # the cause, rather than the stops it made of the other lanes
+            raise next((e for e in errors if not isinstance(e, SinkStopped)), errors[0])
         return report
 
-    def _screen(self, pending: list[Pending]) -> list[Pending]:
+    def _screen(self, pending: list[Pending], report: DeliveryReport) -> list[Pending]:
         """Dead-letters what Security Hub would refuse, so it is not sent to fail; returns the rest."""
         rejected: list[DeadLetter] = []
         valid: list[Pending] = []
         for item in pending:
-            problems = finding_problems(item.doc, encoded_size=len(item.body), account_id=self._account_id)
+            problems = finding_problems(
+                item.doc, encoded_size=len(item.body), account_id=Lane.of(item.doc).account or None
+            )
             if problems:
                 reason = "invalid finding: " + "; ".join(problems)
                 rejected += DeadLetter.for_finding(item, reason, "InvalidInput")
             else:
                 valid.append(item)
-        self._dead_letter(rejected, len(pending) - len(valid))
+        if rejected:
+            self.dead_letters.put(rejected)
+            report.dead_lettered += len(pending) - len(valid)
         return valid
 
-    def _dead_letter(self, letters: list[DeadLetter], findings: int) -> None:
-        if letters:
-            self.dead_letters.put(letters)
-            self._report.dead_lettered += findings
+    def _client(self, lane: Lane, report: DeliveryReport) -> Any:
+        """The lane's client, whose requests count into `report`; raises LaneRefused when it can have none."""
+        client = self._clients(lane)
+        with self._lock:
+            if id(client) not in self._reports:
+                # botocore's own attempts are counted through its events: they never reach the sink otherwise.
+                client.meta.events.register(
+                    "before-send.securityhub.BatchImportFindings", lambda **_: self._counted(client, "requests")
+                )
+                client.meta.events.register("needs-retry.securityhub.BatchImportFindings", self._throttled(client))
+            self._reports[id(client)] = report
+        return client
+
+    def _counted(self, client: Any, name: str) -> None:
+        report = self._reports[id(client)]
+        setattr(report, name, getattr(report, name) + 1)
+
+    def _throttled(self, client: Any) -> Callable[..., None]:
+        def count(response: Any = None, **_: Any) -> None:
+            if response is not None and response[1].get("Error", {}).get("Code") in THROTTLING_CODES:
+                self._counted(client, "throttled")
+
+        return count
+
+    def _parked_now(self, lane: Lane) -> tuple[str, str] | None:
+        """Why `lane` is parked, and the code, while it is."""
+        with self._lock:
+            parked = self._parked.get(lane)
+            if parked is None or parked[0] <= time.monotonic():
+                self._parked.pop(lane, None)
+                return None
+            return parked[1], parked[2]
+
+    def _park_lane(self, lane: Lane, reason: str, code: str) -> None:
+        with self._lock:
+            self._parked[lane] = (time.monotonic() + self._policy.park_seconds, reason, code)
+
+
+class _Refused(Exception):
+    """Security Hub refused a lane: `items` are the findings still to deliver in it."""
+
+    def __init__(self, reason: str, code: str, items: list[Pending]) -> None:
+        super().__init__(reason)
+        self.reason, self.code, self.items = reason, code, items
+
+
+class _LaneDelivery:
+    """One lane's part of a delivery: sent request by request until each finding is accepted, dead-lettered or
+    parked."""
+
+    def __init__(
+        self,
+        sink: SecurityHubSink,
+        lane: Lane,
+        items: list[Pending],
+        *,
+        accepted: Accepted,
+        park: bool,
+        abort: threading.Event,
+        rng: random.Random,
+    ) -> None:
+        self._sink, self._lane, self._items, self._accepted = sink, lane, items, accepted
+        self._park, self._abort, self._rng = park, abort, rng
+        self.report = DeliveryReport()
+
+    def run(self) -> None:
+        """Delivers the lane's findings; the first failure stops the delivery's other lanes too."""
+        try:
+            self._run()
+        except BaseException:
+            self._abort.set()
+            raise
+
+    def _run(self) -> None:
+        parked = self._sink._parked_now(self._lane)
+        if parked is not None:
+            self._parked(self._items, *parked)
+            return
+        batches = list(requests(self._items))
+        for number, batch in enumerate(batches):
+            try:
+                self._send(batch)
+            except _Refused as refused:
+                reason = (
+                    f"Security Hub refuses lane {self._lane}: {refused.reason}; {self._sink._clients.hint(self._lane)}"
+                )
+                self._sink._park_lane(self._lane, reason, refused.code)
+                log.error(
+                    "lane %s parked for %.0f s (%s): %s",
+                    self._lane,
+                    self._sink._policy.park_seconds,
+                    refused.code,
+                    reason,
+                )
+                self._parked(
+                    [*refused.items, *(item for later in batches[number + 1 :] for item in later)], reason, refused.code
+                )
+                return
+
+    def _parked(self, items: list[Pending], reason: str, code: str) -> None:
+        """Parks `items`: kept in the dead letters with their lane, to be sent again once it answers."""
+        if self._park:
+            letters = [
+                letter for item in items for letter in DeadLetter.for_finding(item, reason, code, str(self._lane))
+            ]
+            self._sink.dead_letters.put(letters)
+        self.report.parked += len(items)
+        log.warning(
+            "lane %s is parked: %d findings %s",
+            self._lane,
+            len(items),
+            "kept in the dead letters until it answers" if self._park else "left owed until it answers",
+        )
 
     def _wait(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
-            raise SinkStopped("stop requested while findings were still undelivered")
+        deadline = time.monotonic() + seconds
+        while not self._abort.is_set():
+            if self._sink._stop.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+                break
+            if time.monotonic() >= deadline:
+                return
+        raise SinkStopped("stop requested while findings were still undelivered")
 
-    def _send(self, client: Any, batch: list[Pending]) -> None:
-        """Sends one request's findings until each is accepted or dead-lettered."""
+    def _send(self, batch: list[Pending]) -> None:
+        """Sends one request's findings until each is accepted or dead-lettered; raises _Refused when the lane is."""
         attempt = 0
         while batch:
-            if self._stop.is_set():
+            if self._sink._stop.is_set() or self._abort.is_set():
                 raise SinkStopped("stop requested while findings were still undelivered")
             attempt += 1
             try:
+                client = self._sink._client(self._lane, self.report)
                 answer = client.batch_import_findings(Findings=[item.doc for item in batch])
+            except LaneRefused as exc:
+                raise _Refused(exc.reason, exc.code, batch) from exc
             except ClientError as exc:
-                batch = self._request_failed(client, batch, exc, attempt)
+                batch = self._request_failed(batch, exc, attempt)
                 continue
             except ParamValidationError as exc:  # botocore refused to send it: no retry will change that
-                batch = self._refused_whole(client, batch, f"refused by botocore's validation: {exc}", "InvalidInput")
+                batch = self._refused_whole(batch, f"refused by botocore's validation: {exc}", "InvalidInput")
                 continue
             except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
                 log.warning("Security Hub unreachable (%s); retrying %d findings", type(exc).__name__, len(batch))
-                self._report.retried += 1
-                self._wait(self._policy.delay(attempt, self._rng))
+                self.report.retried += 1
+                self._wait(self._sink._policy.delay(attempt, self._rng))
                 continue
             batch = self._partly_failed(batch, answer, attempt)
 
-    def _request_failed(self, client: Any, batch: list[Pending], exc: ClientError, attempt: int) -> list[Pending]:
-        code = exc.response.get("Error", {}).get("Code", "")
+    def _request_failed(self, batch: list[Pending], exc: ClientError, attempt: int) -> list[Pending]:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", ""), str(error.get("Message", ""))[:500]
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        self._report.retried += 1
+        self.report.retried += 1
         if code == "InvalidInputException":
-            message = exc.response.get("Error", {}).get("Message", "")
-            return self._refused_whole(client, batch, f"refused by Security Hub: {message}", code)
+            return self._refused_whole(batch, f"refused by Security Hub: {message}", code)
         if code in ACCESS_CODES or status in (401, 403):
-            log.error(
-                "Security Hub refuses access (%s): is Security Hub enabled and the integration accepted in this "
-                "account and Region? Retrying %d findings in %.0f s",
-                code or status,
-                len(batch),
-                self._policy.access_seconds,
-            )
-            self._wait(self._policy.access_seconds)
-            return batch
+            raise _Refused(f"{exc.operation_name} answered {code or status}: {message}", code or str(status), batch)
         log.warning("Security Hub answered %s (%s); retrying %d findings", code, status, len(batch))
-        self._wait(self._policy.delay(attempt, self._rng))
+        self._wait(self._sink._policy.delay(attempt, self._rng))
         return batch
 
-    def _refused_whole(self, client: Any, batch: list[Pending], reason: str, code: str) -> list[Pending]:
+    def _refused_whole(self, batch: list[Pending], reason: str, code: str) -> list[Pending]:
         """Handles a request refused as a whole, though each finding passed the strict check: halves find the one
         refused, which is dead-lettered; returns what is still to send."""
         if len(batch) > 1:
             middle = len(batch) // 2
-            self._send(client, batch[:middle])
+            try:
+                self._send(batch[:middle])
+            except _Refused as refused:
+                refused.items += batch[middle:]
+                raise
             return batch[middle:]
-        item = batch[0]
-        self._dead_letter(DeadLetter.for_finding(item, reason, code), 1)
+        letters = DeadLetter.for_finding(batch[0], reason, code)
+        self._sink.dead_letters.put(letters)
+        self.report.dead_lettered += 1
         return []
 
     def _partly_failed(self, batch: list[Pending], answer: dict[str, Any], attempt: int) -> list[Pending]:
         failures = {failure.get("Id"): failure for failure in answer.get("FailedFindings") or []}
         accepted = [item for item in batch if item.id not in failures]
-        self._report.accepted += len(accepted)
-        if self._on_accepted is not None and accepted:
-            self._on_accepted([item.doc for item in accepted])
+        self.report.accepted += len(accepted)
+        if accepted:
+            self._accepted([item.doc for item in accepted])
         if not failures:
             return []
         retry: list[Pending] = []
         rejected: list[DeadLetter] = []
-        rejected_findings = 0
-        access_denied = False
+        refusal: dict[str, Any] | None = None
         for item in batch:
             failure = failures.get(item.id)
             if failure is None:
                 continue
             code = failure.get("ErrorCode", "")
             if code in NOT_RETRYABLE_CODES:
-                reason = f"refused by Security Hub: {failure.get('ErrorMessage', '')}"
-                rejected += DeadLetter.for_finding(item, reason, code)
-                rejected_findings += 1
-            else:
-                access_denied = access_denied or code in ACCESS_CODES
-                retry.append(item)
-        self._dead_letter(rejected, rejected_findings)
-        if retry:
-            self._report.retried += 1
-            if access_denied:
-                log.error(
-                    "Security Hub refused %d findings with InvalidAccess: is the integration enabled? "
-                    "Retrying in %.0f s",
-                    len(retry),
-                    self._policy.access_seconds,
+                rejected += DeadLetter.for_finding(
+                    item, f"refused by Security Hub: {failure.get('ErrorMessage', '')}", code
                 )
-                self._wait(self._policy.access_seconds)
+                self.report.dead_lettered += 1
             else:
-                log.warning("Security Hub failed %d findings; retrying them", len(retry))
-                self._wait(self._policy.delay(attempt, self._rng))
+                refusal = refusal or (failure if code in ACCESS_CODES else None)
+                retry.append(item)
+        if rejected:
+            self._sink.dead_letters.put(rejected)
+        if refusal is not None:
+            raise _Refused(
+                f"{refusal.get('ErrorCode')}: {str(refusal.get('ErrorMessage', ''))[:500]}",
+                str(refusal.get("ErrorCode")),
+                retry,
+            )
+        if retry:
+            self.report.retried += 1
+            log.warning("Security Hub failed %d findings; retrying them", len(retry))
+            self._wait(self._sink._policy.delay(attempt, self._rng))
         return retry

@@ -1,0 +1,173 @@
+"""Lanes: each account and Region imports with its own client, its own quota and its own credentials.
+
+Security Hub takes a custom finding only from the account it belongs to, in the Region its product ARN names, and
+its quota is per account and Region (facts.md §6). So a finding of account A in Region R is imported in lane (A, R):
+with the caller's own credentials when A is the caller's account, else with a role assumed in A (`--assume-role`),
+through botocore's own refreshable credentials.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, DeferredRefreshableCredentials
+
+from defender_hub.errors import ConfigError, LaneRefused
+from defender_hub.mapping.aws import region_problem
+
+__all__ = ["DEFAULT_CONFIG", "Lane", "SecurityHubClients", "role_arn", "securityhub_clients"]
+
+DEFAULT_CONFIG = Config(retries={"mode": "adaptive", "total_max_attempts": 4}, connect_timeout=5, read_timeout=60)
+"""botocore's adaptive retries: a few tries of throttling, 5xx and connection errors, and a client-side token
+bucket that follows throttling, which is what keeps several processes sharing one lane's quota from stampeding."""
+ROLE_SESSION_NAME = "defender-hub"
+_ROLE_NAME = re.compile(r"[\w+=,.@/-]{1,512}")
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """An account and Region findings are imported in, with the partition they belong to."""
+
+    partition: str
+    account: str
+    region: str
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Lane:
+        """The lane of a finding: the Region and account of its product ARN (its AwsAccountId for AWS's products)."""
+        parts = str(doc.get("ProductArn", "")).split(":")
+        parts += [""] * (5 - len(parts))
+        return cls(parts[1], parts[4] or str(doc.get("AwsAccountId", "")), parts[3])
+
+    def __str__(self) -> str:
+        return f"{self.account}/{self.region}"
+
+
+def role_arn(template: str, partition: str, account: str) -> str:
+    """The role to assume in `account`: `template` is a role name (with its path) or an ARN with {partition} and
+    {account}."""
+    if template.startswith("arn:"):
+        return template.format(partition=partition, account=account)
+    return f"arn:{partition}:iam::{account}:role/{template}"
+
+
+class _AssumedRole(CredentialProvider):  # type: ignore[misc]  # botocore has no type hints
+    """Gives a botocore session the credentials of a role, fetched when first needed and refreshed before expiry."""
+
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: DeferredRefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> DeferredRefreshableCredentials:
+        """The role's credentials."""
+        return self._credentials
+
+
+class SecurityHubClients:
+    """Security Hub clients by lane, made once each: the caller's own session for its own account, a role assumed in
+    any other (with `assume_role`).
+
+    Raises LaneRefused for a lane no client can serve: a Region without Security Hub, another account without a
+    role to assume.
+    """
+
+    def __init__(
+        self,
+        session: boto3.Session,
+        *,
+        assume_role: str | None = None,
+        external_id: str | None = None,
+        own_account: str | None = None,
+        config: Config = DEFAULT_CONFIG,
+        **overrides: Any,
+    ) -> None:
+        if assume_role is not None and not (
+            ("{account}" in assume_role and assume_role.startswith("arn:")) or _ROLE_NAME.fullmatch(assume_role)
+        ):
+            raise ConfigError(
+                f"--assume-role {assume_role[:100]!r}: give a role name (defender-hub-import) or an ARN template "
+                "with {account} (arn:{partition}:iam::{account}:role/NAME)"
+            )
+        self.assume_role, self._external_id = assume_role, external_id
+        self._session, self._own, self._config, self._overrides = session, own_account, config, overrides
+        self._made: dict[Lane, Any] = {}
+        self._lock = threading.Lock()  # sessions are not thread-safe; lanes are delivered from several threads
+
+    def own_account(self) -> str:
+        """The caller's account: as configured, else STS GetCallerIdentity's answer (asked once)."""
+        if self._own is None:
+            self._own = str(self._session.client("sts").get_caller_identity()["Account"])
+        return self._own
+
+    def __call__(self, lane: Lane) -> Any:
+        """The client of `lane`; raises LaneRefused when it can have none."""
+        with self._lock:
+            if lane not in self._made:
+                problem = region_problem(lane.region, lane.partition or None)
+                if problem is not None:
+                    raise LaneRefused(problem, "UnknownEndpoint")
+                session = self._session_for(lane)
+                self._made[lane] = session.client(
+                    "securityhub", region_name=lane.region, config=self._config, **self._overrides
+                )
+            return self._made[lane]
+
+    def _session_for(self, lane: Lane) -> boto3.Session:
+        if self.assume_role is None or lane.account == self.own_account():
+            return self._session
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=self._session.client,
+            source_credentials=self._session.get_credentials(),
+            role_arn=role_arn(self.assume_role, lane.partition, lane.account),
+            extra_args={
+                "RoleSessionName": ROLE_SESSION_NAME,
+                **({"ExternalId": self._external_id} if self._external_id else {}),
+            },
+        )
+        assumed = botocore.session.Session()
+        assumed.get_component("credential_provider").insert_before(
+            "env", _AssumedRole(DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role"))
+        )
+        return boto3.Session(botocore_session=assumed, region_name=lane.region)
+
+    def hint(self, lane: Lane) -> str:
+        """What to look at when Security Hub refuses `lane`."""
+        if lane.account == self._own:
+            return (
+                f"check that Security Hub is enabled in {lane.account}/{lane.region}, the integration accepted, and "
+                "these credentials may securityhub:BatchImportFindings there"
+            )
+        if self.assume_role is None:
+            return (
+                f"each account's findings are imported as that account: give --assume-role NAME to import account "
+                f"{lane.account}'s through a role in it (README: Several accounts), or check that Security Hub is "
+                f"enabled in {lane.account}/{lane.region} and these credentials may import there"
+            )
+        role = role_arn(self.assume_role, lane.partition, lane.account)
+        return (
+            f"check that Security Hub is enabled in {lane.account}/{lane.region} and that {role} exists, trusts "
+            "this consumer (with the external ID) and may securityhub:BatchImportFindings on its own product"
+        )
+
+
+def securityhub_clients(
+    *, assume_role: str | None = None, external_id: str | None = None, own_account: str | None = None
+) -> SecurityHubClients:
+    """Returns Security Hub clients by lane, with the standard AWS configuration and adaptive retries.
+
+    Endpoint and credentials come from the usual places (AWS_ENDPOINT_URL_SECURITYHUB or AWS_ENDPOINT_URL, the
+    credential chain). Raises ConfigError when there are no credentials, rather than retrying what no retry can fix.
+    """
+    session = boto3.Session(region_name=os.environ.get("AWS_REGION") or None)
+    if session.get_credentials() is None:
+        raise ConfigError("no AWS credentials found in the credential chain (environment, config files, role)")
+    return SecurityHubClients(session, assume_role=assume_role, external_id=external_id, own_account=own_account)

@@ -1,0 +1,92 @@
+"""Lanes: each account imports as itself, through a role from the local STS (moto), against the local Security Hub."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from defender_hub.errors import ConfigError
+from defender_hub.local.aws import LocalAws
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
+from defender_hub.sink.lanes import role_arn
+from tests.helpers import ACCOUNT, FAST, hub_clients
+from tests.sink.test_securityhub import as_account, letters
+
+MEMBER, DISABLED = "210987654321", "333333333333"
+
+
+@pytest.fixture(scope="module")
+def local_aws() -> Iterator[LocalAws]:
+    with LocalAws() as aws:
+        yield aws
+
+
+@pytest.fixture
+def hub_beside_sts(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalSecurityHub]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", local_aws.endpoint_url)
+    with LocalSecurityHub(sts_endpoint=local_aws.endpoint_url) as hub:
+        yield hub
+
+
+def test_a_lane_is_the_account_and_region_of_the_product_arn() -> None:
+    doc = {"ProductArn": f"arn:aws-cn:securityhub:cn-north-1:{MEMBER}:product/{MEMBER}/default", "AwsAccountId": "x"}
+
+    assert Lane.of(doc) == Lane("aws-cn", MEMBER, "cn-north-1")
+    assert str(Lane.of(doc)) == f"{MEMBER}/cn-north-1"
+
+
+def test_the_role_is_a_name_in_each_account_or_an_arn_template() -> None:
+    assert (
+        role_arn("defender-hub-import", "aws-us-gov", MEMBER)
+        == f"arn:aws-us-gov:iam::{MEMBER}:role/defender-hub-import"
+    )
+    assert role_arn("arn:{partition}:iam::{account}:role/sec/importer", "aws", MEMBER) == (
+        f"arn:aws:iam::{MEMBER}:role/sec/importer"
+    )
+
+
+@pytest.mark.parametrize("role", ["arn:aws:iam::111111111111:role/fixed", "no spaces allowed", ""])
+def test_a_role_that_names_no_account_is_a_configuration_error(hub: LocalSecurityHub, role: str) -> None:
+    with pytest.raises(ConfigError, match="--assume-role"):
+        hub_clients(hub, assume_role=role)
+
+
+def test_each_account_is_imported_as_itself_and_a_disabled_one_is_parked(
+    hub_beside_sts: LocalSecurityHub, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    hub = hub_beside_sts
+    hub.disable(DISABLED, "us-east-1")
+    dead_letters = JsonlDeadLetters(tmp_path / "dead-letters.jsonl")
+    clients = hub_clients(hub, assume_role="defender-hub-import", external_id="org-1234")
+    sink = SecurityHubSink(clients, dead_letters, policy=FAST, stop=threading.Event())
+    findings = [*as_account(template, ACCOUNT, 120), *as_account(template, MEMBER, 120)]
+
+    report = sink.deliver([*findings, *as_account(template, DISABLED, 30)])
+
+    assert (report.accepted, report.parked, report.dead_lettered) == (240, 30, 0)
+    assert {(r.caller, r.status) for r in hub.requests("BatchImportFindings")} == {
+        (ACCOUNT, 200),
+        (MEMBER, 200),
+        (DISABLED, 401),
+    }
+    assert {(f["AwsAccountId"], f["Id"]) for f in hub.findings()} == {
+        (o.finding["AwsAccountId"], o.finding["Id"])
+        for o in findings  # type: ignore[index]
+    }
+    parked = letters(dead_letters)
+    assert {(letter["lane"], letter["error_code"]) for letter in parked} == {
+        (f"{DISABLED}/us-east-1", "InvalidAccessException")
+    }
+    assert f"arn:aws:iam::{DISABLED}:role/defender-hub-import" in parked[0]["reason"]
+
+
+def test_the_callers_own_account_needs_no_role(hub_beside_sts: LocalSecurityHub, template: dict[str, Any]) -> None:
+    clients = hub_clients(hub_beside_sts, assume_role="defender-hub-import")
+
+    assert clients.own_account() == ACCOUNT  # asked of STS
+    assert clients(Lane("aws", ACCOUNT, "us-east-1")) is clients(Lane("aws", ACCOUNT, "us-east-1"))
