@@ -74,10 +74,8 @@ def test_each_account_is_imported_as_itself_and_a_disabled_one_is_parked(
         (MEMBER, 200),
         (DISABLED, 401),
     }
-    assert {(f["AwsAccountId"], f["Id"]) for f in hub.findings()} == {
-        (o.finding["AwsAccountId"], o.finding["Id"])
-        for o in findings  # type: ignore[index]
-    }
+    sent = [outbound.finding for outbound in findings]
+    assert {(f["AwsAccountId"], f["Id"]) for f in hub.findings()} == {(f["AwsAccountId"], f["Id"]) for f in sent}  # type: ignore[index]
     parked = letters(dead_letters)
     assert {(letter["lane"], letter["error_code"]) for letter in parked} == {
         (f"{DISABLED}/us-east-1", "InvalidAccessException")
