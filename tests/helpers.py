@@ -172,10 +172,18 @@ def audit_task(task: str, start_ms: int, non_compliant: int, check: str = CHECK,
     })  # fmt: skip
 
 
-def violation(event_type: str, at_ms: int, started_ms: int, violation_id: str = "violation-1") -> bytes:
-    """A Detect violation event of `violation_id`, which started at `started_ms`."""
+def violation(
+    event_type: str,
+    at_ms: int,
+    started_ms: int,
+    violation_id: str = "violation-1",
+    *,
+    account: str = ACCOUNT,
+    region: str = "us-east-1",
+) -> bytes:
+    """A Detect violation event of `violation_id` in `account` and `region`, which started at `started_ms`."""
     return _json({
-        "accountId": ACCOUNT, "region": "us-east-1", "violationId": violation_id, "thingName": "thing-1",
+        "accountId": account, "region": region, "violationId": violation_id, "thingName": "thing-1",
         "securityProfileName": "profile", "behavior": {
             "name": "disconnects", "metric": "aws:num-disconnects",
             "criteria": {"comparisonOperator": "greater-than", "value": {"count": 5}, "durationSeconds": 300},

@@ -13,11 +13,13 @@ from defender_hub.errors import ConfigError
 from defender_hub.mapping.aws import REGION, region_problem
 from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SEVERITY, MappingOptions
 
-__all__ = ["DEFAULT_DEAD_LETTERS", "RUN_SETTINGS", "load_mapping_options", "load_run_settings"]
+__all__ = ["DEFAULT_DEAD_LETTERS", "PARKED_RETRY_SECONDS", "RUN_SETTINGS", "load_mapping_options", "load_run_settings"]
 
 DEFAULT_DEAD_LETTERS = "dead-letters.jsonl"
 """Where rejected findings and records go unless told otherwise."""
 
+PARKED_RETRY_SECONDS = 60
+"""How often `run` sends parked lanes' findings again."""
 _TOP_KEYS = frozenset({"account_id", "region", "partition", "company_name", "detect", "run"})
 RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
     {
@@ -33,6 +35,9 @@ RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
         "ledger": str,
         "refresh_hours": int,
         "max_clock_skew": int,
+        "assume_role": str,
+        "external_id": str,
+        "parked_retry_seconds": int,
     }
 )
 """The `[run]` table's settings of `defender-hub run`, and their types."""

@@ -11,6 +11,7 @@ from defender_hub.convert import EventConverter
 from defender_hub.errors import EventError
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, Outbound, RecordOrigin, Sink
+from defender_hub.sink.deadletters import Select
 
 __all__ = ["CHUNK_FINDINGS", "import_findings", "redrive"]
 
@@ -58,12 +59,14 @@ def redrive(
     sink: Sink,
     options: MappingOptions,
     progress: Callable[[DeliveryReport], None] = lambda _: None,
+    select: Select | None = None,
 ) -> DeliveryReport:
-    """Sends the dead-lettered findings again, and maps and sends the dead-lettered records; what fails again is
-    dead-lettered again. A group of letters is forgotten only after all of it was handled."""
+    """Sends the dead-lettered findings again (those `select` chooses, else all), and maps and sends the
+    dead-lettered records; what fails again is dead-lettered again. A group of letters is forgotten only after all of
+    it was handled."""
     converter = EventConverter(options)
     report = DeliveryReport()
-    for letters, forget in dead_letters.drain():
+    for letters, forget in dead_letters.drain(select):
         outbound: list[Outbound] = []
         for letter in letters:
             finding = letter.redriven_finding()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -10,9 +11,10 @@ import pytest
 
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.checkpoints.delivery import DeliverySettings
-from defender_hub.checkpoints.sweeps import start_periodic_refresh, sweep_once
+from defender_hub.checkpoints.sweeps import retry_parked_once, start_periodic_refresh, sweep_once
 from defender_hub.errors import ConfigError
 from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.sink import DeadLetter, JsonlDeadLetters, Lane, RecordOrigin
 from tests.helpers import ACCOUNT, DAY_MS, Pipeline, hub_clients, violation
 
 T0 = 1_790_000_000_000
@@ -48,3 +50,53 @@ def test_periodic_sweeps_refresh_what_falls_due_as_the_clock_moves(hub: LocalSec
 def test_a_sweep_outside_security_hubs_retention_is_refused(hub: LocalSecurityHub, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="between 0 and 90"):
         sweep_once(settings(hub, tmp_path), threading.Event(), after_days=90)
+
+
+def test_a_refresh_sweep_with_one_region_refusing_refreshes_every_other_region_and_leaves_it_owed(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(hub, SqliteLedger(tmp_path / "ledger.sqlite3"), tmp_path / "dl.jsonl")
+    regions = ("us-east-1", "us-west-2", "eu-west-1")
+    pipeline.deliver(*(violation("in-alarm", T0, T0, region, region=region) for region in regions))
+    hub.disable(ACCOUNT, "us-west-2")
+    later = (T0 + 85 * DAY_MS) / 1000
+
+    refused = sweep_once(settings(hub, tmp_path), threading.Event(), clock=lambda: later)
+
+    updated = {f["Region"]: f["UpdatedAt"] for f in hub.findings()}
+    assert (refused.due, refused.accepted, refused.parked) == (3, 2, 1)
+    assert updated == {
+        "us-east-1": "2026-12-15T14:13:20.000Z",
+        "us-west-2": "2026-09-21T14:13:20.000Z",
+        "eu-west-1": "2026-12-15T14:13:20.000Z",
+    }
+    assert not (tmp_path / "dl.jsonl").exists()  # a sweep's own work stays owed, not parked
+
+    hub.enable(ACCOUNT, "us-west-2")
+    again = sweep_once(settings(hub, tmp_path), threading.Event(), clock=lambda: later + 16 * 60)  # past the claim
+    assert (again.accepted, again.parked) == (1, 0)
+    assert {f["Region"]: f["UpdatedAt"] for f in hub.findings()}["us-west-2"] > "2026-12-15"
+
+
+def test_parked_findings_arrive_through_the_ledger_once_their_lane_answers(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(hub, SqliteLedger(tmp_path / "ledger.sqlite3"), tmp_path / "dl.jsonl")
+    hub.disable(ACCOUNT, "us-west-2")
+    first = pipeline.deliver(violation("in-alarm", T0, T0, "west", region="us-west-2"))
+    time.sleep(0.3)  # FAST parks a lane this long
+    second = pipeline.deliver(
+        violation("alarm-cleared", T0 + 60_000, T0, "west", region="us-west-2"),
+        violation("in-alarm", T0, T0, "east"),
+    )
+    JsonlDeadLetters(tmp_path / "dl.jsonl").put([DeadLetter.for_record(b"{", "not JSON", RecordOrigin("shard-1", "9"))])
+    assert (first.parked, second.parked, second.accepted) == (1, 1, 1)
+
+    still = retry_parked_once(settings(hub, tmp_path), threading.Event(), clock=lambda: T0 / 1000 + 3600)
+    assert still == {Lane("aws", ACCOUNT, "us-west-2"): 1}  # refused still: parked again (its versions as one)
+    hub.enable(ACCOUNT, "us-west-2")
+    assert retry_parked_once(settings(hub, tmp_path), threading.Event(), clock=lambda: T0 / 1000 + 3600) == {}
+
+    assert pipeline.stored()["west"]["RecordState"] == "ARCHIVED"  # the newest version won
+    left = [json.loads(line) for line in (tmp_path / "dl.jsonl").read_text().splitlines()]
+    assert [letter.get("lane") for letter in left] == [None]  # the poison record stays for a person

@@ -140,3 +140,36 @@ def test_no_letter_is_lost_to_an_append_racing_a_redrive(tmp_path: Path) -> None
         forget()
 
     assert sorted(drained, key=lambda data: int(data or b"0")) == [str(n).encode() for n in range(count)]
+
+
+def parked_and_poison() -> list[DeadLetter]:
+    parked = DeadLetter.for_finding(Pending.of({"Id": "f-1"}, [ORIGIN]), "refused", "InvalidAccess", "111/us-east-1")
+    return [DeadLetter.for_record(b"poison", "not JSON", ORIGIN), *parked, DeadLetter.for_record(b"two", "x", None)]
+
+
+def test_a_selective_drain_takes_the_chosen_letters_and_leaves_the_others_in_place(tmp_path: Path) -> None:
+    store = JsonlDeadLetters(tmp_path / "letters.jsonl")
+    store.put(parked_and_poison())
+
+    [(letters, forget)] = list(store.drain(lambda letter: letter.lane is not None))
+    forget()
+
+    assert [letter.finding for letter in letters] == [{"Id": "f-1"}]
+    assert list(store.drain(lambda letter: letter.lane is not None)) == []
+    assert [letter.record_bytes() for letters, _ in store.drain() for letter in letters] == [b"poison", b"two"]
+
+
+def test_a_selective_drain_of_a_queue_leaves_the_others_visible(tmp_path: Path) -> None:
+    with LocalAws() as aws:
+        sqs = local_client("sqs", aws.endpoint_url)
+        store = SqsDeadLetters(sqs.create_queue(QueueName="dead-letters")["QueueUrl"], sqs)
+        store.put(parked_and_poison())
+
+        chosen = []
+        for letters, forget in store.drain(lambda letter: letter.lane is not None):
+            chosen += letters
+            forget()
+        rest = [letter.record_bytes() for letters, _ in store.drain() for letter in letters]
+
+    assert [letter.lane for letter in chosen] == ["111/us-east-1"]
+    assert sorted(rest) == [b"poison", b"two"]  # type: ignore[type-var]

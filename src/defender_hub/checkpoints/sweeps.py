@@ -1,6 +1,8 @@
 """Sweeps: one for a scheduler (`defender-hub refresh`), or one now and then every so often (`run`).
 
-A sweep finishes the archivals still owed, then re-sends the ACTIVE findings near Security Hub's 90-day expiry.
+A refresh sweep finishes the archivals still owed, then re-sends the ACTIVE findings near Security Hub's 90-day
+expiry. A parked sweep sends the findings of parked lanes again, through the ledger: those whose lane answers now
+arrive, the others are parked again.
 """
 
 from __future__ import annotations
@@ -8,14 +10,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 
 from defender_hub.checkpoints.delivery import Clock, DeliverySettings, RefreshReport, open_delivery
+from defender_hub.config import PARKED_RETRY_SECONDS
 from defender_hub.errors import ConfigError, SinkError
+from defender_hub.importer import redrive
 from defender_hub.lifecycle import REFRESH_AFTER_DAYS
+from defender_hub.mapping import MappingOptions
+from defender_hub.sink import DeadLetter, Lane
 
-__all__ = ["start_periodic_refresh", "sweep_once"]
+__all__ = ["retry_parked_once", "start_periodic_refresh", "start_periodic_retry", "sweep_once"]
 
 log = logging.getLogger("defender_hub.refresh")
+
+
+def _parked(letter: DeadLetter) -> bool:
+    return letter.lane is not None
 
 
 def sweep_once(
@@ -37,26 +49,67 @@ def sweep_once(
         delivery.close()
 
 
-def start_periodic_refresh(
-    settings: DeliverySettings, every_seconds: float, after_days: float = REFRESH_AFTER_DAYS, clock: Clock = time.time
-) -> threading.Event:
-    """Sweeps now and then every `every_seconds`, in a thread, until the returned event is set.
+def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: Clock = time.time) -> Counter[Lane]:
+    """Sends the parked findings again, through the ledger; returns how many are parked still, by lane."""
+    delivery = open_delivery(settings, stop, clock)
+    try:
+        report = redrive(delivery.dead_letters, delivery.sink, MappingOptions(), select=_parked)
+    finally:
+        delivery.close()
+    if report.accepted or report.unchanged:
+        log.info("parked lanes: %d findings delivered, %d no longer news", report.accepted, report.unchanged)
+    return delivery.hub.parked_findings
 
-    A sweep that fails, however it fails, is logged and tried again next time: the findings stay due, and the next
-    sweep takes them.
+
+def _periodically(name: str, every_seconds: float, sweep: Callable[[threading.Event], None]) -> threading.Event:
+    """Runs `sweep` now and then every `every_seconds`, in a thread, until the returned event is set.
+
+    A sweep that fails, however it fails, is logged and tried again next time: what it was to do is still owed (due
+    findings, parked letters), and the next sweep takes it.
     """
     stop = threading.Event()
 
     def sweep_forever() -> None:
         while not stop.is_set():
             try:
-                report = sweep_once(settings, stop, after_days, clock)
-                log.info("refresh sweep: %d due, %d re-sent, %d archived", report.due, report.accepted, report.archived)
+                sweep(stop)
             except (SinkError, ConfigError) as exc:
-                log.error("refresh sweep failed: %s; trying again in %.0f s", exc, every_seconds)
-            except Exception:  # a defect or a surprise: the thread must live on, or nothing is refreshed again
-                log.exception("refresh sweep failed unexpectedly; trying again in %.0f s", every_seconds)
+                log.error("%s sweep failed: %s; trying again in %.0f s", name, exc, every_seconds)
+            except Exception:  # a defect or a surprise: the thread must live on, or the sweeps end
+                log.exception("%s sweep failed unexpectedly; trying again in %.0f s", name, every_seconds)
             stop.wait(every_seconds)
 
-    threading.Thread(target=sweep_forever, name="refresh", daemon=True).start()
+    threading.Thread(target=sweep_forever, name=name, daemon=True).start()
     return stop
+
+
+def start_periodic_refresh(
+    settings: DeliverySettings, every_seconds: float, after_days: float = REFRESH_AFTER_DAYS, clock: Clock = time.time
+) -> threading.Event:
+    """Refresh sweeps now and then every `every_seconds`, in a thread, until the returned event is set."""
+
+    def sweep(stop: threading.Event) -> None:
+        report = sweep_once(settings, stop, after_days, clock)
+        log.info("refresh sweep: %d due, %d re-sent, %d archived", report.due, report.accepted, report.archived)
+        if report.parked:
+            log.error("refresh sweep: %d findings of parked lanes left for the next sweep", report.parked)
+
+    return _periodically("refresh", every_seconds, sweep)
+
+
+def start_periodic_retry(
+    settings: DeliverySettings, every_seconds: float = PARKED_RETRY_SECONDS, clock: Clock = time.time
+) -> threading.Event:
+    """Sends parked findings again now and then every `every_seconds`, in a thread, until the returned event is set;
+    says which lanes are parked still, and how many findings wait in each."""
+
+    def sweep(stop: threading.Event) -> None:
+        for lane, waiting in sorted(retry_parked_once(settings, stop, clock).items(), key=str):
+            log.error(
+                "lane %s is parked: %d findings wait in the dead letters; tried again every %.0f s",
+                lane,
+                waiting,
+                every_seconds,
+            )
+
+    return _periodically("parked", every_seconds, sweep)

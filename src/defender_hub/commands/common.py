@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from defender_hub.sink import DeliveryReport
 
 __all__ = [
+    "ASSUME_ROLE_HELP",
     "DEFAULT_DEAD_LETTERS",
     "EXIT_FAILURES",
     "EXIT_OK",
@@ -28,6 +29,10 @@ __all__ = [
     "summary",
 ]
 
+ASSUME_ROLE_HELP = (
+    "import each other account's findings as that account, through this role in it: a name, or an ARN template "
+    "arn:{partition}:iam::{account}:role/NAME (default: none; such findings are parked)"
+)
 EXIT_OK = 0
 EXIT_FAILURES = 2
 """Some input could not be handled, or the command was used wrongly: argparse's own code for bad usage."""
@@ -71,7 +76,13 @@ def delivery_flags(parser: argparse.ArgumentParser, *, ledger_default: str | Non
         help="the findings ledger: sqlite:///PATH or dynamodb://TABLE"
         + (f" (default: {ledger_default})" if ledger_default is not None else " (default: none)"),
     )
-    parser.add_argument("--account-id", default=env("ACCOUNT_ID"), help="the account imported into")
+    parser.add_argument(
+        "--account-id", default=env("ACCOUNT_ID"), help="the account imported into without a role (default: STS says)"
+    )
+    parser.add_argument("--assume-role", default=env("ASSUME_ROLE"), metavar="NAME|ARN", help=ASSUME_ROLE_HELP)
+    parser.add_argument(
+        "--external-id", default=env("EXTERNAL_ID"), help="the external ID the member accounts' roles require"
+    )
     parser.add_argument(
         "--max-clock-skew",
         type=int,
@@ -91,6 +102,8 @@ def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
         args.account_id,
         args.max_clock_skew,
         dead_letter_overflow=args.dead_letter_overflow,
+        assume_role=args.assume_role,
+        external_id=args.external_id,
     )
 
 
@@ -105,7 +118,8 @@ def stop_on_signals() -> threading.Event:
 def summary(report: DeliveryReport, elapsed: float) -> str:
     """One line of what a delivery did."""
     return (
-        f"accepted {report.accepted}, dead-lettered {report.dead_lettered}, superseded {report.superseded}, "
+        f"accepted {report.accepted}, dead-lettered {report.dead_lettered}, parked {report.parked}, "
+        f"superseded {report.superseded}, "
         f"requests {report.requests}, throttled {report.throttled}, retries {report.retried}, "
         f"elapsed {elapsed:.1f} s"
     )

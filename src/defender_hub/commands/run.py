@@ -7,13 +7,19 @@ import logging
 import os
 import socket
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger, parse_ledger_url
-from defender_hub.commands.common import DEFAULT_DEAD_LETTERS, EXIT_FAILURES, EXIT_OK, env, mapping_flags
-from defender_hub.config import RUN_SETTINGS, load_mapping_options, load_run_settings
+from defender_hub.commands.common import (
+    ASSUME_ROLE_HELP,
+    DEFAULT_DEAD_LETTERS,
+    EXIT_FAILURES,
+    EXIT_OK,
+    env,
+    mapping_flags,
+)
+from defender_hub.config import PARKED_RETRY_SECONDS, RUN_SETTINGS, load_mapping_options, load_run_settings
 from defender_hub.consumer.launcher import INITIAL_POSITIONS, RETRIEVAL_MODES
 from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
@@ -59,13 +65,20 @@ def add(commands: Any) -> None:
         metavar="MINUTES",
         help=f"refuse events timed further in the future than this (default: {MAX_CLOCK_SKEW_MINUTES})",
     )
+    running.add_argument("--assume-role", metavar="NAME|ARN", help=ASSUME_ROLE_HELP)
+    running.add_argument("--external-id", help="the external ID the member accounts' roles require")
+    running.add_argument(
+        "--parked-retry-seconds",
+        type=int,
+        help=f"seconds between tries of parked lanes' findings (default: {PARKED_RETRY_SECONDS})",
+    )
     mapping_flags(running)
     running.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415
-    from defender_hub.checkpoints.sweeps import start_periodic_refresh  # noqa: PLC0415
+    from defender_hub.checkpoints.sweeps import start_periodic_refresh, start_periodic_retry  # noqa: PLC0415
     from defender_hub.consumer.launcher import DaemonSettings, check_stream, lease_owners, run_daemon  # noqa: PLC0415
 
     run_defaults = {
@@ -77,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         "ledger": DEFAULT_LEDGER,
         "refresh_hours": 24,
         "max_clock_skew": MAX_CLOCK_SKEW_MINUTES,
+        "parked_retry_seconds": PARKED_RETRY_SECONDS,
     }
     from_file = load_run_settings(args.config)
     for name in RUN_SETTINGS:  # flags, then DEFENDER_HUB_<NAME>, then the file's [run], then the defaults
@@ -87,25 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         if value is None:
             value = from_file.get(name, run_defaults.get(name))
         setattr(args, name, value)
-    if not args.stream or not args.application:
-        raise ConfigError(
-            "run needs a stream and an application: --stream/--application, DEFENDER_HUB_STREAM/"
-            "DEFENDER_HUB_APPLICATION, or [run] in the settings file"
-        )
-    if not isinstance(args.max_records, int):
-        raise ConfigError(f"max records {args.max_records!r} is not a whole number")
-    load_mapping_options(  # validated here, before the daemon starts, rather than in every shard's processor
-        account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
-    )
-    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ConfigError("no Region for the stream: set AWS_REGION or --region")
-    if not 1 <= args.max_records <= 10_000:
-        raise ConfigError("--max-records must be 1..10000")
-    if not isinstance(args.refresh_hours, int) or args.refresh_hours < 0:
-        raise ConfigError(f"refresh hours {args.refresh_hours!r} is not a whole number of hours, 0 or more")
-    if not isinstance(args.max_clock_skew, int) or args.max_clock_skew < 0:
-        raise ConfigError(f"max clock skew {args.max_clock_skew!r} is not a whole number of minutes, 0 or more")
+    region = _checked(args)
     ledger_url = _absolute_ledger(args.ledger)
     settings = DaemonSettings(
         stream=args.stream,
@@ -126,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         else args.dead_letter,
         **{
             f"DEFENDER_HUB_{name.upper()}": str(value)
-            for name in ("account_id", "region", "partition", "config")
+            for name in ("account_id", "region", "partition", "config", "assume_role", "external_id")
             if (value := getattr(args, name)) is not None
         },
     }
@@ -140,22 +136,55 @@ def _run(args: argparse.Namespace) -> int:
             "--ledger dynamodb://TABLE, or findings may be re-sent and archival may miss what they recorded",
             file=sys.stderr,
         )
-    sweeps = threading.Event()
+    _log_to_stderr(logging.getLogger("defender_hub"))  # the sweeps' own lines, not botocore's
+    sweep = DeliverySettings(
+        environment["DEFENDER_HUB_DEAD_LETTER"],
+        ledger_url,
+        args.account_id,
+        args.max_clock_skew,
+        dead_letter_overflow=args.dead_letter_overflow,
+        assume_role=args.assume_role,
+        external_id=args.external_id,
+    )
+    sweeps = [start_periodic_retry(sweep, args.parked_retry_seconds)]
     if args.refresh_hours > 0:
-        _log_to_stderr(logging.getLogger("defender_hub"))  # the sweeps' own lines, not botocore's
-        sweep = DeliverySettings(
-            environment["DEFENDER_HUB_DEAD_LETTER"],
-            ledger_url,
-            args.account_id,
-            args.max_clock_skew,
-            dead_letter_overflow=args.dead_letter_overflow,
-        )
-        sweeps = start_periodic_refresh(sweep, args.refresh_hours * 3600)
+        sweeps.append(start_periodic_refresh(sweep, args.refresh_hours * 3600))
     try:
         status = run_daemon(settings, environment)
     finally:
-        sweeps.set()
+        for stop in sweeps:
+            stop.set()
     return EXIT_OK if status == 0 else EXIT_FAILURES
+
+
+def _checked(args: argparse.Namespace) -> str:
+    """Checks `run`'s settings before anything starts; returns the stream's Region. Raises ConfigError."""
+    from defender_hub.sink.lanes import check_role  # noqa: PLC0415 - boto3 for AWS commands only
+
+    if not args.stream or not args.application:
+        raise ConfigError(
+            "run needs a stream and an application: --stream/--application, DEFENDER_HUB_STREAM/"
+            "DEFENDER_HUB_APPLICATION, or [run] in the settings file"
+        )
+    if not isinstance(args.max_records, int):
+        raise ConfigError(f"max records {args.max_records!r} is not a whole number")
+    load_mapping_options(  # validated here, before the daemon starts, rather than in every shard's processor
+        account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+    )
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("no Region for the stream: set AWS_REGION or --region")
+    if not 1 <= args.max_records <= 10_000:
+        raise ConfigError("--max-records must be 1..10000")
+    if not isinstance(args.refresh_hours, int) or args.refresh_hours < 0:
+        raise ConfigError(f"refresh hours {args.refresh_hours!r} is not a whole number of hours, 0 or more")
+    if not isinstance(args.max_clock_skew, int) or args.max_clock_skew < 0:
+        raise ConfigError(f"max clock skew {args.max_clock_skew!r} is not a whole number of minutes, 0 or more")
+    if not isinstance(args.parked_retry_seconds, int) or args.parked_retry_seconds < 1:
+        raise ConfigError(f"parked retry seconds {args.parked_retry_seconds!r} is not a whole number, 1 or more")
+    if args.assume_role is not None:
+        check_role(args.assume_role)
+    return region
 
 
 def _absolute_ledger(url: str) -> str:

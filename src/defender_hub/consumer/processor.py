@@ -126,6 +126,8 @@ def main() -> None:
         account_id=options.account_id,
         max_clock_skew_minutes=int(env.get("DEFENDER_HUB_MAX_CLOCK_SKEW", MAX_CLOCK_SKEW_MINUTES)),
         dead_letter_overflow=env.get("DEFENDER_HUB_DEAD_LETTER_OVERFLOW") or None,
+        assume_role=env.get("DEFENDER_HUB_ASSUME_ROLE") or None,
+        external_id=env.get("DEFENDER_HUB_EXTERNAL_ID") or None,
     )
     delivery = open_delivery(settings, stop)
     kcl.KCLProcess(FindingsProcessor(EventConverter(options), delivery.sink, delivery.dead_letters)).run()

@@ -82,6 +82,8 @@ class DeadLetter(msgspec.Struct, omit_defaults=True):
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(DeadLetter)
+Select = Callable[[DeadLetter], bool]
+"""Chooses the letters a drain takes: the parked ones, say."""
 
 
 class DeadLetters(Protocol):
@@ -93,8 +95,9 @@ class DeadLetters(Protocol):
     def put(self, letters: Sequence[DeadLetter]) -> None:
         """Keeps `letters` durably, or raises DeadLetterError."""
 
-    def drain(self) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
-        """Yields the kept letters a group at a time, with a function that forgets that group once re-driven."""
+    def drain(self, select: Select | None = None) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
+        """Yields the kept letters (those `select` chooses, else all) a group at a time, with a function that forgets
+        that group once re-driven; the others stay as they were."""
 
 
 class JsonlDeadLetters:
@@ -131,9 +134,15 @@ class JsonlDeadLetters:
         except OSError as exc:
             raise DeadLetterError(f"dead letters at {self.path}: {exc.strerror}") from exc
 
-    def drain(self) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
-        """Yields the file's letters; the file is first moved aside, so letters rejected again are new lines."""
-        aside = [*sorted(self.path.parent.glob(f"{self.path.name}.redrive-*"))]  # left by an interrupted redrive
+    def drain(self, select: Select | None = None) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
+        """Yields the file's letters; the file is first moved aside, so letters rejected again are new lines.
+
+        With `select`, only the chosen letters are moved aside (to `*.selected-*`); the rest stay in the file.
+        """
+        if select is not None:
+            yield from self._drain_selected(select)
+            return
+        aside = self._aside("redrive", "selected")  # left by an interrupted redrive
         if self.path.exists():
             moved = self.path.with_name(f"{self.path.name}.redrive-{time.time_ns()}")
             with self.path.open("ab") as file:
@@ -141,9 +150,43 @@ class JsonlDeadLetters:
                 if _still_at(file, self.path):  # not moved by another redrive while we waited
                     self.path.rename(moved)
                     aside.append(moved)
-        for path in aside:
+        yield from self._groups(aside)
+
+    def _aside(self, *kinds: str) -> list[Path]:
+        return sorted(path for kind in kinds for path in self.path.parent.glob(f"{self.path.name}.{kind}-*"))
+
+    def _groups(self, paths: list[Path]) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
+        for path in paths:
             if path.exists():  # another redrive may have taken it
                 yield self._read(path), functools.partial(path.unlink, missing_ok=True)
+
+    def _drain_selected(self, select: Select) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
+        """Moves the chosen letters to a file of their own, keeping the others where they were; yields them."""
+        aside = self._aside("selected")  # left by an interrupted drain: all of them were chosen
+        if self.path.exists():
+            with self.path.open("r+b") as file:
+                fcntl.flock(file, fcntl.LOCK_EX)
+                if _still_at(file, self.path):
+                    chosen: list[bytes] = []
+                    kept: list[bytes] = []
+                    for line in file.read().splitlines(keepends=True):
+                        if not line.strip():
+                            continue
+                        try:
+                            (chosen if select(_decoder.decode(line)) else kept).append(line)
+                        except msgspec.DecodeError:
+                            kept.append(line)  # for a whole redrive to set aside, where a person can look
+                    if chosen:
+                        moved = self.path.with_name(f"{self.path.name}.selected-{time.time_ns()}")
+                        _write_durably(moved, b"".join(_line(line) for line in chosen))
+                        # Truncating in place keeps appenders waiting on this lock writing to this very file.
+                        file.seek(0)
+                        file.truncate()
+                        file.write(b"".join(_line(line) for line in kept))
+                        file.flush()
+                        os.fsync(file.fileno())
+                        aside.append(moved)
+        yield from self._groups(aside)
 
     def _read(self, path: Path) -> list[DeadLetter]:
         """The letters in `path`; a line that is none is kept in `*.unreadable` and counted, not fatal."""
@@ -158,10 +201,7 @@ class JsonlDeadLetters:
                 unreadable.append(line + b"\n")
         if unreadable:  # one file per moved file: a redrive tried again rewrites it rather than adding to it
             kept = self.path.with_name(f"{self.path.name}.unreadable-{path.name.rsplit('-', 1)[-1]}")
-            with kept.open("wb") as file:
-                file.write(b"".join(unreadable))
-                file.flush()
-                os.fsync(file.fileno())
+            _write_durably(kept, b"".join(unreadable))
             self.unreadable += len(unreadable)
             log.warning("%d unreadable dead letters in %s kept in %s", len(unreadable), path, kept)
         return letters
@@ -173,6 +213,17 @@ def _still_at(file: BinaryIO, path: Path) -> bool:
         return os.fstat(file.fileno()).st_ino == os.stat(path).st_ino
     except FileNotFoundError:
         return False
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with path.open("wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _line(line: bytes) -> bytes:
+    return line if line.endswith(b"\n") else line + b"\n"
 
 
 def _ends_a_line(file: BinaryIO) -> bool:
@@ -273,41 +324,54 @@ class SqsDeadLetters:
         if answer.get("Failed"):
             raise DeadLetterError(f"dead letters to {self.queue_url}: {answer['Failed'][0].get('Message')}")
 
-    def drain(self) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
-        """Yields the queue's letters ten at a time, pointers followed; each group (and what it points to in S3) is
-        deleted only after it was re-driven."""
-        while True:
-            answer = self._client.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=300
-            )
-            messages = answer.get("Messages", [])
-            if not messages:
-                return
-            letters: list[DeadLetter] = []
-            read: list[dict[str, Any]] = []
-            pointers: list[str] = []
-            for message in messages:
-                try:
-                    letter = _decoder.decode(message["Body"])
-                    if letter.overflow is not None:
-                        pointers.append(letter.overflow)
-                        letter = _decoder.decode(self._followed(letter.overflow))
-                except (msgspec.DecodeError, DeadLetterError) as exc:  # left in the queue for a person to look at
-                    self.unreadable += 1
-                    log.warning("a dead letter stays in %s: %s (%s)", self.queue_url, message["MessageId"], exc)
-                    continue
-                letters.append(letter)
-                read.append(message)
-            handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(read)]
+    def drain(self, select: Select | None = None) -> Iterator[tuple[list[DeadLetter], Callable[[], None]]]:
+        """Yields the queue's letters (those `select` chooses, else all) ten at a time, pointers followed; each group
+        (and what it points to in S3) is deleted only after it was re-driven. Letters not chosen are made visible
+        again once the drain is over."""
+        passed: list[str] = []
+        try:
+            while True:
+                answer = self._client.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=300
+                )
+                messages = answer.get("Messages", [])
+                if not messages:
+                    return
+                letters: list[DeadLetter] = []
+                read: list[dict[str, Any]] = []
+                pointers: list[str] = []
+                for message in messages:
+                    try:
+                        letter = _decoder.decode(message["Body"])
+                        if select is not None and not select(letter):
+                            passed.append(message["ReceiptHandle"])
+                            continue
+                        if letter.overflow is not None:
+                            pointers.append(letter.overflow)
+                            letter = _decoder.decode(self._followed(letter.overflow))
+                    except (msgspec.DecodeError, DeadLetterError) as exc:  # left in the queue for a person to look at
+                        self.unreadable += 1
+                        log.warning("a dead letter stays in %s: %s (%s)", self.queue_url, message["MessageId"], exc)
+                        continue
+                    letters.append(letter)
+                    read.append(message)
+                if letters:
+                    yield letters, functools.partial(self._forget, read, pointers)
+        finally:
+            for start in range(0, len(passed), SQS_BATCH_MESSAGES):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                    for i, handle in enumerate(passed[start : start + SQS_BATCH_MESSAGES])
+                ]
+                self._client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
 
-            def forget(handles: list[dict[str, str]] = handles, pointers: list[str] = pointers) -> None:
-                if handles:
-                    self._client.delete_message_batch(QueueUrl=self.queue_url, Entries=handles)
-                for uri in pointers:
-                    if self._overflow is not None:
-                        self._overflow.delete(uri)
-
-            yield letters, forget
+    def _forget(self, read: list[dict[str, Any]], pointers: list[str]) -> None:
+        handles = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(read)]
+        if handles:
+            self._client.delete_message_batch(QueueUrl=self.queue_url, Entries=handles)
+        for uri in pointers:
+            if self._overflow is not None:
+                self._overflow.delete(uri)
 
     def _followed(self, uri: str) -> bytes:
         if self._overflow is None:

@@ -22,7 +22,7 @@ from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider
 from defender_hub.errors import ConfigError, LaneRefused
 from defender_hub.mapping.aws import region_problem
 
-__all__ = ["DEFAULT_CONFIG", "Lane", "SecurityHubClients", "role_arn", "securityhub_clients"]
+__all__ = ["DEFAULT_CONFIG", "Lane", "SecurityHubClients", "check_role", "role_arn", "securityhub_clients"]
 
 DEFAULT_CONFIG = Config(retries={"mode": "adaptive", "total_max_attempts": 4}, connect_timeout=5, read_timeout=60)
 """botocore's adaptive retries: a few tries of throttling, 5xx and connection errors, and a client-side token
@@ -48,6 +48,15 @@ class Lane:
 
     def __str__(self) -> str:
         return f"{self.account}/{self.region}"
+
+
+def check_role(template: str) -> None:
+    """Raises ConfigError unless `template` is a role name (with its path) or an ARN template with {account}."""
+    if not (("{account}" in template and template.startswith("arn:")) or _ROLE_NAME.fullmatch(template)):
+        raise ConfigError(
+            f"--assume-role {template[:100]!r}: give a role name (defender-hub-import) or an ARN template "
+            "with {account} (arn:{partition}:iam::{account}:role/NAME)"
+        )
 
 
 def role_arn(template: str, partition: str, account: str) -> str:
@@ -90,13 +99,8 @@ class SecurityHubClients:
         config: Config = DEFAULT_CONFIG,
         **overrides: Any,
     ) -> None:
-        if assume_role is not None and not (
-            ("{account}" in assume_role and assume_role.startswith("arn:")) or _ROLE_NAME.fullmatch(assume_role)
-        ):
-            raise ConfigError(
-                f"--assume-role {assume_role[:100]!r}: give a role name (defender-hub-import) or an ARN template "
-                "with {account} (arn:{partition}:iam::{account}:role/NAME)"
-            )
+        if assume_role is not None:
+            check_role(assume_role)
         self.assume_role, self._external_id = assume_role, external_id
         self._session, self._own, self._config, self._overrides = session, own_account, config, overrides
         self._made: dict[Lane, Any] = {}

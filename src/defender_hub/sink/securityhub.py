@@ -15,6 +15,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -135,6 +136,8 @@ class SecurityHubSink:
         self._reports: dict[int, DeliveryReport] = {}
         """By client: the report of the lane delivery using it now, which botocore's events count into."""
         self._parked: dict[Lane, tuple[float, str, str]] = {}
+        self.parked_findings: Counter[Lane] = Counter()
+        """The findings this sink parked, by lane."""
 
     def parked_lanes(self) -> dict[Lane, str]:
         """The lanes this sink parks now, with the reason."""
@@ -322,6 +325,8 @@ class _LaneDelivery:
             ]
             self._sink.dead_letters.put(letters)
         self.report.parked += len(items)
+        with self._sink._lock:
+            self._sink.parked_findings[self._lane] += len(items)
         log.warning(
             "lane %s is parked: %d findings %s",
             self._lane,
