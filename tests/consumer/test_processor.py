@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -504,3 +505,45 @@ def test_a_year_old_stream_ends_in_its_final_states_across_a_restart_and_its_ref
             stop(consumer, log)
         assert "refresh sweep" in log.read_text()  # the sweep did run in between
         assert all(f["ProductFields"]["ViolationEventType"] == "alarm-cleared" for f in hub.findings())
+
+
+def test_three_accounts_on_one_stream_each_import_as_itself_and_a_disabled_one_parks_then_arrives(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
+    own, member, disabled = "123456789012", "210987654321", "333333333333"
+    events = [
+        violation("in-alarm", 1_790_000_000_000 + n, 1_790_000_000_000, f"{account}-{n}", account=account)
+        for n in range(40)
+        for account in (own, member, disabled)
+    ]
+    stream = Stream(local_aws, shards=1)
+    placed = stream.put(events)
+    dead_letters, log = tmp_path / "dead-letters.jsonl", tmp_path / "run.log"
+    expected = latest_versions(events)
+    with LocalSecurityHub(sts_endpoint=local_aws.endpoint_url) as hub:
+        hub.disable(disabled, "us-east-1")
+        flags = ("--assume-role", "defender-hub-import", "--external-id", "org-1234", "--parked-retry-seconds", "3")
+        consumer = start_consumer(stream, local_aws, hub, dead_letters, log, *flags)
+        try:
+
+            def by_account() -> dict[str, int]:
+                return dict(Counter(f["AwsAccountId"] for f in hub.findings()))
+
+            wait_for("the enabled accounts' findings", lambda: by_account() == {own: 40, member: 40}, 180)
+            wait_for("the checkpoint at the shard's end", lambda: stream.checkpoints() == dict(placed), 60)
+            said = f"lane {disabled}/us-east-1 is parked: 40 findings wait in the dead letters"
+            wait_for("run to say which lane is parked", lambda: said in log.read_text(), 30)
+            parked = [json.loads(line) for line in dead_letters.read_text().splitlines()]
+            assert {(p["lane"], p["error_code"]) for p in parked} == {
+                (f"{disabled}/us-east-1", "InvalidAccessException")
+            }
+            assert {p["finding"]["AwsAccountId"] for p in parked} == {disabled} and len(parked) >= 40
+
+            hub.enable(disabled, "us-east-1")
+            wait_for("the parked findings, on their own", lambda: holds_latest(hub, expected), 60)
+            wait_for("no parked letter left", lambda: not dead_letters.read_text().strip(), 30)
+        finally:
+            stop(consumer, log)
+    callers = {r.caller for r in hub.requests("BatchImportFindings") if r.accepted}
+    assert callers == {own, member, disabled}
+    assert all(f["ProductArn"].split(":")[4] == f["AwsAccountId"] for f in hub.findings())
