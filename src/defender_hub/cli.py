@@ -15,12 +15,22 @@ from defender_hub.errors import ConfigError
 __all__ = ["main"]
 
 
+class _Version(argparse.Action):
+    """Prints defender-hub's version and the KCL's: what the jars found are, looked up only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from defender_hub.consumer.launcher import kcl_version  # noqa: PLC0415
+
+        print(f"defender-hub {__version__} (KCL {kcl_version() or 'not installed'})")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="defender-hub",
         description="AWS IoT Device Defender findings into AWS Security Hub.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and the KCL's, and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in ALL:
         command.add(commands)

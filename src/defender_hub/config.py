@@ -38,6 +38,8 @@ RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
         "assume_role": str,
         "external_id": str,
         "parked_retry_seconds": int,
+        "log_format": str,
+        "health_dir": str,
     }
 )
 """The `[run]` table's settings of `defender-hub run`, and their types."""

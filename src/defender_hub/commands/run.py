@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import functools
 import os
 import socket
 import sys
@@ -20,9 +20,11 @@ from defender_hub.commands.common import (
     mapping_flags,
 )
 from defender_hub.config import PARKED_RETRY_SECONDS, RUN_SETTINGS, load_mapping_options, load_run_settings
+from defender_hub.consumer.health import note_daemon
 from defender_hub.consumer.launcher import INITIAL_POSITIONS, RETRIEVAL_MODES
 from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
+from defender_hub.logs import LOG_FORMATS, configure
 
 __all__ = ["add"]
 
@@ -72,6 +74,10 @@ def add(commands: Any) -> None:
         type=int,
         help=f"seconds between tries of parked lanes' findings (default: {PARKED_RETRY_SECONDS})",
     )
+    running.add_argument("--log-format", choices=LOG_FORMATS, help="text (the default) or json: one object a line")
+    running.add_argument(
+        "--health-dir", metavar="DIR", help="where `defender-hub health` reads the daemon's and the shards' progress"
+    )
     mapping_flags(running)
     running.set_defaults(handler=_run)
 
@@ -91,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         "refresh_hours": 24,
         "max_clock_skew": MAX_CLOCK_SKEW_MINUTES,
         "parked_retry_seconds": PARKED_RETRY_SECONDS,
+        "log_format": "text",
     }
     from_file = load_run_settings(args.config)
     for name in RUN_SETTINGS:  # flags, then DEFENDER_HUB_<NAME>, then the file's [run], then the defaults
@@ -117,12 +124,21 @@ def _run(args: argparse.Namespace) -> int:
         "DEFENDER_HUB_LEDGER": ledger_url,
         "DEFENDER_HUB_MAX_CLOCK_SKEW": str(args.max_clock_skew),
         **({"DEFENDER_HUB_DEAD_LETTER_OVERFLOW": args.dead_letter_overflow} if args.dead_letter_overflow else {}),
+        **({"DEFENDER_HUB_HEALTH_DIR": str(Path(args.health_dir).resolve())} if args.health_dir else {}),
         "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
         if "://" not in args.dead_letter
         else args.dead_letter,
         **{
             f"DEFENDER_HUB_{name.upper()}": str(value)
-            for name in ("account_id", "region", "partition", "config", "assume_role", "external_id")
+            for name in (
+                "account_id",
+                "region",
+                "partition",
+                "config",
+                "assume_role",
+                "external_id",
+                "log_format",
+            )
             if (value := getattr(args, name)) is not None
         },
     }
@@ -136,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
             "--ledger dynamodb://TABLE, or findings may be re-sent and archival may miss what they recorded",
             file=sys.stderr,
         )
-    _log_to_stderr(logging.getLogger("defender_hub"))  # the sweeps' own lines, not botocore's
+    configure(args.log_format, text_format="defender-hub: %(message)s")
     sweep = DeliverySettings(
         environment["DEFENDER_HUB_DEAD_LETTER"],
         ledger_url,
@@ -150,7 +166,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.refresh_hours > 0:
         sweeps.append(start_periodic_refresh(sweep, args.refresh_hours * 3600))
     try:
-        status = run_daemon(settings, environment)
+        status = run_daemon(
+            settings,
+            environment,
+            json_logs=args.log_format == "json",
+            on_start=functools.partial(note_daemon, Path(args.health_dir)) if args.health_dir else lambda _: None,
+        )
     finally:
         for stop in sweeps:
             stop.set()
@@ -184,6 +205,8 @@ def _checked(args: argparse.Namespace) -> str:
         raise ConfigError(f"parked retry seconds {args.parked_retry_seconds!r} is not a whole number, 1 or more")
     if args.assume_role is not None:
         check_role(args.assume_role)
+    if args.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log format {args.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     return region
 
 
@@ -191,10 +214,3 @@ def _absolute_ledger(url: str) -> str:
     """The ledger URL, checked, with a SQLite path made absolute: the processors may start elsewhere."""
     kind, target = parse_ledger_url(url)
     return f"sqlite:///{Path(target).resolve()}" if kind == "sqlite" else url
-
-
-def _log_to_stderr(logger: logging.Logger) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("defender-hub: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)

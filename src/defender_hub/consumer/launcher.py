@@ -8,13 +8,26 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from defender_hub.errors import ConfigError
+from defender_hub.logs import daemon_line
 
-__all__ = ["DaemonSettings", "check_stream", "daemon_command", "kcl_jars", "lease_owners", "properties", "run_daemon"]
+__all__ = [
+    "DaemonSettings",
+    "check_stream",
+    "daemon_command",
+    "kcl_jars",
+    "kcl_version",
+    "lease_owners",
+    "properties",
+    "run_daemon",
+]
 
 INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 RETRIEVAL_MODES = ("POLLING", "FANOUT")
@@ -54,6 +67,19 @@ def kcl_jars() -> Path:
     if not any(folder.glob("*.jar")):
         raise ConfigError(f"no KCL jars in {folder}: install amazon-kclpy with its jars, or set DEFENDER_HUB_KCL_JARS")
     return folder
+
+
+def kcl_version() -> str | None:
+    """The version of the KCL jars `kcl_jars` finds, or None without them."""
+    try:
+        folder = kcl_jars()
+    except ConfigError:
+        return None
+    for jar in folder.glob("amazon-kinesis-client-*.jar"):
+        version = jar.stem.removeprefix("amazon-kinesis-client-")
+        if version[:1].isdigit():  # not amazon-kinesis-client-multilang-…
+            return version
+    return None
 
 
 def _java() -> str:
@@ -160,17 +186,32 @@ def daemon_command(properties_file: Path) -> list[str]:
     ]
 
 
-def run_daemon(settings: DaemonSettings, environment: dict[str, str]) -> int:
+def run_daemon(
+    settings: DaemonSettings,
+    environment: dict[str, str],
+    *,
+    json_logs: bool = False,
+    on_start: Callable[[int], None] = lambda _: None,
+) -> int:
     """Runs the daemon until it exits; SIGTERM and SIGINT are passed on so it drains and checkpoints.
 
-    Returns 0 when the daemon ended cleanly, including after a stop we passed on; its exit status otherwise.
+    With `json_logs`, each line of its output (its own log and its processors') goes to stdout as a JSON line.
+    `on_start` hears the daemon's process id. Returns 0 when the daemon ended cleanly, including after a stop we
+    passed on; its exit status otherwise.
     """
     with tempfile.TemporaryDirectory(prefix="defender-hub-") as folder:
         properties_file = Path(folder) / "kcl.properties"
         properties_file.write_text(properties(settings))
         command = daemon_command(properties_file)
         env = os.environ | environment | {"CBOR_ENABLED": "false"}
-        daemon = subprocess.Popen(command, env=env)  # noqa: S603 - our own command line
+        output = subprocess.PIPE if json_logs else None
+        daemon = subprocess.Popen(  # noqa: S603 - our own command line
+            command, env=env, stdout=output, stderr=subprocess.STDOUT if json_logs else None
+        )
+        on_start(daemon.pid)
+        if daemon.stdout is not None:
+            relay = threading.Thread(target=_relay_as_json, args=(daemon.stdout,), name="daemon-log", daemon=True)
+            relay.start()
 
         stopped: list[int] = []
 
@@ -181,6 +222,15 @@ def run_daemon(settings: DaemonSettings, environment: dict[str, str]) -> int:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signal_number, forward)
         status = daemon.wait()
+        if daemon.stdout is not None:
+            relay.join(timeout=5)
         # The JVM ends with 128 + the signal once its shutdown hooks (the KCL's drain) have run.
         drained = stopped and status in {0, 128 + stopped[0], -stopped[0]}
         return 0 if drained else status
+
+
+def _relay_as_json(lines: IO[bytes]) -> None:
+    for line in lines:
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        if text.strip():
+            print(daemon_line(text), flush=True)

@@ -26,9 +26,11 @@ from defender_hub.checkpoints import DEFAULT_LEDGER
 from defender_hub.checkpoints.delivery import DeliverySettings, open_delivery
 from defender_hub.checkpoints.shards import checkpoint
 from defender_hub.config import DEFAULT_DEAD_LETTERS, load_mapping_options
+from defender_hub.consumer.health import note_shard
 from defender_hub.convert import EventConverter
 from defender_hub.errors import EventError, SinkError, SinkStopped
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
+from defender_hub.logs import configure
 from defender_hub.sink import DeadLetter, DeadLetters, Outbound, RecordOrigin, Sink
 
 __all__ = ["FindingsProcessor", "main"]
@@ -39,21 +41,30 @@ log = logging.getLogger("defender_hub.consumer")
 class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  # an untyped base class
     """Turns a shard's records into findings and checkpoints past a record only once its findings are delivered."""
 
-    def __init__(self, converter: EventConverter, sink: Sink, dead_letters: DeadLetters) -> None:
+    def __init__(
+        self, converter: EventConverter, sink: Sink, dead_letters: DeadLetters, health: Path | None = None
+    ) -> None:
         self._converter = converter
         self._sink = sink
         self._dead_letters = dead_letters
+        self._health = health
         self._shard = "unknown"
+
+    def _progressed(self, behind_ms: int | None) -> None:
+        if self._health is not None:
+            note_shard(self._health, self._shard, behind_ms)
 
     def initialize(self, initialize_input: Any) -> None:
         """Remembers the shard, for the origin of dead letters."""
         self._shard = initialize_input.shard_id
-        log.info("processing %s from %s", self._shard, initialize_input.sequence_number)
+        log.info("processing %s from %s", self._shard, initialize_input.sequence_number, extra={"shard": self._shard})
+        self._progressed(None)
 
     def process_records(self, process_records_input: Any) -> None:
         """Delivers the records' findings, dead-letters records that make none, then checkpoints after the last."""
         records = process_records_input.records
         if not records:
+            self._progressed(process_records_input.millis_behind_latest)
             return
         outbound: list[Outbound] = []
         poison: list[DeadLetter] = []
@@ -79,19 +90,25 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         except Exception:  # a defect or a surprise: kclpy would report the batch done, and a checkpoint skip it
             log.exception("%s: delivery failed unexpectedly; exiting without a checkpoint", self._shard)
             raise SystemExit(1) from None
+        counts = {
+            "records": len(records),
+            "accepted": report.accepted,
+            "archived": report.archived,
+            "unchanged": report.unchanged,
+            "dead_lettered": report.dead_lettered,
+            "parked": report.parked,
+            "bad_records": len(poison),
+        }
         log.info(
             "%s: %d records, %d findings accepted (%d archived by the lifecycle), %d unchanged, %d dead-lettered, "
-            "%d bad records",
+            "%d parked, %d bad records",
             self._shard,
-            len(records),
-            report.accepted,
-            report.archived,
-            report.unchanged,
-            report.dead_lettered,
-            len(poison),
+            *counts.values(),
+            extra={"shard": self._shard, **counts},
         )
         last = records[-1]
         checkpoint(process_records_input.checkpointer, self._shard, last.sequence_number, last.sub_sequence_number)
+        self._progressed(process_records_input.millis_behind_latest)
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         """Another worker has the shard now: nothing to checkpoint, nothing in flight survives this call."""
@@ -109,8 +126,10 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
 
 def main() -> None:
     """Runs the processor for the daemon, with the settings `defender-hub run` passed in the environment."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     env = os.environ
+    configure(
+        env.get("DEFENDER_HUB_LOG_FORMAT") or "text", text_format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     config = env.get("DEFENDER_HUB_CONFIG")
     options = load_mapping_options(
         account_id=env.get("DEFENDER_HUB_ACCOUNT_ID"),
@@ -130,7 +149,11 @@ def main() -> None:
         external_id=env.get("DEFENDER_HUB_EXTERNAL_ID") or None,
     )
     delivery = open_delivery(settings, stop)
-    kcl.KCLProcess(FindingsProcessor(EventConverter(options), delivery.sink, delivery.dead_letters)).run()
+    health = env.get("DEFENDER_HUB_HEALTH_DIR")
+    findings = FindingsProcessor(
+        EventConverter(options), delivery.sink, delivery.dead_letters, Path(health) if health else None
+    )
+    kcl.KCLProcess(findings).run()
 
 
 if __name__ == "__main__":

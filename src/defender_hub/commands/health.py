@@ -1,0 +1,40 @@
+"""`defender-hub health`: exit 0 while the worker is healthy, 1 when not (a container's HEALTHCHECK)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from defender_hub.commands.common import EXIT_OK, env
+from defender_hub.consumer.health import STALL_SECONDS, check
+
+__all__ = ["add"]
+
+EXIT_UNHEALTHY = 1
+"""What a HEALTHCHECK command returns for unhealthy."""
+
+
+def add(commands: Any) -> None:
+    """Declares `health`."""
+    health = commands.add_parser(
+        "health",
+        help="whether `run` is healthy: its daemon alive, its shards moving",
+        description=(
+            "Reads what `run --health-dir DIR` notes: exits 1 when the KCL daemon is gone or stopped, or when no "
+            "shard has made progress for --stall-seconds while records were waiting; 0 otherwise. Says why."
+        ),
+    )
+    health.add_argument("--health-dir", type=Path, default=env("HEALTH_DIR"), metavar="DIR")
+    health.add_argument("--stall-seconds", type=float, default=STALL_SECONDS)
+    health.set_defaults(handler=_health)
+
+
+def _health(args: argparse.Namespace) -> int:
+    if args.health_dir is None:
+        print("defender-hub: health: give --health-dir (or DEFENDER_HUB_HEALTH_DIR), as `run` has", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    verdict = check(args.health_dir, args.stall_seconds)
+    print(f"{'healthy' if verdict.healthy else 'unhealthy'}: {verdict.reason}")
+    return EXIT_OK if verdict.healthy else EXIT_UNHEALTHY
