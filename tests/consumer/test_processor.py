@@ -211,10 +211,11 @@ def test_when_dead_letters_cannot_be_kept_the_job_stops_and_nothing_is_skipped(
 
 
 def wait_until_all_delivered(
-    stream: Stream, hub: LocalSecurityHub, payloads: list[bytes], placed: list[tuple[str, str]]
+    stream: Stream, hub: LocalSecurityHub, events: list[bytes], placed: list[tuple[str, str]]
 ) -> None:
-    """Waits until Security Hub holds every finding the payloads make and each shard is checkpointed at its end."""
-    expected = set(latest_versions(payloads))
+    """Waits until Security Hub holds every finding the events make and each shard is checkpointed at its end (the
+    last of `placed`, which may hold poison records too)."""
+    expected = set(latest_versions(events))
     wait_for("every finding in Security Hub", lambda: {f["Id"] for f in hub.findings()} == expected, 300)
     wait_for("the checkpoints at each shard's end", lambda: stream.checkpoints() == dict(placed), 60)
 
