@@ -95,20 +95,26 @@ def _table(findings: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def put_events(stack: LocalStack, stream: str, shards: int, events: int) -> list[bytes]:
+    """Creates `stream` on the stack with `shards` shards and puts `events` generated events on it; returns them."""
+    kinesis = stack.client("kinesis")
+    kinesis.create_stream(StreamName=stream, ShardCount=shards)
+    _wait_active(kinesis, stream)
+    payloads = list(generate_events(events, seed=2026))
+    for start in range(0, len(payloads), PUT_BATCH):
+        batch = payloads[start : start + PUT_BATCH]
+        records = [{"Data": data, "PartitionKey": partition_key(data)} for data in batch]
+        kinesis.put_records(StreamName=stream, Records=records)
+    return payloads
+
+
 def run_demo(events: int = 3000, shards: int = 2, timeout: float = 300.0, out: Any = sys.stdout) -> int:
     """Streams `events` generated events through the real consumer into the local Security Hub; returns 0 when all
     arrived."""
     started = time.monotonic()
     with local_stack() as stack, _temporary_folder() as folder:
         print(f"local stack: AWS {stack.aws.endpoint_url}, Security Hub {stack.hub.endpoint_url}", file=out)
-        kinesis = stack.client("kinesis")
-        kinesis.create_stream(StreamName="defender-hub-demo", ShardCount=shards)
-        _wait_active(kinesis, "defender-hub-demo")
-        payloads = list(generate_events(events, seed=2026))
-        for start in range(0, len(payloads), PUT_BATCH):
-            batch = payloads[start : start + PUT_BATCH]
-            records = [{"Data": data, "PartitionKey": partition_key(data)} for data in batch]
-            kinesis.put_records(StreamName="defender-hub-demo", Records=records)
+        payloads = put_events(stack, "defender-hub-demo", shards, events)
         converter = EventConverter(MappingOptions())
         expected = {finding.id for data in payloads for finding in converter.findings(data)}
         print(
@@ -164,12 +170,16 @@ def _temporary_folder() -> Iterator[Path]:
         yield Path(folder)
 
 
-def serve_local(aws_port: int, hub_port: int) -> int:
-    """Runs the local stack until SIGINT or SIGTERM, printing the environment that points tools at it."""
+def serve_local(aws_port: int, hub_port: int, stream: str | None = None, shards: int = 2, events: int = 0) -> int:
+    """Runs the local stack until SIGINT or SIGTERM, printing the environment that points tools at it; with
+    `stream`, first creates it and puts `events` generated events on it."""
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
     with local_stack(aws_port, hub_port) as stack:
+        if stream is not None:
+            put_events(stack, stream, shards, events)
+            print(f"# stream {stream}: {shards} shards, {events} events", flush=True)
         for name, value in stack.environment().items():
             print(f"export {name}={value}", flush=True)
         stop.wait()

@@ -31,6 +31,9 @@ def add(commands: Any) -> None:
     )
     local.add_argument("--aws-port", type=int, default=4566)
     local.add_argument("--securityhub-port", type=int, default=4510)
+    local.add_argument("--stream", help="create this stream on the stack, with --events generated events on it")
+    local.add_argument("--shards", type=int, default=2)
+    local.add_argument("--events", type=int, default=0)
     local_hub = commands.add_parser(
         "local-securityhub",
         help="serve a strict local Security Hub on 127.0.0.1 until interrupted",
@@ -63,7 +66,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _local(args: argparse.Namespace) -> int:
     from defender_hub.demo import serve_local  # noqa: PLC0415
 
-    return serve_local(args.aws_port, args.securityhub_port)
+    return serve_local(args.aws_port, args.securityhub_port, args.stream, args.shards, args.events)
 
 
 def _local_securityhub(args: argparse.Namespace) -> int:
