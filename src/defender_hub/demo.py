@@ -49,6 +49,7 @@ class LocalStack:
             "AWS_ENDPOINT_URL_S3": self.aws.endpoint_url,
             "AWS_ENDPOINT_URL_STS": self.aws.endpoint_url,
             "AWS_ENDPOINT_URL_SECURITYHUB": self.hub.endpoint_url,
+            "DEFENDER_HUB_KCL_PROPERTIES": LOCAL_KCL_PROPERTIES,
         }
 
     def client(self, service: str) -> Any:
@@ -93,6 +94,11 @@ def _table(findings: list[dict[str, Any]]) -> str:
     rows = [f"  {'product':30s} {'record state':12s} {'severity':13s} {'findings':>8s}"]
     rows += [f"  {p:30s} {r:12s} {s:13s} {n:8d}" for (p, r, s), n in sorted(counts.items())]
     return "\n".join(rows)
+
+
+LOCAL_KCL_PROPERTIES = "leaseAssignmentIntervalMillis=1000;workerMetricsReporterFreqInMillis=1000"
+"""KCL 3 assigns leases once its workers reported their metrics, every 20 s by default: a minute to the first
+record. On the local stack it does so every second; against AWS, the defaults stand (each pass reads the tables)."""
 
 
 def put_events(stack: LocalStack, stream: str, shards: int, events: int) -> list[bytes]:

@@ -174,3 +174,24 @@ def test_run_warns_when_other_workers_share_the_application_but_the_ledger_is_sq
     assert b"other workers (other-host) share application 'app', but the SQLite ledger" in sqlite.stderr
     assert b"other workers" not in shared.stderr
     assert b"no KCL jars" in shared.stderr  # it got as far as starting the daemon
+
+
+def test_the_daemon_runs_kcl_3_with_the_sdk_v2_credential_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEFENDER_HUB_KCL_PROPERTIES", raising=False)
+
+    written = parse(properties(SETTINGS))
+
+    assert written["clientVersionConfig"] == "CLIENT_VERSION_CONFIG_3X"
+    assert written["AWSCredentialsProvider"] == "DefaultCredentialsProvider"
+    assert "leaseAssignmentIntervalMillis" not in written  # the KCL's own defaults against AWS
+
+
+def test_further_daemon_properties_tune_it_and_a_malformed_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEFENDER_HUB_KCL_PROPERTIES", "leaseAssignmentIntervalMillis=1000; maxLeasesForWorker = 4")
+
+    written = parse(properties(SETTINGS))
+
+    assert (written["leaseAssignmentIntervalMillis"], written["maxLeasesForWorker"]) == ("1000", "4")
+    monkeypatch.setenv("DEFENDER_HUB_KCL_PROPERTIES", "maxLeasesForWorker")
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
+        properties(SETTINGS)

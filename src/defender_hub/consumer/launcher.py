@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ __all__ = [
     "lease_owners",
     "properties",
     "run_daemon",
+    "tuning",
 ]
 
 INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
@@ -110,7 +112,8 @@ def properties(settings: DaemonSettings) -> str:
         "applicationName": settings.application,
         "workerId": settings.worker_id,
         "regionName": settings.region,
-        "AWSCredentialsProvider": "DefaultAWSCredentialsProviderChain",
+        "AWSCredentialsProvider": "DefaultCredentialsProvider",  # the AWS SDK v2 chain's name, as KCL 3 reads it
+        "clientVersionConfig": "CLIENT_VERSION_CONFIG_3X",
         "initialPositionInStream": settings.initial_position,
         "retrievalMode": settings.retrieval_mode,
         "maxRecords": str(settings.max_records),
@@ -131,7 +134,23 @@ def properties(settings: DaemonSettings) -> str:
         lines["cloudWatchClient.endpointOverride"] = cloudwatch
     elif kinesis:
         lines["metricsLevel"] = "NONE"  # a local stack has no CloudWatch to publish to
+    lines |= tuning(os.environ.get("DEFENDER_HUB_KCL_PROPERTIES", ""))
     return "".join(f"{key} = {value}\n" for key, value in lines.items())
+
+
+_PROPERTY = re.compile(r"\s*([A-Za-z][A-Za-z0-9.]*)\s*=\s*([^;\n]*?)\s*")
+
+
+def tuning(spec: str) -> dict[str, str]:
+    """Further daemon properties from `NAME=VALUE;NAME=VALUE` (DEFENDER_HUB_KCL_PROPERTIES); raises ConfigError for
+    anything else."""
+    tuned: dict[str, str] = {}
+    for part in filter(str.strip, spec.split(";")):
+        matched = _PROPERTY.fullmatch(part)
+        if matched is None or not matched.group(2):
+            raise ConfigError(f"DEFENDER_HUB_KCL_PROPERTIES: {part[:80]!r} is not NAME=VALUE")
+        tuned[matched.group(1)] = matched.group(2)
+    return tuned
 
 
 def check_stream(stream: str, region: str) -> None:
