@@ -51,7 +51,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
 
 
 @pytest.fixture(scope="session")
-def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[str]:
     """The image of docker/Dockerfile, built as a user would, on a local bookworm base; its size and KCL printed."""
     if podman("image", "exists", LOCAL_BASE, check=False).returncode != 0:
         base = tmp_path_factory.mktemp("base") / "base.tar"
@@ -69,5 +69,7 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     )  # fmt: skip
     size = int(podman("image", "inspect", IMAGE, "--format", "{{.Size}}").stdout)
     version = podman("run", "--rm", "--network", "host", IMAGE, "--version").stdout.strip()
-    print(f"\nimage {IMAGE}: {size / 1e6:.0f} MB, {version}")
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:  # shown whatever pytest captures: the figures a reader of CI wants
+        reporter.write_line(f"\nimage {IMAGE}: {size / 1e6:.0f} MB, {version}")
     yield IMAGE
