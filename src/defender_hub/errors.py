@@ -7,6 +7,7 @@
     │   ├── UnknownEventError  valid JSON, but none of the event kinds defender-hub knows
     │   └── EventMappingError  a known kind whose content can't make a valid finding (no account id, say)
     ├── LaneRefused            an account and Region can't be imported in now; its findings are parked, the rest go on
+    ├── ForwardError           an SNS message the forwarder can't put on the stream; reported, not retried forever
     └── SinkError              findings could not be delivered; the caller must not checkpoint past them
         ├── SinkStopped        a stop was requested while Security Hub was still being retried
         ├── DeadLetterError    the dead-letter destination failed, so a rejected finding can't be kept
@@ -25,6 +26,7 @@ __all__ = [
     "EventDecodeError",
     "EventError",
     "EventMappingError",
+    "ForwardError",
     "LaneRefused",
     "LedgerError",
     "SinkError",
@@ -55,6 +57,10 @@ class UnknownEventError(EventError):
 
 class EventMappingError(EventError):
     """A decoded event lacks what a valid finding needs."""
+
+
+class ForwardError(DefenderHubError):
+    """An SNS message that is no Device Defender notification, or whose records Kinesis would not take."""
 
 
 class LaneRefused(DefenderHubError):

@@ -10,7 +10,7 @@ import msgspec
 from defender_hub.codecs.events import AuditFinding, AuditTaskNotification, DetectViolation, Event
 from defender_hub.errors import EventDecodeError, UnknownEventError
 
-__all__ = ["KINDS", "MAX_ENVELOPES", "EventDecoder", "EventKind"]
+__all__ = ["KINDS", "MAX_ENVELOPES", "EventDecoder", "EventKind", "arn_context"]
 
 MAX_ENVELOPES = 3
 """How many envelopes (SNS in EventBridge, say) are unwrapped before an event is refused."""
@@ -53,7 +53,7 @@ def _envelope_type(kinds: tuple[EventKind, ...]) -> type[_Envelope]:
     return cast(type[_Envelope], msgspec.defstruct("Envelope", fields, bases=(_Envelope,), gc=False))
 
 
-def _arn_context(arn: str | None) -> tuple[str | None, str | None]:
+def arn_context(arn: str | None) -> tuple[str | None, str | None]:
     """Returns (account, region) of an ARN, or Nones when it is not one."""
     parts = arn.split(":", 5) if arn else ()
     if len(parts) != 6 or parts[0] != "arn":
@@ -102,7 +102,7 @@ class EventDecoder:
             envelope = self._envelope.decode(data)
             # The innermost envelope that names an account or Region is the nearest to the event.
             if envelope.sns_type == "Notification" and envelope.sns_message is not None:
-                inner_account, inner_region = _arn_context(envelope.sns_topic_arn)
+                inner_account, inner_region = arn_context(envelope.sns_topic_arn)
                 data = envelope.sns_message.encode()
             elif envelope.detail:
                 inner_account, inner_region = envelope.account, envelope.region

@@ -31,10 +31,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from defender_hub.codecs.asff_rules import ACCOUNT_ID, MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES, finding_problems
+from defender_hub.local.replies import JsonHandler
 
 __all__ = ["Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
 
@@ -511,28 +512,14 @@ def _foreign(doc: Any, caller: str) -> bool:
     return foreign_account or (product is not None and product.group(1) != caller)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
+class _Handler(JsonHandler):
     local_hub: LocalSecurityHub
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Stays quiet: the request log is inspected instead."""
-
-    def _answer(self, status: int, payload: Any, error_code: str | None = None) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if error_code is not None:
-            self.send_header("x-amzn-ErrorType", error_code)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server names its handlers so
         """Serves the inspection API."""
         self._dispatch(b"")
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server names its handlers so
         """Serves the Security Hub operations and the control API."""
         length = int(self.headers.get("Content-Length") or 0)
         self._dispatch(self.rfile.read(length))
@@ -543,7 +530,7 @@ class _Handler(BaseHTTPRequestHandler):
         caller = ""
         try:
             if path.startswith("/_local/"):
-                self._answer(200, hub.control(path, body))
+                self.answer(200, hub.control(path, body))
                 return
             with hub._lock:
                 unavailable = hub._unavailable()
@@ -555,13 +542,13 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/findings/import":
                 access_key, region = _signature_scope(self.headers.get("Authorization", ""))
                 caller = hub.caller(access_key)
-                self._answer(200, hub.batch_import(body, region, caller))
+                self.answer(200, hub.batch_import(body, region, caller))
             elif path == "/findings":
-                self._answer(200, hub.get_findings(body))
+                self.answer(200, hub.get_findings(body))
             else:
                 raise _Error(HTTPStatus.NOT_FOUND, "ResourceNotFoundException", f"no operation at {path}")
         except _Error as error:
             operation = {"/findings/import": "BatchImportFindings", "/findings": "GetFindings"}.get(path, path)
             with hub._lock:
                 hub._log(RequestRecord(operation, int(error.status), error=error.code, at=hub._clock(), caller=caller))
-            self._answer(int(error.status), {"Message": error.message}, error.code)
+            self.answer(int(error.status), {"Message": error.message}, error.code)

@@ -1,0 +1,29 @@
+"""What the local stand-ins share: an HTTP handler that answers JSON as AWS's JSON protocols do."""
+
+from __future__ import annotations
+
+import json
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+__all__ = ["JsonHandler"]
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Answers JSON, with the error code in `x-amzn-ErrorType` as botocore reads it; keeps connections alive."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stays quiet: the stand-ins keep their own request logs."""
+
+    def answer(self, status: int, payload: Any, error_code: str | None = None) -> None:
+        """Sends `payload` as JSON with `status`, and `error_code` when it is an error."""
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if error_code is not None:
+            self.send_header("x-amzn-ErrorType", error_code)
+        self.end_headers()
+        self.wfile.write(body)
