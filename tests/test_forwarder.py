@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.config import Config
 
+from defender_hub import forwarder as forwarder_module
 from defender_hub.errors import ForwardError
 from defender_hub.forwarder import Forwarder, sns_messages
 from defender_hub.local.aws import LocalAws
@@ -17,7 +18,7 @@ from defender_hub.local.iot_audit import LocalIotAudit
 from defender_hub.local.securityhub import LocalSecurityHub
 from tests.consumer.test_processor import Stream as ConsumerStream
 from tests.consumer.test_processor import start_consumer, stop, wait_for
-from tests.helpers import ACCOUNT, CHECK, holds_latest, latest_versions, local_client
+from tests.helpers import ACCOUNT, CHECK, holds_latest, latest_versions, local_aws_env, local_client, run_cli
 
 TOPIC = f"arn:aws:sns:us-east-1:{ACCOUNT}:device-defender-audit"
 TASK_START_S = 1_790_000_000
@@ -245,3 +246,31 @@ def test_sns_to_security_hub_a_task_forwarded_twice_arrives_once_through_run(
         imported = sum(r.accepted for r in hub.requests("BatchImportFindings"))
     assert len(expected) == 2_500 + 2  # the findings, the check's summary and the alarm
     assert imported < len(expected) + 10  # the second delivery of the task was no news: not sent again
+
+
+def test_the_lambda_handler_and_the_forward_command_put_what_the_forwarder_puts(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = Stream(local_aws)
+    alarm = {
+        "violationId": "v-2", "thingName": "pump-2", "securityProfileName": "p", "violationEventType": "in-alarm",
+        "violationEventTime": TASK_START_S * 1000, "behavior": {"name": "b", "metric": "aws:num-disconnects"},
+    }  # fmt: skip
+    with LocalIotAudit() as audit:
+        environment = local_aws_env(
+            DEFENDER_HUB_STREAM=stream.name,
+            AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url,
+            AWS_ENDPOINT_URL_IOT=audit.endpoint_url,
+        )
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(forwarder_module, "_lambda_forwarder", None)
+
+        assert forwarder_module.handler(lambda_event(alarm), None) == {"records": 1}
+        with pytest.raises(ForwardError):
+            forwarder_module.handler(lambda_event({"hello": "world"}), None)
+        sns_line = json.dumps(lambda_event(notification("task-4", "FAILED"))["Records"][0]["Sns"]).encode()
+        done = run_cli("forward", stdin=sns_line + b"\n" + b"not json\n")
+
+    assert done.returncode == 2 and b"line 2" in done.stderr and b"1 records put" in done.stderr
+    assert [key for key, _ in stream.records()] == ["pump-2", f"audit/{ACCOUNT}"]

@@ -198,7 +198,12 @@ def forwarder_from_environment() -> Forwarder:
     if not stream:
         raise ConfigError("the forwarder needs DEFENDER_HUB_STREAM: the Kinesis stream to put records on")
     config = Config(retries={"mode": "adaptive", "total_max_attempts": 10}, connect_timeout=5, read_timeout=30)
-    return Forwarder(stream, boto3.client("kinesis", config=config), boto3.client("iot", config=config))
+    region = os.environ.get("AWS_REGION") or None
+    return Forwarder(
+        stream,
+        boto3.client("kinesis", region_name=region, config=config),
+        boto3.client("iot", region_name=region, config=config),
+    )
 
 
 _lambda_forwarder: Forwarder | None = None

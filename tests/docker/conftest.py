@@ -69,7 +69,7 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory, pytestconfig
     )  # fmt: skip
     size = int(podman("image", "inspect", IMAGE, "--format", "{{.Size}}").stdout)
     version = podman("run", "--rm", "--network", "host", IMAGE, "--version").stdout.strip()
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:  # shown whatever pytest captures: the figures a reader of CI wants
-        reporter.write_line(f"\nimage {IMAGE}: {size / 1e6:.0f} MB, {version}")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # shown whatever pytest captures: the figures a reader of CI wants
+        print(f"\nimage {IMAGE}: {size / 1e6:.0f} MB, {version}", flush=True)
     yield IMAGE
