@@ -42,6 +42,15 @@ def lambda_event(message: dict[str, Any], topic: str = TOPIC) -> dict[str, Any]:
     }]}  # fmt: skip
 
 
+def detect_alarm(violation_id: str, thing: str) -> dict[str, Any]:
+    """A Detect alarm as its SNS message carries it: no account or Region of its own."""
+    return {
+        "violationId": violation_id, "thingName": thing, "securityProfileName": "p", "violationEventType": "in-alarm",
+        "violationEventTime": TASK_START_S * 1000, "violationStartTime": TASK_START_S * 1000,
+        "behavior": {"name": "disconnects", "metric": "aws:num-disconnects"}, "metricValue": {"count": 9},
+    }  # fmt: skip
+
+
 def audit_findings(task: str, count: int) -> list[dict[str, Any]]:
     """`count` findings of `task` as ListAuditFindings answers them (times in epoch seconds on the wire)."""
     return [
@@ -109,10 +118,7 @@ def test_a_detect_alarm_is_one_record_keyed_by_its_thing_with_the_topics_account
     local_aws: LocalAws,
 ) -> None:
     stream = Stream(local_aws)
-    alarm = {
-        "violationId": "v-1", "thingName": "thermostat-7", "securityProfileName": "p", "violationEventType": "in-alarm",
-        "violationEventTime": TASK_START_S * 1000, "behavior": {"name": "b", "metric": "aws:num-disconnects"},
-    }  # fmt: skip
+    alarm = detect_alarm("v-1", "thermostat-7")
     with LocalIotAudit() as audit:
         put = forward_event(forwarder(stream, audit), lambda_event(alarm, "arn:aws:sns:eu-west-1:210987654321:alarms"))
 
@@ -216,11 +222,7 @@ def test_sns_to_security_hub_a_task_forwarded_twice_arrives_once_through_run(
     local_aws: LocalAws, tmp_path: Path
 ) -> None:
     stream = ConsumerStream(local_aws, shards=1)
-    alarm = {
-        "violationId": "v-9", "thingName": "thermostat-9", "securityProfileName": "p", "violationEventType": "in-alarm",
-        "violationEventTime": TASK_START_S * 1000, "violationStartTime": TASK_START_S * 1000,
-        "behavior": {"name": "disconnects", "metric": "aws:num-disconnects"}, "metricValue": {"count": 9},
-    }  # fmt: skip
+    alarm = detect_alarm("v-9", "thermostat-9")
     with LocalIotAudit(throttle_every=11) as audit, LocalSecurityHub() as hub:
         audit.findings["task-9"] = audit_findings("task-9", 2_500)
         audit.tasks["task-9"] = {"taskStatus": "COMPLETED", "auditDetails": {}}
@@ -252,10 +254,7 @@ def test_the_lambda_handler_and_the_forward_command_put_what_the_forwarder_puts(
     local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stream = Stream(local_aws)
-    alarm = {
-        "violationId": "v-2", "thingName": "pump-2", "securityProfileName": "p", "violationEventType": "in-alarm",
-        "violationEventTime": TASK_START_S * 1000, "behavior": {"name": "b", "metric": "aws:num-disconnects"},
-    }  # fmt: skip
+    alarm = detect_alarm("v-2", "pump-2")
     with LocalIotAudit() as audit:
         environment = local_aws_env(
             DEFENDER_HUB_STREAM=stream.name,
