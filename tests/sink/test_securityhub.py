@@ -281,3 +281,14 @@ def test_the_sink_never_reports_delivered_what_was_not_stored(
     assert report.accepted + report.dead_lettered == 600
     assert stored_ids(hub).isdisjoint(dead)
     assert stored_ids(hub) | dead == {f"finding-{i}" for i in range(600)}
+
+
+def test_findings_that_failed_ride_with_the_next_request_which_is_filled_with_new_ones(
+    hub: LocalSecurityHub, sink: SecurityHubSink, template: dict[str, Any]
+) -> None:
+    hub.fail([f"finding-{i}" for i in range(5, 1000, 100)], "InternalError", "flaky", times=1)  # one in each request
+
+    report = sink.deliver(many(template, 1000))
+
+    assert report.accepted == 1000 and stored_ids(hub) == {f"finding-{i}" for i in range(1000)}
+    assert report.requests == 11  # 1,010 findings sent, 100 a request: no request for a retry alone

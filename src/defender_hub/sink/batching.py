@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import msgspec
 from defender_hub.codecs.asff import Finding, encode_finding
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES
 
-__all__ = ["Outbound", "Pending", "RecordOrigin", "as_document", "coalesce", "requests"]
+__all__ = ["Outbound", "Pending", "RecordOrigin", "as_document", "coalesce", "requests", "take_request"]
 
 _as_json = msgspec.json.Decoder(dict[str, Any]).decode
 _REQUEST_OVERHEAD = len(b'{"Findings": []}')
@@ -116,14 +117,19 @@ def coalesce(
 
 def requests(pending: Sequence[Pending]) -> Iterator[list[Pending]]:
     """Yields the findings in order, grouped into requests of at most 100 findings and 6 MB."""
+    queue = deque(pending)
+    while queue:
+        yield take_request(queue)
+
+
+def take_request(queue: deque[Pending]) -> list[Pending]:
+    """Takes from the front of `queue` the findings of one request: as many as fit in 100 findings and 6 MB."""
     batch: list[Pending] = []
     size = _REQUEST_OVERHEAD
-    for item in pending:
-        item_size = len(item.body) + _SEPARATOR
+    while queue:
+        item_size = len(queue[0].body) + _SEPARATOR
         if batch and (len(batch) == MAX_FINDINGS_PER_REQUEST or size + item_size > MAX_REQUEST_BYTES):
-            yield batch
-            batch, size = [], _REQUEST_OVERHEAD
-        batch.append(item)
+            break
+        batch.append(queue.popleft())
         size += item_size
-    if batch:
-        yield batch
+    return batch

@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.errors import LaneRefused, SinkStopped
-from defender_hub.sink.batching import Outbound, Pending, coalesce, requests
+from defender_hub.sink.batching import Outbound, Pending, coalesce, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import Lane
 
@@ -296,26 +296,31 @@ class _LaneDelivery:
         if parked is not None:
             self._parked(self._items, *parked)
             return
-        batches = list(requests(self._items))
-        for number, batch in enumerate(batches):
-            try:
-                self._send(batch)
-            except _Refused as refused:
-                reason = (
-                    f"Security Hub refuses lane {self._lane}: {refused.reason}; {self._sink._clients.hint(self._lane)}"
-                )
-                self._sink._park_lane(self._lane, reason, refused.code)
-                log.error(
-                    "lane %s parked for %.0f s (%s): %s",
-                    self._lane,
-                    self._sink._policy.park_seconds,
-                    refused.code,
-                    reason,
-                )
-                self._parked(
-                    [*refused.items, *(item for later in batches[number + 1 :] for item in later)], reason, refused.code
-                )
-                return
+        queue = deque(self._items)
+        try:
+            self._drain(queue)
+        except _Refused as refused:
+            reason = f"Security Hub refuses lane {self._lane}: {refused.reason}; {self._sink._clients.hint(self._lane)}"
+            self._sink._park_lane(self._lane, reason, refused.code)
+            log.error(
+                "lane %s parked for %.0f s (%s): %s", self._lane, self._sink._policy.park_seconds, refused.code, reason
+            )
+            self._parked([*refused.items, *queue], reason, refused.code)
+
+    def _drain(self, queue: deque[Pending]) -> None:
+        """Sends the queue's findings, each request filled to the limits: findings to retry go back to its front, to
+        ride with the next request. Waits only after a request that got nothing through; raises _Refused (the
+        findings in hand in it, the rest left in `queue`) when the lane is refused."""
+        fruitless = 0
+        while queue:
+            if self._sink._stop.is_set() or self._abort.is_set():
+                raise SinkStopped("stop requested while findings were still undelivered")
+            batch = take_request(queue)
+            retry, progressed = self._attempt(batch)
+            queue.extendleft(reversed(retry))
+            fruitless = 0 if progressed else fruitless + 1
+            if fruitless:
+                self._wait(self._sink._policy.delay(fruitless, self._rng))
 
     def _parked(self, items: list[Pending], reason: str, code: str) -> None:
         """Parks `items`: kept in the dead letters with their lane, to be sent again once it answers."""
@@ -343,53 +348,46 @@ class _LaneDelivery:
                 return
         raise SinkStopped("stop requested while findings were still undelivered")
 
-    def _send(self, batch: list[Pending]) -> None:
-        """Sends one request's findings until each is accepted or dead-lettered; raises _Refused when the lane is."""
-        attempt = 0
-        while batch:
-            if self._sink._stop.is_set() or self._abort.is_set():
-                raise SinkStopped("stop requested while findings were still undelivered")
-            attempt += 1
-            try:
-                client = self._sink._client(self._lane, self.report)
-                answer = client.batch_import_findings(Findings=[item.doc for item in batch])
-            except LaneRefused as exc:
-                raise _Refused(exc.reason, exc.code, batch) from exc
-            except ClientError as exc:
-                batch = self._request_failed(batch, exc, attempt)
-                continue
-            except ParamValidationError as exc:  # botocore refused to send it: no retry will change that
-                batch = self._refused_whole(batch, f"refused by botocore's validation: {exc}", "InvalidInput")
-                continue
-            except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
-                log.warning("Security Hub unreachable (%s); retrying %d findings", type(exc).__name__, len(batch))
-                self.report.retried += 1
-                self._wait(self._sink._policy.delay(attempt, self._rng))
-                continue
-            batch = self._partly_failed(batch, answer, attempt)
+    def _attempt(self, batch: list[Pending]) -> tuple[list[Pending], bool]:
+        """Sends one request; returns the findings to try again and whether any finding got through (accepted or
+        dead-lettered). Raises _Refused when Security Hub refuses the lane."""
+        try:
+            client = self._sink._client(self._lane, self.report)
+            answer = client.batch_import_findings(Findings=[item.doc for item in batch])
+        except LaneRefused as exc:
+            raise _Refused(exc.reason, exc.code, batch) from exc
+        except ClientError as exc:
+            return self._request_failed(batch, exc)
+        except ParamValidationError as exc:  # botocore refused to send it: no retry will change that
+            return self._refused_whole(batch, f"refused by botocore's validation: {exc}", "InvalidInput"), True
+        except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
+            log.warning("Security Hub unreachable (%s); retrying %d findings", type(exc).__name__, len(batch))
+            self.report.retried += 1
+            return batch, False
+        return self._partly_failed(batch, answer)
 
-    def _request_failed(self, batch: list[Pending], exc: ClientError, attempt: int) -> list[Pending]:
+    def _request_failed(self, batch: list[Pending], exc: ClientError) -> tuple[list[Pending], bool]:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", ""), str(error.get("Message", ""))[:500]
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         self.report.retried += 1
         if code == "InvalidInputException":
-            return self._refused_whole(batch, f"refused by Security Hub: {message}", code)
+            return self._refused_whole(batch, f"refused by Security Hub: {message}", code), True
         if code in ACCESS_CODES or status in (401, 403):
             raise _Refused(f"{exc.operation_name} answered {code or status}: {message}", code or str(status), batch)
         log.warning("Security Hub answered %s (%s); retrying %d findings", code, status, len(batch))
-        self._wait(self._sink._policy.delay(attempt, self._rng))
-        return batch
+        return batch, False
 
     def _refused_whole(self, batch: list[Pending], reason: str, code: str) -> list[Pending]:
         """Handles a request refused as a whole, though each finding passed the strict check: halves find the one
         refused, which is dead-lettered; returns what is still to send."""
         if len(batch) > 1:
             middle = len(batch) // 2
+            half = deque(batch[:middle])
             try:
-                self._send(batch[:middle])
+                self._drain(half)
             except _Refused as refused:
-                refused.items += batch[middle:]
+                refused.items += [*half, *batch[middle:]]
                 raise
             return batch[middle:]
         letters = DeadLetter.for_finding(batch[0], reason, code)
@@ -397,14 +395,14 @@ class _LaneDelivery:
         self.report.dead_lettered += 1
         return []
 
-    def _partly_failed(self, batch: list[Pending], answer: dict[str, Any], attempt: int) -> list[Pending]:
+    def _partly_failed(self, batch: list[Pending], answer: dict[str, Any]) -> tuple[list[Pending], bool]:
         failures = {failure.get("Id"): failure for failure in answer.get("FailedFindings") or []}
         accepted = [item for item in batch if item.id not in failures]
         self.report.accepted += len(accepted)
         if accepted:
             self._accepted([item.doc for item in accepted])
         if not failures:
-            return []
+            return [], True
         retry: list[Pending] = []
         rejected: list[DeadLetter] = []
         refusal: dict[str, Any] | None = None
@@ -431,6 +429,5 @@ class _LaneDelivery:
             )
         if retry:
             self.report.retried += 1
-            log.warning("Security Hub failed %d findings; retrying them", len(retry))
-            self._wait(self._sink._policy.delay(attempt, self._rng))
-        return retry
+            log.warning("Security Hub failed %d findings; they go again with the next request", len(retry))
+        return retry, len(retry) < len(batch)
