@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import msgspec
 
@@ -51,6 +52,7 @@ from defender_hub.sink import (
     open_dead_letters,
     securityhub_clients,
 )
+from defender_hub.sink.quota import SharedQuota
 
 __all__ = ["Delivery", "DeliverySettings", "LedgeredSink", "RefreshReport", "open_delivery"]
 
@@ -300,6 +302,8 @@ class DeliverySettings:
     """The role to import other accounts' findings with: a name, or an ARN template with {partition} and {account}."""
     external_id: str | None = None
     """The external ID the member accounts' roles require."""
+    quota_dir: str | None = None
+    """Where the worker's processes share each lane's quota (`sink.quota`); None: each finds it by being throttled."""
 
 
 @dataclass
@@ -332,7 +336,8 @@ def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Cloc
     clients = settings.clients or securityhub_clients(
         assume_role=settings.assume_role, external_id=settings.external_id, own_account=settings.account_id
     )
-    hub = SecurityHubSink(clients, dead_letters, stop=stop)
+    quota = SharedQuota(Path(settings.quota_dir)) if settings.quota_dir else None
+    hub = SecurityHubSink(clients, dead_letters, stop=stop, quota=quota)
     if settings.ledger is None:
         return Delivery(hub, dead_letters, None)
     ledgered = LedgeredSink(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
         setattr(args, name, value)
     region = _checked(args)
     ledger_url = _absolute_ledger(args.ledger)
+    # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
+    quota_dir = tempfile.mkdtemp(prefix="defender-hub-quota-")
     settings = DaemonSettings(
         stream=args.stream,
         application=args.application,
@@ -125,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
         "DEFENDER_HUB_MAX_CLOCK_SKEW": str(args.max_clock_skew),
         **({"DEFENDER_HUB_DEAD_LETTER_OVERFLOW": args.dead_letter_overflow} if args.dead_letter_overflow else {}),
         **({"DEFENDER_HUB_HEALTH_DIR": str(Path(args.health_dir).resolve())} if args.health_dir else {}),
+        "DEFENDER_HUB_QUOTA_DIR": quota_dir,
         "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
         if "://" not in args.dead_letter
         else args.dead_letter,
@@ -161,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         dead_letter_overflow=args.dead_letter_overflow,
         assume_role=args.assume_role,
         external_id=args.external_id,
+        quota_dir=quota_dir,
     )
     sweeps = [start_periodic_retry(sweep, args.parked_retry_seconds)]
     if args.refresh_hours > 0:
@@ -175,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         for stop in sweeps:
             stop.set()
+        shutil.rmtree(quota_dir, ignore_errors=True)
     return EXIT_OK if status == 0 else EXIT_FAILURES
 
 

@@ -147,6 +147,7 @@ def main() -> None:
         dead_letter_overflow=env.get("DEFENDER_HUB_DEAD_LETTER_OVERFLOW") or None,
         assume_role=env.get("DEFENDER_HUB_ASSUME_ROLE") or None,
         external_id=env.get("DEFENDER_HUB_EXTERNAL_ID") or None,
+        quota_dir=env.get("DEFENDER_HUB_QUOTA_DIR") or None,
     )
     delivery = open_delivery(settings, stop)
     health = env.get("DEFENDER_HUB_HEALTH_DIR")

@@ -28,6 +28,7 @@ from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.sink.batching import Outbound, Pending, coalesce, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import Lane
+from defender_hub.sink.quota import SharedQuota
 
 __all__ = [
     "Accepted",
@@ -126,8 +127,10 @@ class SecurityHubSink:
         policy: RetryPolicy = RetryPolicy(),
         stop: threading.Event | None = None,
         seed: int | None = None,
+        quota: SharedQuota | None = None,
     ) -> None:
         self._clients = clients
+        self._quota = quota
         self.dead_letters = dead_letters
         self._policy = policy
         self._stop = stop or threading.Event()
@@ -353,6 +356,8 @@ class _LaneDelivery:
         dead-lettered). Raises _Refused when Security Hub refuses the lane."""
         try:
             client = self._sink._client(self._lane, self.report)
+            if self._sink._quota is not None:
+                self._sink._quota.take(self._lane, self._wait)
             answer = client.batch_import_findings(Findings=[item.doc for item in batch])
         except LaneRefused as exc:
             raise _Refused(exc.reason, exc.code, batch) from exc

@@ -1,0 +1,48 @@
+"""A lane's quota shared by a worker's processes: together they ask no faster than Security Hub allows."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
+from defender_hub.sink.quota import SharedQuota
+from tests.helpers import ACCOUNT, FAST, hub_clients, many
+
+LANE = Lane("aws", ACCOUNT, "us-east-1")
+
+
+def test_two_holders_of_one_folder_share_one_bucket(tmp_path: Path) -> None:
+    now = [0.0]
+
+    def wait(seconds: float) -> None:
+        now[0] += seconds
+
+    first, second = (SharedQuota(tmp_path, rate=10, burst=30, clock=lambda: now[0]) for _ in range(2))
+    for _ in range(40):
+        first.take(LANE, wait)
+        second.take(LANE, wait)
+
+    assert abs(now[0] - 5.0) < 1e-6  # 80 requests: 30 at once, then 50 at 10 a second, whoever asks
+    other = Lane("aws", "210987654321", "us-east-1")
+    first.take(other, wait)  # another lane's bucket is full still
+    assert abs(now[0] - 5.0) < 1e-6
+
+
+def test_shard_processes_sharing_the_quota_are_never_throttled(tmp_path: Path, template: dict[str, Any]) -> None:
+    with LocalSecurityHub(rate=10, burst=30) as hub:
+        quota = SharedQuota(tmp_path / "quota")
+        sinks = [
+            SecurityHubSink(hub_clients(hub), JsonlDeadLetters(tmp_path / "dl.jsonl"), policy=FAST, quota=quota)
+            for _ in range(2)
+        ]
+        shards = [threading.Thread(target=sink.deliver, args=(many(template, 2_500),)) for sink in sinks]
+        for shard in shards:
+            shard.start()
+        for shard in shards:
+            shard.join()
+        statuses = [r.status for r in hub.requests("BatchImportFindings")]
+
+    assert statuses.count(200) == 50 and 429 not in statuses
