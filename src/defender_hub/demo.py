@@ -18,15 +18,15 @@ from typing import Any
 import boto3
 
 from defender_hub.convert import EventConverter
+from defender_hub.loadgen import put_events as put_load
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.synthetic import generate_events, partition_key
+from defender_hub.synthetic import generate_events
 
 __all__ = ["LocalStack", "consumer_command", "local_stack", "run_demo"]
 
 DEMO_REGION = "us-east-1"
-PUT_BATCH = 500  # PutRecords' limit
 
 
 class LocalStack:
@@ -107,10 +107,7 @@ def put_events(stack: LocalStack, stream: str, shards: int, events: int) -> list
     kinesis.create_stream(StreamName=stream, ShardCount=shards)
     _wait_active(kinesis, stream)
     payloads = list(generate_events(events, seed=2026))
-    for start in range(0, len(payloads), PUT_BATCH):
-        batch = payloads[start : start + PUT_BATCH]
-        records = [{"Data": data, "PartitionKey": partition_key(data)} for data in batch]
-        kinesis.put_records(StreamName=stream, Records=records)
+    put_load(kinesis, stream, payloads)
     return payloads
 
 

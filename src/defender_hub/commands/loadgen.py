@@ -1,0 +1,58 @@
+"""`defender-hub loadgen`: generated Device Defender events onto a stream, as a backlog or at a rate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from defender_hub.commands.common import EXIT_OK, env
+from defender_hub.errors import ConfigError
+
+__all__ = ["add"]
+
+
+def add(commands: Any) -> None:
+    """Declares `loadgen`."""
+    loadgen = commands.add_parser(
+        "loadgen",
+        help="put generated Device Defender events on a stream (a backlog, or a rate for a while)",
+        description=(
+            "Puts realistic generated events (the synthetic mix of Detect alarms and audit tasks) on a Kinesis "
+            "stream: --backlog N at once, or --rate R a second for --duration seconds. Against the local stack "
+            "(AWS_ENDPOINT_URL) or AWS."
+        ),
+    )
+    loadgen.add_argument("--stream", default=env("STREAM"), help="the stream (DEFENDER_HUB_STREAM)")
+    loadgen.add_argument("--backlog", type=int, help="put this many events at once")
+    loadgen.add_argument("--rate", type=float, help="events a second")
+    loadgen.add_argument("--duration", type=float, default=60.0, help="seconds, with --rate (default: 60)")
+    loadgen.add_argument("--accounts", type=int, default=1, help="accounts the events come from (default: 1)")
+    loadgen.add_argument("--seed", type=int, default=0, help="the same seed puts the same events (default: 0)")
+    loadgen.set_defaults(handler=_loadgen)
+
+
+def _loadgen(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415
+
+    from defender_hub.loadgen import generated, put_events  # noqa: PLC0415
+
+    if not args.stream:
+        raise ConfigError("loadgen needs --stream (or DEFENDER_HUB_STREAM)")
+    if (args.backlog is None) == (args.rate is None):
+        raise ConfigError("give either --backlog N or --rate R (with --duration)")
+    if args.accounts < 1 or (args.rate is not None and args.rate <= 0) or (args.backlog or 0) < 0:
+        raise ConfigError("--accounts, --rate and --backlog must be positive")
+    count = args.backlog if args.backlog is not None else int(args.rate * args.duration)
+    started = time.monotonic()
+
+    def progress(put: int) -> None:
+        print(f"\r{put}/{count} events put", end="", file=sys.stderr, flush=True)
+
+    put = put_events(
+        boto3.client("kinesis"), args.stream, generated(count, args.seed, args.accounts), rate=args.rate,
+        progress=progress,
+    )  # fmt: skip
+    print(f"\n{put} events put in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,72 @@
+"""Load for the consumer: generated Device Defender events put on a stream, as a backlog or at a steady rate."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from defender_hub.synthetic import generate_events, partition_key
+
+__all__ = ["PUT_BATCH", "events_of_accounts", "generated", "put_events"]
+
+PUT_BATCH = 500
+"""Records a PutRecords call carries at most."""
+
+
+def events_of_accounts(events: Iterable[bytes], accounts: int) -> Iterator[bytes]:
+    """The events spread over `accounts` accounts (…000000000001 on): by thing for Detect, by task for audits, so a
+    task's findings and notification stay one account's."""
+    for event in events:
+        if accounts <= 1:
+            yield event
+            continue
+        decoded = json.loads(event)
+        owner = str(decoded.get("thingName") or decoded.get("taskId") or "")
+        decoded["accountId"] = f"{zlib.crc32(owner.encode()) % accounts + 1:012d}"
+        yield json.dumps(decoded).encode()
+
+
+def put_events(
+    kinesis: Any,
+    stream: str,
+    events: Iterable[bytes],
+    *,
+    rate: float | None = None,
+    progress: Callable[[int], None] = lambda _: None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Puts `events` on `stream`, at most `rate` a second (else as fast as Kinesis takes them); returns how many."""
+    started, put = clock(), 0
+    batch: list[dict[str, Any]] = []
+    step = max(1, int(rate / 10)) if rate else PUT_BATCH  # at a rate, ten puts a second
+    for event in events:
+        batch.append({"Data": event, "PartitionKey": partition_key(event)})
+        if len(batch) == step:
+            put += _put(kinesis, stream, batch)
+            batch = []
+            progress(put)
+            if rate:
+                sleep(max(0.0, started + put / rate - clock()))
+    if batch:
+        put += _put(kinesis, stream, batch)
+        progress(put)
+    return put
+
+
+def _put(kinesis: Any, stream: str, records: list[dict[str, Any]]) -> int:
+    pending = records
+    while pending:
+        answer = kinesis.put_records(StreamName=stream, Records=pending)
+        pending = [r for r, entry in zip(pending, answer["Records"], strict=True) if "ErrorCode" in entry]
+        if pending:
+            time.sleep(0.2)  # a shard over its write limit: the next second has room
+    return len(records)
+
+
+def generated(count: int, seed: int, accounts: int) -> Iterator[bytes]:
+    """`count` generated events over `accounts` accounts."""
+    return events_of_accounts(generate_events(count, seed=seed), accounts)
