@@ -40,6 +40,7 @@ RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
         "parked_retry_seconds": int,
         "log_format": str,
         "health_dir": str,
+        "metrics_port": int,
     }
 )
 """The `[run]` table's settings of `defender-hub run`, and their types."""

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import pytest
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.convert import EventConverter
 from defender_hub.demo import LocalStack, consumer_command
-from defender_hub.local.aws import LocalAws
+from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.synthetic import EventMix, generate_events, partition_key
@@ -548,3 +549,31 @@ def test_three_accounts_on_one_stream_each_import_as_itself_and_a_disabled_one_p
     callers = {r.caller for r in hub.requests("BatchImportFindings") if r.accepted}
     assert callers == {own, member, disabled}
     assert all(f["ProductArn"].split(":")[4] == f["AwsAccountId"] for f in hub.findings())
+
+
+def test_the_worker_serves_metrics_summed_over_its_shard_processes(local_aws: LocalAws, tmp_path: Path) -> None:
+    stream = Stream(local_aws, shards=2)
+    events = list(generate_events(80, seed=31, mix=EventMix(audit_task=0)))
+    placed = stream.put(events)
+    port = free_port()
+    with LocalSecurityHub() as hub:
+        log = tmp_path / "run.log"
+        consumer = start_consumer(stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--metrics-port", str(port))
+        try:
+            wait_for("every finding", lambda: holds_latest(hub, latest_versions(events)), 180)
+            wait_for("the checkpoints at each shard's end", lambda: stream.checkpoints() == dict(placed), 60)
+            page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        finally:
+            stop(consumer, log)
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in page.splitlines()
+        if line.startswith("defender")
+    }
+    records = sum(v for k, v in samples.items() if k.startswith("defender_hub_records_total{"))
+    assert records == len(events)  # both shards' processes, summed
+    accepted = samples['defender_hub_findings_total{outcome="accepted"}']
+    assert accepted >= len(latest_versions(events))
+    assert sum(v for k, v in samples.items() if k.startswith("defender_hub_requests_total{")) >= 2
+    assert samples["defender_hub_delivery_seconds_count"] >= 2
+    assert any(k.startswith("defender_hub_millis_behind_latest{") for k in samples)

@@ -173,3 +173,26 @@ def test_a_selective_drain_of_a_queue_leaves_the_others_visible(tmp_path: Path) 
 
     assert [letter.lane for letter in chosen] == ["111/us-east-1"]
     assert sorted(rest) == [b"poison", b"two"]  # type: ignore[type-var]
+
+
+def test_a_drain_of_a_queue_ends_though_what_it_drains_is_put_back_again(tmp_path: Path) -> None:
+    with LocalAws() as aws:
+        sqs = local_client("sqs", aws.endpoint_url)
+        store = SqsDeadLetters(sqs.create_queue(QueueName="dead-letters")["QueueUrl"], sqs)
+        store.put(parked_and_poison() * 4)
+        rounds: list[int] = []
+
+        def parked_again() -> None:  # a lane still refused: each group of parked letters is parked again
+            for letters, forget in store.drain(lambda letter: letter.lane is not None):
+                store.put(letters)
+                forget()
+                rounds.append(len(letters))
+
+        drain = threading.Thread(target=parked_again, daemon=True)
+        drain.start()
+        drain.join(timeout=60)
+
+        assert not drain.is_alive(), f"the drain never ended: {len(rounds)} rounds"
+        assert sum(rounds) == 4
+        left = [letter for letters, _ in store.drain() for letter in letters]
+    assert sorted(letter.lane or "" for letter in left) == [""] * 8 + ["111/us-east-1"] * 4

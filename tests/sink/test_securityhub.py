@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from defender_hub.convert import EventConverter
 from defender_hub.errors import DeadLetterError, SinkStopped
@@ -292,3 +293,39 @@ def test_findings_that_failed_ride_with_the_next_request_which_is_filled_with_ne
 
     assert report.accepted == 1000 and stored_ids(hub) == {f"finding-{i}" for i in range(1000)}
     assert report.requests == 11  # 1,010 findings sent, 100 a request: no request for a retry alone
+
+
+def test_requests_throttles_and_outcomes_are_counted_by_lane(
+    hub: LocalSecurityHub, sink: SecurityHubSink, template: dict[str, Any]
+) -> None:
+    lane = {"lane": f"{ACCOUNT}/us-east-1"}
+
+    def counted(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, lane | labels) or 0.0
+
+    before = [counted("defender_hub_requests_total"), counted("defender_hub_throttled_total")]
+    accepted = counted("defender_hub_lane_findings_total", outcome="accepted")
+    hub.throttle(0.3)
+
+    sink.deliver(many(template, 250))
+
+    assert counted("defender_hub_requests_total") - before[0] >= 3
+    assert counted("defender_hub_throttled_total") - before[1] >= 1
+    assert counted("defender_hub_lane_findings_total", outcome="accepted") - accepted == 250
+
+
+def test_a_finding_security_hub_keeps_failing_is_dead_lettered_not_retried_forever(
+    hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    hub.fail(["finding-7"], "InternalError", "this one, always", times=None)
+    reports: list[Any] = []
+    delivery = threading.Thread(target=lambda: reports.append(sink.deliver(many(template, 20))), daemon=True)
+
+    delivery.start()
+    delivery.join(timeout=30)
+
+    assert reports, "the delivery never ended: the shard would wait forever behind one finding"
+    assert (reports[0].accepted, reports[0].dead_lettered) == (19, 1)
+    [letter] = letters(dead_letters)
+    assert (letter["finding"]["Id"], letter["error_code"]) == ("finding-7", "InternalError")
+    assert "this one, always" in letter["reason"]

@@ -38,6 +38,7 @@ from defender_hub.lifecycle import (
     reconcile,
     refreshed,
 )
+from defender_hub.metrics import LEDGER_SECONDS
 from defender_hub.sink import (
     Clients,
     DeadLetter,
@@ -70,9 +71,11 @@ Clock = Callable[[], float]
 
 @contextmanager
 def _ledger_errors(action: str) -> Iterator[None]:
-    """Turns any failure of the ledger's storage into LedgerError, which stops the delivery before a checkpoint."""
+    """Turns any failure of the ledger's storage into LedgerError, which stops the delivery before a checkpoint; times
+    the operation."""
     try:
-        yield
+        with LEDGER_SECONDS.labels(action).time():
+            yield
     except LedgerError:
         raise
     except Exception as exc:

@@ -54,6 +54,8 @@ def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: 
     delivery = open_delivery(settings, stop, clock)
     try:
         report = redrive(delivery.dead_letters, delivery.sink, MappingOptions(), select=_parked)
+        if delivery.ledgered is not None:  # archivals a parked lane left owed, whatever the refresh hours
+            delivery.ledgered.finish_archivals(report)
     finally:
         delivery.close()
     if report.accepted or report.unchanged:

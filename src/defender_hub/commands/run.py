@@ -80,6 +80,9 @@ def add(commands: Any) -> None:
     running.add_argument(
         "--health-dir", metavar="DIR", help="where `defender-hub health` reads the daemon's and the shards' progress"
     )
+    running.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics, summed over the shard processes (default: none)"
+    )
     mapping_flags(running)
     running.set_defaults(handler=_run)
 
@@ -114,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     ledger_url = _absolute_ledger(args.ledger)
     # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
     quota_dir = tempfile.mkdtemp(prefix="defender-hub-quota-")
+    metrics_dir = tempfile.mkdtemp(prefix="defender-hub-metrics-") if args.metrics_port else None
     settings = DaemonSettings(
         stream=args.stream,
         application=args.application,
@@ -130,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         **({"DEFENDER_HUB_DEAD_LETTER_OVERFLOW": args.dead_letter_overflow} if args.dead_letter_overflow else {}),
         **({"DEFENDER_HUB_HEALTH_DIR": str(Path(args.health_dir).resolve())} if args.health_dir else {}),
         "DEFENDER_HUB_QUOTA_DIR": quota_dir,
+        **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if metrics_dir else {}),
         "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
         if "://" not in args.dead_letter
         else args.dead_letter,
@@ -168,6 +173,10 @@ def _run(args: argparse.Namespace) -> int:
         external_id=args.external_id,
         quota_dir=quota_dir,
     )
+    if metrics_dir is not None:
+        from defender_hub.metrics import serve  # noqa: PLC0415 - only with --metrics-port
+
+        serve(args.metrics_port, Path(metrics_dir))
     sweeps = [start_periodic_retry(sweep, args.parked_retry_seconds)]
     if args.refresh_hours > 0:
         sweeps.append(start_periodic_refresh(sweep, args.refresh_hours * 3600))
@@ -181,7 +190,9 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         for stop in sweeps:
             stop.set()
-        shutil.rmtree(quota_dir, ignore_errors=True)
+        for folder in (quota_dir, metrics_dir):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
     return EXIT_OK if status == 0 else EXIT_FAILURES
 
 
@@ -212,6 +223,8 @@ def _checked(args: argparse.Namespace) -> str:
         raise ConfigError(f"parked retry seconds {args.parked_retry_seconds!r} is not a whole number, 1 or more")
     if args.assume_role is not None:
         check_role(args.assume_role)
+    if args.metrics_port is not None and not (isinstance(args.metrics_port, int) and 0 < args.metrics_port < 65536):
+        raise ConfigError(f"metrics port {args.metrics_port!r} is not a port number")
     if args.log_format not in LOG_FORMATS:
         raise ConfigError(f"log format {args.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     return region

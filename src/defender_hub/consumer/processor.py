@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from defender_hub.convert import EventConverter
 from defender_hub.errors import EventError, SinkError, SinkStopped
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.logs import configure
+from defender_hub.metrics import DELIVERY_SECONDS, FINDINGS, MILLIS_BEHIND, OUTCOMES, RECORDS
 from defender_hub.sink import DeadLetter, DeadLetters, Outbound, RecordOrigin, Sink
 
 __all__ = ["FindingsProcessor", "main"]
@@ -63,9 +65,14 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
     def process_records(self, process_records_input: Any) -> None:
         """Delivers the records' findings, dead-letters records that make none, then checkpoints after the last."""
         records = process_records_input.records
+        behind = process_records_input.millis_behind_latest
+        if behind is not None:
+            MILLIS_BEHIND.labels(self._shard).set(behind)
         if not records:
-            self._progressed(process_records_input.millis_behind_latest)
+            self._progressed(behind)
             return
+        RECORDS.labels(self._shard).inc(len(records))
+        started = time.monotonic()
         outbound: list[Outbound] = []
         poison: list[DeadLetter] = []
         for record in records:
@@ -90,6 +97,9 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         except Exception:  # a defect or a surprise: kclpy would report the batch done, and a checkpoint skip it
             log.exception("%s: delivery failed unexpectedly; exiting without a checkpoint", self._shard)
             raise SystemExit(1) from None
+        DELIVERY_SECONDS.observe(time.monotonic() - started)
+        for outcome in OUTCOMES:
+            FINDINGS.labels(outcome).inc(getattr(report, outcome))
         counts = {
             "records": len(records),
             "accepted": report.accepted,
@@ -108,7 +118,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         )
         last = records[-1]
         checkpoint(process_records_input.checkpointer, self._shard, last.sequence_number, last.sub_sequence_number)
-        self._progressed(process_records_input.millis_behind_latest)
+        self._progressed(behind)
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         """Another worker has the shard now: nothing to checkpoint, nothing in flight survives this call."""

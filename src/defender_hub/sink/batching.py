@@ -50,6 +50,8 @@ class Pending:
     version_ms: int | None = None
     """The time of the news it carries, when that is not its UpdatedAt (the lifecycle moves UpdatedAt past earlier
     sends): a dead letter keeps it, so a redrive sends the news, not a time."""
+    failures: int = 0
+    """Times Security Hub failed this finding alone (FailedFindings), for the sink to stop trying at some point."""
 
     @classmethod
     def of(cls, doc: dict[str, Any], origins: list[RecordOrigin | None], version_ms: int | None = None) -> Pending:

@@ -177,14 +177,15 @@ class JsonlDeadLetters:
                         except msgspec.DecodeError:
                             kept.append(line)  # for a whole redrive to set aside, where a person can look
                     if chosen:
-                        moved = self.path.with_name(f"{self.path.name}.selected-{time.time_ns()}")
+                        stamp = time.time_ns()
+                        moved = self.path.with_name(f"{self.path.name}.selected-{stamp}")
                         _write_durably(moved, b"".join(_line(line) for line in chosen))
-                        # Truncating in place keeps appenders waiting on this lock writing to this very file.
-                        file.seek(0)
-                        file.truncate()
-                        file.write(b"".join(_line(line) for line in kept))
-                        file.flush()
-                        os.fsync(file.fileno())
+                        # The others go to a file of their own that replaces this one whole: a crash leaves one or
+                        # the other. Appenders waiting on this lock see the file moved and append to the new one.
+                        rest = self.path.with_name(f"{self.path.name}.rest-{stamp}")
+                        _write_durably(rest, b"".join(_line(line) for line in kept))
+                        rest.replace(self.path)
+                        _sync_folder(self.path.parent)
                         aside.append(moved)
         yield from self._groups(aside)
 
@@ -220,6 +221,15 @@ def _write_durably(path: Path, data: bytes) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    """Makes a rename in `folder` durable."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _line(line: bytes) -> bytes:
@@ -329,18 +339,26 @@ class SqsDeadLetters:
         (and what it points to in S3) is deleted only after it was re-driven. Letters not chosen are made visible
         again once the drain is over."""
         passed: list[str] = []
+        # Letters sent once the drain began (put back by what it drained, a lane still refused) wait for the next.
+        began_ms = int(time.time() * 1000)
         try:
             while True:
                 answer = self._client.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=300
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=1,
+                    VisibilityTimeout=300,
+                    AttributeNames=["SentTimestamp"],
                 )
                 messages = answer.get("Messages", [])
-                if not messages:
+                older = [m for m in messages if int(m.get("Attributes", {}).get("SentTimestamp", 0)) < began_ms]
+                passed += [m["ReceiptHandle"] for m in messages if m not in older]
+                if not older:
                     return
                 letters: list[DeadLetter] = []
                 read: list[dict[str, Any]] = []
                 pointers: list[str] = []
-                for message in messages:
+                for message in older:
                     try:
                         letter = _decoder.decode(message["Body"])
                         if select is not None and not select(letter):

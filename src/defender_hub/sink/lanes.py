@@ -105,12 +105,19 @@ class SecurityHubClients:
         self._session, self._own, self._config, self._overrides = session, own_account, config, overrides
         self._made: dict[Lane, Any] = {}
         self._lock = threading.Lock()  # sessions are not thread-safe; lanes are delivered from several threads
+        self._session_lock = threading.Lock()
+        """Held while the session makes a client: a role's credentials are refreshed from any lane's thread."""
 
     def own_account(self) -> str:
         """The caller's account: as configured, else STS GetCallerIdentity's answer (asked once)."""
         if self._own is None:
-            self._own = str(self._session.client("sts").get_caller_identity()["Account"])
+            self._own = str(self._session_client("sts").get_caller_identity()["Account"])
         return self._own
+
+    def _session_client(self, service: str, **arguments: Any) -> Any:
+        """A client of the caller's session, made under the session's lock."""
+        with self._session_lock:
+            return self._session.client(service, **arguments)
 
     def __call__(self, lane: Lane) -> Any:
         """The client of `lane`; raises LaneRefused when it can have none."""
@@ -120,16 +127,17 @@ class SecurityHubClients:
                 if problem is not None:
                     raise LaneRefused(problem, "UnknownEndpoint")
                 session = self._session_for(lane)
-                self._made[lane] = session.client(
-                    "securityhub", region_name=lane.region, config=self._config, **self._overrides
-                )
+                with self._session_lock:
+                    self._made[lane] = session.client(
+                        "securityhub", region_name=lane.region, config=self._config, **self._overrides
+                    )
             return self._made[lane]
 
     def _session_for(self, lane: Lane) -> boto3.Session:
         if self.assume_role is None or lane.account == self.own_account():
             return self._session
         fetcher = AssumeRoleCredentialFetcher(
-            client_creator=self._session.client,
+            client_creator=self._session_client,
             source_credentials=self._session.get_credentials(),
             role_arn=role_arn(self.assume_role, lane.partition, lane.account),
             extra_args={

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.errors import LaneRefused, SinkStopped
+from defender_hub.metrics import LANE_FINDINGS, REQUESTS, THROTTLED
 from defender_hub.sink.batching import Outbound, Pending, coalesce, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import Lane
@@ -46,6 +47,9 @@ ACCESS_CODES = frozenset({"InvalidAccess", "InvalidAccessException", "AccessDeni
 """Refusals of a lane, not of a finding: Security Hub not enabled, the integration not accepted, or the credentials
 (a role that can't be assumed, among them) not allowed; it takes a person to fix them."""
 NOT_RETRYABLE_CODES = frozenset({"InvalidInput"})
+MAX_FINDING_FAILURES = 10
+"""Times Security Hub may fail one finding (in FailedFindings, with a code that may pass) before it is dead-lettered
+with that code: a redrive can send it again, and the shard does not wait behind it forever."""
 MAX_LANES_AT_ONCE = 8
 """Lanes delivered at once: each has its own quota, so a delivery of several lanes runs them side by side."""
 
@@ -137,6 +141,7 @@ class SecurityHubSink:
         self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrecy
         self._lock = threading.Lock()
         self._reports: dict[int, DeliveryReport] = {}
+        self._lane_names: dict[int, str] = {}
         """By client: the report of the lane delivery using it now, which botocore's events count into."""
         self._parked: dict[Lane, tuple[float, str, str]] = {}
         self.parked_findings: Counter[Lane] = Counter()
@@ -199,6 +204,8 @@ class SecurityHubSink:
             errors = [error for future in futures if (error := future.exception()) is not None]
         for lane in lanes:
             report.add(lane.report)
+            for outcome in ("accepted", "dead_lettered", "parked"):
+                LANE_FINDINGS.labels(str(lane.lane), outcome).inc(getattr(lane.report, outcome))
         if errors:  # the cause, rather than the stops it made of the other lanes
             raise next((e for e in errors if not isinstance(e, SinkStopped)), errors[0])
         return report
@@ -232,11 +239,13 @@ class SecurityHubSink:
                 )
                 client.meta.events.register("needs-retry.securityhub.BatchImportFindings", self._throttled(client))
             self._reports[id(client)] = report
+            self._lane_names[id(client)] = str(lane)
         return client
 
     def _counted(self, client: Any, name: str) -> None:
         report = self._reports[id(client)]
         setattr(report, name, getattr(report, name) + 1)
+        (REQUESTS if name == "requests" else THROTTLED).labels(self._lane_names[id(client)]).inc()
 
     def _throttled(self, client: Any) -> Callable[..., None]:
         def count(response: Any = None, **_: Any) -> None:
@@ -282,7 +291,7 @@ class _LaneDelivery:
         abort: threading.Event,
         rng: random.Random,
     ) -> None:
-        self._sink, self._lane, self._items, self._accepted = sink, lane, items, accepted
+        self._sink, self.lane, self._items, self._accepted = sink, lane, items, accepted
         self._park, self._abort, self._rng = park, abort, rng
         self.report = DeliveryReport()
 
@@ -295,7 +304,7 @@ class _LaneDelivery:
             raise
 
     def _run(self) -> None:
-        parked = self._sink._parked_now(self._lane)
+        parked = self._sink._parked_now(self.lane)
         if parked is not None:
             self._parked(self._items, *parked)
             return
@@ -303,10 +312,10 @@ class _LaneDelivery:
         try:
             self._drain(queue)
         except _Refused as refused:
-            reason = f"Security Hub refuses lane {self._lane}: {refused.reason}; {self._sink._clients.hint(self._lane)}"
-            self._sink._park_lane(self._lane, reason, refused.code)
+            reason = f"Security Hub refuses lane {self.lane}: {refused.reason}; {self._sink._clients.hint(self.lane)}"
+            self._sink._park_lane(self.lane, reason, refused.code)
             log.error(
-                "lane %s parked for %.0f s (%s): %s", self._lane, self._sink._policy.park_seconds, refused.code, reason
+                "lane %s parked for %.0f s (%s): %s", self.lane, self._sink._policy.park_seconds, refused.code, reason
             )
             self._parked([*refused.items, *queue], reason, refused.code)
 
@@ -329,15 +338,15 @@ class _LaneDelivery:
         """Parks `items`: kept in the dead letters with their lane, to be sent again once it answers."""
         if self._park:
             letters = [
-                letter for item in items for letter in DeadLetter.for_finding(item, reason, code, str(self._lane))
+                letter for item in items for letter in DeadLetter.for_finding(item, reason, code, str(self.lane))
             ]
             self._sink.dead_letters.put(letters)
         self.report.parked += len(items)
         with self._sink._lock:
-            self._sink.parked_findings[self._lane] += len(items)
+            self._sink.parked_findings[self.lane] += len(items)
         log.warning(
             "lane %s is parked: %d findings %s",
-            self._lane,
+            self.lane,
             len(items),
             "kept in the dead letters until it answers" if self._park else "left owed until it answers",
         )
@@ -355,9 +364,9 @@ class _LaneDelivery:
         """Sends one request; returns the findings to try again and whether any finding got through (accepted or
         dead-lettered). Raises _Refused when Security Hub refuses the lane."""
         try:
-            client = self._sink._client(self._lane, self.report)
+            client = self._sink._client(self.lane, self.report)
             if self._sink._quota is not None:
-                self._sink._quota.take(self._lane, self._wait)
+                self._sink._quota.take(self.lane, self._wait)
             answer = client.batch_import_findings(Findings=[item.doc for item in batch])
         except LaneRefused as exc:
             raise _Refused(exc.reason, exc.code, batch) from exc
@@ -416,9 +425,11 @@ class _LaneDelivery:
             if failure is None:
                 continue
             code = failure.get("ErrorCode", "")
-            if code in NOT_RETRYABLE_CODES:
+            item.failures += 1
+            if code in NOT_RETRYABLE_CODES or (code not in ACCESS_CODES and item.failures >= MAX_FINDING_FAILURES):
+                times = "" if code in NOT_RETRYABLE_CODES else f" {item.failures} times"
                 rejected += DeadLetter.for_finding(
-                    item, f"refused by Security Hub: {failure.get('ErrorMessage', '')}", code
+                    item, f"refused by Security Hub{times}: {failure.get('ErrorMessage', '')}", code
                 )
                 self.report.dead_lettered += 1
             else:
