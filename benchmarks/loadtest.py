@@ -1,6 +1,6 @@
 """The load test: the real consumer against the local Security Hub at its real quota (10 requests/s, burst 30).
 
-    uv run python benchmarks/loadtest.py [--findings 20000] [--shards 4] [--import-findings 5000]
+    uv run python benchmarks/loadtest.py [--findings 20000] [--shards 4] [--import-findings 5000] [--chart FILE.svg]
 
 Scenarios (figures printed as a table):
 - backlog: a stream holding events that make `--findings` distinct findings, `--shards` shards, one account; the
@@ -30,7 +30,7 @@ from defender_hub.convert import EventConverter
 from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.loadgen import generated, put_events
 from defender_hub.local.aws import LocalAws
-from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.local.securityhub import LocalSecurityHub, RequestRecord
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import JsonlDeadLetters, Outbound, SecurityHubClients, SecurityHubSink
 from defender_hub.sink.quota import IMPORT_BURST, IMPORT_RATE
@@ -76,7 +76,53 @@ def import_stats(hub: LocalSecurityHub) -> dict[str, float]:
     }
 
 
-def backlog(findings: int, shards: int, seed: int, timeout: float) -> dict[str, Any]:
+def chart(log: list[RequestRecord], path: Path, title: str) -> None:
+    """Writes an SVG of findings accepted, requests and throttled requests per second over the run."""
+    if not log:
+        return
+    start = log[0].at
+    seconds = int(log[-1].at - start) + 1
+    series = {
+        "findings accepted /s ÷ 10": [0.0] * seconds,
+        "requests /s": [0.0] * seconds,
+        "throttled /s": [0.0] * seconds,
+    }
+    for record in log:
+        second = int(record.at - start)
+        if record.status == 200:
+            series["findings accepted /s ÷ 10"][second] += record.accepted / 10
+            series["requests /s"][second] += 1
+        elif record.status == 429:
+            series["throttled /s"][second] += 1
+    width, height, margin = 720, 300, 40
+    top = max(max(values) for values in series.values()) or 1.0
+    colours = ("#1f77b4", "#2ca02c", "#d62728")
+    lines = []
+    for (name, values), colour in zip(series.items(), colours, strict=True):
+        points = " ".join(
+            f"{margin + i * (width - 2 * margin) / max(1, seconds - 1):.1f},"
+            f"{height - margin - v * (height - 2 * margin) / top:.1f}"
+            for i, v in enumerate(values)
+        )
+        lines.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        lines.append(
+            f'<text x="{width - 250}" y="{20 + 16 * len(lines) // 2}" fill="{colour}" font-size="12">{name}</text>'
+        )
+    axis = (
+        f'<line x1="{margin}" y1="{height - margin}" x2="{width - margin}" y2="{height - margin}" stroke="#888"/>'
+        f'<line x1="{margin}" y1="{margin}" x2="{margin}" y2="{height - margin}" stroke="#888"/>'
+        f'<text x="{margin}" y="{height - 10}" font-size="12">0 s</text>'
+        f'<text x="{width - margin - 30}" y="{height - 10}" font-size="12">{seconds} s</text>'
+        f'<text x="4" y="{margin}" font-size="12">{top:.0f}</text>'
+        f'<text x="{margin}" y="16" font-size="13">{title}</text>'
+    )
+    path.write_text(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif">'
+        f'<rect width="100%" height="100%" fill="white"/>{axis}{"".join(lines)}</svg>\n'
+    )
+
+
+def backlog(findings: int, shards: int, seed: int, timeout: float, chart_path: Path | None = None) -> dict[str, Any]:
     """Drains a backlog through the real consumer; returns its figures."""
     events, by_lane = events_for(findings, seed)
     expected = sum(by_lane.values())
@@ -103,6 +149,9 @@ def backlog(findings: int, shards: int, seed: int, timeout: float) -> dict[str, 
                 consumer.wait(timeout=90)
         stats = import_stats(hub)
         stored = hub.count()
+        if chart_path is not None:
+            log = hub.requests("BatchImportFindings")
+            chart(log, chart_path, f"backlog of {expected:,} findings, {shards} shards: per second")
     ideal = ideal_seconds(by_lane)
     return {
         "scenario": f"backlog, {shards} shards, 1 account, {len(by_lane)} Regions",
@@ -141,8 +190,12 @@ def main() -> None:
     parser.add_argument("--import-findings", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--chart", type=Path, help="write an SVG of the backlog's run here")
     args = parser.parse_args()
-    rows = [backlog(args.findings, args.shards, args.seed, args.timeout), flaky_import(args.import_findings, args.seed)]
+    rows = [
+        backlog(args.findings, args.shards, args.seed, args.timeout, args.chart),
+        flaky_import(args.import_findings, args.seed),
+    ]
     columns = ["scenario", "findings", "of", "seconds", "findings/s", "% of ideal", "requests", "throttled %",
                "findings/request"]  # fmt: skip
     print("| " + " | ".join(columns) + " |")

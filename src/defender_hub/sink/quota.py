@@ -16,11 +16,14 @@ from pathlib import Path
 
 from defender_hub.sink.lanes import Lane
 
-__all__ = ["IMPORT_BURST", "IMPORT_RATE", "SharedQuota"]
+__all__ = ["HEADROOM", "IMPORT_BURST", "IMPORT_RATE", "SharedQuota"]
 
 IMPORT_RATE = 10.0
 """BatchImportFindings requests a second, per account and Region."""
 IMPORT_BURST = 30
+HEADROOM = 0.9
+"""The share of the quota a worker asks for: a request arrives a little earlier or later than it was let go, and at
+exactly the service's rate that jitter alone gets some throttled."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _ROUNDING = 1e-9
 """A token short by less than this is a whole one: waiting for it would wait for a rounding error."""
@@ -32,8 +35,8 @@ class SharedQuota:
     def __init__(
         self,
         folder: Path,
-        rate: float = IMPORT_RATE,
-        burst: int = IMPORT_BURST,
+        rate: float = IMPORT_RATE * HEADROOM,
+        burst: int = int(IMPORT_BURST * HEADROOM),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.folder, self._rate, self._burst, self._clock = folder, rate, float(burst), clock
