@@ -27,7 +27,7 @@ from typing import Any
 from defender_hub.codecs.decoding import arn_context
 from defender_hub.errors import ConfigError, ForwardError
 
-__all__ = ["MAX_PUT_ATTEMPTS", "Forwarder", "Record", "handler", "sns_messages"]
+__all__ = ["MAX_PUT_ATTEMPTS", "PUT_RECORDS", "Forwarder", "Record", "handler", "put_records", "sns_messages"]
 
 log = logging.getLogger("defender_hub.forwarder")
 
@@ -139,23 +139,36 @@ class Forwarder:
                     check["suppressedNonCompliantResourcesCount"] = count
 
     def _put(self, records: list[Record]) -> int:
-        """Puts `records` in requests within Kinesis' limits, retrying only the failed ones; returns how many."""
-        for request in _requests(records):
-            pending, attempt = request, 0
-            while pending:
-                attempt += 1
-                answer = self._kinesis.put_records(
-                    StreamName=self._stream, Records=[{"Data": r.data, "PartitionKey": r.key} for r in pending]
-                )
-                failed = [r for r, entry in zip(pending, answer["Records"], strict=True) if "ErrorCode" in entry]
-                if failed and attempt >= MAX_PUT_ATTEMPTS:
-                    codes = {entry["ErrorCode"] for entry in answer["Records"] if "ErrorCode" in entry}
-                    raise ForwardError(f"Kinesis refused {len(failed)} records {attempt} times ({', '.join(codes)})")
-                if failed:
-                    log.warning("Kinesis refused %d of %d records; retrying them", len(failed), len(pending))
-                    self._sleep(self._rng.uniform(0, min(5.0, 0.1 * 2**attempt)))
-                pending = failed
-        return len(records)
+        return put_records(self._kinesis, self._stream, records, sleep=self._sleep, rng=self._rng)
+
+
+def put_records(
+    kinesis: Any,
+    stream: str,
+    records: list[Record],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> int:
+    """Puts `records` on `stream` in requests within Kinesis' limits, retrying only the failed ones (jittered, at most
+    MAX_PUT_ATTEMPTS times, then ForwardError); returns how many."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
+    for request in _requests(records):
+        pending, attempt = request, 0
+        while pending:
+            attempt += 1
+            answer = kinesis.put_records(
+                StreamName=stream, Records=[{"Data": r.data, "PartitionKey": r.key} for r in pending]
+            )
+            failed = [r for r, entry in zip(pending, answer["Records"], strict=True) if "ErrorCode" in entry]
+            if failed and attempt >= MAX_PUT_ATTEMPTS:
+                codes = {entry["ErrorCode"] for entry in answer["Records"] if "ErrorCode" in entry}
+                raise ForwardError(f"Kinesis refused {len(failed)} records {attempt} times ({', '.join(codes)})")
+            if failed:
+                log.warning("Kinesis refused %d of %d records; retrying them", len(failed), len(pending))
+                sleep(rng.uniform(0, min(5.0, 0.1 * 2**attempt)))
+            pending = failed
+    return len(records)
 
 
 def _requests(records: list[Record]) -> Iterator[list[Record]]:

@@ -8,12 +8,10 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from defender_hub.forwarder import PUT_RECORDS, Record, put_records
 from defender_hub.synthetic import generate_events, partition_key
 
-__all__ = ["PUT_BATCH", "events_of_accounts", "generated", "put_events"]
-
-PUT_BATCH = 500
-"""Records a PutRecords call carries at most."""
+__all__ = ["events_of_accounts", "generated", "put_events"]
 
 
 def events_of_accounts(events: Iterable[bytes], accounts: int) -> Iterator[bytes]:
@@ -41,30 +39,20 @@ def put_events(
 ) -> int:
     """Puts `events` on `stream`, at most `rate` a second (else as fast as Kinesis takes them); returns how many."""
     started, put = clock(), 0
-    batch: list[dict[str, Any]] = []
-    step = max(1, int(rate / 10)) if rate else PUT_BATCH  # at a rate, ten puts a second
+    batch: list[Record] = []
+    step = max(1, int(rate / 10)) if rate else PUT_RECORDS  # at a rate, ten puts a second
     for event in events:
-        batch.append({"Data": event, "PartitionKey": partition_key(event)})
+        batch.append(Record(event, partition_key(event)))
         if len(batch) == step:
-            put += _put(kinesis, stream, batch)
+            put += put_records(kinesis, stream, batch, sleep=sleep)
             batch = []
             progress(put)
             if rate:
                 sleep(max(0.0, started + put / rate - clock()))
     if batch:
-        put += _put(kinesis, stream, batch)
+        put += put_records(kinesis, stream, batch, sleep=sleep)
         progress(put)
     return put
-
-
-def _put(kinesis: Any, stream: str, records: list[dict[str, Any]]) -> int:
-    pending = records
-    while pending:
-        answer = kinesis.put_records(StreamName=stream, Records=pending)
-        pending = [r for r, entry in zip(pending, answer["Records"], strict=True) if "ErrorCode" in entry]
-        if pending:
-            time.sleep(0.2)  # a shard over its write limit: the next second has room
-    return len(records)
 
 
 def generated(count: int, seed: int, accounts: int) -> Iterator[bytes]:
