@@ -45,7 +45,7 @@ class AcceptAll:
 
     dead_letters = None
 
-    def deliver_pending(self, pending: list[Pending], on_accepted: Any) -> DeliveryReport:
+    def deliver_pending(self, pending: list[Pending], on_accepted: Any, *, park: bool = True) -> DeliveryReport:
         for start in range(0, len(pending), 100):
             on_accepted([item.doc for item in pending[start : start + 100]])
         return DeliveryReport(accepted=len(pending))

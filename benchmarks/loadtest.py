@@ -1,41 +1,68 @@
 """The load test: the real consumer against the local Security Hub at its real quota (10 requests/s, burst 30).
 
-    uv run python benchmarks/loadtest.py [--findings 20000] [--shards 4] [--import-findings 5000] [--chart FILE.svg]
+    uv run python benchmarks/loadtest.py [--quick] [--only backlog,steady,shards,accounts,replay,import]
+                                         [--chart FILE.svg]
 
-Scenarios (figures printed as a table):
-- backlog: a stream holding events that make `--findings` distinct findings, `--shards` shards, one account; the
-  consumer (`defender-hub run`, the KCL daemon) drains it. Throughput is measured from the first import request to
-  the last, against the token bucket's ideal (30 requests at once, then 10 a second, 100 findings each); with the
-  share of requests throttled and the findings a request carried.
-- import: `--import-findings` findings through the sink with 1 % of their Ids failing once: findings a request.
+Each scenario starts the local stack, puts generated Device Defender events on a stream, runs the consumer
+(`defender-hub run`, the KCL daemon and its shard processes) and reads the local Security Hub and the consumer's
+Prometheus endpoint. It prints one table row a scenario:
+- backlog: 20,000 findings waiting on 4 shards, one account and Region. Throughput from the first import to the last,
+  against the token bucket's ideal (30 requests at once, then 10 a second, 100 findings each).
+- steady: 100 events/s on 4 shards for 2 minutes; latency from an event's put to its finding's first acceptance.
+- shards: 16 shards at 50 events/s for a minute.
+- accounts: 10 accounts on a 4-shard stream, a backlog of 50,000 findings, each account's imported as itself.
+- replay: 100,000 records over an up-to-date ledger: records/s with nothing to send.
+- import: 5,000 findings through the sink, 1 % of their Ids failing once.
+For each consumer it also gives the shard processes' CPU µs per record and peak RSS, and the CPU split between the
+consumer and the stand-ins, which share this machine's cores. `--quick` runs every scenario small (the suite's smoke).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import re
+import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from bench_ledger import AcceptAll
+from defender_hub.checkpoints import SqliteLedger
+from defender_hub.checkpoints.delivery import LedgeredSink
+from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST
 from defender_hub.convert import EventConverter
 from defender_hub.demo import LocalStack, consumer_command
-from defender_hub.loadgen import generated, put_events
-from defender_hub.local.aws import LocalAws
+from defender_hub.loadgen import events_of_accounts, put_events
+from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub, RequestRecord
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import JsonlDeadLetters, Outbound, SecurityHubClients, SecurityHubSink
 from defender_hub.sink.quota import IMPORT_BURST, IMPORT_RATE
+from defender_hub.synthetic import generate_events
 
-FINDINGS_PER_REQUEST = 100
+REGION = "us-east-1"
+"""The Region of every generated event: one account is one lane, as the scenarios have it."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MEMBER_ROLE = "defender-hub-import"
+"""The role each member account's findings are imported as (moto's STS lets the consumer assume it)."""
+
+
+# -- what a run is measured by
 
 
 def ideal_seconds(findings_by_lane: Counter[str]) -> float:
@@ -43,28 +70,15 @@ def ideal_seconds(findings_by_lane: Counter[str]) -> float:
     rate; the lanes side by side."""
     return max(
         (
-            max(0, math.ceil(count / FINDINGS_PER_REQUEST) - IMPORT_BURST) / IMPORT_RATE
+            max(0, math.ceil(count / MAX_FINDINGS_PER_REQUEST) - IMPORT_BURST) / IMPORT_RATE
             for count in findings_by_lane.values()
         ),
         default=0.0,
     )
 
 
-def events_for(findings: int, seed: int) -> tuple[list[bytes], Counter[str]]:
-    """Generated events that make at least `findings` distinct findings, and those findings by lane (Region)."""
-    converter = EventConverter(MappingOptions())
-    count = int(findings / 0.8)
-    while True:
-        events = list(generated(count, seed, 1))
-        made = {
-            finding.id: finding.product_arn.split(":")[3] for event in events for finding in converter.findings(event)
-        }
-        if len(made) >= findings:
-            return events, Counter(made.values())
-        count = int(count * findings / len(made)) + 100
-
-
 def import_stats(hub: LocalSecurityHub) -> dict[str, float]:
+    """Requests, throttled share, findings a request and seconds from the first accepted import to the last."""
     log = hub.requests("BatchImportFindings")
     done = [r for r in log if r.status == 200]
     throttled = sum(r.status == 429 for r in log)
@@ -74,6 +88,339 @@ def import_stats(hub: LocalSecurityHub) -> dict[str, float]:
         "findings/request": sum(r.findings for r in done) / max(1, len(done)),
         "seconds": (done[-1].at - done[0].at) if done else 0.0,
     }
+
+
+@dataclass(frozen=True)
+class ProcessUse:
+    """What one process of the consumer used: CPU seconds and peak resident memory."""
+
+    command: str
+    cpu_seconds: float
+    peak_rss_mb: float
+
+
+def process_use(pid: int) -> ProcessUse | None:
+    """The CPU and peak RSS of a live process, from /proc; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    peak_kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return ProcessUse(command, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, peak_kb / 1024)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process under `root`."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def children_cpu() -> float:
+    return sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+
+
+def own_cpu() -> float:
+    return sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+
+
+def samples(port: int, name: str) -> list[str]:
+    """The lines of a metric's samples on the consumer's Prometheus endpoint (none while it is not up)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.startswith((f"{name}{{", f"{name} "))]
+
+
+def scrape(port: int, name: str) -> float:
+    """The sum of a metric's samples (0 while the endpoint is not up)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in samples(port, name))
+
+
+def scrape_labels(port: int, name: str, label: str) -> set[str]:
+    """The values of `label` among a metric's samples."""
+    found = (re.search(rf'{label}="([^"]*)"', line) for line in samples(port, name))
+    return {match.group(1) for match in found if match}
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+# -- the consumer under test
+
+
+@dataclass
+class ConsumerRun:
+    """A running consumer (`defender-hub run`) on the local stack, and what it used."""
+
+    process: subprocess.Popen[bytes]
+    metrics_port: int
+    log: Path
+    processors: list[ProcessUse] = field(default_factory=list)
+    daemon: list[ProcessUse] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    """Of the whole consumer: `run`, the daemon and every shard process, counted once they were reaped."""
+
+    def records(self) -> float:
+        return scrape(self.metrics_port, "defender_hub_records_total")
+
+    def shards_read(self) -> int:
+        """How many shards a processor reports on: each does once it has its lease and has polled."""
+        return len(scrape_labels(self.metrics_port, "defender_hub_millis_behind_latest", "shard"))
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@contextmanager
+def consumer(stack: LocalStack, stream: str, folder: Path, ledger: Path, *flags: str) -> Iterator[ConsumerRun]:
+    """Runs the consumer on `stream` until the block ends; then notes its processes' use and stops it."""
+    port = free_port()
+    command = consumer_command(
+        stream, stream, "worker-1", folder / "dead-letters.jsonl", f"sqlite:///{ledger}",
+        "--metrics-port", str(port), *flags,
+    )  # fmt: skip
+    log = folder / f"{stream}.log"
+    cpu_before = children_cpu()
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=os.environ | stack.environment(), stdout=out, stderr=out)
+        run = ConsumerRun(process, port, log)
+        try:
+            yield run
+        finally:
+            for use in filter(None, map(process_use, descendants(process.pid))):
+                if "defender_hub.consumer.processor" in use.command:
+                    run.processors.append(use)
+                elif "java" in use.command:
+                    run.daemon.append(use)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=90)
+    run.cpu_seconds = children_cpu() - cpu_before
+
+
+def wait_for(condition: Callable[[], bool], run: ConsumerRun, timeout: float) -> None:
+    """Waits until `condition` holds; fails if the consumer died or time ran out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if not run.alive():
+            raise SystemExit(f"the consumer stopped: {run.log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out; the consumer's log ends: {run.log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def use_of(run: ConsumerRun, records: int, stand_ins: float) -> dict[str, Any]:
+    """The shard processes' CPU µs a record and peak RSS; the consumer's and the stand-ins' CPU seconds."""
+    processor_cpu = sum(use.cpu_seconds for use in run.processors)
+    return {
+        "µs/record (shard processes)": 1e6 * processor_cpu / max(1, records),
+        "peak RSS MB (shard process)": max((use.peak_rss_mb for use in run.processors), default=0.0),
+        "CPU s: consumer / stand-ins": f"{run.cpu_seconds:.0f} / {stand_ins:.0f}",
+        "daemon CPU s": sum(use.cpu_seconds for use in run.daemon),
+    }
+
+
+@contextmanager
+def local_stack() -> Iterator[tuple[LocalStack, Callable[[], float]]]:
+    """The local stack, and a function giving the CPU seconds its stand-ins (moto and the hub) used so far."""
+    with LocalAws() as aws, LocalSecurityHub(sts_endpoint=aws.endpoint_url) as hub:
+        assert aws._process is not None
+        moto_pid, own_before = aws._process.pid, own_cpu()
+
+        def stand_ins() -> float:
+            moto = process_use(moto_pid)
+            return (moto.cpu_seconds if moto else 0.0) + own_cpu() - own_before
+
+        yield LocalStack(aws, hub), stand_ins
+
+
+def new_stream(stack: LocalStack, name: str, shards: int) -> Any:
+    kinesis = stack.client("kinesis")
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.5})
+    return kinesis
+
+
+# -- the load
+
+
+def lane_of(finding: Any) -> str:
+    """A finding's lane: its account and Region."""
+    parts = finding.product_arn.split(":")
+    return f"{parts[4]}/{parts[3]}"
+
+
+def events_for(findings: int, seed: int, accounts: int) -> tuple[list[bytes], Counter[str]]:
+    """Generated events that make at least `findings` distinct findings over `accounts` accounts in one Region, and
+    those findings by lane."""
+    converter = EventConverter(MappingOptions())
+    count = int(findings / 0.8)
+    while True:
+        events = list(events_of_accounts(one_region(generate_events(count, seed=seed), REGION), accounts))
+        made = {finding.id: lane_of(finding) for event in events for finding in converter.findings(event)}
+        if len(made) >= findings:
+            return events, Counter(made.values())
+        count = int(count * findings / len(made)) + 100
+
+
+def one_region(events: Iterator[bytes], region: str) -> Iterator[bytes]:
+    """The events as if every one came from `region`."""
+    for event in events:
+        decoded = json.loads(event)
+        decoded["region"] = region
+        yield json.dumps(decoded).encode()
+
+
+# -- the scenarios
+
+
+def backlog(
+    findings: int, shards: int, accounts: int, *, seed: int, timeout: float, chart_path: Path | None = None
+) -> dict[str, Any]:
+    """Drains a backlog through the real consumer; returns its figures."""
+    events, by_lane = events_for(findings, seed, accounts)
+    expected = sum(by_lane.values())
+    flags = ("--assume-role", MEMBER_ROLE) if accounts > 1 else ()
+    with local_stack() as (stack, stand_ins), tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        put_events(new_stream(stack, "backlog", shards), "backlog", events)
+        stand_ins_before = stand_ins()
+        with consumer(stack, "backlog", folder, folder / "ledger.db", *flags) as run:
+            wait_for(lambda: stack.hub.count() >= expected, run, timeout)
+            records = run.records()
+        stats = import_stats(stack.hub)
+        stored = stack.hub.count()
+        if chart_path is not None:
+            chart(stack.hub.requests("BatchImportFindings"), chart_path, f"backlog of {expected:,} findings, {shards} "
+                  f"shards: per second")  # fmt: skip
+        used = use_of(run, int(records), stand_ins() - stand_ins_before)
+    ideal = ideal_seconds(by_lane)
+    return {
+        "scenario": f"backlog, {shards} shards, {accounts} account{'s' * (accounts > 1)}",
+        "findings": stored,
+        "of": expected,
+        "findings/s": stored / max(stats["seconds"], 1e-9),
+        "% of ideal": 100 * ideal / max(stats["seconds"], 1e-9),
+        "CPU s/1,000 findings (consumer)": 1000 * run.cpu_seconds / max(1, stored),
+        **stats,
+        **used,
+    }
+
+
+def steady(rate: float, shards: int, seconds: float, seed: int, timeout: float) -> dict[str, Any]:
+    """Puts events at `rate` a second for `seconds` on a consumer already running; returns latencies and figures."""
+    converter = EventConverter(MappingOptions())
+    events = list(one_region(generate_events(int(rate * seconds) + 5 * shards, seed=seed), REGION))
+    warm_up, load = events[: 5 * shards], events[5 * shards :]
+    first_event: dict[str, int] = {}
+    for index, event in enumerate(warm_up + load):
+        for finding in converter.findings(event):
+            first_event.setdefault(finding.id, index)
+    put_at: list[float] = []
+    with local_stack() as (stack, stand_ins), tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        kinesis = new_stream(stack, "steady", shards)
+        stand_ins_before = stand_ins()
+        with consumer(stack, "steady", folder, folder / "ledger.db") as run:
+            # Measured from when every shard is being read: the daemon's start-up is not the steady state.
+            put_events(kinesis, "steady", warm_up)
+            warm_ids = {fid for fid, index in first_event.items() if index < len(warm_up)}
+            wait_for(lambda: run.shards_read() == shards and warm_ids <= stack.hub.arrivals().keys(), run, timeout)
+            put_at += [time.monotonic()] * len(warm_up)
+            stack.hub.reset()
+
+            def noted(put: int) -> None:
+                put_at.extend([time.monotonic()] * (put + len(warm_up) - len(put_at)))
+
+            started = time.monotonic()
+            put_events(kinesis, "steady", load, rate=rate, progress=noted)
+            put_seconds = time.monotonic() - started
+            expected = {fid for fid, index in first_event.items() if index >= len(warm_up)}
+            wait_for(lambda: expected <= stack.hub.arrivals().keys(), run, timeout)
+            records = run.records()
+        arrivals = stack.hub.arrivals()
+        latencies = [arrivals[fid] - put_at[first_event[fid]] for fid in expected]
+        stats = import_stats(stack.hub)
+        used = use_of(run, int(records), stand_ins() - stand_ins_before)
+    return {
+        "scenario": f"{rate:g} events/s, {shards} shards, {seconds:g} s",
+        "findings": len(expected & arrivals.keys()),
+        "of": len(expected),
+        "seconds": put_seconds,
+        "findings/s": len(expected) / max(put_seconds, 1e-9),
+        "p50 s": statistics.median(latencies),
+        "p99 s": percentile(latencies, 0.99),
+        **{key: value for key, value in stats.items() if key != "seconds"},
+        **used,
+    }
+
+
+def replay(records: int, shards: int, seed: int, timeout: float) -> dict[str, Any]:
+    """Replays `records` records over a ledger that already holds every finding they make; returns records/s."""
+    events = list(generate_events(records, seed=seed))
+    converter = EventConverter(MappingOptions())
+    with local_stack() as (stack, stand_ins), tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ledger = folder / "ledger.db"
+        up_to_date = LedgeredSink(AcceptAll(), SqliteLedger(ledger))  # type: ignore[arg-type]
+        for start in range(0, len(events), 1000):
+            up_to_date.deliver(
+                [Outbound(f) for event in events[start : start + 1000] for f in converter.findings(event)]
+            )
+        put_events(new_stream(stack, "replay", shards), "replay", events)
+        stand_ins_before = stand_ins()
+        # No refresh sweep: the generated events are months old, and re-sending them is not what a replay measures.
+        with consumer(stack, "replay", folder, ledger, "--refresh-hours", "0") as run:
+            wait_for(lambda: run.records() > 0, run, timeout)
+            started = time.monotonic()
+            wait_for(lambda: run.records() >= records, run, timeout)
+            seconds = time.monotonic() - started
+        used = use_of(run, records, stand_ins() - stand_ins_before)
+        requests = len(stack.hub.requests("BatchImportFindings"))
+    return {
+        "scenario": f"replay of {records:,} records, {shards} shards, ledger up to date",
+        "findings": stack.hub.count(),
+        "of": 0,
+        "seconds": seconds,
+        "records/s": records / seconds,
+        "requests": requests,
+        **used,
+    }
+
+
+def flaky_import(findings: int, seed: int) -> dict[str, Any]:
+    """Imports `findings` findings through the sink with 1 % of their Ids failing once; returns its figures."""
+    converter = EventConverter(MappingOptions())
+    events = one_region(generate_events(int(findings / 0.8), seed=seed), REGION)
+    latest = {finding.id: finding for event in events for finding in converter.findings(event)}
+    chosen = list(latest.values())[:findings]
+    with LocalSecurityHub() as hub, tempfile.TemporaryDirectory() as tmp:
+        hub.fail([finding.id for finding in chosen[::100]], "InternalError", "flaky", times=1)
+        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)
+        sink = SecurityHubSink(
+            SecurityHubClients(session, endpoint_url=hub.endpoint_url), JsonlDeadLetters(Path(tmp) / "dl.jsonl")
+        )
+        report = sink.deliver(Outbound(finding) for finding in chosen)
+        stats = import_stats(hub)
+    return {"scenario": "import, 1 % of Ids failing once", "findings": report.accepted, "of": len(chosen), **stats}
 
 
 def chart(log: list[RequestRecord], path: Path, title: str) -> None:
@@ -122,86 +469,46 @@ def chart(log: list[RequestRecord], path: Path, title: str) -> None:
     )
 
 
-def backlog(findings: int, shards: int, seed: int, timeout: float, chart_path: Path | None = None) -> dict[str, Any]:
-    """Drains a backlog through the real consumer; returns its figures."""
-    events, by_lane = events_for(findings, seed)
-    expected = sum(by_lane.values())
-    with (
-        LocalAws() as aws,
-        LocalSecurityHub(sts_endpoint=aws.endpoint_url) as hub,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
-        stack = LocalStack(aws, hub)
-        kinesis = stack.client("kinesis")
-        kinesis.create_stream(StreamName="load", ShardCount=shards)
-        kinesis.get_waiter("stream_exists").wait(StreamName="load", WaiterConfig={"Delay": 0.5})
-        put_events(kinesis, "load", events)
-        folder = Path(tmp)
-        command = consumer_command("load", "load", "worker-1", folder / "dl.jsonl", f"sqlite:///{folder / 'l.db'}")
-        with (folder / "run.log").open("wb") as log:
-            consumer = subprocess.Popen(command, env=os.environ | stack.environment(), stdout=log, stderr=log)
-            deadline = time.monotonic() + timeout
-            try:
-                while hub.count() < expected and time.monotonic() < deadline and consumer.poll() is None:
-                    time.sleep(0.5)
-            finally:
-                consumer.send_signal(signal.SIGTERM)
-                consumer.wait(timeout=90)
-        stats = import_stats(hub)
-        stored = hub.count()
-        if chart_path is not None:
-            log = hub.requests("BatchImportFindings")
-            chart(log, chart_path, f"backlog of {expected:,} findings, {shards} shards: per second")
-    ideal = ideal_seconds(by_lane)
-    return {
-        "scenario": f"backlog, {shards} shards, 1 account, {len(by_lane)} Regions",
-        "findings": stored,
-        "of": expected,
-        "findings/s": stored / max(stats["seconds"], 1e-9),
-        "% of ideal": 100 * ideal / max(stats["seconds"], 1e-9),
-        **stats,
-    }
-
-
-def flaky_import(findings: int, seed: int) -> dict[str, Any]:
-    """Imports `findings` findings through the sink with 1 % of their Ids failing once; returns its figures."""
-    converter = EventConverter(MappingOptions())
-    latest = {
-        finding.id: finding
-        for event in generated(int(findings / 0.8), seed, 1)
-        for finding in converter.findings(event)
-    }
-    chosen = list(latest.values())[:findings]
-    with LocalSecurityHub() as hub, tempfile.TemporaryDirectory() as tmp:
-        hub.fail([finding.id for finding in chosen[::100]], "InternalError", "flaky", times=1)
-        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
-        sink = SecurityHubSink(
-            SecurityHubClients(session, endpoint_url=hub.endpoint_url), JsonlDeadLetters(Path(tmp) / "dl.jsonl")
-        )
-        report = sink.deliver(Outbound(finding) for finding in chosen)
-        stats = import_stats(hub)
-    return {"scenario": "import, 1 % failing once", "findings": report.accepted, "of": len(chosen), **stats}
+SCENARIOS = ("backlog", "steady", "shards", "accounts", "replay", "import")
+COLUMNS = (
+    "scenario", "findings", "of", "seconds", "findings/s", "% of ideal", "requests", "throttled %", "findings/request",
+    "p50 s", "p99 s", "records/s", "CPU s/1,000 findings (consumer)", "CPU s: consumer / stand-ins", "daemon CPU s",
+    "µs/record (shard processes)", "peak RSS MB (shard process)",
+)  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--findings", type=int, default=20_000)
-    parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--import-findings", type=int, default=5_000)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"scenarios to run, of {','.join(SCENARIOS)}")
+    parser.add_argument("--quick", action="store_true", help="every scenario small: a smoke run")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--chart", type=Path, help="write an SVG of the backlog's run here")
     args = parser.parse_args()
-    rows = [
-        backlog(args.findings, args.shards, args.seed, args.timeout, args.chart),
-        flaky_import(args.import_findings, args.seed),
-    ]
-    columns = ["scenario", "findings", "of", "seconds", "findings/s", "% of ideal", "requests", "throttled %",
-               "findings/request"]  # fmt: skip
+    scale = 0.05 if args.quick else 1.0
+    runs: dict[str, Callable[[], dict[str, Any]]] = {
+        "backlog": lambda: backlog(
+            int(20_000 * scale), 4, 1, seed=args.seed, timeout=args.timeout, chart_path=args.chart
+        ),
+        "steady": lambda: steady(100, 4, 120 * scale, args.seed, args.timeout),
+        "shards": lambda: steady(50, 4 if args.quick else 16, 60 * scale, args.seed, args.timeout),
+        "accounts": lambda: backlog(int(50_000 * scale), 4, 10, seed=args.seed, timeout=args.timeout),
+        "replay": lambda: replay(int(100_000 * scale), 4, args.seed, args.timeout),
+        "import": lambda: flaky_import(int(5_000 * scale), args.seed),
+    }
+    chosen = [name for name in args.only.split(",") if name]
+    unknown = set(chosen) - runs.keys()
+    if unknown:
+        parser.error(f"no scenario {', '.join(sorted(unknown))}; the scenarios are {', '.join(SCENARIOS)}")
+    rows = []
+    for name in chosen:
+        rows.append(runs[name]())
+        print(f"# {name} done", file=sys.stderr, flush=True)
+    columns = [c for c in COLUMNS if any(c in row for row in rows)]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
-        cells = [f"{row[c]:.1f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
+        cells = [f"{row[c]:,.1f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
         print("| " + " | ".join(cells) + " |")
     sys.stdout.flush()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Iterator
+from types import CodeType, FunctionType
 from typing import Any
 
 import msgspec
@@ -22,6 +24,52 @@ _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile("default", max_examples=300, deadline=None, suppress_health_check=_SLOW_OK)
 settings.register_profile("deep", max_examples=5_000, deadline=None, suppress_health_check=_SLOW_OK)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# The `daemon` marker (pyproject.toml) is on every test that starts the KCL MultiLangDaemon (Java) or builds or runs
+# the container image: each takes seconds to minutes. `pytest -m "not daemon"` is the quick loop; `pytest` runs all.
+# The rule, applied below so that a new test written the usual way gets the marker without asking:
+#   - a test that uses the `podman` or `image` fixture (tests/docker/conftest.py) is a daemon test;
+#   - so is a test whose body, a lambda or closure in it, or a function of tests/ it calls by name (followed down)
+#     names `start_consumer` (tests/consumer/test_processor.py), or `consumer_command` / `run_daemon` (what starts
+#     the daemon in src/): a call to one of them starts the daemon;
+#   - a test that starts the daemon in another way, through another program (the demo, benchmarks/loadtest.py),
+#     carries the marker itself: `pytestmark = pytest.mark.daemon` for a module of such tests (tests/test_demo.py,
+#     tests/test_loadtest.py), `@pytest.mark.daemon` on one test.
+# `defender-hub run` refused before it starts the daemon (tests/consumer/test_launcher.py) is no daemon test.
+# The `slow` marker is on the few other tests that take over ~5 s each (by --durations), marked by hand;
+# `pytest -m "not daemon and not slow"` leaves them out too.
+DAEMON_FIXTURES = frozenset({"podman", "image"})
+DAEMON_LAUNCHERS = frozenset({"start_consumer", "consumer_command", "run_daemon"})
+
+
+def _starts_daemon(code: CodeType, namespace: dict[str, Any], seen: set[CodeType]) -> bool:
+    """`code` names a daemon launcher, itself or through its nested code or the functions of tests/ it calls."""
+    if code in seen:
+        return False
+    seen.add(code)
+    if DAEMON_LAUNCHERS.intersection(code.co_names):
+        return True
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType) and _starts_daemon(constant, namespace, seen):
+            return True
+    for name in code.co_names:
+        called = namespace.get(name)
+        if (
+            isinstance(called, FunctionType)
+            and called.__module__.startswith("tests.")
+            and _starts_daemon(called.__code__, called.__globals__, seen)
+        ):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = inspect.unwrap(getattr(item, "function", None))
+        if DAEMON_FIXTURES.intersection(getattr(item, "fixturenames", ())) or (
+            isinstance(function, FunctionType) and _starts_daemon(function.__code__, function.__globals__, set())
+        ):
+            item.add_marker(pytest.mark.daemon)
 
 
 @pytest.fixture

@@ -61,12 +61,77 @@ def test_bad_lines_are_reported_with_their_number_and_the_rest_still_convert(
     assert done.returncode == 2
     assert len(done.stdout.splitlines()) == 2
     errors = [json.loads(line) for line in done.stderr.splitlines()]
-    assert [error["line"] for error in errors] == [1, 3, 4, 5]
-    assert [set(error) for error in errors] == [{"line", "error"}] * 4
-    assert "truncated" in errors[0]["error"]
-    assert errors[1]["error"] == "empty record"
-    assert "not a known event kind" in errors[2]["error"]
-    assert "12 digits" in errors[3]["error"]
+    assert [error["line"] for error in errors] == [1, 4, 5]  # line 3 is blank: no event, no error
+    assert [set(error) for error in errors] == [{"line", "error"}] * 3
+    assert errors[0]["error"] == "not a complete JSON document (cut off?)"
+    assert "not a known event kind" in errors[1]["error"]
+    assert "12 digits" in errors[2]["error"]
+
+
+def test_blank_lines_are_skipped_and_change_nothing(reference_events: list[dict[str, Any]]) -> None:
+    events = [json.dumps(event).encode() for event in reference_events]
+    spaced = b"\n" + b"\n\n \t\r\n".join(events) + b"\n\n   \n\t"  # the last line has no newline
+
+    plain, blank_lines = run_cli("convert", stdin=lines(*events)), run_cli("convert", stdin=spaced)
+
+    assert (blank_lines.returncode, blank_lines.stderr) == (0, b"")
+    assert blank_lines.stdout == plain.stdout != b""
+
+
+def test_a_cut_off_line_is_reported_by_its_number_in_the_file(reference_events: list[dict[str, Any]]) -> None:
+    cut = json.dumps(reference_events[2]).encode()[:-20]
+
+    done = run_cli("convert", stdin=lines(reference_events[2], b"", cut, reference_events[2]))
+
+    assert done.returncode == 2
+    assert json.loads(done.stderr) == {"line": 3, "error": "not a complete JSON document (cut off?)"}
+    assert len(done.stdout.splitlines()) == 2
+
+
+def test_a_line_that_is_not_utf8_says_so_and_where(reference_events: list[dict[str, Any]]) -> None:
+    latin1 = json.dumps(reference_events[2] | {"thingName": "café"}, ensure_ascii=False).encode("latin-1")
+    utf16 = json.dumps(reference_events[2]).encode("utf-16")  # starts with the byte-order mark FF FE
+
+    done = run_cli("convert", stdin=lines(latin1, utf16))
+
+    assert done.returncode == 2
+    assert [json.loads(line) for line in done.stderr.splitlines()] == [
+        {"line": 1, "error": f"not UTF-8 text (byte {latin1.index(0xE9)})"},
+        {"line": 2, "error": "not UTF-8 text (byte 0)"},
+    ]
+
+
+def test_each_kind_of_bad_line_is_told_in_a_sentence(reference_events: list[dict[str, Any]]) -> None:
+    detect = reference_events[2]
+    bad = {
+        b"{violationId: 1}": "not JSON: object keys must be strings (byte 1)",
+        json.dumps(detect).encode() * 2: "not JSON: something follows the JSON document (two on one line?)",
+        b"\xef\xbb\xbf" + json.dumps(detect).encode(): "not JSON: starts with a byte-order mark",
+        b"[1, 2]": "the event is an array, not a JSON object",
+        b'"violationId"': "the event is a string, not a JSON object",
+        b"null": "the event is null, not a JSON object",
+        b'{"no": "kind"}': "not a known event kind: no top-level violationId, nonCompliantResource, auditDetails",
+        json.dumps({k: v for k, v in detect.items() if k != "thingName"}).encode(): (
+            "detect-violation event: the required field thingName is missing"
+        ),
+        json.dumps(detect | {"violationId": 42}).encode(): (
+            "detect-violation event: violationId is a whole number, not a string"
+        ),
+        json.dumps(detect | {"violationEventTime": True}).encode(): (
+            "detect-violation event: violationEventTime is a boolean, not a number or a string"
+        ),
+        json.dumps(reference_events[0] | {"nonCompliantResource": {}}).encode(): (
+            "audit-finding event: the required field nonCompliantResource.resourceType is missing"
+        ),
+        json.dumps({"Type": "Notification", "Message": "not json"}).encode(): (
+            "in the SNS Message: not JSON: invalid character (byte 4)"
+        ),
+    }
+
+    done = run_cli("convert", stdin=lines(*bad))
+
+    assert done.returncode == 2
+    assert [json.loads(line)["error"] for line in done.stderr.splitlines()] == list(bad.values())
 
 
 def test_a_line_larger_than_a_record_is_refused_without_reading_it_whole(

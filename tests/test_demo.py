@@ -1,16 +1,44 @@
-"""The README's first command: the demo runs the whole pipeline on the local stack and everything arrives."""
+"""The README's first command: the demo runs the whole pipeline on the local stack, everything arrives, and its
+summary explains the numbers; with --keep the stack stays up and the consumer's files stay on disk."""
 
 from __future__ import annotations
 
-from tests.helpers import run_cli
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.daemon
 
 
-def test_the_demo_delivers_every_finding_and_shows_the_table() -> None:
-    done = run_cli("demo", "--events", "400")
+def test_the_demo_delivers_every_finding_explains_the_numbers_and_keeps_what_it_ran(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "defender_hub", "demo", "--events", "400", "--keep"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"DEFENDER_HUB_STATE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert demo.stdout is not None
+    lines: list[str] = []
+    while not lines or not lines[-1].startswith("Kept:"):
+        line = demo.stdout.readline()
+        assert line, "".join(lines) + (demo.stderr.read() if demo.stderr else "")
+        lines.append(line)
+    kept = [demo.stdout.readline() for _ in range(2)]  # the stack's still up: its first variables answer
+    demo.send_signal(signal.SIGINT)
+    rest, errors = demo.communicate(timeout=60)
 
-    out = done.stdout.decode()
-    assert done.returncode == 0, out + done.stderr.decode()[-2000:]
+    out = "".join(lines)
+    assert demo.returncode == 0, out + rest + errors[-2000:]
     expected = int(out.split("distinct findings to expect")[0].rsplit(":", 1)[1])
     assert f"{expected} of {expected} findings in Security Hub" in out
     assert "IoT Device Defender - Detect   ACTIVE" in out
     assert "IoT Device Defender - Audit" in out
+    explained = out.split("What the numbers mean:")[1]
+    assert "400 events made" in explained and f"{expected} of them distinct" in explained
+    assert "check summaries" in explained and "0 dead letters" in explained
+    assert (tmp_path / "demo" / "consumer.log").stat().st_size > 0
+    assert (tmp_path / "demo" / "ledger.sqlite3").exists()
+    assert kept[0].startswith("export AWS_REGION=")

@@ -67,6 +67,7 @@ def test_import_reports_and_dead_letters_bad_lines(
     ]
 
 
+@pytest.mark.slow
 def test_four_importers_share_the_quota_and_converge(
     hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path
 ) -> None:

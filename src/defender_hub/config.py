@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,10 +14,27 @@ from defender_hub.errors import ConfigError
 from defender_hub.mapping.aws import REGION, region_problem
 from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SEVERITY, MappingOptions
 
-__all__ = ["DEFAULT_DEAD_LETTERS", "PARKED_RETRY_SECONDS", "RUN_SETTINGS", "load_mapping_options", "load_run_settings"]
+__all__ = [
+    "DEAD_LETTERS_FILE",
+    "LEDGER_FILE",
+    "PARKED_RETRY_SECONDS",
+    "RUN_SETTINGS",
+    "STATE_DIR_HELP",
+    "default_dead_letters",
+    "default_ledger",
+    "load_mapping_options",
+    "load_run_settings",
+    "state_dir",
+]
 
-DEFAULT_DEAD_LETTERS = "dead-letters.jsonl"
-"""Where rejected findings and records go unless told otherwise."""
+DEAD_LETTERS_FILE = "dead-letters.jsonl"
+"""Where rejected findings and records go unless told otherwise: this file of the state directory."""
+LEDGER_FILE = "ledger.sqlite3"
+"""The findings ledger unless told otherwise: this SQLite file of the state directory."""
+STATE_DIR_HELP = (
+    "where state files go unless told otherwise: the ledger and the dead letters (DEFENDER_HUB_STATE_DIR; default: "
+    "defender-hub in $XDG_STATE_HOME, else ~/.local/state/defender-hub; /var/lib/defender-hub in the image)"
+)
 
 PARKED_RETRY_SECONDS = 60
 """How often `run` sends parked lanes' findings again."""
@@ -41,10 +59,36 @@ RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
         "log_format": str,
         "health_dir": str,
         "metrics_port": int,
+        "state_dir": str,
     }
 )
 """The `[run]` table's settings of `defender-hub run`, and their types."""
 _DETECT_KEYS = frozenset({"severity", "security_profile_severity", "behavior_severity"})
+
+
+def state_dir(given: str | Path | None = None) -> Path:
+    """The state directory, made if missing (readable by its owner only): `given`, else DEFENDER_HUB_STATE_DIR, else
+    defender-hub under the user's state directory."""
+    chosen = given or os.environ.get("DEFENDER_HUB_STATE_DIR")
+    if not chosen:
+        base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        chosen = Path(base) / "defender-hub"
+    folder = Path(chosen).expanduser()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"the state directory {folder} can't be made: {exc.strerror}") from None
+    return folder
+
+
+def default_dead_letters(state: str | Path | None = None) -> str:
+    """The dead-letter file of the state directory."""
+    return str(state_dir(state) / DEAD_LETTERS_FILE)
+
+
+def default_ledger(state: str | Path | None = None) -> str:
+    """The SQLite ledger of the state directory, as a ledger URL."""
+    return f"sqlite:///{state_dir(state) / LEDGER_FILE}"
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`defender-hub convert`: newline-delimited events in, one ASFF finding per line out, bad lines reported."""
+"""`defender-hub convert`: newline-delimited events in, ASFF findings out, bad lines reported, blank ones skipped."""
 
 from __future__ import annotations
 
@@ -34,19 +34,26 @@ class EventConverter:
         return self._mapper.map(self._decoder.decode(data))
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Yields the stream's lines; one longer than a record can be is yielded cut, never read whole into memory."""
+def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Yields each line that is not blank with its number in the stream, counting from 1 and counting blank lines.
+
+    A line longer than a record can be is yielded cut, never read whole into memory, and never taken for blank.
+    """
+    number = 0
     while line := stream.readline(MAX_EVENT_BYTES + 2):
+        number += 1
         if len(line) > MAX_EVENT_BYTES + 1 and not line.endswith(b"\n"):
             while (rest := stream.readline(_FLUSH_BYTES)) and not rest.endswith(b"\n"):
                 pass
-        yield line
+        elif not line.strip():
+            continue  # a blank line is layout, as between and after events in a file a person wrote, no event
+        yield number, line
 
 
 def convert_stream(source: BinaryIO, sink: BinaryIO, errors: BinaryIO, options: MappingOptions) -> int:
     """Converts every line of `source`, writing findings to `sink` and one JSON error per bad line to `errors`.
 
-    Returns how many lines could not be converted.
+    Blank lines are skipped. Returns how many lines could not be converted.
     """
     converter = EventConverter(options)
     encoder = msgspec.json.Encoder()
@@ -54,9 +61,10 @@ def convert_stream(source: BinaryIO, sink: BinaryIO, errors: BinaryIO, options: 
     failed = 0
     interactive = source.isatty()  # someone typing events sees each finding, or error, at once
     flush_at = 0 if interactive else _FLUSH_BYTES
-    for number, line in enumerate(_lines(source), start=1):
+    for number, line in _numbered_lines(source):
         try:
-            findings = converter.findings(line)
+            # Without its line break: JSON cut off inside a string then reads as cut off, not as a bad character.
+            findings = converter.findings(line.rstrip())
         except EventError as exc:
             failed += 1
             errors.write(encoder.encode({"line": number, "error": str(exc)}) + b"\n")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +19,13 @@ from typing import Any
 
 import boto3
 
+from defender_hub.config import state_dir
 from defender_hub.convert import EventConverter
 from defender_hub.loadgen import put_events as put_load
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
+from defender_hub.mapping.common import CHECK_SUMMARY, PRODUCT_NAME_AUDIT, PRODUCT_NAME_DETECT
 from defender_hub.synthetic import generate_events
 
 __all__ = ["LocalStack", "consumer_command", "local_stack", "run_demo"]
@@ -111,23 +115,26 @@ def put_events(stack: LocalStack, stream: str, shards: int, events: int) -> list
     return payloads
 
 
-def run_demo(events: int = 3000, shards: int = 2, timeout: float = 300.0, out: Any = sys.stdout) -> int:
-    """Streams `events` generated events through the real consumer into the local Security Hub; returns 0 when all
-    arrived."""
+def run_demo(
+    events: int = 3000, shards: int = 2, timeout: float = 300.0, out: Any = sys.stdout, *, keep: bool = False
+) -> int:
+    """Streams `events` generated events through the real consumer into the local Security Hub and explains what
+    arrived; returns 0 when all of it did. With `keep`, the stack stays up until SIGINT or SIGTERM and the consumer's
+    log, ledger and dead letters stay in the state directory."""
     started = time.monotonic()
-    with local_stack() as stack, _temporary_folder() as folder:
+    with local_stack() as stack, _demo_folder(keep) as folder:
         print(f"local stack: AWS {stack.aws.endpoint_url}, Security Hub {stack.hub.endpoint_url}", file=out)
         payloads = put_events(stack, "defender-hub-demo", shards, events)
         converter = EventConverter(MappingOptions())
-        expected = {finding.id for data in payloads for finding in converter.findings(data)}
+        made = [finding.id for data in payloads for finding in converter.findings(data)]
+        expected = set(made)
         print(
             f"put {len(payloads)} events on a {shards}-shard stream: {len(expected)} distinct findings to expect",
             file=out,
         )
         ledger = f"sqlite:///{folder / 'ledger.sqlite3'}"
-        command = consumer_command(
-            "defender-hub-demo", "defender-hub-demo", "demo", folder / "dead-letters.jsonl", ledger
-        )
+        dead_letters = folder / "dead-letters.jsonl"
+        command = consumer_command("defender-hub-demo", "defender-hub-demo", "demo", dead_letters, ledger)
         log = (folder / "consumer.log").open("wb")
         environment = os.environ | stack.environment()
         consumer = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
@@ -144,10 +151,54 @@ def run_demo(events: int = 3000, shards: int = 2, timeout: float = 300.0, out: A
             f"{time.monotonic() - started:.1f} s in all (the KCL's start-up included)",
             file=out,
         )
+        letters = len(dead_letters.read_bytes().splitlines()) if dead_letters.exists() else 0
+        print(explain(len(payloads), made, findings, letters), file=out)
         if arrived != len(expected):
             print((folder / "consumer.log").read_text()[-2000:], file=sys.stderr)
             return 1
+        if keep:
+            _stay_up(stack, folder, out)
         return 0
+
+
+def explain(events: int, made: list[str], findings: list[dict[str, Any]], dead_letters: int) -> str:
+    """What the demo's numbers mean: why events and findings differ, why findings are archived, the dead letters."""
+    summaries = [f for f in findings if f.get("ProductFields", {}).get("ReportType") == CHECK_SUMMARY]
+    archived = Counter(
+        "summary" if f in summaries else f["ProductName"] for f in findings if f["RecordState"] == "ARCHIVED"
+    )
+    return "\n".join(
+        [
+            "\nWhat the numbers mean:",
+            f"- {events} events made {len(made)} findings, {len(set(made))} of them distinct: "
+            f"{len(made) - len(set(made))} were later news of a finding already made (an alarm that cleared, a "
+            "resource a later audit task reported again) and updated it rather than adding one.",
+            f"- {len(summaries)} of the findings are check summaries: each audit task adds one a check, updated by the "
+            "check's next task.",
+            f"- {archived[PRODUCT_NAME_AUDIT]} audit findings are ARCHIVED: a later task of their audit no longer "
+            "reported the resource (it became compliant), or Device Defender suppressed it, so it was archived, "
+            "as Security Hub's own integration does; "
+            f"{archived['summary']} check summaries are ARCHIVED as their checks passed.",
+            f"- {archived[PRODUCT_NAME_DETECT]} Detect findings are ARCHIVED: their alarms cleared.",
+            f"- {dead_letters} dead letters: events or findings that could not be imported go there, with the reason "
+            "and the shard and sequence number they came from.",
+        ]
+    )
+
+
+def _stay_up(stack: LocalStack, folder: Path, out: Any) -> None:
+    """Keeps the stack up for a look around until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in stack.environment().items())
+    print(
+        f"\nKept: the consumer's log, ledger and dead letters in {folder}. The stack stays up until Ctrl-C; to look "
+        f"around from another shell:\n{exports}\n  defender-hub findings",
+        file=out,
+        flush=True,
+    )
+    stop.wait()
 
 
 def _follow(hub: LocalSecurityHub, expected: int, consumer: Any, deadline: float, out: Any) -> int:
@@ -168,22 +219,66 @@ def _follow(hub: LocalSecurityHub, expected: int, consumer: Any, deadline: float
 
 
 @contextmanager
-def _temporary_folder() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="defender-hub-demo-") as folder:
-        yield Path(folder)
+def _demo_folder(keep: bool) -> Iterator[Path]:
+    """A folder for the demo's files: `demo` in the state directory (emptied first) to keep, else a temporary one."""
+    if keep:
+        folder = state_dir() / "demo"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="defender-hub-demo-") as temporary:
+        yield Path(temporary)
 
 
-def serve_local(aws_port: int, hub_port: int, stream: str | None = None, shards: int = 2, events: int = 0) -> int:
-    """Runs the local stack until SIGINT or SIGTERM, printing the environment that points tools at it; with
-    `stream`, first creates it and puts `events` generated events on it."""
+def serve_local(
+    aws_port: int,
+    hub_port: int,
+    *,
+    stream: str | None = None,
+    shards: int = 2,
+    events: int = 0,
+    put_files: list[Path] | None = None,
+    out: Any = sys.stdout,
+) -> int:
+    """Runs the local stack until SIGINT or SIGTERM: first makes `stream` with `shards` shards and puts `events`
+    generated events and the events of `put_files` on it, then prints a ready line, the environment that points tools
+    at the stack (also written to local.env in the state directory) and the next commands. That environment keeps
+    the consumer's state in the state directory's `local` folder, emptied here: it starts empty, as the hub does."""
+    from defender_hub.commands.put import put_files as put_file_events  # noqa: PLC0415 - a command's helper
+
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
     with local_stack(aws_port, hub_port) as stack:
+        lines = [
+            f"# defender-hub local: ready. Kinesis, DynamoDB, SQS, S3 and STS at {stack.aws.endpoint_url}; the local "
+            f"Security Hub at {stack.hub.endpoint_url} (its findings: {stack.hub.endpoint_url}/_local/findings)"
+        ]
         if stream is not None:
-            put_events(stack, stream, shards, events)
-            print(f"# stream {stream}: {shards} shards, {events} events", flush=True)
-        for name, value in stack.environment().items():
-            print(f"export {name}={value}", flush=True)
+            kinesis = stack.client("kinesis")
+            kinesis.create_stream(StreamName=stream, ShardCount=shards)
+            _wait_active(kinesis, stream)
+            put = put_load(kinesis, stream, generate_events(events, seed=2026)) if events else 0
+            for path in put_files or []:
+                with path.open("rb") as file:
+                    put += put_file_events(kinesis, stream, [file], sys.stderr)
+            lines.append(f"# stream {stream}: {shards} shards, {put} events put")
+        # The consumer's ledger must start empty with this stack's Security Hub, or it would hold back what the
+        # hub has not got: while pointed at the stack, state goes to a folder the stack empties when it starts.
+        session = state_dir() / "local"
+        shutil.rmtree(session, ignore_errors=True)
+        environment = stack.environment() | {"DEFENDER_HUB_STATE_DIR": str(session)}
+        exports = [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
+        env_file = state_dir() / "local.env"
+        env_file.write_text("\n".join(exports) + "\n")
+        lines += exports
+        lines += [
+            f"# next, in another shell: . {env_file}",
+            f"#   defender-hub run --stream {stream or 'STREAM'} --application local   # the consumer; Ctrl-C stops it",
+            "#   defender-hub findings                                      # what the local Security Hub holds",
+            "# Ctrl-C stops the stack.",
+        ]
+        print("\n".join(lines), file=out, flush=True)
         stop.wait()
     return 0

@@ -2,6 +2,7 @@
 
     DefenderHubError
     ├── ConfigError            bad or missing configuration; the job must not start
+    │   └── PortTaken          a port the local stack was told to listen on is another process's
     ├── EventError             one event can't become findings; it is reported or dead-lettered, the rest go on
     │   ├── EventDecodeError   not JSON, not UTF-8, nested too deep, or a field of the wrong type
     │   ├── UnknownEventError  valid JSON, but none of the event kinds defender-hub knows
@@ -29,6 +30,7 @@ __all__ = [
     "ForwardError",
     "LaneRefused",
     "LedgerError",
+    "PortTaken",
     "SinkError",
     "SinkStopped",
     "UnknownEventError",
@@ -85,3 +87,11 @@ class DeadLetterError(SinkError):
 
 class LedgerError(SinkError):
     """The findings ledger could not be read or written: what it would have recorded is still owed."""
+
+
+class PortTaken(ConfigError):
+    """A port on 127.0.0.1 that the local stack was to listen on is another process's."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} on 127.0.0.1 is taken by another process")
+        self.port = port

@@ -34,6 +34,7 @@ T0 = 1_790_000_000_000  # 2026-09-21
 FINDING_ID = "123456789012/DEVICE_CERTIFICATE/{}/DEVICE_CERTIFICATE_KEY_QUALITY_CHECK/WEAK_KEY"
 
 
+@pytest.mark.slow
 def test_replaying_a_stream_twice_imports_each_final_state_and_the_second_pass_sends_nothing(
     pipeline: Pipeline,
 ) -> None:
@@ -52,6 +53,7 @@ def test_replaying_a_stream_twice_imports_each_final_state_and_the_second_pass_s
     assert pipeline.stored() == final
 
 
+@pytest.mark.slow
 def test_a_shuffled_replay_never_moves_a_finding_backwards(pipeline: Pipeline) -> None:
     events = list(generate_events(300, seed=22))
     for start in range(0, len(events), 50):
@@ -176,6 +178,7 @@ def test_refresh_resends_only_active_findings_near_expiry(pipeline: Pipeline) ->
     assert pipeline.sink.refresh(now, after_days=80).due == 0  # the ledger knows it was refreshed
 
 
+@pytest.mark.slow
 def test_two_sweeps_at_once_send_each_finding_at_most_once(
     hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
 ) -> None:

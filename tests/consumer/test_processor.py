@@ -15,18 +15,21 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from defender_hub.checkpoints import SqliteLedger
+from defender_hub.consumer.processor import DELIVERY_RECORDS, FindingsProcessor
 from defender_hub.convert import EventConverter
 from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
+from defender_hub.sink import JsonlDeadLetters, SecurityHubSink
 from defender_hub.synthetic import EventMix, generate_events, partition_key
-from tests.helpers import DAY_MS, Pipeline, holds_latest, latest_versions, local_client, violation
+from tests.helpers import DAY_MS, Pipeline, holds_latest, hub_clients, latest_versions, local_client, violation
 
 POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
@@ -577,3 +580,34 @@ def test_the_worker_serves_metrics_summed_over_its_shard_processes(local_aws: Lo
     assert sum(v for k, v in samples.items() if k.startswith("defender_hub_requests_total{")) >= 2
     assert samples["defender_hub_delivery_seconds_count"] >= 2
     assert any(k.startswith("defender_hub_millis_behind_latest{") for k in samples)
+
+
+class _Checkpoints:
+    """The KCL's checkpointer, as the processor sees it: notes where it was told to checkpoint, and what the hub
+    held then."""
+
+    def __init__(self, hub: LocalSecurityHub) -> None:
+        self.hub, self.taken = hub, list[tuple[str | None, int]]()
+
+    def checkpoint(self, sequence_number: str | None, sub_sequence: int | None) -> None:
+        self.taken.append((sequence_number, len(self.hub.requests("BatchImportFindings"))))
+
+
+def test_a_large_batch_is_delivered_and_checkpointed_in_parts(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    count = 2 * DELIVERY_RECORDS + 1
+    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"thing-{n % 3}") for n in range(count)]
+    records = [
+        SimpleNamespace(sequence_number=str(n), sub_sequence_number=None, binary_data=e) for n, e in enumerate(events)
+    ]
+    dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
+    findings = FindingsProcessor(
+        EventConverter(MappingOptions()), SecurityHubSink(hub_clients(hub), dead_letters), dead_letters
+    )
+    checkpoints = _Checkpoints(hub)
+    findings.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
+
+    findings.process_records(SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpoints))
+
+    ends = [str(DELIVERY_RECORDS - 1), str(2 * DELIVERY_RECORDS - 1), str(count - 1)]
+    assert [sequence for sequence, _ in checkpoints.taken] == ends
+    assert [requests for _, requests in checkpoints.taken] == [1, 2, 3]  # each after its part was imported

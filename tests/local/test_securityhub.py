@@ -338,3 +338,15 @@ def test_each_account_has_its_own_quota(hub: LocalSecurityHub, finding: dict[str
     assert taken == 30 and answer["SuccessCount"] == 1
     with pytest.raises(Exception, match="Rate exceeded"):
         hub.batch_import(json.dumps({"Findings": [finding]}).encode(), "us-east-1", ACCOUNT)
+
+
+def test_arrivals_are_when_each_finding_was_first_stored(finding: dict[str, Any]) -> None:
+    now = [5.0]
+    with LocalSecurityHub(clock=lambda: now[0]) as hub:
+        hub_client = client(hub)
+        hub_client.batch_import_findings(Findings=[finding])
+        now[0] = 9.0
+        newer = finding | {"UpdatedAt": "2030-01-01T00:00:00Z"}
+        hub_client.batch_import_findings(Findings=[newer, variant(finding, 1)])
+
+        assert hub.arrivals() == {finding["Id"]: 5.0, variant(finding, 1)["Id"]: 9.0}

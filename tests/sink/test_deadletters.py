@@ -55,6 +55,7 @@ def test_each_line_is_one_letter(tmp_path: Path) -> None:
     assert [json.loads(line)["reason"] for line in store.path.read_text().splitlines()] == ["r"] * 3
 
 
+@pytest.mark.slow
 def test_letters_too_large_for_a_batch_or_the_queue_are_kept_and_come_back(tmp_path: Path) -> None:
     with LocalAws() as aws:
         sqs = local_client("sqs", aws.endpoint_url)

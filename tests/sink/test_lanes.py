@@ -98,6 +98,7 @@ def drain_seconds(sink: SecurityHubSink, outbound: list[Outbound]) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_two_accounts_drain_a_backlog_at_about_twice_the_rate_of_one(
     local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, template: dict[str, Any]
 ) -> None:

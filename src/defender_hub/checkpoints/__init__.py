@@ -14,9 +14,7 @@ from defender_hub.checkpoints.ledger import Ledger
 from defender_hub.checkpoints.sqlite import SqliteLedger
 from defender_hub.errors import ConfigError
 
-__all__ = ["DEFAULT_LEDGER", "DynamoDbLedger", "Ledger", "SqliteLedger", "open_ledger", "parse_ledger_url"]
-
-DEFAULT_LEDGER = "sqlite:///defender-hub-ledger.sqlite3"
+__all__ = ["DynamoDbLedger", "Ledger", "SqliteLedger", "open_ledger", "parse_ledger_url"]
 
 
 def parse_ledger_url(url: str) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -9,8 +10,9 @@ import msgspec
 
 from defender_hub.codecs.events import AuditFinding, AuditTaskNotification, DetectViolation, Event
 from defender_hub.errors import EventDecodeError, UnknownEventError
+from defender_hub.text import clean
 
-__all__ = ["KINDS", "MAX_ENVELOPES", "EventDecoder", "EventKind", "arn_context"]
+__all__ = ["KINDS", "MAX_ENVELOPES", "EventDecoder", "EventKind", "arn_context", "decode_error_reason"]
 
 MAX_ENVELOPES = 3
 """How many envelopes (SNS in EventBridge, say) are unwrapped before an event is refused."""
@@ -85,12 +87,10 @@ class EventDecoder:
                         break
                     return event
             return self._decode_enveloped(data)
-        except msgspec.DecodeError as exc:  # ValidationError included
-            raise EventDecodeError(str(exc)) from None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # ValidationError included
+            raise EventDecodeError(decode_error_reason(data, exc)) from None
         except RecursionError:
             raise EventDecodeError("JSON nested too deeply") from None
-        except UnicodeDecodeError as exc:
-            raise EventDecodeError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
 
     def _decode_enveloped(self, record: bytes) -> Event:
         if not record.strip():
@@ -98,29 +98,121 @@ class EventDecoder:
         data: bytes | memoryview = record
         account: str | None = None
         region: str | None = None
-        for _ in range(MAX_ENVELOPES + 1):
-            envelope = self._envelope.decode(data)
-            # The innermost envelope that names an account or Region is the nearest to the event.
-            if envelope.sns_type == "Notification" and envelope.sns_message is not None:
-                inner_account, inner_region = arn_context(envelope.sns_topic_arn)
-                data = envelope.sns_message.encode()
-            elif envelope.detail:
-                inner_account, inner_region = envelope.account, envelope.region
-                data = memoryview(envelope.detail)
+        # Where a decode error happened, as its message begins: a byte offset in an SNS Message counts from the
+        # Message's start, not the record's, and a missing field is only missing for the kind the event is.
+        context = ""
+        try:
+            for _ in range(MAX_ENVELOPES + 1):
+                envelope = self._envelope.decode(data)
+                # The innermost envelope that names an account or Region is the nearest to the event.
+                if envelope.sns_type == "Notification" and envelope.sns_message is not None:
+                    inner_account, inner_region = arn_context(envelope.sns_topic_arn)
+                    data = envelope.sns_message.encode()
+                    context = "in the SNS Message: "
+                elif envelope.detail:
+                    inner_account, inner_region = envelope.account, envelope.region
+                    data = memoryview(envelope.detail)
+                    context = "in the EventBridge detail: "
+                else:
+                    break
+                account, region = inner_account or account, inner_region or region
             else:
-                break
-            account, region = inner_account or account, inner_region or region
-        else:
-            raise EventDecodeError(f"more than {MAX_ENVELOPES} envelopes around the event")
-        for index in range(len(self._kinds)):
-            if getattr(envelope, f"kind{index}"):
-                event: Event = self._decoders[index].decode(data)
-                break
-        else:
-            markers = ", ".join(kind.marker for kind in self._kinds)
-            raise UnknownEventError(f"not a known event kind: no top-level {markers}")
+                raise EventDecodeError(f"more than {MAX_ENVELOPES} envelopes around the event")
+            for index, kind in enumerate(self._kinds):
+                if getattr(envelope, f"kind{index}"):
+                    context += f"{kind.name} event: "
+                    event: Event = self._decoders[index].decode(data)
+                    break
+            else:
+                markers = ", ".join(kind.marker for kind in self._kinds)
+                raise UnknownEventError(f"not a known event kind: no top-level {markers}")
+        except msgspec.DecodeError as exc:
+            raise EventDecodeError(decode_error_reason(record, exc, context)) from None
         if event.account_id is None:
             event.account_id = account
         if event.region is None:
             event.region = region
         return event
+
+
+_REASON_LIMIT = 200
+"""The most characters a reason has: it is built from msgspec's words, and a new msgspec message might echo input."""
+
+_AT_PATH = re.compile(r"(?P<problem>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?", re.DOTALL)
+_WRONG_TYPE = re.compile(r"Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`")
+_MISSING_FIELD = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+_CONSTRAINED = re.compile(r"Expected `(?P<expected>[^`]+)`(?P<constraint> .+)", re.DOTALL)
+_MALFORMED = "JSON is malformed: "
+_UTF8_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+_TRUNCATED = "Input data was truncated"
+_TRAILING = "JSON is malformed: trailing characters"
+
+_TYPE_NAMES = {
+    "object": "an object",
+    "array": "an array",
+    "str": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+}
+
+
+def decode_error_reason(record: bytes, exc: msgspec.DecodeError | UnicodeDecodeError, context: str = "") -> str:
+    """Returns why `record` did not decode, in words, from the error decoding it raised; `context` says where."""
+    bad_byte = _first_non_utf8_byte(record)
+    if bad_byte is not None:  # the root cause, whatever msgspec tripped over first: say it of the whole record
+        return f"not UTF-8 text (byte {bad_byte})"
+    if record.startswith(_UTF8_BYTE_ORDER_MARK):  # what some editors put first; msgspec sees a bad character
+        return "not JSON: starts with a byte-order mark"
+    if isinstance(exc, msgspec.ValidationError):
+        reason = _validation_reason(str(exc))
+    elif isinstance(exc, msgspec.DecodeError):
+        reason = _syntax_reason(str(exc))
+    else:
+        reason = "not UTF-8 text"  # msgspec found bad UTF-8 in text that is valid UTF-8: no longer expected
+    return clean(context + reason, _REASON_LIMIT)
+
+
+def _first_non_utf8_byte(record: bytes) -> int | None:
+    """Returns the offset of the first byte of `record` that is not UTF-8, or None when all of it is."""
+    try:
+        record.decode()
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
+
+
+def _syntax_reason(message: str) -> str:
+    """Says what is wrong with JSON msgspec could not parse, given msgspec's message."""
+    if message == _TRUNCATED:
+        return "not a complete JSON document (cut off?)"
+    if message.startswith(_TRAILING):  # its offset is one past where the rest begins, so none is better
+        return "not JSON: something follows the JSON document (two on one line?)"
+    return "not JSON: " + message.removeprefix(_MALFORMED)
+
+
+def _validation_reason(message: str) -> str:
+    """Says which field of a JSON document does not fit the event, given msgspec's ValidationError message."""
+    located = _AT_PATH.fullmatch(message)
+    problem, path = (located["problem"], located["path"]) if located else (message, None)
+    if missing := _MISSING_FIELD.fullmatch(problem):
+        field = f"{path}.{missing['field']}" if path else missing["field"]
+        return f"the required field {field} is missing"
+    wrong_type = _WRONG_TYPE.fullmatch(problem)
+    if wrong_type and not path and wrong_type["expected"] == "object":
+        return f"the event is {_type_names(wrong_type['got'])}, not a JSON object"
+    if wrong_type and path:
+        return f"{path} is {_type_names(wrong_type['got'])}, not {_type_names(wrong_type['expected'])}"
+    constrained = _CONSTRAINED.fullmatch(problem)
+    if constrained and path:
+        return f"{path} must be {_type_names(constrained['expected'])}{constrained['constraint']}"
+    return message
+
+
+def _type_names(types: str) -> str:
+    """Returns msgspec's `int | float | str` as "a number or a string"."""
+    names = [_TYPE_NAMES.get(name, name) for name in types.split(" | ")]
+    if "a number" in names and "a whole number" in names:
+        names.remove("a whole number")  # a whole number is a number
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]

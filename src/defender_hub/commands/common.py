@@ -9,7 +9,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from defender_hub.config import DEFAULT_DEAD_LETTERS
+from defender_hub.config import DEAD_LETTERS_FILE, LEDGER_FILE, STATE_DIR_HELP, default_dead_letters, default_ledger
+from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 
 if TYPE_CHECKING:
@@ -18,9 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASSUME_ROLE_HELP",
-    "DEFAULT_DEAD_LETTERS",
     "EXIT_FAILURES",
     "EXIT_OK",
+    "aws_region",
     "delivery_flags",
     "delivery_settings",
     "env",
@@ -43,6 +44,14 @@ def env(name: str) -> str | None:
     return os.environ.get(f"DEFENDER_HUB_{name}") or None
 
 
+def aws_region() -> str:
+    """The Region AWS clients use: AWS_REGION, else AWS_DEFAULT_REGION; a ConfigError when neither is set."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("no AWS Region: set AWS_REGION, or give --region where the command has it")
+    return region
+
+
 def mapping_flags(parser: argparse.ArgumentParser, *, account_flag: bool = True) -> None:
     """Adds the flags that shape findings: account (unless `delivery_flags` has it), Region, partition, settings
     file."""
@@ -55,13 +64,16 @@ def mapping_flags(parser: argparse.ArgumentParser, *, account_flag: bool = True)
     parser.add_argument("--config", type=Path, default=env("CONFIG"), metavar="FILE", help="TOML settings file")
 
 
-def delivery_flags(parser: argparse.ArgumentParser, *, ledger_default: str | None) -> None:
-    """Adds the flags of where findings go: dead letters, ledger, the account imported into, the clock skew allowed."""
+def delivery_flags(parser: argparse.ArgumentParser, *, ledger_by_default: bool) -> None:
+    """Adds the flags of where findings go: state directory, dead letters, ledger, the account imported into, the
+    clock skew allowed."""
+    parser.add_argument("--state-dir", metavar="DIR", default=env("STATE_DIR"), help=STATE_DIR_HELP)
     parser.add_argument(
         "--dead-letter",
-        default=env("DEAD_LETTER") or DEFAULT_DEAD_LETTERS,
+        default=env("DEAD_LETTER"),
         metavar="PATH|SQS_URL",
-        help=f"where rejected findings go: a JSON-lines file or an SQS queue URL (default: {DEFAULT_DEAD_LETTERS})",
+        help="where rejected findings go: a JSON-lines file or an SQS queue URL (DEFENDER_HUB_DEAD_LETTER; default: "
+        f"{DEAD_LETTERS_FILE} in the state directory)",
     )
     parser.add_argument(
         "--dead-letter-overflow",
@@ -71,11 +83,12 @@ def delivery_flags(parser: argparse.ArgumentParser, *, ledger_default: str | Non
     )
     parser.add_argument(
         "--ledger",
-        default=None if ledger_default is None else env("LEDGER") or ledger_default,  # import: only when asked
+        default=env("LEDGER") if ledger_by_default else None,  # import: only when asked
         metavar="URL",
-        help="the findings ledger: sqlite:///PATH or dynamodb://TABLE"
-        + (f" (default: {ledger_default})" if ledger_default is not None else " (default: none)"),
+        help="the findings ledger: sqlite:///PATH or dynamodb://TABLE (DEFENDER_HUB_LEDGER; default: "
+        + (f"{LEDGER_FILE} in the state directory)" if ledger_by_default else "none)"),
     )
+    parser.set_defaults(ledger_by_default=ledger_by_default)
     parser.add_argument(
         "--account-id", default=env("ACCOUNT_ID"), help="the account imported into without a role (default: STS says)"
     )
@@ -96,9 +109,10 @@ def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
     """The delivery settings of the flags `delivery_flags` added."""
     from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415 - boto3 for AWS commands only
 
+    ledger = args.ledger or (default_ledger(args.state_dir) if args.ledger_by_default else None)
     return DeliverySettings(
-        args.dead_letter,
-        args.ledger,
+        args.dead_letter or default_dead_letters(args.state_dir),
+        ledger,
         args.account_id,
         args.max_clock_skew,
         dead_letter_overflow=args.dead_letter_overflow,

@@ -20,7 +20,8 @@ def add(commands: Any) -> None:
         help="events on stdin (one JSON object a line) to ASFF findings on stdout",
         description=(
             "Reads newline-delimited Device Defender events on stdin and writes one ASFF finding per line on "
-            'stdout. A line that cannot be converted is reported on stderr as {"line": N, "error": "..."}. '
+            "stdout; blank lines are skipped. A line that cannot be converted is reported on stderr as "
+            '{"line": N, "error": "..."}, N counting every line from 1. '
             "Exit status 0 when every line converted, 2 otherwise."
         ),
     )

@@ -7,7 +7,6 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from defender_hub.checkpoints import DEFAULT_LEDGER
 from defender_hub.commands.common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -48,8 +47,8 @@ def add(commands: Any) -> None:
             "news."
         ),
     )
-    delivery_flags(importing, ledger_default=None)
-    delivery_flags(redriving, ledger_default=DEFAULT_LEDGER)  # a redriven finding is one the lifecycle must know
+    delivery_flags(importing, ledger_by_default=False)
+    delivery_flags(redriving, ledger_by_default=True)  # a redriven finding is one the lifecycle must know
     mapping_flags(redriving, account_flag=False)
     importing.set_defaults(handler=_deliver)
     redriving.set_defaults(handler=_deliver)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from defender_hub.commands.common import EXIT_OK, stop_on_signals
-from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.errors import ConfigError, PortTaken
+from defender_hub.local.securityhub import DEFAULT_ACCOUNT, DEFAULT_REGION, LocalSecurityHub
+from defender_hub.sink.quota import IMPORT_BURST, IMPORT_RATE
 
 __all__ = ["add"]
 
@@ -22,18 +25,51 @@ def add(commands: Any) -> None:
             "Needs the project and Java 17, nothing else."
         ),
     )
-    demo.add_argument("--events", type=int, default=3000)
-    demo.add_argument("--shards", type=int, default=2)
+    demo.add_argument(
+        "--events",
+        type=int,
+        default=DEMO_EVENTS,
+        help=f"generated events to put on the stream (default: {DEMO_EVENTS})",
+    )
+    demo.add_argument("--shards", type=int, default=2, help="shards of the demo's stream (default: 2)")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the stack up until Ctrl-C, and the consumer's log, ledger and dead letters in the state "
+        "directory's demo folder (default: all gone at the end)",
+    )
     local = commands.add_parser(
         "local",
         help="run the local stack (Kinesis, DynamoDB, SQS, Security Hub) on 127.0.0.1 until interrupted",
-        description="Prints the environment that points AWS tools at the stack, then serves until SIGINT or SIGTERM.",
+        description=(
+            "Starts moto (Kinesis, DynamoDB, SQS, S3, STS) and the strict local Security Hub on 127.0.0.1, optionally "
+            "makes a stream with your events (--put FILE) or generated ones (--events N) on it, prints a ready line, "
+            "the environment that points AWS tools and defender-hub at the stack (also in local.env in the state "
+            "directory) and the next commands; then serves until SIGINT or SIGTERM."
+        ),
     )
-    local.add_argument("--aws-port", type=int, default=4566)
-    local.add_argument("--securityhub-port", type=int, default=4510)
-    local.add_argument("--stream", help="create this stream on the stack, with --events generated events on it")
-    local.add_argument("--shards", type=int, default=2)
-    local.add_argument("--events", type=int, default=0)
+    local.add_argument(
+        "--aws-port", type=int, default=AWS_PORT, help=f"port of moto on 127.0.0.1 (default: {AWS_PORT})"
+    )
+    local.add_argument(
+        "--securityhub-port",
+        type=int,
+        default=SECURITYHUB_PORT,
+        help=f"port of the local Security Hub on 127.0.0.1 (default: {SECURITYHUB_PORT})",
+    )
+    local.add_argument(
+        "--put",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="put this file's Device Defender events (one JSON object a line) on --stream; repeatable",
+    )
+    local.add_argument(
+        "--stream",
+        help=f"make this stream on the stack for --put and --events (default: {LOCAL_STREAM} with --put, else none)",
+    )
+    local.add_argument("--shards", type=int, default=2, help="shards of --stream (default: 2)")
+    local.add_argument("--events", type=int, default=0, help="generated events to put on --stream as well (default: 0)")
     local_hub = commands.add_parser(
         "local-securityhub",
         help="serve a strict local Security Hub on 127.0.0.1 until interrupted",
@@ -45,28 +81,64 @@ def add(commands: Any) -> None:
         ),
     )
     local_hub.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    local_hub.add_argument("--account-id", default="123456789012", help="the account callers import as")
-    local_hub.add_argument("--region", default="us-east-1")
     local_hub.add_argument(
-        "--sts-endpoint", help="the local STS (moto) that says which account a caller's access key belongs to"
+        "--account-id",
+        default=DEFAULT_ACCOUNT,
+        help=f"the account of callers the local STS does not know (default: {DEFAULT_ACCOUNT})",
     )
-    local_hub.add_argument("--rate", type=float, default=10.0, help="BatchImportFindings requests a second")
-    local_hub.add_argument("--burst", type=int, default=30, help="BatchImportFindings burst")
+    local_hub.add_argument(
+        "--region", default=DEFAULT_REGION, help=f"the Region of unsigned requests (default: {DEFAULT_REGION})"
+    )
+    local_hub.add_argument(
+        "--sts-endpoint",
+        help="the local STS (moto) that says which account a caller's access key belongs to (default: none)",
+    )
+    local_hub.add_argument(
+        "--rate",
+        type=float,
+        default=IMPORT_RATE,
+        help=f"BatchImportFindings requests a second, per account and Region (default: {IMPORT_RATE:g})",
+    )
+    local_hub.add_argument(
+        "--burst", type=int, default=IMPORT_BURST, help=f"BatchImportFindings burst (default: {IMPORT_BURST})"
+    )
     demo.set_defaults(handler=_demo)
     local.set_defaults(handler=_local)
     local_hub.set_defaults(handler=_local_securityhub)
 
 
+AWS_PORT = 4566
+"""moto's port unless told otherwise: LocalStack's, which AWS tools' local setups already expect."""
+SECURITYHUB_PORT = 4510
+DEMO_EVENTS = 3000
+LOCAL_STREAM = "device-defender"
+
+
 def _demo(args: argparse.Namespace) -> int:
     from defender_hub.demo import run_demo  # noqa: PLC0415 - boto3 loads only for the commands using AWS
 
-    return run_demo(events=args.events, shards=args.shards)
+    return run_demo(events=args.events, shards=args.shards, keep=args.keep)
 
 
 def _local(args: argparse.Namespace) -> int:
     from defender_hub.demo import serve_local  # noqa: PLC0415
 
-    return serve_local(args.aws_port, args.securityhub_port, args.stream, args.shards, args.events)
+    stream = args.stream or (LOCAL_STREAM if args.put or args.events else None)
+    for path in args.put or []:
+        if not path.is_file():
+            raise ConfigError(f"--put {path}: no such file")
+    try:
+        return serve_local(
+            args.aws_port,
+            args.securityhub_port,
+            stream=stream,
+            shards=args.shards,
+            events=args.events,
+            put_files=args.put,
+        )
+    except PortTaken as taken:
+        flag = "--aws-port" if taken.port == args.aws_port else "--securityhub-port"
+        raise ConfigError(f"{taken}: stop it, or pick another port with {flag} PORT") from None
 
 
 def _local_securityhub(args: argparse.Namespace) -> int:
@@ -79,7 +151,13 @@ def _local_securityhub(args: argparse.Namespace) -> int:
         sts_endpoint=args.sts_endpoint,
     )
     stop = stop_on_signals()
-    with hub:
+    try:
+        hub.start()
+    except PortTaken as taken:
+        raise ConfigError(f"{taken}: stop it, or pick another port with --port PORT") from None
+    try:
         print(hub.endpoint_url, flush=True)
         stop.wait()
+    finally:
+        hub.stop()
     return EXIT_OK

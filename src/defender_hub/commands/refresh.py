@@ -7,7 +7,6 @@ import sys
 import time
 from typing import Any
 
-from defender_hub.checkpoints import DEFAULT_LEDGER
 from defender_hub.commands.common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -34,7 +33,7 @@ def add(commands: Any) -> None:
             "few findings go twice. Exit status 0 when everything due was accepted or dead-lettered."
         ),
     )
-    delivery_flags(refreshing, ledger_default=DEFAULT_LEDGER)
+    delivery_flags(refreshing, ledger_by_default=True)
     refreshing.add_argument(
         "--after-days",
         type=float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
+import logging
 import shutil
 import socket
 import sys
@@ -12,23 +12,38 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from defender_hub.checkpoints import DEFAULT_LEDGER, open_ledger, parse_ledger_url
+from defender_hub.checkpoints import open_ledger, parse_ledger_url
 from defender_hub.commands.common import (
     ASSUME_ROLE_HELP,
-    DEFAULT_DEAD_LETTERS,
     EXIT_FAILURES,
     EXIT_OK,
+    aws_region,
     env,
     mapping_flags,
 )
-from defender_hub.config import PARKED_RETRY_SECONDS, RUN_SETTINGS, load_mapping_options, load_run_settings
+from defender_hub.config import (
+    DEAD_LETTERS_FILE,
+    LEDGER_FILE,
+    PARKED_RETRY_SECONDS,
+    RUN_SETTINGS,
+    STATE_DIR_HELP,
+    default_dead_letters,
+    default_ledger,
+    load_mapping_options,
+    load_run_settings,
+)
 from defender_hub.consumer.health import note_daemon
-from defender_hub.consumer.launcher import INITIAL_POSITIONS, RETRIEVAL_MODES
+from defender_hub.consumer.launcher import INITIAL_POSITIONS, MAX_RECORDS, RETRIEVAL_MODES
 from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.logs import LOG_FORMATS, configure
 
 __all__ = ["add"]
+
+log = logging.getLogger(__name__)
+
+REFRESH_HOURS = 24
+"""Hours between `run`'s sweeps that refresh findings near Security Hub's 90-day expiry."""
 
 
 def add(commands: Any) -> None:
@@ -44,24 +59,48 @@ def add(commands: Any) -> None:
         ),
     )
     # Each setting of `run` may also come from DEFENDER_HUB_<NAME> or the settings file's [run] table (see _run).
-    running.add_argument("--stream", help="the Kinesis stream")
-    running.add_argument("--application", help="the KCL application: the name of its lease table")
-    running.add_argument("--initial-position", choices=INITIAL_POSITIONS)
-    running.add_argument("--timestamp", help="with AT_TIMESTAMP: where to start (epoch seconds)")
-    running.add_argument("--worker-id", help="stable per worker (default: the host name)")
-    running.add_argument("--retrieval-mode", choices=RETRIEVAL_MODES)
-    running.add_argument("--max-records", type=int, help="records a GetRecords call (1..10000, default 1000)")
-    running.add_argument("--dead-letter", metavar="PATH|SQS_URL")
+    running.add_argument("--stream", help="the Kinesis stream (required)")
     running.add_argument(
-        "--dead-letter-overflow", metavar="S3_URI", help="s3://BUCKET/PREFIX for letters too large for the SQS queue"
+        "--application", help="the KCL application: the name of its lease table, shared by its workers (required)"
+    )
+    running.add_argument(
+        "--initial-position",
+        choices=INITIAL_POSITIONS,
+        help="where a shard without a checkpoint starts: its oldest record, its newest, or --timestamp "
+        "(default: TRIM_HORIZON)",
+    )
+    running.add_argument("--timestamp", help="with AT_TIMESTAMP: where to start, in epoch seconds (default: none)")
+    running.add_argument("--worker-id", help="stable per worker (default: the host name)")
+    running.add_argument(
+        "--retrieval-mode",
+        choices=RETRIEVAL_MODES,
+        help="GetRecords polling, or enhanced fan-out (a dedicated 2 MB/s a shard, billed) (default: POLLING)",
+    )
+    running.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
+    running.add_argument(
+        "--max-records", type=int, help=f"records a GetRecords call (1..{MAX_RECORDS}; default {MAX_RECORDS})"
+    )
+    running.add_argument(
+        "--dead-letter",
+        metavar="PATH|SQS_URL",
+        help=f"where rejected findings and records go: a JSON-lines file or an SQS queue URL (default: "
+        f"{DEAD_LETTERS_FILE} in the state directory)",
+    )
+    running.add_argument(
+        "--dead-letter-overflow",
+        metavar="S3_URI",
+        help="s3://BUCKET/PREFIX for letters too large for the SQS queue (default: none)",
     )
     running.add_argument(
         "--ledger",
         metavar="URL",
-        help="sqlite:///PATH (one machine; the default) or dynamodb://TABLE (several workers)",
+        help=f"sqlite:///PATH (one machine) or dynamodb://TABLE (several workers) (default: {LEDGER_FILE} in the "
+        "state directory)",
     )
     running.add_argument(
-        "--refresh-hours", type=int, help="hours between refresh sweeps of findings near expiry (0: none; 24)"
+        "--refresh-hours",
+        type=int,
+        help=f"hours between refresh sweeps of findings near expiry; 0: none (default: {REFRESH_HOURS})",
     )
     running.add_argument(
         "--max-clock-skew",
@@ -70,7 +109,7 @@ def add(commands: Any) -> None:
         help=f"refuse events timed further in the future than this (default: {MAX_CLOCK_SKEW_MINUTES})",
     )
     running.add_argument("--assume-role", metavar="NAME|ARN", help=ASSUME_ROLE_HELP)
-    running.add_argument("--external-id", help="the external ID the member accounts' roles require")
+    running.add_argument("--external-id", help="the external ID the member accounts' roles require (default: none)")
     running.add_argument(
         "--parked-retry-seconds",
         type=int,
@@ -78,7 +117,14 @@ def add(commands: Any) -> None:
     )
     running.add_argument("--log-format", choices=LOG_FORMATS, help="text (the default) or json: one object a line")
     running.add_argument(
-        "--health-dir", metavar="DIR", help="where `defender-hub health` reads the daemon's and the shards' progress"
+        "--verbose",
+        action="store_true",
+        help="the KCL daemon's own log at INFO too: leases, shards, workers (default: its warnings and errors only)",
+    )
+    running.add_argument(
+        "--health-dir",
+        metavar="DIR",
+        help="where `defender-hub health` reads the daemon's and the shards' progress (default: none)",
     )
     running.add_argument(
         "--metrics-port", type=int, help="serve Prometheus metrics, summed over the shard processes (default: none)"
@@ -96,10 +142,8 @@ def _run(args: argparse.Namespace) -> int:
         "initial_position": "TRIM_HORIZON",
         "worker_id": socket.gethostname(),
         "retrieval_mode": "POLLING",
-        "max_records": 1000,
-        "dead_letter": DEFAULT_DEAD_LETTERS,
-        "ledger": DEFAULT_LEDGER,
-        "refresh_hours": 24,
+        "max_records": MAX_RECORDS,
+        "refresh_hours": REFRESH_HOURS,
         "max_clock_skew": MAX_CLOCK_SKEW_MINUTES,
         "parked_retry_seconds": PARKED_RETRY_SECONDS,
         "log_format": "text",
@@ -113,6 +157,8 @@ def _run(args: argparse.Namespace) -> int:
         if value is None:
             value = from_file.get(name, run_defaults.get(name))
         setattr(args, name, value)
+    args.dead_letter = args.dead_letter or default_dead_letters(args.state_dir)
+    args.ledger = args.ledger or default_ledger(args.state_dir)
     region = _checked(args)
     ledger_url = _absolute_ledger(args.ledger)
     # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
@@ -134,6 +180,7 @@ def _run(args: argparse.Namespace) -> int:
         **({"DEFENDER_HUB_DEAD_LETTER_OVERFLOW": args.dead_letter_overflow} if args.dead_letter_overflow else {}),
         **({"DEFENDER_HUB_HEALTH_DIR": str(Path(args.health_dir).resolve())} if args.health_dir else {}),
         "DEFENDER_HUB_QUOTA_DIR": quota_dir,
+        "DEFENDER_HUB_DAEMON_LOG_LEVEL": "INFO" if args.verbose else "WARN",
         **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if metrics_dir else {}),
         "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
         if "://" not in args.dead_letter
@@ -193,6 +240,8 @@ def _run(args: argparse.Namespace) -> int:
         for folder in (quota_dir, metrics_dir):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+    if status == 0:
+        log.info("stopped: each shard checkpointed at what was delivered")
     return EXIT_OK if status == 0 else EXIT_FAILURES
 
 
@@ -210,11 +259,9 @@ def _checked(args: argparse.Namespace) -> str:
     load_mapping_options(  # validated here, before the daemon starts, rather than in every shard's processor
         account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
     )
-    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ConfigError("no Region for the stream: set AWS_REGION or --region")
-    if not 1 <= args.max_records <= 10_000:
-        raise ConfigError("--max-records must be 1..10000")
+    region = args.region or aws_region()
+    if not 1 <= args.max_records <= MAX_RECORDS:
+        raise ConfigError(f"--max-records must be 1..{MAX_RECORDS}")
     if not isinstance(args.refresh_hours, int) or args.refresh_hours < 0:
         raise ConfigError(f"refresh hours {args.refresh_hours!r} is not a whole number of hours, 0 or more")
     if not isinstance(args.max_clock_skew, int) or args.max_clock_skew < 0:

@@ -20,6 +20,7 @@ from defender_hub.errors import ConfigError
 from defender_hub.logs import daemon_line
 
 __all__ = [
+    "MAX_RECORDS",
     "DaemonSettings",
     "check_stream",
     "daemon_command",
@@ -31,6 +32,9 @@ __all__ = [
     "tuning",
 ]
 
+MAX_RECORDS = 10_000
+"""The most records a GetRecords call returns, and what the KCL asks for by default. Each batch ends in a partial
+BatchImportFindings request per lane, so a backlog read in the largest batches fills its requests best."""
 INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 RETRIEVAL_MODES = ("POLLING", "FANOUT")
 LOG_CONFIGURATION = Path(__file__).with_name("logback.xml")
@@ -48,7 +52,7 @@ class DaemonSettings:
     initial_position: str = "TRIM_HORIZON"
     timestamp: str | None = None
     retrieval_mode: str = "POLLING"
-    max_records: int = 1000
+    max_records: int = MAX_RECORDS
     idle_millis: int = 1000
     failover_millis: int = 10_000
     shutdown_grace_millis: int = 15_000

@@ -9,9 +9,24 @@ import time
 import urllib.error
 import urllib.request
 
-__all__ = ["LocalAws", "free_port"]
+from defender_hub.errors import PortTaken
+
+__all__ = ["PID_PATH", "LocalAws", "free_port", "port_is_free"]
 
 LOOPBACK = "127.0.0.1"
+PID_PATH = "/_local/pid"
+"""Where the local AWS server answers its process id and its parent's: a readiness check that another stack on the port
+can't pass."""
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on `port` of 127.0.0.1 now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:
@@ -35,7 +50,10 @@ class LocalAws:
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> LocalAws:
-        """Starts hypercorn and returns once it answers; raises RuntimeError if it does not."""
+        """Starts hypercorn and returns once it answers; raises PortTaken if the port is another process's, and
+        RuntimeError if it does not answer."""
+        if not port_is_free(self.port):
+            raise PortTaken(self.port)
         command = [
             sys.executable,
             "-m",
@@ -51,10 +69,15 @@ class LocalAws:
                 error = self._process.stderr.read().decode()[-500:] if self._process.stderr else ""
                 raise RuntimeError(f"the local AWS stack exited: {error}")
             try:
-                urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1).close()  # noqa: S310 - loopback
-                return self
-            except (urllib.error.URLError, OSError):
+                with urllib.request.urlopen(self.endpoint_url + PID_PATH, timeout=1) as reply:  # noqa: S310 - loopback
+                    answered_by = {int(pid) for pid in reply.read().split()}
+            except (urllib.error.URLError, OSError, ValueError):
                 time.sleep(0.2)
+                continue
+            if self._process.pid in answered_by:
+                return self
+            self.stop()  # another stack took the port between the check and the start
+            raise PortTaken(self.port)
         self.stop()
         raise RuntimeError(f"the local AWS stack did not answer on {self.endpoint_url} within {timeout:.0f} s")
 

@@ -13,7 +13,7 @@ from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from defender_hub.local.replies import JsonHandler
+from defender_hub.local.replies import JsonHandler, serve_in_background
 
 __all__ = ["LocalIotAudit"]
 
@@ -48,7 +48,7 @@ class LocalIotAudit:
 
         self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="local-iot-audit", daemon=True).start()
+        serve_in_background(self._server, "local-iot-audit")
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -22,6 +22,7 @@ os.environ.setdefault("S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from defender_hub.local import moto_kinesis
+from defender_hub.local.aws import PID_PATH
 
 __all__ = ["app"]
 
@@ -32,6 +33,9 @@ _dynamodb = threading.Lock()
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """moto, with DynamoDB's requests one at a time, so its conditional writes are atomic as DynamoDB's are."""
+    if environ.get("PATH_INFO") == PID_PATH:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{os.getpid()} {os.getppid()}".encode()]  # hypercorn serves from a worker it spawned
     dynamodb = environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
     with _dynamodb if dynamodb else contextlib.nullcontext():
         body = list(_moto(environ, start_response))

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
-from http.server import BaseHTTPRequestHandler
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-__all__ = ["JsonHandler"]
+__all__ = ["JsonHandler", "serve_in_background"]
+
+STOP_POLL_SECONDS = 0.05
+"""How often a serving loop looks for a stop: the standard library's half a second made each stop take that long."""
+
+
+def serve_in_background(server: HTTPServer, name: str) -> threading.Thread:
+    """Serves `server` from a daemon thread named `name` until its `shutdown()`; returns the thread."""
+    thread = threading.Thread(target=server.serve_forever, args=(STOP_POLL_SECONDS,), name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class JsonHandler(BaseHTTPRequestHandler):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import errno
 import json
 import re
 import threading
@@ -35,7 +36,9 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from defender_hub.codecs.asff_rules import ACCOUNT_ID, MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES, finding_problems
-from defender_hub.local.replies import JsonHandler
+from defender_hub.errors import PortTaken
+from defender_hub.local.replies import JsonHandler, serve_in_background
+from defender_hub.sink.quota import IMPORT_BURST, IMPORT_RATE
 
 __all__ = ["Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
 
@@ -45,7 +48,7 @@ LOOPBACK = "127.0.0.1"
 PROVIDER_IMMUTABLE = ("Note", "UserDefinedFields", "VerificationState", "Workflow", "WorkflowState")
 """Members a provider can't change through BatchImportFindings: silently kept as they were."""
 
-STRING_FILTERS = frozenset({"Id", "ProductArn", "AwsAccountId", "GeneratorId", "RecordState", "Title"})
+STRING_FILTERS = frozenset({"Id", "ProductArn", "ProductName", "AwsAccountId", "GeneratorId", "RecordState", "Title"})
 DATE_FILTERS = frozenset({"CreatedAt", "UpdatedAt"})
 
 
@@ -107,6 +110,15 @@ def _instant(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _sort_key(field_name: Any) -> Callable[[dict[str, Any]], Any]:
+    """How GetFindings' SortCriteria order findings by `field_name`: dates as instants, the rest as text."""
+    if field_name in DATE_FILTERS:
+        return lambda doc: _instant(doc[field_name]) if doc.get(field_name) else datetime.min.replace(tzinfo=UTC)
+    if field_name in STRING_FILTERS:
+        return lambda doc: str(doc.get(field_name, ""))
+    raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", f"the local Security Hub can't sort by {field_name}")
+
+
 def _string_match(value: Any, filters: list[Mapping[str, Any]]) -> bool:
     """Applies Security Hub's StringFilter semantics: positive filters are ORed, negative ones ANDed."""
     text = "" if value is None else str(value)
@@ -166,8 +178,8 @@ class LocalSecurityHub:
         port: int = 0,
         account_id: str = DEFAULT_ACCOUNT,
         region: str = DEFAULT_REGION,
-        rate: float = 10.0,
-        burst: int = 30,
+        rate: float = IMPORT_RATE,
+        burst: int = IMPORT_BURST,
         clock: Callable[[], float] = time.monotonic,
         sts_endpoint: str | None = None,
     ) -> None:
@@ -179,6 +191,7 @@ class LocalSecurityHub:
         self._clock = clock
         self._lock = threading.Lock()
         self._findings: dict[tuple[str, str], dict[str, Any]] = {}
+        self._arrivals: dict[str, float] = {}
         self._requests: list[RequestRecord] = []
         self._faults = Faults()
         self._rate, self._burst = rate, burst
@@ -197,7 +210,8 @@ class LocalSecurityHub:
         return f"http://{LOOPBACK}:{self._port}"
 
     def start(self) -> LocalSecurityHub:
-        """Starts serving on 127.0.0.1 (a free port unless one was given); returns self."""
+        """Starts serving on 127.0.0.1 (a free port unless one was given); returns self. Raises PortTaken if the
+        port is another process's."""
         self._listen()
         return self
 
@@ -219,12 +233,16 @@ class LocalSecurityHub:
         class Handler(_Handler):
             local_hub = hub
 
-        server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
+        try:
+            server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortTaken(self._port) from None
+            raise
         server.daemon_threads = True
         self._port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="local-securityhub", daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(server, "local-securityhub")
 
     def _close(self) -> None:
         server, self._server = self._server, None
@@ -267,6 +285,7 @@ class LocalSecurityHub:
         """Forgets findings, requests and faults, and refills the quota."""
         with self._lock:
             self._findings.clear()
+            self._arrivals.clear()
             self._requests.clear()
             self._faults = Faults()
             self._import_buckets.clear()
@@ -293,6 +312,11 @@ class LocalSecurityHub:
         """How many findings it holds: cheaper than `findings()` to watch a large import."""
         with self._lock:
             return len(self._findings)
+
+    def arrivals(self) -> dict[str, float]:
+        """When each finding Id was first stored, on the hub's clock: a load test's latencies end here."""
+        with self._lock:
+            return dict(self._arrivals)
 
     def finding(self, finding_id: str) -> dict[str, Any] | None:
         """Returns a copy of the stored finding with this Id, or None."""
@@ -429,6 +453,7 @@ class LocalSecurityHub:
         if workflow_reset and updated["Workflow"].get("Status") in ("NOTIFIED", "RESOLVED"):
             updated["Workflow"] = {"Status": "NEW"}
         self._findings[key] = updated
+        self._arrivals.setdefault(finding_id, self._clock())
         return None
 
     def get_findings(self, body: bytes) -> dict[str, Any]:
@@ -462,6 +487,8 @@ class LocalSecurityHub:
                 and _map_match(doc.get("ProductFields") or {}, list(filters.get("ProductFields", [])))
             ]
             self._log(RequestRecord("GetFindings", 200, len(matching), at=now))
+        for criterion in reversed(request.get("SortCriteria") or []):  # the first criterion sorts last: it wins
+            matching.sort(key=_sort_key(criterion.get("Field")), reverse=criterion.get("SortOrder") == "desc")
         page = matching[offset : offset + max_results]
         response: dict[str, Any] = {"Findings": copy.deepcopy(page)}
         if offset + max_results < len(matching):

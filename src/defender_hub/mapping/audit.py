@@ -11,7 +11,14 @@ from defender_hub.codecs.events import AuditCheckDetails, AuditFinding, AuditTas
 from defender_hub.errors import EventMappingError
 from defender_hub.mapping.aws import Origin, OriginResolver, console_url, url_part
 from defender_hub.mapping.checks import check_severity, check_types
-from defender_hub.mapping.common import NAME_LIMIT, PRODUCT_NAME_AUDIT, classification, finding_id, make_finding
+from defender_hub.mapping.common import (
+    CHECK_SUMMARY,
+    NAME_LIMIT,
+    PRODUCT_NAME_AUDIT,
+    classification,
+    finding_id,
+    make_finding,
+)
 from defender_hub.mapping.options import MappingOptions
 from defender_hub.mapping.resources import AuditedResource, audited_resource
 from defender_hub.text import clean, required_text
@@ -232,7 +239,7 @@ class AuditTaskMapper:
         ending = _TASK_ENDINGS.get(task_status) or f"ended {clean(task_status, NAME_LIMIT)}"
         opening = f"Task {task.task_id} of {audit} {ending}. "
         head = f"{origin.account_id}/{task_type}" + (f"/{audit_name}" if audit_name else "")
-        base_fields = task.fields | {"ReportType": "CheckSummary"}
+        base_fields = task.fields | {"ReportType": CHECK_SUMMARY}
         if task_status != "COMPLETED":
             base_fields["TaskStatus"] = clean(task_status, NAME_LIMIT)
         resource = Resource("AwsIotAuditTask", task.task_id, origin.partition, origin.region)

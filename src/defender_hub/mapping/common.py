@@ -19,13 +19,23 @@ from defender_hub.mapping.options import MappingOptions
 from defender_hub.text import bounded, stable_digest
 from defender_hub.timestamps import format_iso
 
-__all__ = ["NAME_LIMIT", "PRODUCT_NAME_AUDIT", "PRODUCT_NAME_DETECT", "classification", "finding_id", "make_finding"]
+__all__ = [
+    "CHECK_SUMMARY",
+    "NAME_LIMIT",
+    "PRODUCT_NAME_AUDIT",
+    "PRODUCT_NAME_DETECT",
+    "classification",
+    "finding_id",
+    "make_finding",
+]
 
 NAME_LIMIT = 128
 """Bound on names from events: AWS IoT's thing, security profile and behavior names are at most 128 characters, and
 check names, codes, task ids and types far shorter; anything longer is not AWS's."""
 PRODUCT_NAME_AUDIT = "IoT Device Defender - Audit"
 PRODUCT_NAME_DETECT = "IoT Device Defender - Detect"
+CHECK_SUMMARY = "CheckSummary"
+"""ProductFields' ReportType of an audit check's summary, as Security Hub's own integration names it."""
 
 
 def finding_id(head: str, name_parts: Sequence[str], tail: str) -> str:

@@ -1,0 +1,151 @@
+"""`defender-hub put` and `findings`: your own events onto a stream, and what Security Hub holds of them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, aws_region, env
+from defender_hub.errors import ConfigError
+from defender_hub.mapping.common import PRODUCT_NAME_AUDIT, PRODUCT_NAME_DETECT
+
+__all__ = ["add", "findings_table", "put_files"]
+
+FINDINGS_SHOWN = 50
+TITLE_SHOWN = 60
+"""Characters of a title a table row shows: a terminal's width, with the other columns."""
+
+
+def add(commands: Any) -> None:
+    """Declares `put` and `findings`."""
+    put = commands.add_parser(
+        "put",
+        help="put Device Defender events from files on a stream (one JSON event a line)",
+        description=(
+            "Puts each line of the files (or of stdin) on the Kinesis stream as one record, keyed as the forwarder "
+            "keys it (the thing, or the account for audits). Blank lines are skipped; a line that is not a JSON "
+            "object is named on stderr and not put (exit status 2). Against the local stack (after `defender-hub "
+            "local`, with its environment) or AWS."
+        ),
+    )
+    put.add_argument("files", nargs="*", type=Path, metavar="FILE", help="JSON-lines files (default: stdin)")
+    put.add_argument("--stream", default=env("STREAM"), help="the Kinesis stream (DEFENDER_HUB_STREAM; required)")
+    put.set_defaults(handler=_put)
+    findings = commands.add_parser(
+        "findings",
+        help="list the Device Defender findings Security Hub holds, newest first",
+        description=(
+            "Lists the findings of Device Defender's two products (Detect and Audit) that Security Hub holds, newest "
+            "update first: the local Security Hub with the local stack's environment, else your account's. "
+            "GetFindings is limited to 3 requests a second; a long list takes a while."
+        ),
+    )
+    findings.add_argument(
+        "--limit", type=int, default=FINDINGS_SHOWN, help=f"at most this many findings (default: {FINDINGS_SHOWN})"
+    )
+    findings.add_argument("--archived", action="store_true", help="ARCHIVED findings too (default: ACTIVE only)")
+    findings.add_argument("--json", action="store_true", help="the findings as JSON lines, not a table")
+    findings.set_defaults(handler=_findings)
+
+
+def put_files(kinesis: Any, stream: str, sources: list[Any], problems: Any) -> int:
+    """Puts the events of `sources` (binary files) on `stream`; names each line that is not a JSON object to
+    `problems`; returns how many were put."""
+    from defender_hub.loadgen import put_events  # noqa: PLC0415 - boto3 for AWS commands only
+
+    def events() -> Any:
+        for source in sources:
+            for number, line in enumerate(source, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    is_object = isinstance(json.loads(line), dict)
+                except ValueError:
+                    is_object = False
+                if is_object:
+                    yield line.strip()
+                else:
+                    name = getattr(source, "name", "stdin")
+                    print(f"{name}: line {number}: not a JSON object; not put", file=problems)
+
+    return put_events(kinesis, stream, events())
+
+
+def _put(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415
+
+    if not args.stream:
+        raise ConfigError("put needs --stream (or DEFENDER_HUB_STREAM)")
+    kinesis = boto3.client("kinesis", region_name=aws_region())
+    try:
+        kinesis.describe_stream_summary(StreamName=args.stream)
+    except kinesis.exceptions.ResourceNotFoundException:
+        raise ConfigError(f"there is no stream {args.stream!r} (`defender-hub local --put FILE` makes one)") from None
+    skipped = _Counting(sys.stderr)
+    opened = [path.open("rb") for path in args.files] if args.files else [sys.stdin.buffer]
+    try:
+        put = put_files(kinesis, args.stream, opened, skipped)
+    finally:
+        for file in opened:
+            if file is not sys.stdin.buffer:
+                file.close()
+    print(f"defender-hub: put {put} events on {args.stream}; {skipped.lines} lines not put", file=sys.stderr)
+    return EXIT_FAILURES if skipped.lines else EXIT_OK
+
+
+class _Counting:
+    """A text stream that counts the lines written through it."""
+
+    def __init__(self, out: Any) -> None:
+        self.out, self.lines = out, 0
+
+    def write(self, text: str) -> int:
+        self.lines += text.count("\n")
+        written: int = self.out.write(text)
+        return written
+
+
+def findings_table(findings: list[dict[str, Any]]) -> str:
+    """The findings as a table: updated, state, severity, product, title and resource."""
+    short = {PRODUCT_NAME_DETECT: "Detect", PRODUCT_NAME_AUDIT: "Audit"}
+    rows = [f"{'updated':20s} {'state':8s} {'severity':8s} {'product':7s} {'title':{TITLE_SHOWN}s} resource"]
+    for doc in findings:
+        resource = (doc.get("Resources") or [{}])[0].get("Id", "")
+        rows.append(
+            f"{doc.get('UpdatedAt', '')[:19]:20s} {doc.get('RecordState', ''):8s} "
+            f"{doc.get('Severity', {}).get('Label', ''):8s} {short.get(doc.get('ProductName', ''), '?'):7s} "
+            f"{doc.get('Title', '')[:TITLE_SHOWN]:{TITLE_SHOWN}s} {resource}"
+        )
+    return "\n".join(rows)
+
+
+def _findings(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415
+
+    if args.limit < 1:
+        raise ConfigError("--limit must be 1 or more")
+    filters: dict[str, Any] = {
+        "ProductName": [{"Value": name, "Comparison": "EQUALS"} for name in (PRODUCT_NAME_DETECT, PRODUCT_NAME_AUDIT)]
+    }
+    if not args.archived:
+        filters["RecordState"] = [{"Value": "ACTIVE", "Comparison": "EQUALS"}]
+    pages = (
+        boto3.client("securityhub", region_name=aws_region())
+        .get_paginator("get_findings")
+        .paginate(
+            Filters=filters,
+            SortCriteria=[{"Field": "UpdatedAt", "SortOrder": "desc"}],
+            PaginationConfig={"MaxItems": args.limit, "PageSize": min(100, args.limit)},
+        )
+    )
+    found = [doc for page in pages for doc in page["Findings"]]
+    if args.json:
+        for doc in found:
+            print(json.dumps(doc))
+    else:
+        print(findings_table(found))
+        print(f"{len(found)} findings{' (--limit reached)' if len(found) == args.limit else ''}", file=sys.stderr)
+    return EXIT_OK

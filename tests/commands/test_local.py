@@ -1,0 +1,99 @@
+"""`defender-hub local`: a ready line, your events on a stream, the next commands; a taken port said in one line."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from defender_hub.local.aws import LOOPBACK, free_port
+from tests.helpers import GOLDEN, local_aws_env
+
+CLI = (sys.executable, "-m", "defender_hub")
+
+
+@contextmanager
+def listening() -> Iterator[int]:
+    with socket.socket() as other:
+        other.bind((LOOPBACK, free_port()))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+@pytest.mark.parametrize("flag", ["--aws-port", "--securityhub-port"])
+def test_a_taken_port_is_one_line_naming_the_port_and_its_flag(flag: str, tmp_path: Path) -> None:
+    other_flag = "--securityhub-port" if flag == "--aws-port" else "--aws-port"
+    with listening() as port:
+        done = subprocess.run(
+            [*CLI, "local", flag, str(port), other_flag, str(free_port())],
+            capture_output=True, timeout=60, check=False, env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)),
+        )  # fmt: skip
+
+    errors = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2
+    assert errors == [
+        f"defender-hub: configuration error: port {port} on 127.0.0.1 is taken by another process: stop it, or pick "
+        f"another port with {flag} PORT"
+    ]
+
+
+def exports(ready: list[str]) -> dict[str, str]:
+    """The variables of the `export NAME=VALUE` lines, as a shell would read them."""
+    pairs = (shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in ready if line.startswith("export"))
+    return dict(pairs)
+
+
+@pytest.mark.daemon
+def test_the_readme_walk_local_put_run_findings(tmp_path: Path) -> None:
+    state = {"DEFENDER_HUB_STATE_DIR": str(tmp_path / "state")}
+    local = subprocess.Popen(
+        [*CLI, "local", "--aws-port", str(free_port()), "--securityhub-port", str(free_port()),
+         "--put", str(GOLDEN / "reference-events.jsonl")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | state,
+    )  # fmt: skip
+    try:
+        assert local.stdout is not None
+        ready = [local.stdout.readline().rstrip()]
+        while not ready[-1].startswith("# Ctrl-C"):
+            ready.append(local.stdout.readline().rstrip())
+            assert local.poll() is None, local.stderr.read() if local.stderr else ""
+        assert ready[0].startswith("# defender-hub local: ready.")
+        assert "# stream device-defender: 2 shards, 3 events put" in ready
+        environment = exports(ready)
+        assert (tmp_path / "state" / "local.env").read_text().splitlines() == [
+            line for line in ready if line.startswith("export")
+        ]
+        run = next(line for line in ready if "defender-hub run" in line).lstrip("# ").split("#")[0].split()[1:]
+        consumer = subprocess.Popen(
+            [*CLI, *run], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | state | environment
+        )
+        try:
+            deadline, table = time.monotonic() + 180, ""
+            while time.monotonic() < deadline and table.count("\n") < 3:  # a header and the three findings
+                time.sleep(2)
+                table = subprocess.run(
+                    [*CLI, "findings"], capture_output=True, text=True, timeout=60, check=True,
+                    env=os.environ | environment,
+                ).stdout  # fmt: skip
+        finally:
+            consumer.send_signal(signal.SIGTERM)
+            consumer.wait(timeout=90)
+    finally:
+        local.send_signal(signal.SIGINT)
+        local.wait(timeout=30)
+
+    rows = table.splitlines()
+    assert rows[0].split()[:4] == ["updated", "state", "severity", "product"]
+    assert len(rows) == 4, table
+    assert {row.split()[3] for row in rows[1:]} >= {"Detect", "Audit"}
+    # The consumer's state went to the state directory's folder for the local stack, which starts empty with it.
+    assert (tmp_path / "state" / "local" / "ledger.sqlite3").exists()
