@@ -72,6 +72,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.daemon)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keeps what the commands under test write by default out of the user's own state directory."""
+    previous = os.environ.get("DEFENDER_HUB_STATE_DIR")
+    os.environ["DEFENDER_HUB_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if previous is None:
+        del os.environ["DEFENDER_HUB_STATE_DIR"]
+    else:
+        os.environ["DEFENDER_HUB_STATE_DIR"] = previous
+
+
 @pytest.fixture
 def reference_events() -> list[dict[str, Any]]:
     return read_jsonl(GOLDEN / "reference-events.jsonl")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from defender_hub.config import load_mapping_options
+from defender_hub.config import default_dead_letters, default_ledger, load_mapping_options, state_dir
 from defender_hub.errors import ConfigError
+from defender_hub.local.securityhub import LocalSecurityHub
+from tests.helpers import local_aws_env
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -81,3 +86,50 @@ def test_bad_flags_are_refused() -> None:
 def test_a_configured_region_without_security_hub_is_refused() -> None:
     with pytest.raises(ConfigError, match="'eu-wset-1' has no Security Hub endpoint"):
         load_mapping_options(region="eu-wset-1")
+
+
+def test_the_state_directory_is_the_flag_then_the_environment_then_the_users_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.delenv("DEFENDER_HUB_STATE_DIR", raising=False)
+    assert state_dir() == tmp_path / "home" / ".local" / "state" / "defender-hub"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert state_dir() == tmp_path / "xdg" / "defender-hub"
+    monkeypatch.setenv("DEFENDER_HUB_STATE_DIR", str(tmp_path / "env"))
+    assert state_dir() == tmp_path / "env"
+    assert state_dir(tmp_path / "flag") == tmp_path / "flag"
+
+    assert stat.S_IMODE((tmp_path / "xdg" / "defender-hub").stat().st_mode) == 0o700
+    assert default_ledger() == f"sqlite:///{tmp_path / 'env' / 'ledger.sqlite3'}"
+    assert default_dead_letters(tmp_path / "flag") == str(tmp_path / "flag" / "dead-letters.jsonl")
+
+
+def test_a_state_directory_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+
+    with pytest.raises(ConfigError, match=r"the state directory .*file/state can't be made"):
+        state_dir(tmp_path / "file" / "state")
+
+
+def test_commands_keep_their_state_in_the_state_directory_not_the_working_one(
+    tmp_path: Path, hub: LocalSecurityHub
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url, DEFENDER_HUB_STATE_DIR=str(tmp_path / "state"))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "defender_hub", "refresh"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "state" / "ledger.sqlite3").exists()
+    assert list(work.iterdir()) == []

@@ -56,12 +56,26 @@ def mapping_flags(parser: argparse.ArgumentParser, *, account_flag: bool = True)
     """Adds the flags that shape findings: account (unless `delivery_flags` has it), Region, partition, settings
     file."""
     if account_flag:
-        parser.add_argument("--account-id", default=env("ACCOUNT_ID"), help="account for events that carry none")
-    parser.add_argument("--region", default=env("REGION"), help="Region for events that carry none, e.g. us-east-1")
+        parser.add_argument(
+            "--account-id",
+            default=env("ACCOUNT_ID"),
+            help="account for events that carry none (DEFENDER_HUB_ACCOUNT_ID; default: none, such events are refused)",
+        )
+    parser.add_argument(
+        "--region",
+        default=env("REGION"),
+        help="Region for events that carry none, e.g. us-east-1 (DEFENDER_HUB_REGION; default: none)",
+    )
     parser.add_argument(
         "--partition", default=env("PARTITION"), help="aws, aws-cn or aws-us-gov (default: the Region's)"
     )
-    parser.add_argument("--config", type=Path, default=env("CONFIG"), metavar="FILE", help="TOML settings file")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=env("CONFIG"),
+        metavar="FILE",
+        help="TOML settings file (DEFENDER_HUB_CONFIG; default: none)",
+    )
 
 
 def delivery_flags(parser: argparse.ArgumentParser, *, ledger_by_default: bool) -> None:
@@ -79,7 +93,8 @@ def delivery_flags(parser: argparse.ArgumentParser, *, ledger_by_default: bool) 
         "--dead-letter-overflow",
         default=env("DEAD_LETTER_OVERFLOW"),
         metavar="S3_URI",
-        help="s3://BUCKET/PREFIX for dead letters too large for the SQS queue (a pointer goes in the queue)",
+        help="s3://BUCKET/PREFIX for dead letters too large for the SQS queue (a pointer goes in the queue) "
+        "(DEFENDER_HUB_DEAD_LETTER_OVERFLOW; default: none)",
     )
     parser.add_argument(
         "--ledger",
@@ -94,7 +109,9 @@ def delivery_flags(parser: argparse.ArgumentParser, *, ledger_by_default: bool) 
     )
     parser.add_argument("--assume-role", default=env("ASSUME_ROLE"), metavar="NAME|ARN", help=ASSUME_ROLE_HELP)
     parser.add_argument(
-        "--external-id", default=env("EXTERNAL_ID"), help="the external ID the member accounts' roles require"
+        "--external-id",
+        default=env("EXTERNAL_ID"),
+        help="the external ID the member accounts' roles require (DEFENDER_HUB_EXTERNAL_ID; default: none)",
     )
     parser.add_argument(
         "--max-clock-skew",

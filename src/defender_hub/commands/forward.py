@@ -25,8 +25,8 @@ def add(commands: Any) -> None:
             "then its notification. Exit status 2 when a message could not be forwarded (it is named on stderr)."
         ),
     )
-    forward.add_argument("--stream", default=env("STREAM"), help="the Kinesis stream (DEFENDER_HUB_STREAM)")
-    forward.add_argument("--sqs-queue", metavar="URL", help="read from this queue until interrupted, not stdin")
+    forward.add_argument("--stream", default=env("STREAM"), help="the Kinesis stream (DEFENDER_HUB_STREAM; required)")
+    forward.add_argument("--sqs-queue", metavar="URL", help="read from this queue until interrupted (default: stdin)")
     forward.set_defaults(handler=_forward)
 
 

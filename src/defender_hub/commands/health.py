@@ -26,8 +26,19 @@ def add(commands: Any) -> None:
             "shard has made progress for --stall-seconds while records were waiting; 0 otherwise. Says why."
         ),
     )
-    health.add_argument("--health-dir", type=Path, default=env("HEALTH_DIR"), metavar="DIR")
-    health.add_argument("--stall-seconds", type=float, default=STALL_SECONDS)
+    health.add_argument(
+        "--health-dir",
+        type=Path,
+        default=env("HEALTH_DIR"),
+        metavar="DIR",
+        help="the folder `run --health-dir` writes (DEFENDER_HUB_HEALTH_DIR; required)",
+    )
+    health.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=STALL_SECONDS,
+        help=f"unhealthy when no shard made progress this long with records waiting (default: {STALL_SECONDS:g})",
+    )
     health.set_defaults(handler=_health)
 
 

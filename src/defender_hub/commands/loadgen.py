@@ -24,9 +24,9 @@ def add(commands: Any) -> None:
             "(AWS_ENDPOINT_URL) or AWS."
         ),
     )
-    loadgen.add_argument("--stream", default=env("STREAM"), help="the stream (DEFENDER_HUB_STREAM)")
-    loadgen.add_argument("--backlog", type=int, help="put this many events at once")
-    loadgen.add_argument("--rate", type=float, help="events a second")
+    loadgen.add_argument("--stream", default=env("STREAM"), help="the stream (DEFENDER_HUB_STREAM; required)")
+    loadgen.add_argument("--backlog", type=int, help="put this many events at once (this or --rate is required)")
+    loadgen.add_argument("--rate", type=float, help="events a second, for --duration (this or --backlog is required)")
     loadgen.add_argument("--duration", type=float, default=60.0, help="seconds, with --rate (default: 60)")
     loadgen.add_argument("--accounts", type=int, default=1, help="accounts the events come from (default: 1)")
     loadgen.add_argument("--seed", type=int, default=0, help="the same seed puts the same events (default: 0)")

@@ -62,7 +62,7 @@ def add(commands: Any) -> None:
         type=Path,
         action="append",
         metavar="FILE",
-        help="put this file's Device Defender events (one JSON object a line) on --stream; repeatable",
+        help="put this file's Device Defender events (one JSON object a line) on --stream; repeatable (default: none)",
     )
     local.add_argument(
         "--stream",
