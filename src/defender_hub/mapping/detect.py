@@ -8,6 +8,7 @@ import msgspec
 
 from defender_hub.codecs.asff import Finding, FindingProviderFields, Resource, ResourceDetails
 from defender_hub.codecs.asff_rules import Limits
+from defender_hub.codecs.decoding import decode_error_reason
 from defender_hub.codecs.events import Behavior, BehaviorCriteria, DetectViolation, MetricValue, decode_behavior
 from defender_hub.errors import EventDecodeError
 from defender_hub.mapping.aws import Origin, OriginResolver, console_url, iot_arn, url_part
@@ -147,7 +148,7 @@ class DetectMapper:
         try:
             behavior = decode_behavior(raw_behavior)
         except msgspec.DecodeError as exc:
-            raise EventDecodeError(str(exc)) from None
+            raise EventDecodeError(decode_error_reason(raw_behavior, exc, "detect-violation event: ")) from None
         profile = required_text(profile_name, "securityProfileName", NAME_LIMIT)
         kind = criteria_type(behavior.criteria)
         fields, threshold = _behavior_fields(behavior, kind, profile)
