@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import re
 import resource
 import signal
 import statistics
@@ -153,12 +152,6 @@ def scrape(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in samples(port, name))
 
 
-def scrape_labels(port: int, name: str, label: str) -> set[str]:
-    """The values of `label` among a metric's samples."""
-    found = (re.search(rf'{label}="([^"]*)"', line) for line in samples(port, name))
-    return {match.group(1) for match in found if match}
-
-
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
@@ -182,9 +175,13 @@ class ConsumerRun:
     def records(self) -> float:
         return scrape(self.metrics_port, "defender_hub_records_total")
 
-    def shards_read(self) -> int:
-        """How many shards a processor reports on: each does once it has its lease and has polled."""
-        return len(scrape_labels(self.metrics_port, "defender_hub_millis_behind_latest", "shard"))
+    def leases_held(self, stack: LocalStack, application: str) -> int:
+        """How many shards' leases a worker holds (the KCL starts a shard's processor once it holds its lease)."""
+        try:
+            items = stack.client("dynamodb").scan(TableName=application)["Items"]
+        except stack.client("dynamodb").exceptions.ResourceNotFoundException:
+            return 0
+        return sum(1 for item in items if item.get("leaseOwner") and item["leaseKey"]["S"].startswith("shardId-"))
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -343,7 +340,11 @@ def steady(rate: float, shards: int, seconds: float, seed: int, timeout: float) 
             # Measured from when every shard is being read: the daemon's start-up is not the steady state.
             put_events(kinesis, "steady", warm_up)
             warm_ids = {fid for fid, index in first_event.items() if index < len(warm_up)}
-            wait_for(lambda: run.shards_read() == shards and warm_ids <= stack.hub.arrivals().keys(), run, timeout)
+            wait_for(
+                lambda: run.leases_held(stack, "steady") == shards and warm_ids <= stack.hub.arrivals().keys(),
+                run,
+                timeout,
+            )
             put_at += [time.monotonic()] * len(warm_up)
             stack.hub.reset()
 
@@ -503,7 +504,7 @@ def main() -> None:
     rows = []
     for name in chosen:
         rows.append(runs[name]())
-        print(f"# {name} done", file=sys.stderr, flush=True)
+        print(f"# {name}: {rows[-1]}", file=sys.stderr, flush=True)  # kept, should a later scenario fail
     columns = [c for c in COLUMNS if any(c in row for row in rows)]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
