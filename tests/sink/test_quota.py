@@ -6,6 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
 from defender_hub.sink.quota import SharedQuota
@@ -46,3 +48,20 @@ def test_shard_processes_sharing_the_quota_are_never_throttled(tmp_path: Path, t
         statuses = [r.status for r in hub.requests("BatchImportFindings")]
 
     assert statuses.count(200) == 50 and 429 not in statuses
+
+
+def test_takers_past_the_burst_are_given_successive_slots_in_the_order_they_asked(tmp_path: Path) -> None:
+    # Sixteen shard processes waiting for one lane: each must be given a slot of its own when it asks, not all told
+    # to come back in 0.1 s and race for it (the one that keeps losing waited 48 s in the load test).
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:  # the clock does not move: nobody has come back yet
+        waits.append(seconds)
+        if len(waits) > 10:
+            raise RuntimeError("told to come back for the same slot again")
+
+    quota = SharedQuota(tmp_path, rate=10, burst=2, clock=lambda: 100.0)
+    for _ in range(5):
+        quota.take(LANE, wait)
+
+    assert waits == pytest.approx([0.1, 0.2, 0.3])

@@ -27,11 +27,16 @@ least this many tokens more than the worker's: a request that arrives up to half
 still finds one. (Asking for 90 % of the rate instead cost 10 % of the throughput.)"""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _ROUNDING = 1e-9
-"""A token short by less than this is a whole one: waiting for it would wait for a rounding error."""
+"""A wait shorter than this is a rounding error, not a wait."""
 
 
 class SharedQuota:
-    """Token buckets by lane in `folder`, one file each, shared by every process given the same folder."""
+    """Token buckets by lane in `folder`, one file each, shared by every process given the same folder.
+
+    Each bucket is kept as the generic cell rate algorithm keeps one: a file holds the moment the bucket will be
+    empty of requests already let go (its theoretical arrival time). A taker reserves the next slot under the lock and
+    waits for it alone, so takers are served in the order they asked, and none is sent back to race for a slot.
+    """
 
     def __init__(
         self,
@@ -40,29 +45,25 @@ class SharedQuota:
         burst: int = IMPORT_BURST - BURST_SLACK,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.folder, self._rate, self._burst, self._clock = folder, rate, float(burst), clock
+        self.folder, self._interval, self._clock = folder, 1.0 / rate, clock
+        self._tolerance = (burst - 1) * self._interval  # how far ahead of now the bucket may be booked: the burst
         folder.mkdir(parents=True, exist_ok=True)
 
     def take(self, lane: Lane, wait: Callable[[float], None]) -> None:
-        """Takes one request's token of `lane`; while there is none, calls `wait` with the time until there is."""
+        """Takes one request's slot of `lane`; calls `wait` with the time until the slot when it is not now."""
         path = self.folder / _UNSAFE.sub("_", f"{lane.account}-{lane.region}")
-        while True:
-            with path.open("a+b") as file:
-                fcntl.flock(file, fcntl.LOCK_EX)
-                file.seek(0)
-                now = self._clock()
-                try:
-                    tokens, stamp = (float(part) for part in file.read().split())
-                except ValueError:  # a new bucket (or one torn by a crash): full
-                    tokens, stamp = self._burst, now
-                tokens = min(self._burst, tokens + max(0.0, now - stamp) * self._rate)
-                short = 1.0 - tokens
-                if short <= _ROUNDING:
-                    tokens = max(0.0, tokens - 1.0)
-                file.seek(0)
-                file.truncate()
-                file.write(f"{tokens} {now}".encode())
-                file.flush()  # a rate, not a record: no fsync
-            if short <= _ROUNDING:
-                return
-            wait(short / self._rate)
+        with path.open("a+b") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            file.seek(0)
+            now = self._clock()
+            try:
+                booked_until = max(now, float(file.read()))
+            except ValueError:  # a new bucket (or one torn by a crash): empty of bookings, so full
+                booked_until = now
+            slot = max(now, booked_until - self._tolerance)
+            file.seek(0)
+            file.truncate()
+            file.write(repr(booked_until + self._interval).encode())
+            file.flush()  # a rate, not a record: no fsync
+        if slot - now > _ROUNDING:
+            wait(slot - now)
