@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any
 
-__all__ = ["LOG_FORMATS", "JsonFormatter", "configure", "daemon_line"]
+__all__ = ["LOG_FORMATS", "TEXT_FORMAT", "JsonFormatter", "configure", "daemon_line"]
 
 LOG_FORMATS = ("text", "json")
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -66,7 +66,11 @@ def daemon_line(text: str) -> str:
     return json.dumps(line, ensure_ascii=False)
 
 
-def configure(log_format: str, level: int = logging.INFO, text_format: str = "%(message)s") -> None:
+TEXT_FORMAT = "%(asctime)s %(levelname)s defender-hub: %(message)s"
+"""A text line of `run` and its shard processes alike, shaped as the KCL daemon's own lines are (time, level)."""
+
+
+def configure(log_format: str, level: int = logging.INFO, text_format: str = TEXT_FORMAT) -> None:
     """Sends defender-hub's log lines to stderr in `log_format` ("text" or "json")."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(text_format))

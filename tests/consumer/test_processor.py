@@ -183,6 +183,14 @@ def test_every_record_reaches_security_hub_and_each_shard_is_checkpointed_at_its
     text = log.read_text()  # the processor's lines once, as they are: not again as the daemon's ERRORs
     assert text.count("processing shardId-000000000000 from TRIM_HORIZON") == 1
     assert "Received error line from subprocess" not in text
+    # Text logs a person can read: defender-hub's lines, one a batch; of the daemon's, none at INFO; a clean stop
+    # says so, and no lease "lost".
+    lines = text.splitlines()
+    assert [line for line in lines if "] INFO " in line] == []  # the daemon's INFO lines: `--verbose` only
+    batches = [line for line in lines if " records, " in line and "findings accepted" in line]
+    assert batches and all(" INFO defender-hub: shardId-" in line for line in batches)
+    assert "lost" not in text
+    assert lines[-1].endswith("INFO defender-hub: stopped: each shard checkpointed at what was delivered")
 
 
 def test_when_dead_letters_cannot_be_kept_the_job_stops_and_nothing_is_skipped(

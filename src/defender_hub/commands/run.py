@@ -209,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
             "--ledger dynamodb://TABLE, or findings may be re-sent and archival may miss what they recorded",
             file=sys.stderr,
         )
-    configure(args.log_format, text_format="defender-hub: %(message)s")
+    configure(args.log_format)
     sweep = DeliverySettings(
         environment["DEFENDER_HUB_DEAD_LETTER"],
         ledger_url,

@@ -150,9 +150,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
 def main() -> None:
     """Runs the processor for the daemon, with the settings `defender-hub run` passed in the environment."""
     env = os.environ
-    configure(
-        env.get("DEFENDER_HUB_LOG_FORMAT") or "text", text_format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure(env.get("DEFENDER_HUB_LOG_FORMAT") or "text")
     config = env.get("DEFENDER_HUB_CONFIG")
     options = load_mapping_options(
         account_id=env.get("DEFENDER_HUB_ACCOUNT_ID"),
