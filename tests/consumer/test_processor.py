@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from amazon_kclpy.checkpoint_error import CheckpointError
 
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.consumer.processor import DELIVERY_RECORDS, FindingsProcessor
@@ -619,3 +620,32 @@ def test_a_large_batch_is_delivered_and_checkpointed_in_parts(hub: LocalSecurity
     ends = [str(DELIVERY_RECORDS - 1), str(2 * DELIVERY_RECORDS - 1), str(count - 1)]
     assert [sequence for sequence, _ in checkpoints.taken] == ends
     assert [requests for _, requests in checkpoints.taken] == [1, 2, 3]  # each after its part was imported
+
+
+class _ShuttingDown(_Checkpoints):
+    """A checkpointer whose shard was handed on: every checkpoint is refused as the KCL refuses it then."""
+
+    def checkpoint(self, sequence_number: str | None, sub_sequence: int | None) -> None:
+        super().checkpoint(sequence_number, sub_sequence)
+        raise CheckpointError("ShutdownException")
+
+
+def test_once_the_shard_is_handed_on_the_rest_of_the_batch_is_not_delivered(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    count = 2 * DELIVERY_RECORDS
+    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"thing-{n}") for n in range(count)]
+    records = [
+        SimpleNamespace(sequence_number=str(n), sub_sequence_number=None, binary_data=e) for n, e in enumerate(events)
+    ]
+    dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
+    findings = FindingsProcessor(
+        EventConverter(MappingOptions()), SecurityHubSink(hub_clients(hub), dead_letters), dead_letters
+    )
+    findings.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
+    checkpoints = _ShuttingDown(hub)
+
+    findings.process_records(SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpoints))
+
+    assert [sequence for sequence, _ in checkpoints.taken] == [str(DELIVERY_RECORDS - 1)]
+    assert hub.count() == DELIVERY_RECORDS  # the second part is the new owner's to send

@@ -65,3 +65,17 @@ def test_takers_past_the_burst_are_given_successive_slots_in_the_order_they_aske
         quota.take(LANE, wait)
 
     assert waits == pytest.approx([0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize("booked", ["1e30", "inf", "nan", "-inf"])
+def test_a_booking_far_off_or_no_number_does_not_hold_the_lane(tmp_path: Path, booked: str) -> None:
+    # A clock stepped back, or a file written by a broken process: the lane must not wait for a slot hours away.
+    waits: list[float] = []
+    quota = SharedQuota(tmp_path, rate=10, burst=2, clock=lambda: 100.0)
+    quota.take(LANE, waits.append)
+    next(tmp_path.iterdir()).write_text(booked)
+
+    quota.take(LANE, waits.append)
+
+    assert waits == []
+

@@ -23,18 +23,20 @@ _MAX_PAUSE_SECONDS = 10.0
 
 def checkpoint(
     checkpointer: Any, shard: str, sequence_number: str | None = None, sub_sequence: int | None = None
-) -> None:
-    """Checkpoints `shard` at the record given (its end when none); raises SystemExit when that fails for good."""
+) -> bool:
+    """Checkpoints `shard` at the record given (its end when none); returns False when the shard is shutting down
+    (handed on: nothing more of it is this worker's), and raises SystemExit when checkpointing fails for good."""
     for attempt in range(1, CHECKPOINT_ATTEMPTS + 1):
         try:
             checkpointer.checkpoint(sequence_number, sub_sequence)
-            return
+            return True
         except CheckpointError as error:
             if error.value == "ShutdownException":
                 log.info("%s is shutting down: no checkpoint", shard)
-                return
+                return False
             if error.value == "ThrottlingException" and attempt < CHECKPOINT_ATTEMPTS:
                 time.sleep(min(_MAX_PAUSE_SECONDS, 0.2 * 2**attempt))
                 continue
             log.error("checkpoint of %s failed: %s; exiting", shard, error.value)
             raise SystemExit(1) from None
+    raise AssertionError("unreachable: the last attempt returns or exits")  # for the type checker

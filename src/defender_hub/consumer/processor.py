@@ -73,12 +73,19 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         behind = process_records_input.millis_behind_latest
         if behind is not None:
             MILLIS_BEHIND.labels(self._shard).set(behind)
+        if not records:
+            self._progressed(behind)
+            return
         for start in range(0, len(records), DELIVERY_RECORDS):
             part = records[start : start + DELIVERY_RECORDS]
             self._deliver(part)
             last = part[-1]
-            checkpoint(process_records_input.checkpointer, self._shard, last.sequence_number, last.sub_sequence_number)
-        self._progressed(behind)
+            taken = checkpoint(
+                process_records_input.checkpointer, self._shard, last.sequence_number, last.sub_sequence_number
+            )
+            if not taken:  # the shard is another worker's now: the rest of the batch is its to send
+                return
+            self._progressed(behind)  # after each part: a long batch is progress, not a stall
 
     def _deliver(self, records: list[Any]) -> None:
         """Delivers the findings of `records` and dead-letters those that make none; exits if that can't be done."""

@@ -25,6 +25,9 @@ BURST_SLACK = 5
 """Requests of the burst a worker leaves unasked. Both buckets refill at the same rate, so Security Hub's then holds at
 least this many tokens more than the worker's: a request that arrives up to half a second off the moment it was let go
 still finds one. (Asking for 90 % of the rate instead cost 10 % of the throughput.)"""
+MAX_BOOKED_AHEAD_SECONDS = 60.0
+"""How far past its burst a lane can be booked: a slot each for 600 waiting requests, far more than a worker's shard
+processes hold (one each a lane). A booking further off is garbage and is dropped."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _ROUNDING = 1e-9
 """A wait shorter than this is a rounding error, not a wait."""
@@ -43,7 +46,7 @@ class SharedQuota:
         folder: Path,
         rate: float = IMPORT_RATE,
         burst: int = IMPORT_BURST - BURST_SLACK,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,  # one clock for every process of the host, never stepped
     ) -> None:
         self.folder, self._interval, self._clock = folder, 1.0 / rate, clock
         self._tolerance = (burst - 1) * self._interval  # how far ahead of now the bucket may be booked: the burst
@@ -57,9 +60,11 @@ class SharedQuota:
             file.seek(0)
             now = self._clock()
             try:
-                booked_until = max(now, float(file.read()))
+                booked_until = float(file.read())
             except ValueError:  # a new bucket (or one torn by a crash): empty of bookings, so full
                 booked_until = now
+            if not now <= booked_until <= now + self._tolerance + MAX_BOOKED_AHEAD_SECONDS:
+                booked_until = now  # in the past (idle, so full), or no booking a worker's processes could make
             slot = max(now, booked_until - self._tolerance)
             file.seek(0)
             file.truncate()
