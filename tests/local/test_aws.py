@@ -30,3 +30,17 @@ def test_another_stack_answering_on_the_port_is_not_taken_for_the_one_started(
 
         with pytest.raises(PortTaken):
             LocalAws(first.port).start()
+
+
+def test_a_port_left_in_time_wait_by_a_stack_just_stopped_is_free() -> None:
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((LOOPBACK, 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection((LOOPBACK, port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+        client.close()
+
+    assert aws.port_is_free(port)

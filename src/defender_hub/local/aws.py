@@ -22,6 +22,8 @@ can't pass."""
 def port_is_free(port: int) -> bool:
     """Whether a server could listen on `port` of 127.0.0.1 now."""
     with socket.socket() as probe:
+        # As servers bind: a port left in TIME_WAIT by a stack just stopped is free; one listened on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((LOOPBACK, port))
         except OSError:
