@@ -43,7 +43,7 @@ import boto3
 from bench_ledger import AcceptAll
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
-from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST
+from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE, MAX_FINDINGS_PER_REQUEST
 from defender_hub.convert import EventConverter
 from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.loadgen import events_of_accounts, put_events
@@ -51,7 +51,6 @@ from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub, RequestRecord
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import JsonlDeadLetters, Outbound, SecurityHubClients, SecurityHubSink
-from defender_hub.sink.quota import IMPORT_BURST, IMPORT_RATE
 from defender_hub.synthetic import generate_events
 
 REGION = "us-east-1"

@@ -21,7 +21,9 @@ import boto3
 
 from defender_hub.config import state_dir
 from defender_hub.convert import EventConverter
+from defender_hub.errors import ConfigError
 from defender_hub.loadgen import put_events as put_load
+from defender_hub.local import AWS_PORT, DEMO_EVENTS
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
@@ -116,13 +118,13 @@ def put_events(stack: LocalStack, stream: str, shards: int, events: int) -> list
 
 
 def run_demo(
-    events: int = 3000, shards: int = 2, timeout: float = 300.0, out: Any = sys.stdout, *, keep: bool = False
+    events: int = DEMO_EVENTS, shards: int = 2, timeout: float = 300.0, out: Any = sys.stdout, *, keep: bool = False
 ) -> int:
     """Streams `events` generated events through the real consumer into the local Security Hub and explains what
     arrived; returns 0 when all of it did. With `keep`, the stack stays up until SIGINT or SIGTERM and the consumer's
     log, ledger and dead letters stay in the state directory."""
     started = time.monotonic()
-    with local_stack() as stack, _demo_folder(keep) as folder:
+    with _demo_folder(keep) as folder, local_stack() as stack:
         print(f"local stack: AWS {stack.aws.endpoint_url}, Security Hub {stack.hub.endpoint_url}", file=out)
         payloads = put_events(stack, "defender-hub-demo", shards, events)
         converter = EventConverter(MappingOptions())
@@ -191,7 +193,8 @@ def _stay_up(stack: LocalStack, folder: Path, out: Any) -> None:
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
-    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in stack.environment().items())
+    environment = stack.environment() | {"DEFENDER_HUB_STATE_DIR": str(folder)}  # the consumer's ledger, not yours
+    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in environment.items())
     print(
         f"\nKept: the consumer's log, ledger and dead letters in {folder}. The stack stays up until Ctrl-C; to look "
         f"around from another shell:\n{exports}\n  defender-hub findings",
@@ -218,14 +221,26 @@ def _follow(hub: LocalSecurityHub, expected: int, consumer: Any, deadline: float
     return arrived
 
 
+OWNED = ".defender-hub"
+"""The file that marks a folder of the state directory as defender-hub's own, to empty at will."""
+
+
+def fresh_folder(folder: Path) -> Path:
+    """Empties `folder` (making it if missing) and marks it defender-hub's; a ConfigError if it holds anything and
+    is not marked: a state directory set to a home folder must not cost its `local` or `demo` subfolder."""
+    if folder.exists() and not (folder / OWNED).exists() and any(folder.iterdir()):
+        raise ConfigError(f"{folder} is not defender-hub's, so it is left alone: move it, or pick another --state-dir")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / OWNED).write_text("made by defender-hub, which empties this folder when it needs it afresh\n")
+    return folder
+
+
 @contextmanager
 def _demo_folder(keep: bool) -> Iterator[Path]:
     """A folder for the demo's files: `demo` in the state directory (emptied first) to keep, else a temporary one."""
     if keep:
-        folder = state_dir() / "demo"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
-        yield folder
+        yield fresh_folder(state_dir() / "demo")
         return
     with tempfile.TemporaryDirectory(prefix="defender-hub-demo-") as temporary:
         yield Path(temporary)
@@ -250,6 +265,10 @@ def serve_local(
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
+    # The consumer's ledger must start empty with this stack's Security Hub, or it would hold back what the hub has
+    # not got: while pointed at the stack, state goes to a folder of this stack's port, emptied as the stack starts.
+    suffix = "" if aws_port == AWS_PORT else f"-{aws_port}"
+    session = fresh_folder(state_dir() / f"local{suffix}")
     with local_stack(aws_port, hub_port) as stack:
         lines = [
             f"# defender-hub local: ready. Kinesis, DynamoDB, SQS, S3 and STS at {stack.aws.endpoint_url}; the local "
@@ -264,17 +283,13 @@ def serve_local(
                 with path.open("rb") as file:
                     put += put_file_events(kinesis, stream, [file], sys.stderr)
             lines.append(f"# stream {stream}: {shards} shards, {put} events put")
-        # The consumer's ledger must start empty with this stack's Security Hub, or it would hold back what the
-        # hub has not got: while pointed at the stack, state goes to a folder the stack empties when it starts.
-        session = state_dir() / "local"
-        shutil.rmtree(session, ignore_errors=True)
         environment = stack.environment() | {"DEFENDER_HUB_STATE_DIR": str(session)}
         exports = [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
-        env_file = state_dir() / "local.env"
+        env_file = state_dir() / f"local{suffix}.env"
         env_file.write_text("\n".join(exports) + "\n")
         lines += exports
         lines += [
-            f"# next, in another shell: . {env_file}",
+            f"# next, in another shell: . {shlex.quote(str(env_file))}",
             f"#   defender-hub run --stream {stream or 'STREAM'} --application local   # the consumer; Ctrl-C stops it",
             "#   defender-hub findings                                      # what the local Security Hub holds",
             "# Ctrl-C stops the stack.",

@@ -55,8 +55,9 @@ def exports(ready: list[str]) -> dict[str, str]:
 @pytest.mark.daemon
 def test_the_readme_walk_local_put_run_findings(tmp_path: Path) -> None:
     state = {"DEFENDER_HUB_STATE_DIR": str(tmp_path / "state")}
+    aws_port = free_port()  # not 4566, which may be another stack's: its files are named for the port
     local = subprocess.Popen(
-        [*CLI, "local", "--aws-port", str(free_port()), "--securityhub-port", str(free_port()),
+        [*CLI, "local", "--aws-port", str(aws_port), "--securityhub-port", str(free_port()),
          "--put", str(GOLDEN / "reference-events.jsonl")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | state,
     )  # fmt: skip
@@ -69,7 +70,7 @@ def test_the_readme_walk_local_put_run_findings(tmp_path: Path) -> None:
         assert ready[0].startswith("# defender-hub local: ready.")
         assert "# stream device-defender: 2 shards, 3 events put" in ready
         environment = exports(ready)
-        assert (tmp_path / "state" / "local.env").read_text().splitlines() == [
+        assert (tmp_path / "state" / f"local-{aws_port}.env").read_text().splitlines() == [
             line for line in ready if line.startswith("export")
         ]
         run = next(line for line in ready if "defender-hub run" in line).lstrip("# ").split("#")[0].split()[1:]
@@ -96,4 +97,22 @@ def test_the_readme_walk_local_put_run_findings(tmp_path: Path) -> None:
     assert len(rows) == 4, table
     assert {row.split()[3] for row in rows[1:]} >= {"Detect", "Audit"}
     # The consumer's state went to the state directory's folder for the local stack, which starts empty with it.
-    assert (tmp_path / "state" / "local" / "ledger.sqlite3").exists()
+    assert (tmp_path / "state" / f"local-{aws_port}" / "ledger.sqlite3").exists()
+
+
+@pytest.mark.parametrize("command", [["local"], ["demo", "--keep"]])
+def test_a_folder_it_did_not_make_is_never_emptied(command: list[str], tmp_path: Path) -> None:
+    port = free_port()  # a stack's folder is named for its port, but for the default port's
+    folder = tmp_path / (f"local-{port}" if command == ["local"] else "demo")
+    folder.mkdir()
+    (folder / "precious.txt").write_text("someone's")
+
+    done = subprocess.run(
+        [*CLI, *command, *(["--aws-port", str(port)] if command == ["local"] else [])],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)),
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert f"{folder} is not defender-hub's" in done.stderr
+    assert (folder / "precious.txt").read_text() == "someone's"

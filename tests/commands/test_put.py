@@ -93,3 +93,18 @@ def test_findings_lists_the_active_ones_newest_first_and_archived_on_request(
         "finding-1",
         "finding-0",
     ]
+
+
+def test_put_of_a_file_that_does_not_exist_says_so(local_aws: LocalAws, tmp_path: Path) -> None:
+    kinesis = local_client("kinesis", local_aws.endpoint_url)
+    kinesis.create_stream(StreamName="put-missing", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName="put-missing", WaiterConfig={"Delay": 0.2})
+
+    done = subprocess.run(
+        [*CLI, "put", "--stream", "put-missing", str(tmp_path / "nope.jsonl")],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=local_aws_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url),
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr == f"defender-hub: configuration error: no such file: {tmp_path / 'nope.jsonl'}\n"

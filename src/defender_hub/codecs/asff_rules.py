@@ -15,6 +15,8 @@ from defender_hub.codecs.asff import SCHEMA_VERSION
 __all__ = [
     "ACCOUNT_ID",
     "COMPLIANCE_STATUSES",
+    "IMPORT_BURST",
+    "IMPORT_RATE",
     "MAX_FINDINGS_PER_REQUEST",
     "MAX_FINDING_BYTES",
     "MAX_REQUEST_BYTES",
@@ -27,6 +29,9 @@ __all__ = [
 ]
 
 MAX_FINDINGS_PER_REQUEST = 100
+IMPORT_RATE = 10.0
+"""BatchImportFindings requests a second, per account and Region."""
+IMPORT_BURST = 30
 MAX_REQUEST_BYTES = 6_000_000
 MAX_FINDING_BYTES = 240_000
 

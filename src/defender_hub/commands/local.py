@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE
 from defender_hub.commands.common import EXIT_OK, stop_on_signals
 from defender_hub.errors import ConfigError, PortTaken
+from defender_hub.local import AWS_PORT, DEMO_EVENTS, LOCAL_STREAM, SECURITYHUB_PORT
 from defender_hub.local.securityhub import DEFAULT_ACCOUNT, DEFAULT_REGION, LocalSecurityHub
-from defender_hub.sink.quota import IMPORT_BURST, IMPORT_RATE
 
 __all__ = ["add"]
 
@@ -105,13 +106,6 @@ def add(commands: Any) -> None:
     demo.set_defaults(handler=_demo)
     local.set_defaults(handler=_local)
     local_hub.set_defaults(handler=_local_securityhub)
-
-
-AWS_PORT = 4566
-"""moto's port unless told otherwise: LocalStack's, which AWS tools' local setups already expect."""
-SECURITYHUB_PORT = 4510
-DEMO_EVENTS = 3000
-LOCAL_STREAM = "device-defender"
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -84,6 +84,9 @@ def _put(args: argparse.Namespace) -> int:
         kinesis.describe_stream_summary(StreamName=args.stream)
     except kinesis.exceptions.ResourceNotFoundException:
         raise ConfigError(f"there is no stream {args.stream!r} (`defender-hub local --put FILE` makes one)") from None
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        raise ConfigError(f"no such file: {', '.join(missing)}")
     skipped = _Counting(sys.stderr)
     opened = [path.open("rb") for path in args.files] if args.files else [sys.stdin.buffer]
     try:

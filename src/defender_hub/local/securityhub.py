@@ -35,10 +35,16 @@ from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from defender_hub.codecs.asff_rules import ACCOUNT_ID, MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES, finding_problems
+from defender_hub.codecs.asff_rules import (
+    ACCOUNT_ID,
+    IMPORT_BURST,
+    IMPORT_RATE,
+    MAX_FINDINGS_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    finding_problems,
+)
 from defender_hub.errors import PortTaken
 from defender_hub.local.replies import JsonHandler, serve_in_background
-from defender_hub.sink.quota import IMPORT_BURST, IMPORT_RATE
 
 __all__ = ["Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
 

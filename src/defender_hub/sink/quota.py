@@ -14,13 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE
 from defender_hub.sink.lanes import Lane
 
-__all__ = ["BURST_SLACK", "IMPORT_BURST", "IMPORT_RATE", "SharedQuota"]
+__all__ = ["BURST_SLACK", "SharedQuota"]
 
-IMPORT_RATE = 10.0
-"""BatchImportFindings requests a second, per account and Region."""
-IMPORT_BURST = 30
 BURST_SLACK = 5
 """Requests of the burst a worker leaves unasked. Both buckets refill at the same rate, so Security Hub's then holds at
 least this many tokens more than the worker's: a request that arrives up to half a second off the moment it was let go
