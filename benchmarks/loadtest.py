@@ -242,8 +242,9 @@ def local_stack() -> Iterator[tuple[LocalStack, Callable[[], float]]]:
         moto_pid, own_before = aws._process.pid, own_cpu()
 
         def stand_ins() -> float:
-            moto = process_use(moto_pid)
-            return (moto.cpu_seconds if moto else 0.0) + own_cpu() - own_before
+            # hypercorn serves moto from a process it spawned: moto's CPU is its tree's.
+            moto = [process_use(pid) for pid in (moto_pid, *descendants(moto_pid))]
+            return sum(use.cpu_seconds for use in moto if use) + own_cpu() - own_before
 
         yield LocalStack(aws, hub), stand_ins
 

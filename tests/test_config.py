@@ -133,3 +133,26 @@ def test_commands_keep_their_state_in_the_state_directory_not_the_working_one(
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "state" / "ledger.sqlite3").exists()
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("former", "flag"),
+    [("defender-hub-ledger.sqlite3", "--ledger sqlite:///defender-hub-ledger.sqlite3"),
+     ("dead-letters.jsonl", "--dead-letter dead-letters.jsonl")],
+)  # fmt: skip
+def test_a_state_file_where_its_former_default_put_it_stops_the_command(
+    tmp_path: Path, hub: LocalSecurityHub, former: str, flag: str
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / former).write_text("")
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url, DEFENDER_HUB_STATE_DIR=str(tmp_path / "state"))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "defender_hub", "refresh"], cwd=work, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    said = f"{former} is here, where it was by default before the state directory: go on with it ({flag})"
+    assert said in done.stderr

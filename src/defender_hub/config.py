@@ -24,6 +24,7 @@ __all__ = [
     "default_ledger",
     "load_mapping_options",
     "load_run_settings",
+    "refuse_former_defaults",
     "state_dir",
 ]
 
@@ -79,6 +80,24 @@ def state_dir(given: str | Path | None = None) -> Path:
     except OSError as exc:
         raise ConfigError(f"the state directory {folder} can't be made: {exc.strerror}") from None
     return folder
+
+
+_FORMER_DEFAULTS = (
+    ("defender-hub-ledger.sqlite3", "--ledger sqlite:///defender-hub-ledger.sqlite3", LEDGER_FILE),
+    ("dead-letters.jsonl", "--dead-letter dead-letters.jsonl", DEAD_LETTERS_FILE),
+)
+"""The state files' defaults before the state directory: files in the working directory."""
+
+
+def refuse_former_defaults(*, ledger_given: bool, dead_letter_given: bool, state: str | Path | None) -> None:
+    """Raises ConfigError when a state file is where its former default put it and the new default would be taken
+    instead: a ledger swapped unseen sends everything again and archives nothing it knew; dead letters, no redrive."""
+    for (name, flag, new_name), given in zip(_FORMER_DEFAULTS, (ledger_given, dead_letter_given), strict=True):
+        if not given and Path(name).exists():
+            raise ConfigError(
+                f"{name} is here, where it was by default before the state directory: go on with it ({flag}), or "
+                f"move it to {state_dir(state) / new_name}"
+            )
 
 
 def default_dead_letters(state: str | Path | None = None) -> str:

@@ -9,7 +9,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from defender_hub.config import DEAD_LETTERS_FILE, LEDGER_FILE, STATE_DIR_HELP, default_dead_letters, default_ledger
+from defender_hub.config import (
+    DEAD_LETTERS_FILE,
+    LEDGER_FILE,
+    STATE_DIR_HELP,
+    default_dead_letters,
+    default_ledger,
+    refuse_former_defaults,
+)
 from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 
@@ -126,6 +133,11 @@ def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
     """The delivery settings of the flags `delivery_flags` added."""
     from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415 - boto3 for AWS commands only
 
+    refuse_former_defaults(
+        ledger_given=bool(args.ledger) or not args.ledger_by_default,
+        dead_letter_given=bool(args.dead_letter),
+        state=args.state_dir,
+    )
     ledger = args.ledger or (default_ledger(args.state_dir) if args.ledger_by_default else None)
     return DeliverySettings(
         args.dead_letter or default_dead_letters(args.state_dir),

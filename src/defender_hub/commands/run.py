@@ -31,6 +31,7 @@ from defender_hub.config import (
     default_ledger,
     load_mapping_options,
     load_run_settings,
+    refuse_former_defaults,
 )
 from defender_hub.consumer.health import note_daemon
 from defender_hub.consumer.launcher import INITIAL_POSITIONS, MAX_RECORDS, RETRIEVAL_MODES
@@ -157,6 +158,9 @@ def _run(args: argparse.Namespace) -> int:
         if value is None:
             value = from_file.get(name, run_defaults.get(name))
         setattr(args, name, value)
+    refuse_former_defaults(
+        ledger_given=args.ledger is not None, dead_letter_given=args.dead_letter is not None, state=args.state_dir
+    )
     args.dead_letter = args.dead_letter or default_dead_letters(args.state_dir)
     args.ledger = args.ledger or default_ledger(args.state_dir)
     region = _checked(args)
@@ -181,6 +185,7 @@ def _run(args: argparse.Namespace) -> int:
         **({"DEFENDER_HUB_HEALTH_DIR": str(Path(args.health_dir).resolve())} if args.health_dir else {}),
         "DEFENDER_HUB_QUOTA_DIR": quota_dir,
         "DEFENDER_HUB_DAEMON_LOG_LEVEL": "INFO" if args.verbose else "WARN",
+        "DEFENDER_HUB_DAEMON_START_LOG_LEVEL": "INFO" if args.verbose else "ERROR",
         **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if metrics_dir else {}),
         "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
         if "://" not in args.dead_letter

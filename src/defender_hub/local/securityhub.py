@@ -481,6 +481,11 @@ class LocalSecurityHub:
         if not 1 <= max_results <= 100:
             raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", "MaxResults must be 1 to 100")
         offset = int(base64.b64decode(request["NextToken"])) if request.get("NextToken") else 0
+        # The first criterion sorts last, so that it wins; each is checked before anything is answered.
+        sorts = [
+            (_sort_key(criterion.get("Field")), criterion.get("SortOrder") == "desc")
+            for criterion in reversed(request.get("SortCriteria") or [])
+        ]
         wall = datetime.now(UTC)
         with self._lock:
             matching = [
@@ -493,8 +498,8 @@ class LocalSecurityHub:
                 and _map_match(doc.get("ProductFields") or {}, list(filters.get("ProductFields", [])))
             ]
             self._log(RequestRecord("GetFindings", 200, len(matching), at=now))
-        for criterion in reversed(request.get("SortCriteria") or []):  # the first criterion sorts last: it wins
-            matching.sort(key=_sort_key(criterion.get("Field")), reverse=criterion.get("SortOrder") == "desc")
+        for key, descending in sorts:
+            matching.sort(key=key, reverse=descending)
         page = matching[offset : offset + max_results]
         response: dict[str, Any] = {"Findings": copy.deepcopy(page)}
         if offset + max_results < len(matching):
