@@ -87,7 +87,8 @@ def test_the_container_delivers_a_stream_as_a_non_root_user_with_json_logs_and_a
     payloads = [*events[:30], POISON[0], *events[30:]]
     placed = stream.put(payloads)
     with LocalSecurityHub() as hub:
-        container = Container(podman, image, LocalStack(local_aws, hub), stream)
+        # --verbose: the daemon's INFO lines too, to see that its own lines come out as JSON like the rest
+        container = Container(podman, image, LocalStack(local_aws, hub), stream, "--verbose")
         try:
             wait_until_all_delivered(stream, hub, events, placed)
             daemon = json.loads(container.exec("cat", "/var/lib/defender-hub/health/daemon.json"))
