@@ -78,4 +78,3 @@ def test_a_booking_far_off_or_no_number_does_not_hold_the_lane(tmp_path: Path, b
     quota.take(LANE, waits.append)
 
     assert waits == []
-
