@@ -602,18 +602,29 @@ class _Checkpoints:
         self.taken.append((sequence_number, len(self.hub.requests("BatchImportFindings"))))
 
 
-def test_a_large_batch_is_delivered_and_checkpointed_in_parts(hub: LocalSecurityHub, tmp_path: Path) -> None:
-    count = 2 * DELIVERY_RECORDS + 1
-    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"thing-{n % 3}") for n in range(count)]
-    records = [
+def kcl_records(events: list[bytes]) -> list[SimpleNamespace]:
+    """The events as the KCL hands records to a processor, numbered from 0."""
+    return [
         SimpleNamespace(sequence_number=str(n), sub_sequence_number=None, binary_data=e) for n, e in enumerate(events)
     ]
+
+
+def processor_of(hub: LocalSecurityHub, tmp_path: Path) -> FindingsProcessor:
+    """A shard's processor, as `main` makes it, delivering to the local hub; initialized for shard 0."""
     dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
     findings = FindingsProcessor(
         EventConverter(MappingOptions()), SecurityHubSink(hub_clients(hub), dead_letters), dead_letters
     )
-    checkpoints = _Checkpoints(hub)
     findings.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
+    return findings
+
+
+def test_a_large_batch_is_delivered_and_checkpointed_in_parts(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    count = 2 * DELIVERY_RECORDS + 1
+    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"thing-{n % 3}") for n in range(count)]
+    records = kcl_records(events)
+    findings = processor_of(hub, tmp_path)
+    checkpoints = _Checkpoints(hub)
 
     findings.process_records(SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpoints))
 
@@ -635,14 +646,8 @@ def test_once_the_shard_is_handed_on_the_rest_of_the_batch_is_not_delivered(
 ) -> None:
     count = 2 * DELIVERY_RECORDS
     events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"thing-{n}") for n in range(count)]
-    records = [
-        SimpleNamespace(sequence_number=str(n), sub_sequence_number=None, binary_data=e) for n, e in enumerate(events)
-    ]
-    dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
-    findings = FindingsProcessor(
-        EventConverter(MappingOptions()), SecurityHubSink(hub_clients(hub), dead_letters), dead_letters
-    )
-    findings.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
+    records = kcl_records(events)
+    findings = processor_of(hub, tmp_path)
     checkpoints = _ShuttingDown(hub)
 
     findings.process_records(SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpoints))
