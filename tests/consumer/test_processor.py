@@ -22,15 +22,17 @@ import pytest
 from amazon_kclpy.checkpoint_error import CheckpointError
 
 from defender_hub.checkpoints import SqliteLedger
-from defender_hub.consumer.processor import DELIVERY_RECORDS, FindingsProcessor
+from defender_hub.codecs.asff_rules import IMPORT_BURST
+from defender_hub.consumer.processor import DELIVERY_RECORDS, HOLD_SECONDS, FindingsProcessor
 from defender_hub.convert import EventConverter
 from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import JsonlDeadLetters, SecurityHubSink
+from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
+from defender_hub.sink.quota import SharedQuota
 from defender_hub.synthetic import EventMix, generate_events, partition_key
-from tests.helpers import DAY_MS, Pipeline, holds_latest, hub_clients, latest_versions, local_client, violation
+from tests.helpers import ACCOUNT, DAY_MS, Pipeline, holds_latest, hub_clients, latest_versions, local_client, violation
 
 POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
@@ -609,11 +611,11 @@ def kcl_records(events: list[bytes]) -> list[SimpleNamespace]:
     ]
 
 
-def processor_of(hub: LocalSecurityHub, tmp_path: Path) -> FindingsProcessor:
+def processor_of(hub: LocalSecurityHub, tmp_path: Path, quota: SharedQuota | None = None) -> FindingsProcessor:
     """A shard's processor, as `main` makes it, delivering to the local hub; initialized for shard 0."""
     dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
     findings = FindingsProcessor(
-        EventConverter(MappingOptions()), SecurityHubSink(hub_clients(hub), dead_letters), dead_letters
+        EventConverter(MappingOptions()), SecurityHubSink(hub_clients(hub), dead_letters, quota=quota), dead_letters
     )
     findings.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
     return findings
@@ -654,3 +656,50 @@ def test_once_the_shard_is_handed_on_the_rest_of_the_batch_is_not_delivered(
 
     assert [sequence for sequence, _ in checkpoints.taken] == [str(DELIVERY_RECORDS - 1)]
     assert hub.count() == DELIVERY_RECORDS  # the second part is the new owner's to send
+
+
+def busy_quota(folder: Path) -> SharedQuota:
+    """A worker's quota whose lane of the test's findings is booked 3 s past its burst, as by other shards."""
+    quota, lane = SharedQuota(folder), Lane("aws", ACCOUNT, "us-east-1")
+    for _ in range(IMPORT_BURST + 30):
+        quota.take(lane, lambda _: None)
+    assert quota.busy(lane)
+    return quota
+
+
+def test_a_small_batch_waits_for_the_next_while_its_lane_is_short_of_quota(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    events = [violation("in-alarm", 1_700_000_000_000, 1_700_000_000_000, f"thing-{n}") for n in range(6)]
+    records = kcl_records(events)
+    findings = processor_of(hub, tmp_path, busy_quota(tmp_path / "quota"))
+    checkpoints = _Checkpoints(hub)
+
+    findings.process_records(SimpleNamespace(records=records[:3], millis_behind_latest=0, checkpointer=checkpoints))
+    held = (hub.count(), list(checkpoints.taken))
+    time.sleep(HOLD_SECONDS)  # the next batch comes later than a held one may wait
+    findings.process_records(SimpleNamespace(records=records[3:], millis_behind_latest=0, checkpointer=checkpoints))
+    findings.process_records(SimpleNamespace(records=[], millis_behind_latest=0, checkpointer=checkpoints))
+
+    assert held == (0, [])  # nothing sent, nothing checkpointed past what was not sent
+    assert hub.count() == 6  # once held as long as it may, with the batch that came
+    assert [sequence for sequence, _ in checkpoints.taken] == ["5"]
+
+
+def test_what_is_held_goes_with_the_next_batch_in_one_request_and_before_a_stop(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    events = [violation("in-alarm", 1_700_000_000_000, 1_700_000_000_000, f"thing-{n}") for n in range(6)]
+    records = kcl_records(events)
+    findings = processor_of(hub, tmp_path, busy_quota(tmp_path / "quota"))
+    checkpoints = _Checkpoints(hub)
+
+    findings.process_records(SimpleNamespace(records=records[:2], millis_behind_latest=0, checkpointer=checkpoints))
+    findings.process_records(SimpleNamespace(records=records[2:4], millis_behind_latest=0, checkpointer=checkpoints))
+    together = len(hub.requests("BatchImportFindings"))
+    findings.process_records(SimpleNamespace(records=records[4:], millis_behind_latest=0, checkpointer=checkpoints))
+    findings.shutdown_requested(SimpleNamespace(checkpointer=checkpoints))
+
+    assert together == 0 and hub.count() == 6
+    assert len(hub.requests("BatchImportFindings")) == 1  # six findings of three batches in one request
+    assert [sequence for sequence, _ in checkpoints.taken] == ["5", None]  # delivered, then the stop's checkpoint

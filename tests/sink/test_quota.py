@@ -78,3 +78,16 @@ def test_a_booking_far_off_or_no_number_does_not_hold_the_lane(tmp_path: Path, b
     quota.take(LANE, waits.append)
 
     assert waits == []
+
+
+def test_a_lane_is_busy_while_less_than_a_second_of_its_quota_is_unbooked(tmp_path: Path) -> None:
+    now = [100.0]
+    quota = SharedQuota(tmp_path, rate=10, burst=25, clock=lambda: now[0])
+    for _ in range(14):
+        quota.take(LANE, lambda _: None)
+    assert not quota.busy(LANE)  # eleven slots left
+
+    quota.take(LANE, lambda _: None)
+    assert quota.busy(LANE)  # ten left: a second's worth
+    now[0] += 0.2
+    assert not quota.busy(LANE)

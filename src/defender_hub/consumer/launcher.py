@@ -126,6 +126,8 @@ def properties(settings: DaemonSettings) -> str:
         "shutdownGraceMillis": str(settings.shutdown_grace_millis),
         "shardSyncIntervalMillis": "1000",
         "parentShardPollIntervalMillis": "1000",
+        # An empty poll still calls the processor, so a small batch it holds for the next is sent when none comes.
+        "callProcessRecordsEvenForEmptyRecordList": "true",
     }
     if settings.timestamp:
         lines["initialPositionInStreamExtended"] = settings.timestamp

@@ -32,12 +32,17 @@ from defender_hub.errors import EventError, SinkError, SinkStopped
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.logs import configure
 from defender_hub.metrics import DELIVERY_SECONDS, FINDINGS, MILLIS_BEHIND, OUTCOMES, RECORDS
-from defender_hub.sink import DeadLetter, DeadLetters, Outbound, RecordOrigin, Sink
+from defender_hub.sink import DeadLetter, DeadLetters, Lane, Outbound, RecordOrigin, Sink
 
 __all__ = ["FindingsProcessor", "main"]
 
 log = logging.getLogger("defender_hub.consumer")
 
+HOLD_RECORDS = 100
+"""A batch of fewer records (with what is held) may be held for the next, to share its requests."""
+HOLD_SECONDS = 0.5
+"""Age past which a held batch goes with the next call: under the KCL's second between polls, so a batch waits for
+one more at most."""
 DELIVERY_RECORDS = 2500
 """Records delivered, then checkpointed, at a time. A batch of GetRecords' 10,000 made into findings at once took
 385 MB a shard process; a part this size takes about a quarter, and still fills its requests but the last."""
@@ -55,6 +60,10 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         self._health = health
         self._shard = "unknown"
         self._stopping = False
+        self._held: list[Any] = []
+        self._held_outbound: list[Outbound] = []
+        self._held_poison: list[DeadLetter] = []
+        self._held_since: float | None = None
 
     def _progressed(self, behind_ms: int | None) -> None:
         if self._health is not None:
@@ -68,29 +77,52 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
 
     def process_records(self, process_records_input: Any) -> None:
         """Delivers the records' findings, dead-letters records that make none, and checkpoints after each part of
-        the batch once its findings are delivered."""
+        the batch once its findings are delivered. A small batch whose lanes are short of quota waits for the next
+        (at most HOLD_SECONDS) to share its requests."""
         records = process_records_input.records
         behind = process_records_input.millis_behind_latest
+        checkpointer = process_records_input.checkpointer
         if behind is not None:
             MILLIS_BEHIND.labels(self._shard).set(behind)
-        if not records:
-            self._progressed(behind)
+        if records and len(self._held) + len(records) < HOLD_RECORDS:
+            self._hold(records)
+            records = []
+        if self._held and not (records or self._may_wait()) and not self._flush(checkpointer):
+            return
+        if self._held and records and not self._flush(checkpointer):
             return
         for start in range(0, len(records), DELIVERY_RECORDS):
             part = records[start : start + DELIVERY_RECORDS]
-            self._deliver(part)
-            last = part[-1]
-            taken = checkpoint(
-                process_records_input.checkpointer, self._shard, last.sequence_number, last.sub_sequence_number
-            )
-            if not taken:  # the shard is another worker's now: the rest of the batch is its to send
-                return
+            if not self._deliver_and_checkpoint(checkpointer, part, *self._map(part)):
+                return  # the shard is another worker's now: the rest of the batch is its to send
             self._progressed(behind)  # after each part: a long batch is progress, not a stall
+        self._progressed(behind)
 
-    def _deliver(self, records: list[Any]) -> None:
-        """Delivers the findings of `records` and dead-letters those that make none; exits if that can't be done."""
+    def _hold(self, records: list[Any]) -> None:
+        """Keeps a small batch, mapped, for a request it may share with the next."""
+        outbound, poison = self._map(records)
+        self._held += records
+        self._held_outbound += outbound
+        self._held_poison += poison
+        if self._held_since is None:
+            self._held_since = time.monotonic()
+
+    def _may_wait(self) -> bool:
+        """Whether what is held may wait for the next batch: it is young, and a request now would wait anyway."""
+        if self._held_since is None or time.monotonic() - self._held_since >= HOLD_SECONDS:
+            return False
+        lanes = {Lane.of_finding(item.finding) for item in self._held_outbound}
+        return bool(lanes) and self._sink.busy(lanes)
+
+    def _flush(self, checkpointer: Any) -> bool:
+        """Delivers what is held and checkpoints past it; returns False when the shard was handed on."""
+        held, outbound, poison = self._held, self._held_outbound, self._held_poison
+        self._held, self._held_outbound, self._held_poison, self._held_since = [], [], [], None
+        return self._deliver_and_checkpoint(checkpointer, held, outbound, poison)
+
+    def _map(self, records: list[Any]) -> tuple[list[Outbound], list[DeadLetter]]:
+        """The findings of `records`, and the dead letters of those that make none."""
         RECORDS.labels(self._shard).inc(len(records))
-        started = time.monotonic()
         outbound: list[Outbound] = []
         poison: list[DeadLetter] = []
         for record in records:
@@ -103,6 +135,19 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             except Exception as exc:  # a defect of ours: keep the record for a redrive, not the shard waiting
                 log.exception("internal error mapping %s %s", self._shard, record.sequence_number)
                 poison.append(DeadLetter.for_record(data, f"internal error: {type(exc).__name__}: {exc}", origin))
+        return outbound, poison
+
+    def _deliver_and_checkpoint(
+        self, checkpointer: Any, records: list[Any], outbound: list[Outbound], poison: list[DeadLetter]
+    ) -> bool:
+        """Delivers, then checkpoints at the last of `records`; returns False when the shard was handed on."""
+        self._deliver(records, outbound, poison)
+        last = records[-1]
+        return checkpoint(checkpointer, self._shard, last.sequence_number, last.sub_sequence_number)
+
+    def _deliver(self, records: list[Any], outbound: list[Outbound], poison: list[DeadLetter]) -> None:
+        """Delivers `outbound` and dead-letters `poison`, the findings of `records`; exits if that can't be done."""
+        started = time.monotonic()
         try:
             self._dead_letters.put(poison)
             report = self._sink.deliver(outbound)
@@ -136,19 +181,24 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         )
 
     def lease_lost(self, lease_lost_input: Any) -> None:
-        """Another worker has the shard now: nothing to checkpoint, nothing in flight survives this call."""
+        """Another worker has the shard now: nothing to checkpoint, nothing in flight or held survives this call."""
+        self._held, self._held_outbound, self._held_poison, self._held_since = [], [], [], None
         if self._stopping:  # the KCL lets go of the lease after a stop it asked for: that is no news
             log.debug("lease of %s let go on stopping", self._shard)
         else:
             log.info("lease of %s lost: another worker has the shard now", self._shard)
 
     def shard_ended(self, shard_ended_input: Any) -> None:
-        """Checkpoints the shard's end, without which its children never start."""
+        """Delivers what is held, then checkpoints the shard's end, without which its children never start."""
+        if self._held and not self._flush(shard_ended_input.checkpointer):
+            return
         checkpoint(shard_ended_input.checkpointer, self._shard)
         log.info("%s ended: checkpointed at its end", self._shard)
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
-        """Checkpoints what was delivered: process_records returns only after delivering, so that is everything."""
+        """Delivers what is held, then checkpoints at the last record received: all of it is delivered then."""
+        if self._held and not self._flush(shutdown_requested_input.checkpointer):
+            return
         checkpoint(shutdown_requested_input.checkpointer, self._shard)
         self._stopping = True
         log.info("%s: stopping, checkpointed at what was delivered", self._shard)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, DeferredRefreshableCredentials
 
+from defender_hub.codecs.asff import Finding
 from defender_hub.errors import ConfigError, LaneRefused
 from defender_hub.mapping.aws import region_problem
 
@@ -45,6 +47,13 @@ class Lane:
         parts = str(doc.get("ProductArn", "")).split(":")
         parts += [""] * (5 - len(parts))
         return cls(parts[1], parts[4] or str(doc.get("AwsAccountId", "")), parts[3])
+
+    @classmethod
+    def of_finding(cls, finding: Finding | Mapping[str, Any]) -> Lane:
+        """The lane of a finding as mapped, or as parsed JSON."""
+        if isinstance(finding, Finding):
+            return cls.of({"ProductArn": finding.product_arn, "AwsAccountId": finding.aws_account_id})
+        return cls.of(dict(finding))
 
     def __str__(self) -> str:
         return f"{self.account}/{self.region}"

@@ -119,6 +119,10 @@ class Sink(Protocol):
         """Delivers `outbound`; raises SinkError when that can't be done, and nothing past it may be checkpointed."""
         ...
 
+    def busy(self, lanes: Iterable[Lane]) -> bool:
+        """Whether a request to any of `lanes` would now wait for the quota (False when it can't tell)."""
+        ...
+
 
 class SecurityHubSink:
     """Delivers findings to Security Hub, lane by lane; `deliver` is the seam the consumer checkpoints on."""
@@ -146,6 +150,10 @@ class SecurityHubSink:
         self._parked: dict[Lane, tuple[float, str, str]] = {}
         self.parked_findings: Counter[Lane] = Counter()
         """The findings this sink parked, by lane."""
+
+    def busy(self, lanes: Iterable[Lane]) -> bool:
+        """Whether a request to any of `lanes` would now wait for this worker's share of the quota."""
+        return self._quota is not None and any(self._quota.busy(lane) for lane in lanes)
 
     def parked_lanes(self) -> dict[Lane, str]:
         """The lanes this sink parks now, with the reason."""
