@@ -23,6 +23,7 @@ from defender_hub.config import state_dir
 from defender_hub.convert import EventConverter
 from defender_hub.errors import ConfigError
 from defender_hub.loadgen import put_events as put_load
+from defender_hub.loadgen import put_lines
 from defender_hub.local import AWS_PORT, DEMO_EVENTS
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
@@ -260,8 +261,6 @@ def serve_local(
     generated events and the events of `put_files` on it, then prints a ready line, the environment that points tools
     at the stack (also written to local.env in the state directory) and the next commands. That environment keeps
     the consumer's state in the state directory's `local` folder, emptied here: it starts empty, as the hub does."""
-    from defender_hub.commands.put import put_files as put_file_events  # noqa: PLC0415 - a command's helper
-
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
@@ -281,7 +280,7 @@ def serve_local(
             put = put_load(kinesis, stream, generate_events(events, seed=2026)) if events else 0
             for path in put_files or []:
                 with path.open("rb") as file:
-                    put += put_file_events(kinesis, stream, [file], sys.stderr)
+                    put += put_lines(kinesis, stream, [file], sys.stderr)[0]
             lines.append(f"# stream {stream}: {shards} shards, {put} events put")
         environment = stack.environment() | {"DEFENDER_HUB_STATE_DIR": str(session)}
         exports = [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]

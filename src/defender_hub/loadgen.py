@@ -6,12 +6,12 @@ import json
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
 from defender_hub.forwarder import PUT_RECORDS, Record, put_records
 from defender_hub.synthetic import generate_events, partition_key
 
-__all__ = ["events_of_accounts", "generated", "put_events"]
+__all__ = ["events_of_accounts", "generated", "put_events", "put_lines"]
 
 
 def events_of_accounts(events: Iterable[bytes], accounts: int) -> Iterator[bytes]:
@@ -53,6 +53,32 @@ def put_events(
         put += put_records(kinesis, stream, batch, sleep=sleep)
         progress(put)
     return put
+
+
+def put_lines(kinesis: Any, stream: str, sources: Iterable[IO[bytes]], problems: IO[str]) -> tuple[int, int]:
+    """Puts each JSON-object line of `sources` on `stream`, skipping blank lines and naming each other line to
+    `problems`; returns how many were put and how many were not."""
+    skipped = 0
+
+    def events() -> Iterator[bytes]:
+        nonlocal skipped
+        for source in sources:
+            for number, line in enumerate(source, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    is_object = isinstance(json.loads(line), dict)
+                except ValueError:
+                    is_object = False
+                if is_object:
+                    yield line.strip()
+                else:
+                    skipped += 1
+                    print(
+                        f"{getattr(source, 'name', 'stdin')}: line {number}: not a JSON object; not put", file=problems
+                    )
+
+    return put_events(kinesis, stream, events()), skipped
 
 
 def generated(count: int, seed: int, accounts: int) -> Iterator[bytes]:

@@ -611,6 +611,11 @@ def kcl_records(events: list[bytes]) -> list[SimpleNamespace]:
     ]
 
 
+def kcl_batch(records: list[SimpleNamespace], checkpointer: Any) -> SimpleNamespace:
+    """A processRecords call's input, as the KCL gives it, for records at the tip of the stream."""
+    return SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpointer)
+
+
 def processor_of(hub: LocalSecurityHub, tmp_path: Path, quota: SharedQuota | None = None) -> FindingsProcessor:
     """A shard's processor, as `main` makes it, delivering to the local hub; initialized for shard 0."""
     dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
@@ -628,7 +633,7 @@ def test_a_large_batch_is_delivered_and_checkpointed_in_parts(hub: LocalSecurity
     findings = processor_of(hub, tmp_path)
     checkpoints = _Checkpoints(hub)
 
-    findings.process_records(SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpoints))
+    findings.process_records(kcl_batch(records, checkpoints))
 
     ends = [str(DELIVERY_RECORDS - 1), str(2 * DELIVERY_RECORDS - 1), str(count - 1)]
     assert [sequence for sequence, _ in checkpoints.taken] == ends
@@ -652,7 +657,7 @@ def test_once_the_shard_is_handed_on_the_rest_of_the_batch_is_not_delivered(
     findings = processor_of(hub, tmp_path)
     checkpoints = _ShuttingDown(hub)
 
-    findings.process_records(SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpoints))
+    findings.process_records(kcl_batch(records, checkpoints))
 
     assert [sequence for sequence, _ in checkpoints.taken] == [str(DELIVERY_RECORDS - 1)]
     assert hub.count() == DELIVERY_RECORDS  # the second part is the new owner's to send
@@ -667,19 +672,24 @@ def busy_quota(folder: Path) -> SharedQuota:
     return quota
 
 
+def six_things_on_a_busy_lane(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> tuple[list[SimpleNamespace], FindingsProcessor, _Checkpoints]:
+    """Six things' alarms as records, a processor whose lane is short of quota, and its checkpointer."""
+    events = [violation("in-alarm", 1_700_000_000_000, 1_700_000_000_000, f"thing-{n}") for n in range(6)]
+    return kcl_records(events), processor_of(hub, tmp_path, busy_quota(tmp_path / "quota")), _Checkpoints(hub)
+
+
 def test_a_small_batch_waits_for_the_next_while_its_lane_is_short_of_quota(
     hub: LocalSecurityHub, tmp_path: Path
 ) -> None:
-    events = [violation("in-alarm", 1_700_000_000_000, 1_700_000_000_000, f"thing-{n}") for n in range(6)]
-    records = kcl_records(events)
-    findings = processor_of(hub, tmp_path, busy_quota(tmp_path / "quota"))
-    checkpoints = _Checkpoints(hub)
+    records, findings, checkpoints = six_things_on_a_busy_lane(hub, tmp_path)
 
-    findings.process_records(SimpleNamespace(records=records[:3], millis_behind_latest=0, checkpointer=checkpoints))
+    findings.process_records(kcl_batch(records[:3], checkpoints))
     held = (hub.count(), list(checkpoints.taken))
     time.sleep(HOLD_SECONDS)  # the next batch comes later than a held one may wait
-    findings.process_records(SimpleNamespace(records=records[3:], millis_behind_latest=0, checkpointer=checkpoints))
-    findings.process_records(SimpleNamespace(records=[], millis_behind_latest=0, checkpointer=checkpoints))
+    findings.process_records(kcl_batch(records[3:], checkpoints))
+    findings.process_records(kcl_batch([], checkpoints))
 
     assert held == (0, [])  # nothing sent, nothing checkpointed past what was not sent
     assert hub.count() == 6  # once held as long as it may, with the batch that came
@@ -689,15 +699,12 @@ def test_a_small_batch_waits_for_the_next_while_its_lane_is_short_of_quota(
 def test_what_is_held_goes_with_the_next_batch_in_one_request_and_before_a_stop(
     hub: LocalSecurityHub, tmp_path: Path
 ) -> None:
-    events = [violation("in-alarm", 1_700_000_000_000, 1_700_000_000_000, f"thing-{n}") for n in range(6)]
-    records = kcl_records(events)
-    findings = processor_of(hub, tmp_path, busy_quota(tmp_path / "quota"))
-    checkpoints = _Checkpoints(hub)
+    records, findings, checkpoints = six_things_on_a_busy_lane(hub, tmp_path)
 
-    findings.process_records(SimpleNamespace(records=records[:2], millis_behind_latest=0, checkpointer=checkpoints))
-    findings.process_records(SimpleNamespace(records=records[2:4], millis_behind_latest=0, checkpointer=checkpoints))
+    findings.process_records(kcl_batch(records[:2], checkpoints))
+    findings.process_records(kcl_batch(records[2:4], checkpoints))
     together = len(hub.requests("BatchImportFindings"))
-    findings.process_records(SimpleNamespace(records=records[4:], millis_behind_latest=0, checkpointer=checkpoints))
+    findings.process_records(kcl_batch(records[4:], checkpoints))
     findings.shutdown_requested(SimpleNamespace(checkpointer=checkpoints))
 
     assert together == 0 and hub.count() == 6

@@ -12,7 +12,7 @@ from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, aws_region, env
 from defender_hub.errors import ConfigError
 from defender_hub.mapping.common import PRODUCT_NAME_AUDIT, PRODUCT_NAME_DETECT
 
-__all__ = ["add", "findings_table", "put_files"]
+__all__ = ["add", "findings_table"]
 
 FINDINGS_SHOWN = 50
 TITLE_SHOWN = 60
@@ -51,31 +51,10 @@ def add(commands: Any) -> None:
     findings.set_defaults(handler=_findings)
 
 
-def put_files(kinesis: Any, stream: str, sources: list[Any], problems: Any) -> int:
-    """Puts the events of `sources` (binary files) on `stream`; names each line that is not a JSON object to
-    `problems`; returns how many were put."""
-    from defender_hub.loadgen import put_events  # noqa: PLC0415 - boto3 for AWS commands only
-
-    def events() -> Any:
-        for source in sources:
-            for number, line in enumerate(source, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    is_object = isinstance(json.loads(line), dict)
-                except ValueError:
-                    is_object = False
-                if is_object:
-                    yield line.strip()
-                else:
-                    name = getattr(source, "name", "stdin")
-                    print(f"{name}: line {number}: not a JSON object; not put", file=problems)
-
-    return put_events(kinesis, stream, events())
-
-
 def _put(args: argparse.Namespace) -> int:
     import boto3  # noqa: PLC0415
+
+    from defender_hub.loadgen import put_lines  # noqa: PLC0415 - boto3 for AWS commands only
 
     if not args.stream:
         raise ConfigError("put needs --stream (or DEFENDER_HUB_STREAM)")
@@ -87,28 +66,15 @@ def _put(args: argparse.Namespace) -> int:
     missing = [str(path) for path in args.files if not path.is_file()]
     if missing:
         raise ConfigError(f"no such file: {', '.join(missing)}")
-    skipped = _Counting(sys.stderr)
     opened = [path.open("rb") for path in args.files] if args.files else [sys.stdin.buffer]
     try:
-        put = put_files(kinesis, args.stream, opened, skipped)
+        put, skipped = put_lines(kinesis, args.stream, opened, sys.stderr)
     finally:
         for file in opened:
             if file is not sys.stdin.buffer:
                 file.close()
-    print(f"defender-hub: put {put} events on {args.stream}; {skipped.lines} lines not put", file=sys.stderr)
-    return EXIT_FAILURES if skipped.lines else EXIT_OK
-
-
-class _Counting:
-    """A text stream that counts the lines written through it."""
-
-    def __init__(self, out: Any) -> None:
-        self.out, self.lines = out, 0
-
-    def write(self, text: str) -> int:
-        self.lines += text.count("\n")
-        written: int = self.out.write(text)
-        return written
+    print(f"defender-hub: put {put} events on {args.stream}; {skipped} lines not put", file=sys.stderr)
+    return EXIT_FAILURES if skipped else EXIT_OK
 
 
 def findings_table(findings: list[dict[str, Any]]) -> str:

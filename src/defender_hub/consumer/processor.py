@@ -87,9 +87,8 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         if records and len(self._held) + len(records) < HOLD_RECORDS:
             self._hold(records)
             records = []
-        if self._held and not (records or self._may_wait()) and not self._flush(checkpointer):
-            return
-        if self._held and records and not self._flush(checkpointer):
+        # What is held goes now, unless no batch too large to hold came and it may wait for the next.
+        if self._held and (records or not self._may_wait()) and not self._flush(checkpointer):
             return
         for start in range(0, len(records), DELIVERY_RECORDS):
             part = records[start : start + DELIVERY_RECORDS]
