@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 
 from defender_hub.codecs.asff import encode_finding
 from defender_hub.convert import EventConverter
+from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from tests.helpers import GOLDEN, Convert, read_jsonl
@@ -38,6 +39,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # `defender-hub run` refused before it starts the daemon (tests/consumer/test_launcher.py) is no daemon test.
 # The `slow` marker is on the few other tests that take over ~5 s each (by --durations), marked by hand;
 # `pytest -m "not daemon and not slow"` leaves them out too.
+# The tests run in four processes (pyproject.toml): the daemon tests all in one of them, one after another (their
+# xdist group), and the daemon and slow tests first, so that no process is left with a long one at the end.
 DAEMON_FIXTURES = frozenset({"podman", "image"})
 DAEMON_LAUNCHERS = frozenset({"start_consumer", "consumer_command", "run_daemon"})
 
@@ -63,6 +66,7 @@ def _starts_daemon(code: CodeType, namespace: dict[str, Any], seen: set[CodeType
     return False
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         function = inspect.unwrap(getattr(item, "function", None))
@@ -70,6 +74,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             isinstance(function, FunctionType) and _starts_daemon(function.__code__, function.__globals__, set())
         ):
             item.add_marker(pytest.mark.daemon)
+        if item.get_closest_marker("daemon"):
+            item.add_marker(pytest.mark.xdist_group("daemon"))
+    items.sort(key=lambda item: not (item.get_closest_marker("daemon") or item.get_closest_marker("slow")))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -104,6 +111,13 @@ def convert() -> Convert:
         return [json.loads(encode_finding(finding)) for finding in findings]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAws]:
+    """One local AWS (moto) for the session, as starting one takes seconds: each test names what it makes uniquely."""
+    with LocalAws() as stack:
+        yield stack
 
 
 @pytest.fixture

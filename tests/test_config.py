@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from defender_hub.config import default_dead_letters, default_ledger, load_mapping_options, state_dir
 from defender_hub.errors import ConfigError
 from defender_hub.local.securityhub import LocalSecurityHub
-from tests.helpers import local_aws_env
+from tests.helpers import cli, local_aws_env
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -114,21 +112,15 @@ def test_a_state_directory_that_cannot_be_made_is_a_config_error(tmp_path: Path)
 
 
 def test_commands_keep_their_state_in_the_state_directory_not_the_working_one(
-    tmp_path: Path, hub: LocalSecurityHub
+    tmp_path: Path, hub: LocalSecurityHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
+    monkeypatch.chdir(work)
 
     env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url, DEFENDER_HUB_STATE_DIR=str(tmp_path / "state"))
 
-    done = subprocess.run(
-        [sys.executable, "-m", "defender_hub", "refresh"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    done = cli("refresh", env=env)
 
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "state" / "ledger.sqlite3").exists()
@@ -141,18 +133,16 @@ def test_commands_keep_their_state_in_the_state_directory_not_the_working_one(
      ("dead-letters.jsonl", "--dead-letter dead-letters.jsonl")],
 )  # fmt: skip
 def test_a_state_file_where_its_former_default_put_it_stops_the_command(
-    tmp_path: Path, hub: LocalSecurityHub, former: str, flag: str
+    tmp_path: Path, hub: LocalSecurityHub, monkeypatch: pytest.MonkeyPatch, former: str, flag: str
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
+    monkeypatch.chdir(work)
     (work / former).write_text("")
     env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url, DEFENDER_HUB_STATE_DIR=str(tmp_path / "state"))
 
-    done = subprocess.run(
-        [sys.executable, "-m", "defender_hub", "refresh"], cwd=work, env=env, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+    done = cli("refresh", env=env)
 
     assert done.returncode == 2
     said = f"{former} is here, where it was by default before the state directory: go on with it ({flag})"
-    assert said in done.stderr
+    assert said in done.stderr.decode()

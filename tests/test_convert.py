@@ -13,7 +13,7 @@ from typing import Any
 
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.convert import MAX_EVENT_BYTES
-from tests.helpers import GOLDEN, run_cli
+from tests.helpers import GOLDEN, cli
 
 
 def lines(*events: Any) -> bytes:
@@ -32,7 +32,7 @@ def test_findings_come_out_in_input_order_one_line_each(reference_events: list[d
             }
         ]
     }
-    done = run_cli("convert", stdin=lines(reference_events[2], task, reference_events[0], reference_events[2]))
+    done = cli("convert", stdin=lines(reference_events[2], task, reference_events[0], reference_events[2]))
 
     assert done.returncode == 0
     out = [json.loads(line) for line in done.stdout.splitlines()]
@@ -56,7 +56,7 @@ def test_bad_lines_are_reported_with_their_number_and_the_rest_still_convert(
         reference_events[0],
     )
 
-    done = run_cli("convert", stdin=stdin)
+    done = cli("convert", stdin=stdin)
 
     assert done.returncode == 2
     assert len(done.stdout.splitlines()) == 2
@@ -72,7 +72,7 @@ def test_blank_lines_are_skipped_and_change_nothing(reference_events: list[dict[
     events = [json.dumps(event).encode() for event in reference_events]
     spaced = b"\n" + b"\n\n \t\r\n".join(events) + b"\n\n   \n\t"  # the last line has no newline
 
-    plain, blank_lines = run_cli("convert", stdin=lines(*events)), run_cli("convert", stdin=spaced)
+    plain, blank_lines = cli("convert", stdin=lines(*events)), cli("convert", stdin=spaced)
 
     assert (blank_lines.returncode, blank_lines.stderr) == (0, b"")
     assert blank_lines.stdout == plain.stdout != b""
@@ -81,7 +81,7 @@ def test_blank_lines_are_skipped_and_change_nothing(reference_events: list[dict[
 def test_a_cut_off_line_is_reported_by_its_number_in_the_file(reference_events: list[dict[str, Any]]) -> None:
     cut = json.dumps(reference_events[2]).encode()[:-20]
 
-    done = run_cli("convert", stdin=lines(reference_events[2], b"", cut, reference_events[2]))
+    done = cli("convert", stdin=lines(reference_events[2], b"", cut, reference_events[2]))
 
     assert done.returncode == 2
     assert json.loads(done.stderr) == {"line": 3, "error": "not a complete JSON document (cut off?)"}
@@ -92,7 +92,7 @@ def test_a_line_that_is_not_utf8_says_so_and_where(reference_events: list[dict[s
     latin1 = json.dumps(reference_events[2] | {"thingName": "café"}, ensure_ascii=False).encode("latin-1")
     utf16 = json.dumps(reference_events[2]).encode("utf-16")  # starts with the byte-order mark FF FE
 
-    done = run_cli("convert", stdin=lines(latin1, utf16))
+    done = cli("convert", stdin=lines(latin1, utf16))
 
     assert done.returncode == 2
     assert [json.loads(line) for line in done.stderr.splitlines()] == [
@@ -128,7 +128,7 @@ def test_each_kind_of_bad_line_is_told_in_a_sentence(reference_events: list[dict
         ),
     }
 
-    done = run_cli("convert", stdin=lines(*bad))
+    done = cli("convert", stdin=lines(*bad))
 
     assert done.returncode == 2
     assert [json.loads(line)["error"] for line in done.stderr.splitlines()] == list(bad.values())
@@ -139,7 +139,7 @@ def test_a_line_larger_than_a_record_is_refused_without_reading_it_whole(
 ) -> None:
     huge = b'{"violationId": "' + b"a" * (MAX_EVENT_BYTES + 10) + b'"}'
 
-    done = run_cli("convert", stdin=lines(huge, reference_events[2]))
+    done = cli("convert", stdin=lines(huge, reference_events[2]))
 
     assert done.returncode == 2
     assert json.loads(done.stderr) == {
@@ -150,7 +150,7 @@ def test_a_line_larger_than_a_record_is_refused_without_reading_it_whole(
 
 
 def test_a_megabyte_string_is_bounded_not_fatal(reference_events: list[dict[str, Any]]) -> None:
-    done = run_cli("convert", stdin=lines(reference_events[2] | {"thingName": "t" * 1_000_000}))
+    done = cli("convert", stdin=lines(reference_events[2] | {"thingName": "t" * 1_000_000}))
 
     assert done.returncode == 0
     [finding] = [json.loads(line) for line in done.stdout.splitlines()]
@@ -160,7 +160,7 @@ def test_a_megabyte_string_is_bounded_not_fatal(reference_events: list[dict[str,
 def test_flags_fill_in_what_events_leave_out(reference_events: list[dict[str, Any]]) -> None:
     bare = {k: v for k, v in reference_events[2].items() if k not in ("accountId", "region")}
 
-    done = run_cli("convert", "--account-id", "210987654321", "--region", "us-gov-west-1", stdin=lines(bare))
+    done = cli("convert", "--account-id", "210987654321", "--region", "us-gov-west-1", stdin=lines(bare))
 
     [finding] = [json.loads(line) for line in done.stdout.splitlines()]
     assert finding["ProductArn"] == "arn:aws-us-gov:securityhub:us-gov-west-1:210987654321:product/210987654321/default"
@@ -170,13 +170,13 @@ def test_a_config_file_sets_severity(tmp_path: Path, reference_events: list[dict
     config = tmp_path / "c.toml"
     config.write_text('[detect]\nsecurity_profile_severity = { MySecurityProfile = "HIGH" }\n')
 
-    done = run_cli("convert", "--config", str(config), stdin=lines(reference_events[2]))
+    done = cli("convert", "--config", str(config), stdin=lines(reference_events[2]))
 
     assert json.loads(done.stdout)["Severity"] == {"Label": "HIGH"}
 
 
 def test_bad_configuration_stops_before_reading(tmp_path: Path) -> None:
-    done = run_cli("convert", "--account-id", "nope", stdin=(GOLDEN / "reference-events.jsonl").read_bytes())
+    done = cli("convert", "--account-id", "nope", stdin=(GOLDEN / "reference-events.jsonl").read_bytes())
 
     assert done.returncode == 2
     assert done.stdout == b""
@@ -184,7 +184,7 @@ def test_bad_configuration_stops_before_reading(tmp_path: Path) -> None:
 
 
 def test_empty_input_converts_nothing_successfully() -> None:
-    done = run_cli("convert")
+    done = cli("convert")
 
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
 
@@ -192,7 +192,7 @@ def test_empty_input_converts_nothing_successfully() -> None:
 def test_the_readmes_first_command_converts_every_bundled_sample() -> None:
     samples = Path(__file__).parents[1] / "samples" / "events.jsonl"
 
-    done = run_cli("convert", stdin=samples.read_bytes())
+    done = cli("convert", stdin=samples.read_bytes())
 
     assert (done.returncode, done.stderr) == (0, b"")
     findings = [json.loads(line) for line in done.stdout.splitlines()]
@@ -207,7 +207,7 @@ def test_an_event_of_exactly_the_record_limit_converts(reference_events: list[di
     line = json.dumps(event | {"thingName": "t" * padding}).encode()
     assert len(line) == MAX_EVENT_BYTES
 
-    done = run_cli("convert", stdin=line + b"\n" + line + b"x\n")
+    done = cli("convert", stdin=line + b"\n" + line + b"x\n")
 
     assert done.returncode == 2  # the second line is one byte over
     assert len(done.stdout.splitlines()) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,10 @@ from defender_hub.local.iot_audit import LocalIotAudit
 from defender_hub.local.securityhub import LocalSecurityHub
 from tests.consumer.test_processor import Stream as ConsumerStream
 from tests.consumer.test_processor import start_consumer, stop, wait_for
-from tests.helpers import ACCOUNT, CHECK, holds_latest, latest_versions, local_aws_env, local_client, run_cli
+from tests.helpers import ACCOUNT, CHECK, cli, holds_latest, latest_versions, local_aws_env, local_client
 
 TOPIC = f"arn:aws:sns:us-east-1:{ACCOUNT}:device-defender-audit"
 TASK_START_S = 1_790_000_000
-
-
-@pytest.fixture(scope="module")
-def local_aws() -> Iterator[LocalAws]:
-    with LocalAws() as aws:
-        yield aws
 
 
 def lambda_event(message: dict[str, Any], topic: str = TOPIC) -> dict[str, Any]:
@@ -269,7 +262,7 @@ def test_the_lambda_handler_and_the_forward_command_put_what_the_forwarder_puts(
         with pytest.raises(ForwardError):
             forwarder_module.handler(lambda_event({"hello": "world"}), None)
         sns_line = json.dumps(lambda_event(notification("task-4", "FAILED"))["Records"][0]["Sns"]).encode()
-        done = run_cli("forward", stdin=sns_line + b"\n" + b"not json\n")
+        done = cli("forward", stdin=sns_line + b"\n" + b"not json\n")
 
     assert done.returncode == 2 and b"line 2" in done.stderr and b"1 records put" in done.stderr
     assert [key for key, _ in stream.records()] == ["pump-2", f"audit/{ACCOUNT}"]

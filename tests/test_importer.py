@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
+from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import DeadLetter, JsonlDeadLetters, RecordOrigin
-from tests.helpers import Convert, local_aws_env, local_client
+from tests.helpers import Convert, cli, local_aws_env, local_client, unique
 
 
 @pytest.fixture
@@ -38,24 +37,13 @@ def lines(template: dict[str, Any], prefix: str, count: int, **changes: Any) -> 
     return b"".join(json.dumps(template | {"Id": f"{prefix}-{i}"} | changes).encode() + b"\n" for i in range(count))
 
 
-def defender_hub(*args: str, stdin: bytes, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "defender_hub", *args],
-        input=stdin,
-        capture_output=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_import_reports_and_dead_letters_bad_lines(
     hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path
 ) -> None:
     letters = tmp_path / "letters.jsonl"
     stdin = lines(template, "a", 150) + b"{not json\n" + lines(template, "b", 1, Title="")
 
-    done = defender_hub("import", "--dead-letter", str(letters), stdin=stdin, env=aws_env(securityhub=hub.endpoint_url))
+    done = cli("import", "--dead-letter", str(letters), stdin=stdin, env=aws_env(securityhub=hub.endpoint_url))
 
     assert done.returncode == 0, done.stderr.decode()
     assert b"accepted 150, dead-lettered 2" in done.stderr
@@ -80,18 +68,18 @@ def test_four_importers_share_the_quota_and_converge(
             stderr=subprocess.PIPE,
             env=env,
         )
-        processes.append((process, lines(template, f"p{index}", 5000)))
+        processes.append((process, lines(template, f"p{index}", 3000)))
     for process, stdin in processes:
         assert process.stdin is not None
         process.stdin.write(stdin)
         process.stdin.close()
     assert [process.wait(timeout=300) for process, _ in processes] == [0, 0, 0, 0]
 
-    assert len(hub.findings()) == 20_000
+    assert len(hub.findings()) == 12_000
     log = hub.requests("BatchImportFindings")
     settled = [r for r in log if r.at - log[0].at >= 5.0]
     throttled = sum(r.status == 429 for r in settled)
-    assert len(settled) >= 100  # the quota was contended for well past the first seconds
+    assert len(settled) >= 40  # the quota was contended for well past the first seconds (120 requests in all)
     assert throttled <= 0.1 * len(settled), f"{throttled} of {len(settled)} requests throttled after 5 s"
 
 
@@ -101,12 +89,12 @@ def test_redrive_sends_the_dead_letters_again_after_a_fix(
     letters = tmp_path / "letters.jsonl"
     env = aws_env(securityhub=hub.endpoint_url)
     hub.fail([f"r-{i}" for i in range(3)], "InvalidInput", "integration misconfigured", times=None)
-    first = defender_hub("import", "--dead-letter", str(letters), stdin=lines(template, "r", 10), env=env)
+    first = cli("import", "--dead-letter", str(letters), stdin=lines(template, "r", 10), env=env)
     assert b"accepted 7, dead-lettered 3" in first.stderr
     hub.reset()  # the fix
 
     ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    again = defender_hub("redrive", "--dead-letter", str(letters), "--ledger", ledger, stdin=b"", env=env)
+    again = cli("redrive", "--dead-letter", str(letters), "--ledger", ledger, stdin=b"", env=env)
 
     assert again.returncode == 0, again.stderr.decode()
     assert b"accepted 3, dead-lettered 0" in again.stderr
@@ -121,7 +109,7 @@ def test_redrive_maps_dead_lettered_records(hub: LocalSecurityHub, tmp_path: Pat
     store.put([DeadLetter.for_record(event, "Security Hub was down", RecordOrigin("shard-0", "49"))])
 
     ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    done = defender_hub(
+    done = cli(
         "redrive",
         "--dead-letter",
         str(store.path),
@@ -135,37 +123,19 @@ def test_redrive_maps_dead_lettered_records(hub: LocalSecurityHub, tmp_path: Pat
     assert [f["Id"] for f in hub.findings()] == ["e92a782593c6f5b1fc7cb6a443dc1a12"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def sqs_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def test_dead_letters_can_go_to_sqs_and_be_redriven_from_it(
-    hub: LocalSecurityHub, template: dict[str, Any], sqs_endpoint: str, tmp_path: Path
+    hub: LocalSecurityHub, template: dict[str, Any], local_aws: LocalAws, tmp_path: Path
 ) -> None:
-    env = aws_env(securityhub=hub.endpoint_url, sqs=sqs_endpoint)
-    sqs = local_client("sqs", sqs_endpoint)
-    queue = sqs.create_queue(QueueName="defender-hub-dead-letters")["QueueUrl"]
+    env = aws_env(securityhub=hub.endpoint_url, sqs=local_aws.endpoint_url)
+    sqs = local_client("sqs", local_aws.endpoint_url)
+    queue = sqs.create_queue(QueueName=unique("defender-hub-dead-letters"))["QueueUrl"]
     hub.fail(["q-1"], "InvalidInput", "refused", times=None)
 
-    first = defender_hub("import", "--dead-letter", queue, stdin=lines(template, "q", 3), env=env)
+    first = cli("import", "--dead-letter", queue, stdin=lines(template, "q", 3), env=env)
     assert b"accepted 2, dead-lettered 1" in first.stderr, first.stderr.decode()
     hub.reset()
     ledger = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    again = defender_hub("redrive", "--dead-letter", queue, "--ledger", ledger, stdin=b"", env=env)
+    again = cli("redrive", "--dead-letter", queue, "--ledger", ledger, stdin=b"", env=env)
 
     assert b"accepted 1, dead-lettered 0" in again.stderr, again.stderr.decode()
     assert [f["Id"] for f in hub.findings()] == ["q-1"]
@@ -179,7 +149,7 @@ def test_dead_letters_can_go_to_sqs_and_be_redriven_from_it(
 def test_missing_credentials_are_a_clear_error_not_a_retry(tmp_path: Path) -> None:
     env = {k: v for k, v in aws_env().items() if not k.startswith(("AWS_ACCESS_KEY", "AWS_SECRET", "AWS_SESSION"))}
 
-    done = defender_hub("import", "--dead-letter", str(tmp_path / "l.jsonl"), stdin=b"{}\n", env=env)
+    done = cli("import", "--dead-letter", str(tmp_path / "l.jsonl"), stdin=b"{}\n", env=env)
 
     assert done.returncode == 2
     assert b"configuration error: no AWS credentials" in done.stderr
@@ -192,8 +162,8 @@ def test_import_with_a_ledger_sends_only_what_changes_security_hub(
     env = aws_env(securityhub=hub.endpoint_url)
     stdin = lines(template, "l", 5)
 
-    first = defender_hub("import", "--dead-letter", str(tmp_path / "dl"), "--ledger", ledger, stdin=stdin, env=env)
-    again = defender_hub("import", "--dead-letter", str(tmp_path / "dl"), "--ledger", ledger, stdin=stdin, env=env)
+    first = cli("import", "--dead-letter", str(tmp_path / "dl"), "--ledger", ledger, stdin=stdin, env=env)
+    again = cli("import", "--dead-letter", str(tmp_path / "dl"), "--ledger", ledger, stdin=stdin, env=env)
 
     assert b"accepted 5, " in first.stderr, first.stderr.decode()
     assert b"accepted 0, " in again.stderr, again.stderr.decode()  # the ledger knows Security Hub has them

@@ -21,11 +21,11 @@ import boto3
 
 from defender_hub.config import state_dir
 from defender_hub.convert import EventConverter
-from defender_hub.errors import ConfigError
+from defender_hub.errors import ConfigError, PortTaken
 from defender_hub.loadgen import put_events as put_load
 from defender_hub.loadgen import put_lines
 from defender_hub.local import AWS_PORT, DEMO_EVENTS
-from defender_hub.local.aws import LocalAws
+from defender_hub.local.aws import LocalAws, port_is_free
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.mapping.common import CHECK_SUMMARY, PRODUCT_NAME_AUDIT, PRODUCT_NAME_DETECT
@@ -74,6 +74,8 @@ class LocalStack:
 @contextmanager
 def local_stack(aws_port: int = 0, hub_port: int = 0) -> Iterator[LocalStack]:
     """Runs the local stack on 127.0.0.1 for the duration of the block."""
+    if hub_port and not port_is_free(hub_port):
+        raise PortTaken(hub_port)  # before moto's start, which takes seconds
     with LocalAws(aws_port) as aws, LocalSecurityHub(port=hub_port, sts_endpoint=aws.endpoint_url) as hub:
         yield LocalStack(aws, hub)
 

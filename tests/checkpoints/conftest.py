@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,12 @@ import pytest
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
-from tests.helpers import Pipeline, local_client
+from tests.helpers import Pipeline, local_client, unique
 
 
 @pytest.fixture(scope="session")
-def local_dynamodb() -> Iterator[Any]:
-    with LocalAws() as aws:
-        yield local_client("dynamodb", aws.endpoint_url)
+def local_dynamodb(local_aws: LocalAws) -> Any:
+    return local_client("dynamodb", local_aws.endpoint_url)
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
@@ -28,7 +26,7 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     if request.param == "sqlite":
         opened = SqliteLedger(tmp_path / "ledger.sqlite3")
     else:
-        opened = DynamoDbLedger(f"ledger-{uuid.uuid4().hex[:8]}", request.getfixturevalue("local_dynamodb"))
+        opened = DynamoDbLedger(unique("ledger"), request.getfixturevalue("local_dynamodb"))
     yield opened
     opened.close()
 

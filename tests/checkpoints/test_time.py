@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tests.helpers import (
     another_connection,
     audit_finding,
     audit_task,
+    cli,
     local_aws_env,
     violation,
 )
@@ -182,10 +182,9 @@ def _redrive(hub: LocalSecurityHub, ledger: Ledger, dead_letters: Path) -> subpr
             f"dynamodb://{ledger.table}",
             local_aws_env(AWS_ENDPOINT_URL_DYNAMODB=ledger.client.meta.endpoint_url),
         )
-    return subprocess.run(
-        [sys.executable, "-m", "defender_hub", "redrive", "--dead-letter", str(dead_letters), "--ledger", url,
-         "--account-id", ACCOUNT],
-        env=env | {"AWS_ENDPOINT_URL_SECURITYHUB": hub.endpoint_url}, capture_output=True, timeout=60, check=False,
+    return cli(
+        "redrive", "--dead-letter", str(dead_letters), "--ledger", url, "--account-id", ACCOUNT,
+        env=env | {"AWS_ENDPOINT_URL_SECURITYHUB": hub.endpoint_url},
     )  # fmt: skip
 
 

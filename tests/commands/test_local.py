@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from defender_hub.local.aws import LOOPBACK, free_port
-from tests.helpers import GOLDEN, local_aws_env
+from tests.helpers import GOLDEN, cli, local_aws_env
 
 CLI = (sys.executable, "-m", "defender_hub")
 
@@ -33,10 +33,14 @@ def listening() -> Iterator[int]:
 def test_a_taken_port_is_one_line_naming_the_port_and_its_flag(flag: str, tmp_path: Path) -> None:
     other_flag = "--securityhub-port" if flag == "--aws-port" else "--aws-port"
     with listening() as port:
-        done = subprocess.run(
-            [*CLI, "local", flag, str(port), other_flag, str(free_port())],
-            capture_output=True, timeout=60, check=False, env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)),
-        )  # fmt: skip
+        done = cli(
+            "local",
+            flag,
+            str(port),
+            other_flag,
+            str(free_port()),
+            env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)),
+        )
 
     errors = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2
@@ -107,12 +111,11 @@ def test_a_folder_it_did_not_make_is_never_emptied(command: list[str], tmp_path:
     folder.mkdir()
     (folder / "precious.txt").write_text("someone's")
 
-    done = subprocess.run(
-        [*CLI, *command, *(["--aws-port", str(port)] if command == ["local"] else [])],
-        capture_output=True, text=True, timeout=60, check=False,
+    done = cli(
+        *command, *(["--aws-port", str(port)] if command == ["local"] else []),
         env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)),
     )  # fmt: skip
 
     assert done.returncode == 2
-    assert f"{folder} is not defender-hub's" in done.stderr
+    assert f"{folder} is not defender-hub's" in done.stderr.decode()
     assert (folder / "precious.txt").read_text() == "someone's"

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
-from tests.helpers import GOLDEN, Convert, local_aws_env, local_client
+from tests.helpers import GOLDEN, Convert, cli, local_aws_env, local_client, unique
 
 CLI = (sys.executable, "-m", "defender_hub")
-
-
-@pytest.fixture(scope="module")
-def local_aws() -> Iterator[LocalAws]:
-    with LocalAws() as stack:
-        yield stack
 
 
 def stream_records(kinesis: Any, stream: str) -> list[bytes]:
@@ -36,35 +26,29 @@ def stream_records(kinesis: Any, stream: str) -> list[bytes]:
 
 def test_put_skips_blank_lines_and_names_a_line_that_is_no_event(local_aws: LocalAws, tmp_path: Path) -> None:
     kinesis = local_client("kinesis", local_aws.endpoint_url)
-    kinesis.create_stream(StreamName="put-test", ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName="put-test", WaiterConfig={"Delay": 0.2})
+    stream = unique("put-test")
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
     events = (GOLDEN / "reference-events.jsonl").read_bytes().splitlines()
     file = tmp_path / "events.jsonl"
     file.write_bytes(b"\n".join([events[0], b"", events[1], b"{not json", b"  ", events[2], b"[1, 2]", b""]))
 
-    done = subprocess.run(
-        [*CLI, "put", "--stream", "put-test", str(file)],
-        capture_output=True, text=True, timeout=60, check=False,
-        env=local_aws_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url),
-    )  # fmt: skip
+    done = cli("put", "--stream", stream, str(file), env=local_aws_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url))
 
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [
+    assert done.stderr.decode().splitlines() == [
         f"{file}: line 4: not a JSON object; not put",
         f"{file}: line 7: not a JSON object; not put",
-        "defender-hub: put 3 events on put-test; 2 lines not put",
+        f"defender-hub: put 3 events on {stream}; 2 lines not put",
     ]
-    assert sorted(stream_records(kinesis, "put-test")) == sorted(events)
+    assert sorted(stream_records(kinesis, stream)) == sorted(events)
 
 
 def test_put_on_a_stream_that_does_not_exist_says_so(local_aws: LocalAws) -> None:
-    done = subprocess.run(
-        [*CLI, "put", "--stream", "nowhere"], input="", capture_output=True, text=True, timeout=60, check=False,
-        env=local_aws_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url),
-    )  # fmt: skip
+    done = cli("put", "--stream", "nowhere", env=local_aws_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url))
 
     assert done.returncode == 2
-    assert "there is no stream 'nowhere'" in done.stderr
+    assert b"there is no stream 'nowhere'" in done.stderr
 
 
 def test_findings_lists_the_active_ones_newest_first_and_archived_on_request(
@@ -77,17 +61,15 @@ def test_findings_lists_the_active_ones_newest_first_and_archived_on_request(
     local_client("securityhub", hub.endpoint_url).batch_import_findings(Findings=[older, newer, archived])
     env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url)
 
-    table = subprocess.run([*CLI, "findings"], capture_output=True, text=True, timeout=60, check=True, env=env)
-    everything = subprocess.run(
-        [*CLI, "findings", "--archived", "--json"], capture_output=True, text=True, timeout=60, check=True, env=env
-    )
+    table = cli("findings", env=env)
+    everything = cli("findings", "--archived", "--json", env=env)
 
-    rows = table.stdout.splitlines()
+    rows = table.stdout.decode().splitlines()
     assert [row.split()[:2] for row in rows[1:]] == [
         ["2026-11-02T00:00:00", "ACTIVE"],
         ["2026-11-01T00:00:00", "ACTIVE"],
     ]
-    assert table.stderr == "2 findings\n"
+    assert table.stderr == b"2 findings\n"
     assert [json.loads(line)["Id"] for line in everything.stdout.splitlines()] == [
         "finding-2",
         "finding-1",
@@ -97,14 +79,14 @@ def test_findings_lists_the_active_ones_newest_first_and_archived_on_request(
 
 def test_put_of_a_file_that_does_not_exist_says_so(local_aws: LocalAws, tmp_path: Path) -> None:
     kinesis = local_client("kinesis", local_aws.endpoint_url)
-    kinesis.create_stream(StreamName="put-missing", ShardCount=1)
-    kinesis.get_waiter("stream_exists").wait(StreamName="put-missing", WaiterConfig={"Delay": 0.2})
+    stream = unique("put-missing")
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
 
-    done = subprocess.run(
-        [*CLI, "put", "--stream", "put-missing", str(tmp_path / "nope.jsonl")],
-        capture_output=True, text=True, timeout=60, check=False,
+    done = cli(
+        "put", "--stream", stream, str(tmp_path / "nope.jsonl"),
         env=local_aws_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url),
     )  # fmt: skip
 
     assert done.returncode == 2
-    assert done.stderr == f"defender-hub: configuration error: no such file: {tmp_path / 'nope.jsonl'}\n"
+    assert done.stderr.decode() == f"defender-hub: configuration error: no such file: {tmp_path / 'nope.jsonl'}\n"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from defender_hub.consumer.health import check, note_daemon, note_shard
-from tests.helpers import run_cli
+from tests.helpers import cli
 
 
 def test_a_running_daemon_with_moving_shards_is_healthy(tmp_path: Path) -> None:
@@ -40,6 +40,7 @@ def test_a_daemon_that_is_gone_or_stopped_is_unhealthy(tmp_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     note_daemon(tmp_path, process.pid)
     process.send_signal(signal.SIGSTOP)
+    os.waitpid(process.pid, os.WUNTRACED)  # returns once it has stopped: the signal is delivered in its own time
     try:
         assert "stopped" in check(tmp_path).reason
     finally:
@@ -52,7 +53,7 @@ def test_a_daemon_that_is_gone_or_stopped_is_unhealthy(tmp_path: Path) -> None:
 def test_the_command_exits_1_and_says_why(tmp_path: Path) -> None:
     note_daemon(tmp_path, 2**22 + 12345)  # beyond any pid here
 
-    answer = run_cli("health", "--health-dir", str(tmp_path))
+    answer = cli("health", "--health-dir", str(tmp_path))
 
     assert answer.returncode == 1
     assert answer.stdout.startswith(b"unhealthy: the KCL daemon")

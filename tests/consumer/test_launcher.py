@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from defender_hub.consumer.launcher import DaemonSettings, daemon_command, properties
 from defender_hub.errors import ConfigError
 from defender_hub.local.aws import LocalAws, free_port
-from tests.helpers import local_aws_env, local_client
+from tests.helpers import cli, local_aws_env, local_client, unique
 
 SETTINGS = DaemonSettings(stream="s", application="a", worker_id="w", region="eu-west-1")
 
@@ -83,14 +82,11 @@ def run_env(**extra: str) -> dict[str, str]:
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "defender_hub", "run", *args], env=env, capture_output=True, timeout=60, check=False
-    )
+    return cli("run", *args, env=env)
 
 
-def test_run_says_when_the_stream_does_not_exist(tmp_path: Path) -> None:
-    with LocalAws() as aws:
-        done = run("--stream", "nope", "--application", "a", env=run_env(AWS_ENDPOINT_URL_KINESIS=aws.endpoint_url))
+def test_run_says_when_the_stream_does_not_exist(local_aws: LocalAws) -> None:
+    done = run("--stream", "nope", "--application", "a", env=run_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url))
 
     assert done.returncode == 2
     assert b"stream 'nope' not found" in done.stderr
@@ -120,15 +116,16 @@ def test_run_takes_its_settings_from_the_environment_too() -> None:
     assert b"run needs a stream and an application" in run(env=run_env()).stderr
 
 
-def test_run_reads_its_settings_from_the_file_under_the_environment_and_flags(tmp_path: Path) -> None:
+def test_run_reads_its_settings_from_the_file_under_the_environment_and_flags(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
     config = tmp_path / "defender-hub.toml"
     config.write_text('[run]\nstream = "from-file"\napplication = "a"\nmax_records = 10\n')
 
-    with LocalAws() as aws:
-        env = run_env(AWS_ENDPOINT_URL_KINESIS=aws.endpoint_url)
-        by_file = run("--config", str(config), env=env)
-        by_env = run("--config", str(config), env=env | {"DEFENDER_HUB_STREAM": "from-env"})
-        by_flag = run("--config", str(config), "--stream", "from-flag", env=env | {"DEFENDER_HUB_STREAM": "from-env"})
+    env = run_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url)
+    by_file = run("--config", str(config), env=env)
+    by_env = run("--config", str(config), env=env | {"DEFENDER_HUB_STREAM": "from-env"})
+    by_flag = run("--config", str(config), "--stream", "from-flag", env=env | {"DEFENDER_HUB_STREAM": "from-env"})
 
     assert b"stream 'from-file' not found" in by_file.stderr
     assert b"stream 'from-env' not found" in by_env.stderr
@@ -153,25 +150,33 @@ def test_a_bad_ledger_url_is_refused(ledger: str) -> None:
     assert b"ledger: expected sqlite:///PATH or dynamodb://TABLE" in done.stderr
 
 
-def test_run_warns_when_other_workers_share_the_application_but_the_ledger_is_sqlite(tmp_path: Path) -> None:
-    with LocalAws() as aws:
-        kinesis, dynamodb = local_client("kinesis", aws.endpoint_url), local_client("dynamodb", aws.endpoint_url)
-        kinesis.create_stream(StreamName="s", ShardCount=1)
-        dynamodb.create_table(
-            TableName="app",
-            KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        dynamodb.put_item(TableName="app", Item={"leaseKey": {"S": "shard-0"}, "leaseOwner": {"S": "other-host"}})
-        env = run_env(
-            AWS_ENDPOINT_URL=aws.endpoint_url,
-            DEFENDER_HUB_KCL_JARS=str(tmp_path),  # no jars: `run` stops right after its checks
-        )
-        sqlite = run("--stream", "s", "--application", "app", "--ledger", f"sqlite:///{tmp_path / 'l.db'}", env=env)
-        shared = run("--stream", "s", "--application", "app", "--ledger", "dynamodb://shared-ledger", env=env)
+def test_run_warns_when_other_workers_share_the_application_but_the_ledger_is_sqlite(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
+    stream, application = unique("s"), unique("app")
+    kinesis, dynamodb = (
+        local_client("kinesis", local_aws.endpoint_url),
+        local_client("dynamodb", local_aws.endpoint_url),
+    )
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    dynamodb.create_table(
+        TableName=application,
+        KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName=application, Item={"leaseKey": {"S": "shard-0"}, "leaseOwner": {"S": "other-host"}})
+    env = run_env(
+        AWS_ENDPOINT_URL=local_aws.endpoint_url,
+        DEFENDER_HUB_KCL_JARS=str(tmp_path),  # no jars: `run` stops right after its checks
+    )
+    flags = ("--stream", stream, "--application", application)
+    sqlite = run(*flags, "--ledger", f"sqlite:///{tmp_path / 'l.db'}", env=env)
+    shared = run(*flags, "--ledger", f"dynamodb://{unique('shared-ledger')}", env=env)
 
-    assert b"other workers (other-host) share application 'app', but the SQLite ledger" in sqlite.stderr
+    assert f"other workers (other-host) share application '{application}', but the SQLite ledger".encode() in (
+        sqlite.stderr
+    )
     assert b"other workers" not in shared.stderr
     assert b"no KCL jars" in shared.stderr  # it got as far as starting the daemon
 

@@ -13,12 +13,11 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from amazon_kclpy.checkpoint_error import CheckpointError
 
 from defender_hub.checkpoints import SqliteLedger
@@ -36,12 +35,6 @@ from tests.helpers import ACCOUNT, DAY_MS, Pipeline, holds_latest, hub_clients, 
 
 POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
-
-
-@pytest.fixture(scope="session")
-def local_aws() -> Iterator[LocalAws]:
-    with LocalAws() as stack:
-        yield stack
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:

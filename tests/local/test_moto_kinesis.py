@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from defender_hub.local.aws import LocalAws
-from tests.helpers import local_client
+from tests.helpers import local_client, unique
 
 HALF = str(2**127)
 
 
 @pytest.fixture(scope="module")
-def kinesis() -> Iterator[Any]:
-    with LocalAws() as aws:
-        yield local_client("kinesis", aws.endpoint_url)
+def kinesis(local_aws: LocalAws) -> Any:
+    return local_client("kinesis", local_aws.endpoint_url)
 
 
 def put(kinesis: Any, stream: str, count: int, prefix: str) -> dict[str, list[bytes]]:
@@ -42,17 +40,20 @@ def read_to_end(kinesis: Any, stream: str, shard: str) -> tuple[list[bytes], lis
     return data, answer["ChildShards"]
 
 
-def new_stream(kinesis: Any, name: str, shards: int) -> None:
-    kinesis.create_stream(StreamName=name, ShardCount=shards)
+def new_stream(kinesis: Any, name: str, shards: int) -> str:
+    """Makes a stream named after `name`, made unique; returns its name."""
+    stream = unique(name)
+    kinesis.create_stream(StreamName=stream, ShardCount=shards)
+    return stream
 
 
 def test_a_split_shard_keeps_its_records_and_ends_with_both_children(kinesis: Any) -> None:
-    new_stream(kinesis, "split", 1)
-    before = put(kinesis, "split", 20, "before")
-    kinesis.split_shard(StreamName="split", ShardToSplit="shardId-000000000000", NewStartingHashKey=HALF)
-    after = put(kinesis, "split", 40, "after")
+    split = new_stream(kinesis, "split", 1)
+    before = put(kinesis, split, 20, "before")
+    kinesis.split_shard(StreamName=split, ShardToSplit="shardId-000000000000", NewStartingHashKey=HALF)
+    after = put(kinesis, split, 40, "after")
 
-    data, children = read_to_end(kinesis, "split", "shardId-000000000000")
+    data, children = read_to_end(kinesis, split, "shardId-000000000000")
 
     assert data == before["shardId-000000000000"]
     assert children is not None
@@ -60,33 +61,33 @@ def test_a_split_shard_keeps_its_records_and_ends_with_both_children(kinesis: An
     assert all(c["ParentShards"] == ["shardId-000000000000"] for c in children)
     assert set(after) == {"shardId-000000000001", "shardId-000000000002"}  # nothing new for the closed parent
     for child in children:
-        child_data, grandchildren = read_to_end(kinesis, "split", child["ShardId"])
+        child_data, grandchildren = read_to_end(kinesis, split, child["ShardId"])
         assert child_data == after[child["ShardId"]]
         assert grandchildren is None
 
 
 def test_merged_shards_keep_their_records_and_end_with_the_one_child(kinesis: Any) -> None:
-    new_stream(kinesis, "merge", 2)
-    before = put(kinesis, "merge", 20, "before")
+    merge = new_stream(kinesis, "merge", 2)
+    before = put(kinesis, merge, 20, "before")
     kinesis.merge_shards(
-        StreamName="merge", ShardToMerge="shardId-000000000000", AdjacentShardToMerge="shardId-000000000001"
+        StreamName=merge, ShardToMerge="shardId-000000000000", AdjacentShardToMerge="shardId-000000000001"
     )
-    after = put(kinesis, "merge", 10, "after")
+    after = put(kinesis, merge, 10, "after")
 
     for parent in ("shardId-000000000000", "shardId-000000000001"):
-        data, children = read_to_end(kinesis, "merge", parent)
+        data, children = read_to_end(kinesis, merge, parent)
         assert data == before[parent]
         assert children is not None
         assert [c["ShardId"] for c in children] == ["shardId-000000000002"]
     assert list(after) == ["shardId-000000000002"]
-    assert read_to_end(kinesis, "merge", "shardId-000000000002") == (after["shardId-000000000002"], None)
+    assert read_to_end(kinesis, merge, "shardId-000000000002") == (after["shardId-000000000002"], None)
 
 
 def test_a_closed_shard_with_no_records_ends_at_once(kinesis: Any) -> None:
-    new_stream(kinesis, "empty", 1)
-    kinesis.split_shard(StreamName="empty", ShardToSplit="shardId-000000000000", NewStartingHashKey=HALF)
+    empty = new_stream(kinesis, "empty", 1)
+    kinesis.split_shard(StreamName=empty, ShardToSplit="shardId-000000000000", NewStartingHashKey=HALF)
 
-    data, children = read_to_end(kinesis, "empty", "shardId-000000000000")
+    data, children = read_to_end(kinesis, empty, "shardId-000000000000")
 
     assert data == []
     assert children is not None

@@ -295,10 +295,12 @@ def test_an_account_and_region_not_enabled_are_refused_with_401_until_enabled(
     assert client(hub).batch_import_findings(Findings=[finding])["SuccessCount"] == 1
 
 
-def test_role_credentials_from_the_local_sts_import_as_the_roles_account(finding: dict[str, Any]) -> None:
+def test_role_credentials_from_the_local_sts_import_as_the_roles_account(
+    local_aws: LocalAws, finding: dict[str, Any]
+) -> None:
     other = "210987654321"
-    with LocalAws() as aws, LocalSecurityHub(sts_endpoint=aws.endpoint_url) as hub:
-        sts = local_client("sts", aws.endpoint_url)
+    with LocalSecurityHub(sts_endpoint=local_aws.endpoint_url) as hub:
+        sts = local_client("sts", local_aws.endpoint_url)
         role = sts.assume_role(RoleArn=f"arn:aws:iam::{other}:role/defender-hub-import", RoleSessionName="test")
         keys = role["Credentials"]
         as_other = boto3.client(

@@ -13,7 +13,7 @@ from defender_hub.errors import DeadLetterError
 from defender_hub.local.aws import LocalAws
 from defender_hub.sink import DeadLetter, JsonlDeadLetters, Pending, RecordOrigin, SqsDeadLetters, open_dead_letters
 from defender_hub.sink.deadletters import S3Overflow
-from tests.helpers import local_client
+from tests.helpers import local_client, unique
 
 ORIGIN = RecordOrigin(shard_id="shardId-000000000001", sequence_number="4959", sub_sequence_number=2)
 
@@ -56,44 +56,41 @@ def test_each_line_is_one_letter(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_letters_too_large_for_a_batch_or_the_queue_are_kept_and_come_back(tmp_path: Path) -> None:
-    with LocalAws() as aws:
-        sqs = local_client("sqs", aws.endpoint_url)
-        s3 = local_client("s3", aws.endpoint_url, config=Config(s3={"addressing_style": "path"}))
-        queue = sqs.create_queue(QueueName="dead-letters", Attributes={"MaximumMessageSize": "262144"})["QueueUrl"]
-        s3.create_bucket(Bucket="defender-hub-overflow")
-        store = SqsDeadLetters(queue, sqs, S3Overflow("s3://defender-hub-overflow/letters", s3))
-        # Ten 150 KiB records (200 KiB as base64: two can't share a batch) and one of 600 KiB (too large for the queue)
-        records = [bytes([65 + n]) * 150 * 1024 for n in range(10)] + [b"Z" * 600 * 1024]
-        store.put(
-            [DeadLetter.for_record(data, "poison", RecordOrigin("shard-1", str(n))) for n, data in enumerate(records)]
-        )
-        assert next(o["Key"] for o in s3.list_objects_v2(Bucket="defender-hub-overflow")["Contents"]).startswith(
-            "letters/"
-        )
+def test_letters_too_large_for_a_batch_or_the_queue_are_kept_and_come_back(local_aws: LocalAws) -> None:
+    sqs = local_client("sqs", local_aws.endpoint_url)
+    s3 = local_client("s3", local_aws.endpoint_url, config=Config(s3={"addressing_style": "path"}))
+    queue = sqs.create_queue(QueueName=unique("dead-letters"), Attributes={"MaximumMessageSize": "262144"})["QueueUrl"]
+    bucket = unique("defender-hub-overflow")
+    s3.create_bucket(Bucket=bucket)
+    store = SqsDeadLetters(queue, sqs, S3Overflow(f"s3://{bucket}/letters", s3))
+    # Ten 150 KiB records (200 KiB as base64: two can't share a batch) and one of 600 KiB (too large for the queue)
+    records = [bytes([65 + n]) * 150 * 1024 for n in range(10)] + [b"Z" * 600 * 1024]
+    store.put(
+        [DeadLetter.for_record(data, "poison", RecordOrigin("shard-1", str(n))) for n, data in enumerate(records)]
+    )
+    assert next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]).startswith("letters/")
 
-        drained: list[bytes | None] = []
-        for letters, forget in store.drain():
-            drained += [letter.record_bytes() for letter in letters]
-            forget()
+    drained: list[bytes | None] = []
+    for letters, forget in store.drain():
+        drained += [letter.record_bytes() for letter in letters]
+        forget()
 
-        assert sorted(drained, key=lambda data: data or b"") == sorted(records)
-        assert s3.list_objects_v2(Bucket="defender-hub-overflow").get("KeyCount") == 0
-        assert (
-            sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
-                "ApproximateNumberOfMessages"
-            ]
-            == "0"
-        )
+    assert sorted(drained, key=lambda data: data or b"") == sorted(records)
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+        == "0"
+    )
 
 
-def test_a_letter_too_large_for_the_queue_without_an_overflow_says_what_to_configure() -> None:
-    with LocalAws() as aws:
-        sqs = local_client("sqs", aws.endpoint_url)
-        queue = sqs.create_queue(QueueName="small", Attributes={"MaximumMessageSize": "1024"})["QueueUrl"]
+def test_a_letter_too_large_for_the_queue_without_an_overflow_says_what_to_configure(local_aws: LocalAws) -> None:
+    sqs = local_client("sqs", local_aws.endpoint_url)
+    queue = sqs.create_queue(QueueName=unique("small"), Attributes={"MaximumMessageSize": "1024"})["QueueUrl"]
 
-        with pytest.raises(DeadLetterError, match="--dead-letter-overflow"):
-            SqsDeadLetters(queue, sqs).put([DeadLetter.for_record(b"x" * 2048, "too big", None)])
+    with pytest.raises(DeadLetterError, match="--dead-letter-overflow"):
+        SqsDeadLetters(queue, sqs).put([DeadLetter.for_record(b"x" * 2048, "too big", None)])
 
 
 def test_the_destination_is_told_by_its_form(tmp_path: Path) -> None:
@@ -160,40 +157,38 @@ def test_a_selective_drain_takes_the_chosen_letters_and_leaves_the_others_in_pla
     assert [letter.record_bytes() for letters, _ in store.drain() for letter in letters] == [b"poison", b"two"]
 
 
-def test_a_selective_drain_of_a_queue_leaves_the_others_visible(tmp_path: Path) -> None:
-    with LocalAws() as aws:
-        sqs = local_client("sqs", aws.endpoint_url)
-        store = SqsDeadLetters(sqs.create_queue(QueueName="dead-letters")["QueueUrl"], sqs)
-        store.put(parked_and_poison())
+def test_a_selective_drain_of_a_queue_leaves_the_others_visible(local_aws: LocalAws) -> None:
+    sqs = local_client("sqs", local_aws.endpoint_url)
+    store = SqsDeadLetters(sqs.create_queue(QueueName=unique("dead-letters"))["QueueUrl"], sqs)
+    store.put(parked_and_poison())
 
-        chosen = []
-        for letters, forget in store.drain(lambda letter: letter.lane is not None):
-            chosen += letters
-            forget()
-        rest = [letter.record_bytes() for letters, _ in store.drain() for letter in letters]
+    chosen = []
+    for letters, forget in store.drain(lambda letter: letter.lane is not None):
+        chosen += letters
+        forget()
+    rest = [letter.record_bytes() for letters, _ in store.drain() for letter in letters]
 
     assert [letter.lane for letter in chosen] == ["111/us-east-1"]
     assert sorted(rest) == [b"poison", b"two"]  # type: ignore[type-var]
 
 
-def test_a_drain_of_a_queue_ends_though_what_it_drains_is_put_back_again(tmp_path: Path) -> None:
-    with LocalAws() as aws:
-        sqs = local_client("sqs", aws.endpoint_url)
-        store = SqsDeadLetters(sqs.create_queue(QueueName="dead-letters")["QueueUrl"], sqs)
-        store.put(parked_and_poison() * 4)
-        rounds: list[int] = []
+def test_a_drain_of_a_queue_ends_though_what_it_drains_is_put_back_again(local_aws: LocalAws) -> None:
+    sqs = local_client("sqs", local_aws.endpoint_url)
+    store = SqsDeadLetters(sqs.create_queue(QueueName=unique("dead-letters"))["QueueUrl"], sqs)
+    store.put(parked_and_poison() * 4)
+    rounds: list[int] = []
 
-        def parked_again() -> None:  # a lane still refused: each group of parked letters is parked again
-            for letters, forget in store.drain(lambda letter: letter.lane is not None):
-                store.put(letters)
-                forget()
-                rounds.append(len(letters))
+    def parked_again() -> None:  # a lane still refused: each group of parked letters is parked again
+        for letters, forget in store.drain(lambda letter: letter.lane is not None):
+            store.put(letters)
+            forget()
+            rounds.append(len(letters))
 
-        drain = threading.Thread(target=parked_again, daemon=True)
-        drain.start()
-        drain.join(timeout=60)
+    drain = threading.Thread(target=parked_again, daemon=True)
+    drain.start()
+    drain.join(timeout=60)
 
-        assert not drain.is_alive(), f"the drain never ended: {len(rounds)} rounds"
-        assert sum(rounds) == 4
-        left = [letter for letters, _ in store.drain() for letter in letters]
+    assert not drain.is_alive(), f"the drain never ended: {len(rounds)} rounds"
+    assert sum(rounds) == 4
+    left = [letter for letters, _ in store.drain() for letter in letters]
     assert sorted(letter.lane or "" for letter in left) == [""] * 8 + ["111/us-east-1"] * 4

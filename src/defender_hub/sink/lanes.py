@@ -155,6 +155,8 @@ class SecurityHubClients:
             },
         )
         assumed = botocore.session.Session()
+        # The caller's loader: each lane would otherwise load and keep its own copy of the service models.
+        assumed.register_component("data_loader", self._session._session.get_component("data_loader"))
         assumed.get_component("credential_provider").insert_before(
             "env", _AssumedRole(DeferredRefreshableCredentials(fetcher.fetch_credentials, "assume-role"))
         )
