@@ -176,9 +176,10 @@ class ConsumerRun:
 
     def leases_held(self, stack: LocalStack, application: str) -> int:
         """How many shards' leases a worker holds (the KCL starts a shard's processor once it holds its lease)."""
+        dynamodb = stack.client("dynamodb")
         try:
-            items = stack.client("dynamodb").scan(TableName=application)["Items"]
-        except stack.client("dynamodb").exceptions.ResourceNotFoundException:
+            items = dynamodb.scan(TableName=application)["Items"]
+        except dynamodb.exceptions.ResourceNotFoundException:
             return 0
         return sum(1 for item in items if item.get("leaseOwner") and item["leaseKey"]["S"].startswith("shardId-"))
 

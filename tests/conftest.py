@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import inspect
 import json
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from types import CodeType, FunctionType
 from typing import Any
 
@@ -20,11 +23,12 @@ from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from tests.helpers import GOLDEN, Convert, read_jsonl
 
-# HYPOTHESIS_PROFILE=deep for a longer hunt; the default keeps the suite quick.
+# HYPOTHESIS_PROFILE=deep for a longer hunt; CI (CI set) runs three times the examples of the quick default.
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile("default", max_examples=300, deadline=None, suppress_health_check=_SLOW_OK)
+settings.register_profile("default", max_examples=100, deadline=None, suppress_health_check=_SLOW_OK)
+settings.register_profile("ci", max_examples=300, deadline=None, suppress_health_check=_SLOW_OK)
 settings.register_profile("deep", max_examples=5_000, deadline=None, suppress_health_check=_SLOW_OK)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
 
 # The `daemon` marker (pyproject.toml) is on every test that starts the KCL MultiLangDaemon (Java) or builds or runs
 # the container image: each takes seconds to minutes. `pytest -m "not daemon"` is the quick loop; `pytest` runs all.
@@ -39,10 +43,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # `defender-hub run` refused before it starts the daemon (tests/consumer/test_launcher.py) is no daemon test.
 # The `slow` marker is on the few other tests that take over ~5 s each (by --durations), marked by hand;
 # `pytest -m "not daemon and not slow"` leaves them out too.
-# The tests run in four processes (pyproject.toml): the daemon tests all in one of them, one after another (their
-# xdist group), and the daemon and slow tests first, so that no process is left with a long one at the end.
+# The tests run in four processes (pyproject.toml), the daemon and slow tests first so that no process is left with a
+# long one at the end, and a daemon test only while no other runs one: two cores run one daemon at a time well.
 DAEMON_FIXTURES = frozenset({"podman", "image"})
 DAEMON_LAUNCHERS = frozenset({"start_consumer", "consumer_command", "run_daemon"})
+DAEMON_LOCK = Path(tempfile.gettempdir()) / f"defender-hub-tests-{os.getuid()}.daemon.lock"
+"""Held by the test process running a daemon test: the test processes of one run, or of two runs at once."""
 
 
 def _starts_daemon(code: CodeType, namespace: dict[str, Any], seen: set[CodeType]) -> bool:
@@ -66,7 +72,6 @@ def _starts_daemon(code: CodeType, namespace: dict[str, Any], seen: set[CodeType
     return False
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         function = inspect.unwrap(getattr(item, "function", None))
@@ -74,9 +79,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             isinstance(function, FunctionType) and _starts_daemon(function.__code__, function.__globals__, set())
         ):
             item.add_marker(pytest.mark.daemon)
-        if item.get_closest_marker("daemon"):
-            item.add_marker(pytest.mark.xdist_group("daemon"))
     items.sort(key=lambda item: not (item.get_closest_marker("daemon") or item.get_closest_marker("slow")))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Runs a daemon test, its fixtures' setup and teardown too, only while no other test process of this user runs
+    one."""
+    if item.get_closest_marker("daemon") is None:
+        yield
+        return
+    with DAEMON_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # let go when the file closes
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

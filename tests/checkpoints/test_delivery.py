@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
+from defender_hub.checkpoints.delivery import DeliverySettings
+from defender_hub.config import default_ledger
 from defender_hub.errors import LedgerError
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.synthetic import generate_events
 from tests.helpers import (
+    ACCOUNT,
     DAY_MS,
     Pipeline,
     another_connection,
@@ -37,7 +40,7 @@ FINDING_ID = "123456789012/DEVICE_CERTIFICATE/{}/DEVICE_CERTIFICATE_KEY_QUALITY_
 def test_replaying_a_stream_twice_imports_each_final_state_and_the_second_pass_sends_nothing(
     pipeline: Pipeline,
 ) -> None:
-    events = list(generate_events(200, seed=21))
+    events = list(generate_events(120, seed=21))
     batches = [events[start : start + 37] for start in range(0, len(events), 37)]
     for batch in batches:
         pipeline.deliver(*batch)
@@ -54,7 +57,7 @@ def test_replaying_a_stream_twice_imports_each_final_state_and_the_second_pass_s
 
 @pytest.mark.slow
 def test_a_shuffled_replay_never_moves_a_finding_backwards(pipeline: Pipeline) -> None:
-    events = list(generate_events(150, seed=22))
+    events = list(generate_events(100, seed=22))
     for start in range(0, len(events), 50):
         pipeline.deliver(*events[start : start + 50])
     before = {i: f["UpdatedAt"] for i, f in pipeline.stored().items()}
@@ -182,8 +185,8 @@ def test_two_sweeps_at_once_send_each_finding_at_most_once(
     hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
 ) -> None:
     loader = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
-    for start in range(0, 150, 50):
-        loader.deliver(*(violation("in-alarm", T0, T0, f"v-{n}") for n in range(start, start + 50)))
+    for start in range(0, 90, 30):
+        loader.deliver(*(violation("in-alarm", T0, T0, f"v-{n}") for n in range(start, start + 30)))
     sent = loader.sent()
     now = T0 + 85 * DAY_MS
     reports = []
@@ -198,8 +201,8 @@ def test_two_sweeps_at_once_send_each_finding_at_most_once(
     for thread in sweeps:
         thread.join()
 
-    assert sum(report.accepted for report in reports) == 150
-    assert loader.sent() - sent == 150
+    assert sum(report.accepted for report in reports) == 90
+    assert loader.sent() - sent == 90
     assert all(f["UpdatedAt"] == "2026-12-15T14:13:20.000Z" for f in hub.findings())
 
 
@@ -258,3 +261,25 @@ def test_a_ledger_that_fails_stops_the_delivery_with_a_ledger_error(
         pipeline.deliver(violation("in-alarm", T0, T0))
 
     assert pipeline.sent() == 0  # planned against nothing, nothing was sent: the records come again
+
+
+def test_settings_reach_the_shard_processes_whole_through_the_environment() -> None:
+    given = DeliverySettings(
+        "/var/lib/defender-hub/dead-letters.jsonl",
+        "dynamodb://ledger",
+        ACCOUNT,
+        7.5,
+        dead_letter_overflow="s3://bucket/letters",
+        assume_role="defender-hub-import",
+        external_id="org-1234",
+        quota_dir="/tmp/quota",
+    )
+    bare = DeliverySettings("dead-letters.jsonl", None)
+
+    environment = given.environment()
+
+    assert all(name.startswith("DEFENDER_HUB_") for name in environment)
+    assert DeliverySettings.of_environment(environment, account_id=ACCOUNT) == given
+    assert DeliverySettings.of_environment(bare.environment(), account_id=None) == DeliverySettings(
+        "dead-letters.jsonl", default_ledger()
+    )

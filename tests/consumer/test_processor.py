@@ -609,12 +609,13 @@ def kcl_batch(records: list[SimpleNamespace], checkpointer: Any) -> SimpleNamesp
     return SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpointer)
 
 
-def processor_of(hub: LocalSecurityHub, tmp_path: Path, quota: SharedQuota | None = None) -> FindingsProcessor:
+def processor_of(
+    hub: LocalSecurityHub, tmp_path: Path, quota: SharedQuota | None = None, health: Path | None = None
+) -> FindingsProcessor:
     """A shard's processor, as `main` makes it, delivering to the local hub; initialized for shard 0."""
     dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
-    findings = FindingsProcessor(
-        EventConverter(MappingOptions()), SecurityHubSink(hub_clients(hub), dead_letters, quota=quota), dead_letters
-    )
+    sink = SecurityHubSink(hub_clients(hub), dead_letters, quota=quota)
+    findings = FindingsProcessor(EventConverter(MappingOptions()), sink, dead_letters, health)
     findings.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
     return findings
 
@@ -631,6 +632,22 @@ def test_a_large_batch_is_delivered_and_checkpointed_in_parts(hub: LocalSecurity
     ends = [str(DELIVERY_RECORDS - 1), str(2 * DELIVERY_RECORDS - 1), str(count - 1)]
     assert [sequence for sequence, _ in checkpoints.taken] == ends
     assert [requests for _, requests in checkpoints.taken] == [1, 2, 3]  # each after its part was imported
+
+
+def test_a_shard_at_the_tip_notes_its_progress_now_and_then_and_a_change_of_lag_at_once(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    findings = processor_of(hub, tmp_path, health=tmp_path / "health")
+    noted = tmp_path / "health" / "shard-shardId-000000000000.json"
+
+    def poll(behind_ms: int) -> dict[str, Any]:
+        """An empty poll, as the KCL makes one every second at the tip; what the shard has noted after it."""
+        findings.process_records(SimpleNamespace(records=[], millis_behind_latest=behind_ms, checkpointer=None))
+        return dict(json.loads(noted.read_text()))
+
+    first = poll(0)
+    assert [poll(0) for _ in range(5)] == [first] * 5  # within NOTE_SECONDS: not noted again
+    assert poll(9_000)["behind_ms"] == 9_000
 
 
 class _ShuttingDown(_Checkpoints):

@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +22,7 @@ import msgspec
 
 from defender_hub.checkpoints import open_ledger
 from defender_hub.checkpoints.ledger import ARCHIVAL_PAGE, Ledger
+from defender_hub.config import default_dead_letters, default_ledger
 from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import (
     MAX_CLOCK_SKEW_MINUTES,
@@ -312,6 +313,46 @@ class DeliverySettings:
     """The external ID the member accounts' roles require."""
     quota_dir: str | None = None
     """Where the worker's processes share each lane's quota (`sink.quota`); None: each finds it by being throttled."""
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the variables `run` gives its shard processes, which read them with `of_environment`."""
+        values = {name: getattr(self, name) for name in _ENVIRONMENT}
+        values["max_clock_skew_minutes"] = f"{self.max_clock_skew_minutes:g}"
+        return {variable: str(value) for name, variable in _ENVIRONMENT.items() if (value := values[name]) is not None}
+
+    @classmethod
+    def of_environment(cls, environment: Mapping[str, str], *, account_id: str | None) -> DeliverySettings:
+        """The settings `environment` carries (as `environment()` made it), with the state directory's files where
+        it names no dead letters or ledger; `account_id` as the mapping options have it (the variable, else the
+        settings file)."""
+
+        def given(name: str) -> str | None:
+            return environment.get(_ENVIRONMENT[name]) or None
+
+        skew = given("max_clock_skew_minutes")
+        return cls(
+            dead_letter=given("dead_letter") or default_dead_letters(),
+            ledger=given("ledger") or default_ledger(),
+            account_id=account_id,
+            max_clock_skew_minutes=float(skew) if skew else MAX_CLOCK_SKEW_MINUTES,
+            dead_letter_overflow=given("dead_letter_overflow"),
+            assume_role=given("assume_role"),
+            external_id=given("external_id"),
+            quota_dir=given("quota_dir"),
+        )
+
+
+_ENVIRONMENT: Mapping[str, str] = {
+    "dead_letter": "DEFENDER_HUB_DEAD_LETTER",
+    "ledger": "DEFENDER_HUB_LEDGER",
+    "account_id": "DEFENDER_HUB_ACCOUNT_ID",
+    "max_clock_skew_minutes": "DEFENDER_HUB_MAX_CLOCK_SKEW",
+    "dead_letter_overflow": "DEFENDER_HUB_DEAD_LETTER_OVERFLOW",
+    "assume_role": "DEFENDER_HUB_ASSUME_ROLE",
+    "external_id": "DEFENDER_HUB_EXTERNAL_ID",
+    "quota_dir": "DEFENDER_HUB_QUOTA_DIR",
+}
+"""Each setting's variable (`clients` has none: a shard process makes its own)."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from defender_hub.config import (
     DEAD_LETTERS_FILE,
     LEDGER_FILE,
+    RUN_SETTINGS,
     STATE_DIR_HELP,
     default_dead_letters,
     default_ledger,
@@ -85,45 +86,58 @@ def mapping_flags(parser: argparse.ArgumentParser, *, account_flag: bool = True)
     )
 
 
-def delivery_flags(parser: argparse.ArgumentParser, *, ledger_by_default: bool) -> None:
-    """Adds the flags of where findings go: state directory, dead letters, ledger, the account imported into, the
-    clock skew allowed."""
-    parser.add_argument("--state-dir", metavar="DIR", default=env("STATE_DIR"), help=STATE_DIR_HELP)
+def delivery_flags(
+    parser: argparse.ArgumentParser, *, ledger_by_default: bool, account_flag: bool = True, run: bool = False
+) -> None:
+    """Adds the flags of where findings go: state directory, dead letters, ledger, the account imported into (unless
+    `mapping_flags` has it), the clock skew allowed. For `run`, those its settings file may also set default to None:
+    it resolves them once parsed (flag, then DEFENDER_HUB_<NAME>, then the file, then the default)."""
+
+    def default(name: str, value: object = None) -> object:
+        if run and name in RUN_SETTINGS:
+            return None
+        return env(name.upper()) if value is None else value
+
+    parser.add_argument("--state-dir", metavar="DIR", default=default("state_dir"), help=STATE_DIR_HELP)
     parser.add_argument(
         "--dead-letter",
-        default=env("DEAD_LETTER"),
+        default=default("dead_letter"),
         metavar="PATH|SQS_URL",
-        help="where rejected findings go: a JSON-lines file or an SQS queue URL (DEFENDER_HUB_DEAD_LETTER; default: "
-        f"{DEAD_LETTERS_FILE} in the state directory)",
+        help="where rejected findings and records go: a JSON-lines file or an SQS queue URL "
+        f"(DEFENDER_HUB_DEAD_LETTER; default: {DEAD_LETTERS_FILE} in the state directory)",
     )
     parser.add_argument(
         "--dead-letter-overflow",
-        default=env("DEAD_LETTER_OVERFLOW"),
+        default=default("dead_letter_overflow"),
         metavar="S3_URI",
         help="s3://BUCKET/PREFIX for dead letters too large for the SQS queue (a pointer goes in the queue) "
         "(DEFENDER_HUB_DEAD_LETTER_OVERFLOW; default: none)",
     )
     parser.add_argument(
         "--ledger",
-        default=env("LEDGER") if ledger_by_default else None,  # import: only when asked
+        default=default("ledger") if ledger_by_default else None,  # import: only when asked
         metavar="URL",
-        help="the findings ledger: sqlite:///PATH or dynamodb://TABLE (DEFENDER_HUB_LEDGER; default: "
+        help="the findings ledger: sqlite:///PATH (one machine) or dynamodb://TABLE (several workers) "
+        "(DEFENDER_HUB_LEDGER; default: "
         + (f"{LEDGER_FILE} in the state directory)" if ledger_by_default else "none)"),
     )
     parser.set_defaults(ledger_by_default=ledger_by_default)
-    parser.add_argument(
-        "--account-id", default=env("ACCOUNT_ID"), help="the account imported into without a role (default: STS says)"
-    )
-    parser.add_argument("--assume-role", default=env("ASSUME_ROLE"), metavar="NAME|ARN", help=ASSUME_ROLE_HELP)
+    if account_flag:
+        parser.add_argument(
+            "--account-id",
+            default=default("account_id"),
+            help="the account imported into without a role (default: STS says)",
+        )
+    parser.add_argument("--assume-role", default=default("assume_role"), metavar="NAME|ARN", help=ASSUME_ROLE_HELP)
     parser.add_argument(
         "--external-id",
-        default=env("EXTERNAL_ID"),
+        default=default("external_id"),
         help="the external ID the member accounts' roles require (DEFENDER_HUB_EXTERNAL_ID; default: none)",
     )
     parser.add_argument(
         "--max-clock-skew",
         type=int,
-        default=MAX_CLOCK_SKEW_MINUTES,
+        default=default("max_clock_skew", MAX_CLOCK_SKEW_MINUTES),
         metavar="MINUTES",
         help=f"refuse events timed further in the future than this (default: {MAX_CLOCK_SKEW_MINUTES})",
     )

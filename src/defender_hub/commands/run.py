@@ -14,19 +14,16 @@ from typing import Any
 
 from defender_hub.checkpoints import open_ledger, parse_ledger_url
 from defender_hub.commands.common import (
-    ASSUME_ROLE_HELP,
     EXIT_FAILURES,
     EXIT_OK,
     aws_region,
+    delivery_flags,
     env,
     mapping_flags,
 )
 from defender_hub.config import (
-    DEAD_LETTERS_FILE,
-    LEDGER_FILE,
     PARKED_RETRY_SECONDS,
     RUN_SETTINGS,
-    STATE_DIR_HELP,
     default_dead_letters,
     default_ledger,
     load_mapping_options,
@@ -77,40 +74,14 @@ def add(commands: Any) -> None:
         choices=RETRIEVAL_MODES,
         help="GetRecords polling, or enhanced fan-out (a dedicated 2 MB/s a shard, billed) (default: POLLING)",
     )
-    running.add_argument("--state-dir", metavar="DIR", help=STATE_DIR_HELP)
     running.add_argument(
         "--max-records", type=int, help=f"records a GetRecords call (1..{MAX_RECORDS}; default {MAX_RECORDS})"
-    )
-    running.add_argument(
-        "--dead-letter",
-        metavar="PATH|SQS_URL",
-        help=f"where rejected findings and records go: a JSON-lines file or an SQS queue URL (default: "
-        f"{DEAD_LETTERS_FILE} in the state directory)",
-    )
-    running.add_argument(
-        "--dead-letter-overflow",
-        metavar="S3_URI",
-        help="s3://BUCKET/PREFIX for letters too large for the SQS queue (default: none)",
-    )
-    running.add_argument(
-        "--ledger",
-        metavar="URL",
-        help=f"sqlite:///PATH (one machine) or dynamodb://TABLE (several workers) (default: {LEDGER_FILE} in the "
-        "state directory)",
     )
     running.add_argument(
         "--refresh-hours",
         type=int,
         help=f"hours between refresh sweeps of findings near expiry; 0: none (default: {REFRESH_HOURS})",
     )
-    running.add_argument(
-        "--max-clock-skew",
-        type=int,
-        metavar="MINUTES",
-        help=f"refuse events timed further in the future than this (default: {MAX_CLOCK_SKEW_MINUTES})",
-    )
-    running.add_argument("--assume-role", metavar="NAME|ARN", help=ASSUME_ROLE_HELP)
-    running.add_argument("--external-id", help="the external ID the member accounts' roles require (default: none)")
     running.add_argument(
         "--parked-retry-seconds",
         type=int,
@@ -130,6 +101,7 @@ def add(commands: Any) -> None:
     running.add_argument(
         "--metrics-port", type=int, help="serve Prometheus metrics, summed over the shard processes (default: none)"
     )
+    delivery_flags(running, ledger_by_default=True, account_flag=False, run=True)
     mapping_flags(running)
     running.set_defaults(handler=_run)
 
@@ -178,29 +150,25 @@ def _run(args: argparse.Namespace) -> int:
         retrieval_mode=args.retrieval_mode,
         max_records=args.max_records,
     )
+    delivery = DeliverySettings(  # the sweeps', and the shard processes' through the environment
+        args.dead_letter if "://" in args.dead_letter else str(Path(args.dead_letter).resolve()),
+        ledger_url,
+        args.account_id,
+        args.max_clock_skew,
+        dead_letter_overflow=args.dead_letter_overflow,
+        assume_role=args.assume_role,
+        external_id=args.external_id,
+        quota_dir=quota_dir,
+    )
     environment = {
-        "DEFENDER_HUB_LEDGER": ledger_url,
-        "DEFENDER_HUB_MAX_CLOCK_SKEW": str(args.max_clock_skew),
-        **({"DEFENDER_HUB_DEAD_LETTER_OVERFLOW": args.dead_letter_overflow} if args.dead_letter_overflow else {}),
+        **delivery.environment(),
         **({"DEFENDER_HUB_HEALTH_DIR": str(Path(args.health_dir).resolve())} if args.health_dir else {}),
-        "DEFENDER_HUB_QUOTA_DIR": quota_dir,
         "DEFENDER_HUB_DAEMON_LOG_LEVEL": "INFO" if args.verbose else "WARN",
         "DEFENDER_HUB_DAEMON_START_LOG_LEVEL": "INFO" if args.verbose else "ERROR",
         **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if metrics_dir else {}),
-        "DEFENDER_HUB_DEAD_LETTER": str(Path(args.dead_letter).resolve())
-        if "://" not in args.dead_letter
-        else args.dead_letter,
         **{
             f"DEFENDER_HUB_{name.upper()}": str(value)
-            for name in (
-                "account_id",
-                "region",
-                "partition",
-                "config",
-                "assume_role",
-                "external_id",
-                "log_format",
-            )
+            for name in ("region", "partition", "config", "log_format")
             if (value := getattr(args, name)) is not None
         },
     }
@@ -215,23 +183,13 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     configure(args.log_format)
-    sweep = DeliverySettings(
-        environment["DEFENDER_HUB_DEAD_LETTER"],
-        ledger_url,
-        args.account_id,
-        args.max_clock_skew,
-        dead_letter_overflow=args.dead_letter_overflow,
-        assume_role=args.assume_role,
-        external_id=args.external_id,
-        quota_dir=quota_dir,
-    )
     if metrics_dir is not None:
         from defender_hub.metrics import serve  # noqa: PLC0415 - only with --metrics-port
 
         serve(args.metrics_port, Path(metrics_dir))
-    sweeps = [start_periodic_retry(sweep, args.parked_retry_seconds)]
+    sweeps = [start_periodic_retry(delivery, args.parked_retry_seconds)]
     if args.refresh_hours > 0:
-        sweeps.append(start_periodic_refresh(sweep, args.refresh_hours * 3600))
+        sweeps.append(start_periodic_refresh(delivery, args.refresh_hours * 3600))
     try:
         status = run_daemon(
             settings,

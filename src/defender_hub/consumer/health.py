@@ -1,8 +1,9 @@
 """Health: whether the daemon lives and the shards move, for a container's HEALTHCHECK (`defender-hub health`).
 
-`run` notes the daemon's process id in the health folder; each processor notes, after every batch, when it was and
-how far behind the stream's tip its shard was (the KCL's millisBehindLatest). Unhealthy: the daemon is gone or
-stopped, or no shard has made progress for a while although records were waiting.
+`run` notes the daemon's process id in the health folder; each processor notes, after a batch, when it was and how
+far behind the stream's tip its shard was (the KCL's millisBehindLatest): at once when that lag changed, else every
+few seconds (the processor's NOTE_SECONDS). Unhealthy: the daemon is gone or stopped, or no shard has made progress
+for a while although records were waiting.
 """
 
 from __future__ import annotations

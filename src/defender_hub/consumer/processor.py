@@ -25,11 +25,10 @@ from amazon_kclpy.v3 import processor
 
 from defender_hub.checkpoints.delivery import DeliverySettings, open_delivery
 from defender_hub.checkpoints.shards import checkpoint
-from defender_hub.config import default_dead_letters, default_ledger, load_mapping_options
+from defender_hub.config import load_mapping_options
 from defender_hub.consumer.health import note_shard
 from defender_hub.convert import EventConverter
 from defender_hub.errors import EventError, SinkError, SinkStopped
-from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.logs import configure
 from defender_hub.metrics import DELIVERY_SECONDS, FINDINGS, MILLIS_BEHIND, OUTCOMES, RECORDS
 from defender_hub.sink import DeadLetter, DeadLetters, Lane, Outbound, RecordOrigin, Sink
@@ -46,6 +45,9 @@ one more at most."""
 DELIVERY_RECORDS = 2500
 """Records delivered, then checkpointed, at a time. A batch of GetRecords' 10,000 made into findings at once took
 385 MB a shard process; a part this size takes about a quarter, and still fills its requests but the last."""
+NOTE_SECONDS = 10.0
+"""How often a shard notes its progress for the health check while its lag stays the same: the KCL calls once a
+second even with no records, and the check allows minutes (STALL_SECONDS) before a stall."""
 
 
 class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  # an untyped base class
@@ -64,10 +66,17 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         self._held_outbound: list[Outbound] = []
         self._held_poison: list[DeadLetter] = []
         self._held_since: float | None = None
+        self._noted: tuple[float, int | None] | None = None
+        """When progress was last noted, and the lag noted then."""
 
     def _progressed(self, behind_ms: int | None) -> None:
-        if self._health is not None:
-            note_shard(self._health, self._shard, behind_ms)
+        if self._health is None:
+            return
+        now = time.monotonic()
+        if self._noted is not None and self._noted[1] == behind_ms and now - self._noted[0] < NOTE_SECONDS:
+            return
+        note_shard(self._health, self._shard, behind_ms)
+        self._noted = now, behind_ms
 
     def initialize(self, initialize_input: Any) -> None:
         """Remembers the shard, for the origin of dead letters."""
@@ -216,16 +225,7 @@ def main() -> None:
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    settings = DeliverySettings(
-        dead_letter=env.get("DEFENDER_HUB_DEAD_LETTER") or default_dead_letters(),
-        ledger=env.get("DEFENDER_HUB_LEDGER") or default_ledger(),
-        account_id=options.account_id,
-        max_clock_skew_minutes=int(env.get("DEFENDER_HUB_MAX_CLOCK_SKEW", MAX_CLOCK_SKEW_MINUTES)),
-        dead_letter_overflow=env.get("DEFENDER_HUB_DEAD_LETTER_OVERFLOW") or None,
-        assume_role=env.get("DEFENDER_HUB_ASSUME_ROLE") or None,
-        external_id=env.get("DEFENDER_HUB_EXTERNAL_ID") or None,
-        quota_dir=env.get("DEFENDER_HUB_QUOTA_DIR") or None,
-    )
+    settings = DeliverySettings.of_environment(env, account_id=options.account_id)
     delivery = open_delivery(settings, stop)
     health = env.get("DEFENDER_HUB_HEALTH_DIR")
     findings = FindingsProcessor(

@@ -60,6 +60,8 @@ class LocalAws:
             sys.executable,
             "-m",
             "hypercorn",
+            "--workers",
+            "0",  # served by this process: a spawned worker would load moto again, a second slower
             "--bind",
             f"{LOOPBACK}:{self.port}",
             "defender_hub.local.moto_app:app",

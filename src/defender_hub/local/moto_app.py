@@ -35,7 +35,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     """moto, with DynamoDB's requests one at a time, so its conditional writes are atomic as DynamoDB's are."""
     if environ.get("PATH_INFO") == PID_PATH:
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [f"{os.getpid()} {os.getppid()}".encode()]  # hypercorn serves from a worker it spawned
+        return [f"{os.getpid()} {os.getppid()}".encode()]  # and the parent's, were hypercorn to serve from a worker
     dynamodb = environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
     with _dynamodb if dynamodb else contextlib.nullcontext():
         body = list(_moto(environ, start_response))
