@@ -43,8 +43,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 # `defender-hub run` refused before it starts the daemon (tests/consumer/test_launcher.py) is no daemon test.
 # The `slow` marker is on the few other tests that take over ~5 s each (by --durations), marked by hand;
 # `pytest -m "not daemon and not slow"` leaves them out too.
-# The tests run in four processes (pyproject.toml), the daemon and slow tests first so that no process is left with a
-# long one at the end, and a daemon test only while no other runs one: two cores run one daemon at a time well.
+# The tests run in four processes (pyproject.toml): the slow tests first, so that no process is left with a long one
+# at the end; the daemon tests last, each only while no other runs one (two cores run one daemon at a time well), so
+# that the other processes are not kept waiting for the lock with quick tests in hand.
 DAEMON_FIXTURES = frozenset({"podman", "image"})
 DAEMON_LAUNCHERS = frozenset({"start_consumer", "consumer_command", "run_daemon"})
 DAEMON_LOCK = Path(tempfile.gettempdir()) / f"defender-hub-tests-{os.getuid()}.daemon.lock"
@@ -79,7 +80,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             isinstance(function, FunctionType) and _starts_daemon(function.__code__, function.__globals__, set())
         ):
             item.add_marker(pytest.mark.daemon)
-    items.sort(key=lambda item: not (item.get_closest_marker("daemon") or item.get_closest_marker("slow")))
+    items.sort(key=lambda item: 2 if item.get_closest_marker("daemon") else 0 if item.get_closest_marker("slow") else 1)
 
 
 @pytest.hookimpl(hookwrapper=True)

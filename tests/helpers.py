@@ -96,8 +96,9 @@ def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes
 
 def cli(*args: str, stdin: bytes = b"", env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """Runs `defender-hub` in this process, a second sooner than `run_cli`: `env` is its whole environment, and the
-    environment, standard streams, log handlers, stop signals and boto3's default session are put back after."""
-    streams = sys.stdin, sys.stdout, sys.stderr
+    environment, standard streams, log handlers, stop signals and boto3's default session are put back after; a
+    command that leaves a thread running fails."""
+    streams, threads = (sys.stdin, sys.stdout, sys.stderr), set(threading.enumerate())
     saved_env, handlers, levels = dict(os.environ), logging.root.handlers[:], _log_levels()
     signals = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     out, err = io.BytesIO(), io.BytesIO()
@@ -115,6 +116,11 @@ def cli(*args: str, stdin: bytes = b"", env: Mapping[str, str] | None = None) ->
             status = exited.code if isinstance(exited.code, int) else 1
         sys.stdout.flush()
         sys.stderr.flush()
+        # A thread the command left would go on in the environment put back: run such a command with run_cli. The
+        # local hub's threads that serve its connections (socketserver's) are the hub's, not the command's.
+        new = set(threading.enumerate()) - threads
+        left = [thread.name for thread in new if "process_request_thread" not in thread.name and thread.is_alive()]
+        assert not left, f"`defender-hub {' '.join(args[:1])}` left threads running: {left}"
         return subprocess.CompletedProcess(["defender-hub", *args], status, out.getvalue(), err.getvalue())
     finally:
         sys.stdin, sys.stdout, sys.stderr = streams

@@ -17,7 +17,7 @@ from defender_hub.local.iot_audit import LocalIotAudit
 from defender_hub.local.securityhub import LocalSecurityHub
 from tests.consumer.test_processor import Stream as ConsumerStream
 from tests.consumer.test_processor import start_consumer, stop, wait_for
-from tests.helpers import ACCOUNT, CHECK, cli, holds_latest, latest_versions, local_aws_env, local_client
+from tests.helpers import ACCOUNT, CHECK, cli, holds_latest, latest_versions, local_aws_env, local_client, unique
 
 TOPIC = f"arn:aws:sns:us-east-1:{ACCOUNT}:device-defender-audit"
 TASK_START_S = 1_790_000_000
@@ -77,7 +77,7 @@ class Stream:
     """A fresh one-shard stream: one shard keeps the order the forwarder put records in."""
 
     def __init__(self, aws: LocalAws) -> None:
-        self.name = f"forwarded-{id(self)}"
+        self.name = unique("forwarded")
         self.kinesis = local_client("kinesis", aws.endpoint_url)
         self.kinesis.create_stream(StreamName=self.name, ShardCount=1)
         self.kinesis.get_waiter("stream_exists").wait(StreamName=self.name, WaiterConfig={"Delay": 0.2})

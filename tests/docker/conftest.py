@@ -1,4 +1,4 @@
-"""The image, built once per test session with podman, and containers of it on the host network."""
+"""The image, built once per test process with podman, and containers of it on the host network."""
 
 from __future__ import annotations
 

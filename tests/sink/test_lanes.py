@@ -84,7 +84,7 @@ def test_the_callers_own_account_needs_no_role(hub_beside_sts: LocalSecurityHub,
     assert clients(Lane("aws", ACCOUNT, "us-east-1")) is clients(Lane("aws", ACCOUNT, "us-east-1"))
 
 
-def test_two_accounts_are_imported_side_by_side_each_waiting_only_for_its_own_quota(
+def test_two_accounts_are_imported_side_by_side(
     local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, template: dict[str, Any]
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", local_aws.endpoint_url)

@@ -316,9 +316,8 @@ class DeliverySettings:
 
     def environment(self) -> dict[str, str]:
         """These settings as the variables `run` gives its shard processes, which read them with `of_environment`."""
-        values = {name: getattr(self, name) for name in _ENVIRONMENT}
-        values["max_clock_skew_minutes"] = f"{self.max_clock_skew_minutes:g}"
-        return {variable: str(value) for name, variable in _ENVIRONMENT.items() if (value := values[name]) is not None}
+        values = ((variable, getattr(self, name)) for name, variable in _ENVIRONMENT.items())
+        return {variable: str(value) for variable, value in values if value is not None}
 
     @classmethod
     def of_environment(cls, environment: Mapping[str, str], *, account_id: str | None) -> DeliverySettings:

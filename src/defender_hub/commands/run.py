@@ -9,6 +9,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,13 @@ def add(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415
     from defender_hub.checkpoints.sweeps import start_periodic_refresh, start_periodic_retry  # noqa: PLC0415
-    from defender_hub.consumer.launcher import DaemonSettings, check_stream, lease_owners, run_daemon  # noqa: PLC0415
+    from defender_hub.consumer.launcher import (  # noqa: PLC0415
+        DaemonSettings,
+        check_daemon,
+        check_stream,
+        lease_owners,
+        run_daemon,
+    )
 
     run_defaults = {
         "initial_position": "TRIM_HORIZON",
@@ -137,41 +144,6 @@ def _run(args: argparse.Namespace) -> int:
     args.ledger = args.ledger or default_ledger(args.state_dir)
     region = _checked(args)
     ledger_url = _absolute_ledger(args.ledger)
-    # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
-    quota_dir = tempfile.mkdtemp(prefix="defender-hub-quota-")
-    metrics_dir = tempfile.mkdtemp(prefix="defender-hub-metrics-") if args.metrics_port else None
-    settings = DaemonSettings(
-        stream=args.stream,
-        application=args.application,
-        worker_id=args.worker_id,
-        region=region,
-        initial_position=args.initial_position,
-        timestamp=args.timestamp,
-        retrieval_mode=args.retrieval_mode,
-        max_records=args.max_records,
-    )
-    delivery = DeliverySettings(  # the sweeps', and the shard processes' through the environment
-        args.dead_letter if "://" in args.dead_letter else str(Path(args.dead_letter).resolve()),
-        ledger_url,
-        args.account_id,
-        args.max_clock_skew,
-        dead_letter_overflow=args.dead_letter_overflow,
-        assume_role=args.assume_role,
-        external_id=args.external_id,
-        quota_dir=quota_dir,
-    )
-    environment = {
-        **delivery.environment(),
-        **({"DEFENDER_HUB_HEALTH_DIR": str(Path(args.health_dir).resolve())} if args.health_dir else {}),
-        "DEFENDER_HUB_DAEMON_LOG_LEVEL": "INFO" if args.verbose else "WARN",
-        "DEFENDER_HUB_DAEMON_START_LOG_LEVEL": "INFO" if args.verbose else "ERROR",
-        **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if metrics_dir else {}),
-        **{
-            f"DEFENDER_HUB_{name.upper()}": str(value)
-            for name in ("region", "partition", "config", "log_format")
-            if (value := getattr(args, name)) is not None
-        },
-    }
     check_stream(args.stream, region)
     open_ledger(ledger_url).close()  # opened once here, so a ledger that can't be opened is said at start
     others = lease_owners(args.application, region) - {args.worker_id, ""}
@@ -182,15 +154,52 @@ def _run(args: argparse.Namespace) -> int:
             "--ledger dynamodb://TABLE, or findings may be re-sent and archival may miss what they recorded",
             file=sys.stderr,
         )
+    check_daemon()  # before the sweeps: a refused start sends nothing
+    settings = DaemonSettings(
+        stream=args.stream,
+        application=args.application,
+        worker_id=args.worker_id,
+        region=region,
+        initial_position=args.initial_position,
+        timestamp=args.timestamp,
+        retrieval_mode=args.retrieval_mode,
+        max_records=args.max_records,
+    )
     configure(args.log_format)
-    if metrics_dir is not None:
-        from defender_hub.metrics import serve  # noqa: PLC0415 - only with --metrics-port
-
-        serve(args.metrics_port, Path(metrics_dir))
-    sweeps = [start_periodic_retry(delivery, args.parked_retry_seconds)]
-    if args.refresh_hours > 0:
-        sweeps.append(start_periodic_refresh(delivery, args.refresh_hours * 3600))
+    # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
+    quota_dir = tempfile.mkdtemp(prefix="defender-hub-quota-")
+    metrics_dir = tempfile.mkdtemp(prefix="defender-hub-metrics-") if args.metrics_port else None
+    sweeps: list[threading.Event] = []
     try:
+        delivery = DeliverySettings(  # the sweeps', and the shard processes' through the environment
+            args.dead_letter if "://" in args.dead_letter else str(Path(args.dead_letter).resolve()),
+            ledger_url,
+            args.account_id,
+            args.max_clock_skew,
+            dead_letter_overflow=args.dead_letter_overflow,
+            assume_role=args.assume_role,
+            external_id=args.external_id,
+            quota_dir=quota_dir,
+        )
+        environment = {
+            **delivery.environment(),
+            **({"DEFENDER_HUB_HEALTH_DIR": str(Path(args.health_dir).resolve())} if args.health_dir else {}),
+            "DEFENDER_HUB_DAEMON_LOG_LEVEL": "INFO" if args.verbose else "WARN",
+            "DEFENDER_HUB_DAEMON_START_LOG_LEVEL": "INFO" if args.verbose else "ERROR",
+            **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if metrics_dir else {}),
+            **{
+                f"DEFENDER_HUB_{name.upper()}": str(value)
+                for name in ("region", "partition", "config", "log_format")
+                if (value := getattr(args, name)) is not None
+            },
+        }
+        if metrics_dir is not None:
+            from defender_hub.metrics import serve  # noqa: PLC0415 - only with --metrics-port
+
+            serve(args.metrics_port, Path(metrics_dir))
+        sweeps.append(start_periodic_retry(delivery, args.parked_retry_seconds))
+        if args.refresh_hours > 0:
+            sweeps.append(start_periodic_refresh(delivery, args.refresh_hours * 3600))
         status = run_daemon(
             settings,
             environment,

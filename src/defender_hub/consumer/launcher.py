@@ -22,6 +22,7 @@ from defender_hub.logs import daemon_line
 __all__ = [
     "MAX_RECORDS",
     "DaemonSettings",
+    "check_daemon",
     "check_stream",
     "daemon_command",
     "kcl_jars",
@@ -194,6 +195,12 @@ def lease_owners(application: str, region: str) -> set[str]:
         return {item["leaseOwner"]["S"] for page in pages for item in page["Items"] if "leaseOwner" in item}
     except Exception:
         return set()
+
+
+def check_daemon() -> None:
+    """Raises ConfigError unless Java and the KCL's jars are found: said before `run` starts anything."""
+    _java()
+    kcl_jars()
 
 
 def daemon_command(properties_file: Path) -> list[str]:
