@@ -10,6 +10,7 @@ import socket
 import sys
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,15 @@ from defender_hub.commands.common import (
     EXIT_OK,
     aws_region,
     delivery_flags,
+    delivery_settings,
     env,
     mapping_flags,
 )
 from defender_hub.config import (
     PARKED_RETRY_SECONDS,
     RUN_SETTINGS,
-    default_dead_letters,
-    default_ledger,
     load_mapping_options,
     load_run_settings,
-    refuse_former_defaults,
 )
 from defender_hub.consumer.health import note_daemon
 from defender_hub.consumer.launcher import INITIAL_POSITIONS, MAX_RECORDS, RETRIEVAL_MODES
@@ -108,7 +107,6 @@ def add(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415
     from defender_hub.checkpoints.sweeps import start_periodic_refresh, start_periodic_retry  # noqa: PLC0415
     from defender_hub.consumer.launcher import (  # noqa: PLC0415
         DaemonSettings,
@@ -137,13 +135,9 @@ def _run(args: argparse.Namespace) -> int:
         if value is None:
             value = from_file.get(name, run_defaults.get(name))
         setattr(args, name, value)
-    refuse_former_defaults(
-        ledger_given=args.ledger is not None, dead_letter_given=args.dead_letter is not None, state=args.state_dir
-    )
-    args.dead_letter = args.dead_letter or default_dead_letters(args.state_dir)
-    args.ledger = args.ledger or default_ledger(args.state_dir)
+    chosen = delivery_settings(args)  # the state directory's files unless told otherwise
     region = _checked(args)
-    ledger_url = _absolute_ledger(args.ledger)
+    ledger_url = _absolute_ledger(chosen.ledger)
     check_stream(args.stream, region)
     open_ledger(ledger_url).close()  # opened once here, so a ledger that can't be opened is said at start
     others = lease_owners(args.application, region) - {args.worker_id, ""}
@@ -171,14 +165,10 @@ def _run(args: argparse.Namespace) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="defender-hub-metrics-") if args.metrics_port else None
     sweeps: list[threading.Event] = []
     try:
-        delivery = DeliverySettings(  # the sweeps', and the shard processes' through the environment
-            args.dead_letter if "://" in args.dead_letter else str(Path(args.dead_letter).resolve()),
-            ledger_url,
-            args.account_id,
-            args.max_clock_skew,
-            dead_letter_overflow=args.dead_letter_overflow,
-            assume_role=args.assume_role,
-            external_id=args.external_id,
+        delivery = replace(  # the sweeps', and the shard processes' through the environment
+            chosen,
+            dead_letter=chosen.dead_letter if "://" in chosen.dead_letter else str(Path(chosen.dead_letter).resolve()),
+            ledger=ledger_url,
             quota_dir=quota_dir,
         )
         environment = {
@@ -249,7 +239,9 @@ def _checked(args: argparse.Namespace) -> str:
     return region
 
 
-def _absolute_ledger(url: str) -> str:
+def _absolute_ledger(url: str | None) -> str:
     """The ledger URL, checked, with a SQLite path made absolute: the processors may start elsewhere."""
+    if url is None:
+        raise ConfigError("run needs a ledger")  # delivery_settings gives run the state directory's by default
     kind, target = parse_ledger_url(url)
     return f"sqlite:///{Path(target).resolve()}" if kind == "sqlite" else url
