@@ -3,6 +3,7 @@
     DefenderHubError
     ├── ConfigError            bad or missing configuration; the job must not start
     │   └── PortTaken          a port the local stack was told to listen on is another process's
+    ├── EventSkipped           an event that, by its source's rules, makes no finding; counted, never dead-lettered
     ├── EventError             one event can't become findings; it is reported or dead-lettered, the rest go on
     │   ├── EventDecodeError   not JSON, not UTF-8, nested too deep, or a field of the wrong type
     │   ├── UnknownEventError  valid JSON, but none of the event kinds defender-hub knows
@@ -14,7 +15,8 @@
         ├── DeadLetterError    the dead-letter destination failed, so a rejected finding can't be kept
         └── LedgerError        the findings ledger can't be read or written, so a delivery can't be planned or kept
 
-Code that handles one event catches `EventError`; nothing else is swallowed. A `SinkError` ends the work at hand:
+Code that handles one event catches `EventSkipped` (count it, go on) and `EventError` (dead-letter it, go on);
+nothing else is swallowed. A `SinkError` ends the work at hand:
 what was not delivered is still owed, and a checkpoint past it would lose it.
 """
 
@@ -27,6 +29,7 @@ __all__ = [
     "EventDecodeError",
     "EventError",
     "EventMappingError",
+    "EventSkipped",
     "ForwardError",
     "LaneRefused",
     "LedgerError",
@@ -43,6 +46,17 @@ class DefenderHubError(Exception):
 
 class ConfigError(DefenderHubError):
     """Configuration is missing or invalid."""
+
+
+class EventSkipped(DefenderHubError):
+    """A well-formed event that its source's rules turn into no finding (a Health event not about security, say).
+
+    Not an EventError: nothing is wrong with it, so it is counted by `reason` and never dead-lettered.
+    """
+
+    def __init__(self, reason: str, source: str) -> None:
+        super().__init__(reason)
+        self.reason, self.source = reason, source
 
 
 class EventError(DefenderHubError):

@@ -18,12 +18,16 @@ __all__ = [
     "IMPORT_BURST",
     "IMPORT_RATE",
     "MAX_FINDINGS_PER_REQUEST",
+    "MAX_FINDINGS_PER_UPDATE",
     "MAX_FINDING_BYTES",
     "MAX_REQUEST_BYTES",
     "PARTITIONS",
     "RECORD_STATES",
     "SEVERITY_LABELS",
     "TYPE_NAMESPACES",
+    "UPDATE_BURST",
+    "UPDATE_RATE",
+    "WORKFLOW_STATUSES",
     "Limits",
     "finding_problems",
 ]
@@ -32,6 +36,12 @@ MAX_FINDINGS_PER_REQUEST = 100
 IMPORT_RATE = 10.0
 """BatchImportFindings requests a second, per account and Region."""
 IMPORT_BURST = 30
+MAX_FINDINGS_PER_UPDATE = 100
+"""BatchUpdateFindings' FindingIdentifiers per request."""
+UPDATE_RATE = 10.0
+"""BatchUpdateFindings requests a second, per account and Region: a quota of its own, apart from the import's."""
+UPDATE_BURST = 30
+WORKFLOW_STATUSES = frozenset({"NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"})
 MAX_REQUEST_BYTES = 6_000_000
 MAX_FINDING_BYTES = 240_000
 

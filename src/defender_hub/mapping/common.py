@@ -23,7 +23,9 @@ __all__ = [
     "CHECK_SUMMARY",
     "NAME_LIMIT",
     "PRODUCT_NAME_AUDIT",
+    "PRODUCT_NAME_CONFIG",
     "PRODUCT_NAME_DETECT",
+    "PRODUCT_NAME_HEALTH",
     "classification",
     "finding_id",
     "make_finding",
@@ -33,6 +35,8 @@ NAME_LIMIT = 128
 """Bound on names from events: AWS IoT's thing, security profile and behavior names are at most 128 characters, and
 check names, codes, task ids and types far shorter; anything longer is not AWS's."""
 PRODUCT_NAME_AUDIT = "IoT Device Defender - Audit"
+PRODUCT_NAME_CONFIG = "Config"
+PRODUCT_NAME_HEALTH = "Health"
 PRODUCT_NAME_DETECT = "IoT Device Defender - Detect"
 CHECK_SUMMARY = "CheckSummary"
 """ProductFields' ReportType of an audit check's summary, as Security Hub's own integration names it."""
