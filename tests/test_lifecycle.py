@@ -169,3 +169,102 @@ def test_reconcile_goes_past_a_claimed_send_that_may_have_been_made() -> None:
 
     assert again is not None and again.send
     assert again.updated_ms == T2 + 60_001
+
+
+def config(updated_ms: int, status: str) -> dict[str, Any]:
+    updated = format_iso(updated_ms)
+    return {
+        "ProductArn": ARN, "Id": "arn:aws:config:us-east-1:123456789012:config-rule/r/finding/h", "ProductName": "Config",
+        "CreatedAt": updated, "UpdatedAt": updated, "RecordState": "ACTIVE", "Compliance": {"Status": status},
+    }  # fmt: skip
+
+
+def health(updated_ms: int, status_code: str) -> dict[str, Any]:
+    updated = format_iso(updated_ms)
+    return {
+        "ProductArn": ARN, "Id": "arn:aws:health:us-east-1:123456789012:event/X/h", "ProductName": "Health",
+        "CreatedAt": updated, "UpdatedAt": updated, "RecordState": "ACTIVE",
+        "ProductFields": {"StatusCode": status_code},
+    }  # fmt: skip
+
+
+def workflow_after(*docs: dict[str, Any]) -> list[str]:
+    """The Workflow.Status each of `docs` is owed when they arrive one after another, each accepted in turn."""
+    owed, entry = [], None
+    for doc in docs:
+        [outgoing] = planned([doc], *([entry] if entry is not None else [])).send
+        owed.append(outgoing.workflow)
+        entry = outgoing.entry()
+    return owed
+
+
+def test_a_config_finding_created_passed_or_going_from_failed_to_passed_is_owed_resolved() -> None:
+    assert workflow_after(config(T1, "PASSED")) == ["RESOLVED"]
+    assert workflow_after(config(T1, "FAILED"), config(T2, "PASSED")) == ["", "RESOLVED"]
+
+
+def test_other_config_transitions_owe_nothing_as_the_native_integration_sets_nothing() -> None:
+    assert workflow_after(config(T1, "FAILED")) == [""]
+    assert workflow_after(config(T1, "WARNING"), config(T2, "PASSED")) == ["", ""]
+    assert workflow_after(config(T1, "NOT_AVAILABLE"), config(T2, "PASSED")) == ["", ""]
+    assert workflow_after(config(T1, "PASSED"), config(T2, "FAILED")) == ["RESOLVED", ""]
+
+
+def test_a_resolved_not_yet_set_stays_owed_through_newer_passed_news() -> None:
+    first = Outgoing(config(T1, "PASSED"), facts_of(config(T1, "PASSED")), None, T1, workflow="RESOLVED").entry()
+    later = {**config(T2, "PASSED"), "Title": "annotation changed"}
+
+    [outgoing] = planned([later], first).send
+
+    assert outgoing.workflow == "RESOLVED"
+
+
+def test_news_security_hub_already_shows_keeps_what_the_ledger_owes() -> None:
+    first = Outgoing(config(T1, "PASSED"), facts_of(config(T1, "PASSED")), None, T1, workflow="RESOLVED").entry()
+
+    [outgoing] = planned([config(T2, "PASSED")], first).send
+
+    assert (outgoing.send, outgoing.entry().workflow) == (False, "RESOLVED")
+
+
+def test_device_defender_and_health_findings_owe_no_workflow() -> None:
+    assert workflow_after(detect(T1), detect(T2, title="cleared")) == ["", ""]
+    assert workflow_after({**health(T1, "open"), "Compliance": {"Status": "PASSED"}}) == [""]
+
+
+def test_each_source_says_which_findings_are_kept_alive() -> None:
+    kept = {
+        "config FAILED": facts_of(config(T1, "FAILED")).refresh,
+        "config WARNING": facts_of(config(T1, "WARNING")).refresh,
+        "config PASSED": facts_of(config(T1, "PASSED")).refresh,
+        "config NOT_AVAILABLE": facts_of(config(T1, "NOT_AVAILABLE")).refresh,
+        "health open": facts_of(health(T1, "open")).refresh,
+        "health upcoming": facts_of(health(T1, "upcoming")).refresh,
+        "health closed": facts_of(health(T1, "closed")).refresh,
+        "detect": facts_of(detect(T1)).refresh,
+        "audit": facts_of(audit("a", "t1", T1, T1)).refresh,
+    }
+
+    assert [name for name, refresh in kept.items() if refresh] == [
+        "config FAILED", "config WARNING", "health open", "health upcoming", "detect", "audit",
+    ]  # fmt: skip
+    assert accepted(health(T1, "closed")).refresh is False
+
+
+def test_a_refresh_carries_what_the_ledger_owes() -> None:
+    entry = Outgoing(config(T1, "FAILED"), facts_of(config(T1, "FAILED")), None, T1, workflow="RESOLVED").entry()
+
+    again = refreshed(entry, T2)
+
+    assert (again.workflow, again.facts.refresh, again.updated_ms) == ("RESOLVED", True, T2)
+
+
+def test_a_reconciled_config_finding_owes_the_transition_from_what_the_ledger_holds_now() -> None:
+    read = accepted(config(T1, "FAILED"))
+    [mine] = planned([config(T2 + 1000, "PASSED")], read).send
+    current = Outgoing(config(T2, "FAILED"), facts_of(config(T2, "FAILED")), read, T2).entry()  # another writer's
+
+    again = reconcile(mine, current)
+
+    assert again is not None
+    assert (again.doc["Compliance"], again.workflow) == ({"Status": "PASSED"}, "RESOLVED")

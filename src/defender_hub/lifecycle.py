@@ -13,6 +13,13 @@ arrives late (a lagging or replayed stream) must still reach Security Hub past t
   Compliance PASSED, as news of the completing task's time: the resources the task no longer reported are compliant.
 - An ACTIVE finding not updated for a while is re-sent with a new UpdatedAt, its version unchanged (`refreshed`).
 - When a ledger write finds that another writer came first, `reconcile` says what Security Hub must hold now.
+
+Each source keeps rules of its own here, read from the finding's ProductName:
+- Device Defender: the audit rules above; every ACTIVE finding is refreshed.
+- AWS Config: a finding is refreshed only while its compliance is FAILED or WARNING, and it is owed
+  Workflow.Status RESOLVED (set through BatchUpdateFindings once the import is accepted, since an import can't set
+  Workflow) when it is created PASSED or goes from FAILED to PASSED, as the native integration does.
+- AWS Health: a finding is refreshed only while its event is open or upcoming; a closed one is left to expire.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 import msgspec
 
 from defender_hub.errors import EventDecodeError
+from defender_hub.mapping.common import PRODUCT_NAME_CONFIG, PRODUCT_NAME_HEALTH
 from defender_hub.timestamps import format_iso, to_epoch_ms
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "ARCHIVED",
     "MAX_CLOCK_SKEW_MINUTES",
     "REFRESH_AFTER_DAYS",
+    "RESOLVED",
     "CheckCompletion",
     "Facts",
     "LedgerEntry",
@@ -46,9 +55,17 @@ __all__ = [
     "plan",
     "reconcile",
     "refreshed",
+    "workflow_owed",
 ]
 
 ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
+RESOLVED = "RESOLVED"
+"""The Workflow.Status a Config finding is owed when it is created PASSED or goes from FAILED to PASSED."""
+_PASSED, _FAILED = "PASSED", "FAILED"
+_CONFIG_REFRESHED = frozenset({_FAILED, "WARNING"})
+"""Config compliance statuses whose findings are kept alive: the ones that still ask for attention."""
+_HEALTH_REFRESHED = frozenset({"open", "upcoming"})
+"""Health event statuses whose findings are kept alive; a closed event's finding is left to expire."""
 REFRESH_AFTER_DAYS = 80.0
 """Re-send an ACTIVE finding this long after its last update: ten days before Security Hub would delete it."""
 MAX_CLOCK_SKEW_MINUTES = 15
@@ -59,6 +76,19 @@ _NOT_CONTENT = frozenset({"CreatedAt", "UpdatedAt"})
 _encode = msgspec.json.Encoder().encode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+class _Compliance(msgspec.Struct, gc=False):
+    status: str = msgspec.field(default="", name="Status")
+
+
+class _Accepted(msgspec.Struct, gc=False):
+    """The one member of an accepted finding the Config rules look back at."""
+
+    compliance: _Compliance = msgspec.field(default_factory=_Compliance, name="Compliance")
+
+
+_decode_accepted = msgspec.json.Decoder(_Accepted).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +120,8 @@ class Facts:
     """For audit findings and check summaries, the start of their task; 0 otherwise."""
     completion: CheckCompletion | None
     """For the check summary of a completed check, that completion."""
+    refresh: bool = True
+    """Whether the finding is re-sent before it expires while ACTIVE (its source's rule)."""
 
     @property
     def order(self) -> tuple[int, int]:
@@ -120,6 +152,12 @@ class LedgerEntry:
     """The finding as accepted, JSON: what a refresh or an archival sends again."""
     revision: int = 0
     """Grows with every write: a write names the revision it read, so no writer overwrites what it did not see."""
+    refresh: bool = True
+    """Whether a refresh sweep re-sends it while it is ACTIVE (`Facts.refresh`)."""
+    workflow: str = ""
+    """A Workflow.Status owed to the finding once its import was accepted (RESOLVED), "" when none is owed. It is
+    written with the acceptance and cleared once Security Hub processed the update, so a kill in between loses
+    nothing."""
 
     @property
     def order(self) -> tuple[int, int]:
@@ -143,6 +181,8 @@ class Outgoing:
     updated_ms: int
     """The finding's UpdatedAt."""
     send: bool = True
+    workflow: str = ""
+    """The Workflow.Status owed once it is accepted (`LedgerEntry.workflow`)."""
 
     def entry(self) -> LedgerEntry:
         """The ledger entry that records it as accepted: the revision after the one it read."""
@@ -159,6 +199,8 @@ class Outgoing:
             task_ms=facts.task_ms if facts.report_type == AUDIT_FINDING else 0,
             finding=_encode(doc),
             revision=(read.revision if read is not None else 0) + 1,
+            refresh=facts.refresh,
+            workflow=self.workflow,
         )
 
 
@@ -198,7 +240,8 @@ def facts_of(doc: Mapping[str, Any]) -> Facts:
     report_type = str(fields.get("ReportType", ""))
     version_ms = _ms(doc.get("UpdatedAt"))
     if report_type not in (AUDIT_FINDING, CHECK_SUMMARY):
-        return Facts(finding_key(doc), version_ms, str(doc.get("RecordState", ACTIVE)), "", "", 0, None)
+        record_state = str(doc.get("RecordState", ACTIVE))
+        return Facts(finding_key(doc), version_ms, record_state, "", "", 0, None, _refreshed(doc, fields))
     check = f"{doc.get('ProductArn', '')}|{fields.get('CheckName', '')}"
     task_ms = _ms(fields.get("TaskStartTime")) or version_ms  # no task time: the finding's own
     completion = None
@@ -206,6 +249,36 @@ def facts_of(doc: Mapping[str, Any]) -> Facts:
         completion = CheckCompletion(check, str(fields.get("TaskId", "")), version_ms)
     record_state = str(doc.get("RecordState", ACTIVE))
     return Facts(finding_key(doc), version_ms, record_state, report_type, check, task_ms, completion)
+
+
+def _compliance(doc: Mapping[str, Any]) -> str:
+    compliance = doc.get("Compliance")
+    return str(compliance.get("Status", "")) if isinstance(compliance, Mapping) else ""
+
+
+def _refreshed(doc: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+    """Whether the finding's source keeps it alive while it is ACTIVE: Config while it fails, Health while its event
+    is not closed, anything else always."""
+    product = doc.get("ProductName")
+    if product == PRODUCT_NAME_CONFIG:
+        return _compliance(doc) in _CONFIG_REFRESHED
+    if product == PRODUCT_NAME_HEALTH:
+        return fields.get("StatusCode") in _HEALTH_REFRESHED
+    return True
+
+
+def workflow_owed(doc: Mapping[str, Any], entry: LedgerEntry | None) -> str:
+    """The Workflow.Status `doc` is owed once accepted, given the ledger's `entry` for it: RESOLVED for a Config
+    finding created PASSED or going from FAILED to PASSED (or PASSED still, with its RESOLVED not yet set); else ""."""
+    if doc.get("ProductName") != PRODUCT_NAME_CONFIG or _compliance(doc) != _PASSED:
+        return ""
+    if entry is None or entry.workflow == RESOLVED:
+        return RESOLVED
+    try:
+        before = _decode_accepted(entry.finding).compliance.status
+    except msgspec.DecodeError:
+        return ""  # the ledger's copy can't be read: no transition can be told, and none is made up
+    return RESOLVED if before == _FAILED else ""
 
 
 def fingerprint(doc: Mapping[str, Any]) -> str:
@@ -231,14 +304,20 @@ def _past(entry: LedgerEntry | None) -> int:
 
 
 def _outgoing(
-    doc: dict[str, Any], facts: Facts, read: LedgerEntry | None, updated_ms: int, send: bool = True
+    doc: dict[str, Any],
+    facts: Facts,
+    read: LedgerEntry | None,
+    updated_ms: int,
+    *,
+    send: bool = True,
+    workflow: str = "",
 ) -> Outgoing:
     """`doc` at `updated_ms`, keeping the CreatedAt the ledger has for it; `doc` itself when that changes nothing."""
     updated_at = format_iso(updated_ms)
     created_at = read.created_at if read is not None and read.created_at else doc.get("CreatedAt")
     if doc.get("UpdatedAt") != updated_at or doc.get("CreatedAt") != created_at:
         doc = {**doc, "UpdatedAt": updated_at, "CreatedAt": created_at}
-    return Outgoing(doc, facts, read, updated_ms, send)
+    return Outgoing(doc, facts, read, updated_ms, send, workflow)
 
 
 def _archived(doc: Mapping[str, Any], facts: Facts, version_ms: int) -> tuple[dict[str, Any], Facts]:
@@ -287,9 +366,10 @@ def plan(
                 continue
             if fingerprint(doc) == entry.fingerprint:
                 result.unchanged += 1  # newer news Security Hub already shows: only the ledger moves on
-                result.send.append(_outgoing(doc, facts, entry, entry.updated_ms, send=False))
+                result.send.append(_outgoing(doc, facts, entry, entry.updated_ms, send=False, workflow=entry.workflow))
                 continue
-        result.send.append(_outgoing(doc, facts, entry, max(facts.version_ms, past)))
+        workflow = workflow_owed(doc, entry)
+        result.send.append(_outgoing(doc, facts, entry, max(facts.version_ms, past), workflow=workflow))
         result.archived_late += late
         completion = facts.completion
         if completion is not None:
@@ -315,12 +395,16 @@ def archived_by(completion: CheckCompletion, entry: LedgerEntry) -> Outgoing | N
 
 def _entry_facts(entry: LedgerEntry) -> Facts:
     report_type = AUDIT_FINDING if entry.check else ""
-    return Facts(entry.key, entry.version_ms, entry.record_state, report_type, entry.check, entry.task_ms, None)
+    return Facts(
+        entry.key, entry.version_ms, entry.record_state, report_type, entry.check, entry.task_ms, None, entry.refresh
+    )
 
 
 def refreshed(entry: LedgerEntry, now_ms: int) -> Outgoing:
     """The finding of `entry` again, updated now and of the same version, so Security Hub keeps it another 90 days."""
-    return _outgoing(_decode(entry.finding), _entry_facts(entry), entry, max(now_ms, _past(entry)))
+    again = _outgoing(_decode(entry.finding), _entry_facts(entry), entry, max(now_ms, _past(entry)))
+    again.workflow = entry.workflow  # the same content: what it was owed, it is owed still
+    return again
 
 
 def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
@@ -332,7 +416,7 @@ def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
     The newer news wins: unless Security Hub surely shows its content, it goes again, past every send.
     """
     if current is None:  # the entry we read is gone: ours is all there is
-        return Outgoing(mine.doc, mine.facts, None, mine.updated_ms) if mine.send else None
+        return Outgoing(mine.doc, mine.facts, None, mine.updated_ms, workflow=mine.workflow) if mine.send else None
     sent_ms = mine.updated_ms if mine.send else 0
     theirs_ms = max(current.updated_ms, current.sent_ms)
     ours = fingerprint(mine.doc)
@@ -344,10 +428,12 @@ def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
         shown = {ours, current.fingerprint}
     if mine.facts.order > current.order:
         doc, facts, winner = mine.doc, mine.facts, ours
+        workflow = workflow_owed(doc, current) or mine.workflow  # the transition from what the ledger holds now
     else:
         doc, facts, winner = _decode(current.finding), _entry_facts(current), current.fingerprint
+        workflow = current.workflow
     if shown == {winner}:  # Security Hub surely shows the winning content: only the ledger may have to catch up
         if winner == current.fingerprint and facts is not mine.facts:
             return None
-        return _outgoing(doc, facts, current, max(sent_ms, current.updated_ms), send=False)
-    return _outgoing(doc, facts, current, max(facts.version_ms, sent_ms + 1, _past(current)))
+        return _outgoing(doc, facts, current, max(sent_ms, current.updated_ms), send=False, workflow=workflow)
+    return _outgoing(doc, facts, current, max(facts.version_ms, sent_ms + 1, _past(current)), workflow=workflow)

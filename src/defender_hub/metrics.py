@@ -22,7 +22,10 @@ __all__ = [
     "OUTCOMES",
     "RECORDS",
     "REQUESTS",
+    "SKIPPED",
+    "SOURCE_FINDINGS",
     "THROTTLED",
+    "WORKFLOW_UPDATES",
     "serve",
 ]
 
@@ -33,6 +36,19 @@ OUTCOMES = ("accepted", "unchanged", "archived", "dead_lettered", "parked", "sup
 LANE_FINDINGS = Counter("defender_hub_lane_findings", "Findings by lane and outcome", ["lane", "outcome"])
 REQUESTS = Counter("defender_hub_requests", "BatchImportFindings requests sent, by lane", ["lane"])
 THROTTLED = Counter("defender_hub_throttled", "BatchImportFindings requests throttled, by lane", ["lane"])
+SKIPPED = Counter(
+    "defender_hub_skipped_events",
+    "Events that by their source's rules make no finding (a Health event not about security, say), by source",
+    ["source"],
+)
+SOURCE_FINDINGS = Counter(
+    "defender_hub_source_findings", "Findings mapped from the stream's events, by source", ["source"]
+)
+WORKFLOW_UPDATES = Counter(
+    "defender_hub_workflow_updates",
+    "Workflow updates (BatchUpdateFindings) by outcome: processed, or left owed in the ledger for the next sweep",
+    ["outcome"],
+)
 DELIVERY_SECONDS = Histogram(
     "defender_hub_delivery_seconds",
     "From a batch of records in hand to its findings accepted or kept, per batch",

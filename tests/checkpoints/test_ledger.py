@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,58 @@ def test_refresh_claims_keep_a_second_sweep_off_and_lapse(ledger: Ledger) -> Non
     assert another_connection(ledger).claim(claimed, now_ms=1500, until_ms=2500, sending_ms=1500) is None
     assert ledger.due_for_refresh(100, now_ms=1500, limit=10) == []
     assert [e.key for e in ledger.due_for_refresh(100, now_ms=2000, limit=10)] == ["arn|old"]  # the claim lapsed
+
+
+def test_a_finding_its_source_does_not_keep_alive_is_never_due(ledger: Ledger) -> None:
+    kept, passed = entry("arn|failing", 10), replace(entry("arn|passed", 10), refresh=False)
+    ledger.write([kept, passed])
+
+    assert ledger.entries(["arn|passed"])["arn|passed"].refresh is False
+    assert [e.key for e in ledger.due_for_refresh(100, now_ms=1000, limit=10)] == ["arn|failing"]
+
+
+def test_an_owed_workflow_is_kept_until_done_for_the_version_it_was_owed_for(ledger: Ledger) -> None:
+    owed = replace(entry("arn|resolved", 10), workflow="RESOLVED")
+    ledger.write([owed, entry("arn|plain", 10)])
+    assert [e.key for e in ledger.owed_workflows(10)] == ["arn|resolved"]
+
+    newer = replace(entry("arn|resolved", 20, revision=2), workflow="RESOLVED")
+    ledger.write([newer])
+    ledger.workflow_done([owed])  # done for version 10: the news of version 20 owes its own update still
+    assert [e.version_ms for e in ledger.owed_workflows(10)] == [20]
+
+    ledger.workflow_done([newer])
+    assert ledger.owed_workflows(10) == []
+    assert ledger.entries(["arn|resolved"])["arn|resolved"].workflow == ""
+
+
+def test_owed_workflows_come_a_page_at_a_time(ledger: Ledger) -> None:
+    ledger.write([replace(entry(f"arn|{n}", 10), workflow="RESOLVED") for n in range(5)])
+
+    assert len(ledger.owed_workflows(3)) == 3
+
+
+def test_a_sqlite_ledger_of_the_layout_before_refresh_and_workflow_gains_them(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(path) as database:  # the layout as it was before sources had rules of their own
+        database.execute(
+            "CREATE TABLE findings (key TEXT PRIMARY KEY, created_at TEXT NOT NULL, version_ms INTEGER NOT NULL, "
+            "updated_ms INTEGER NOT NULL, sent_ms INTEGER NOT NULL, record_state TEXT NOT NULL, "
+            "fingerprint TEXT NOT NULL, check_key TEXT NOT NULL, task_ms INTEGER NOT NULL, finding BLOB NOT NULL, "
+            "revision INTEGER NOT NULL, claimed_until INTEGER NOT NULL DEFAULT 0)"
+        )
+        database.execute(
+            "INSERT INTO findings VALUES ('arn|a', '2026-01-01T00:00:00.000Z', 10, 10, 10, 'ACTIVE', 'f', '', 0, "
+            "x'7b7d', 1, 0)"
+        )
+    database.close()
+
+    ledger = SqliteLedger(path)
+
+    found = ledger.entries(["arn|a"])["arn|a"]
+    assert (found.refresh, found.workflow) == (True, "")
+    assert [e.key for e in ledger.due_for_refresh(100, now_ms=1000, limit=10)] == ["arn|a"]
+    ledger.close()
 
 
 def test_a_claim_fails_when_the_finding_changed_since_it_was_read(ledger: Ledger) -> None:

@@ -22,6 +22,7 @@ import msgspec
 
 from defender_hub.checkpoints import open_ledger
 from defender_hub.checkpoints.ledger import ARCHIVAL_PAGE, Ledger
+from defender_hub.codecs.asff_rules import UPDATE_BURST, UPDATE_RATE
 from defender_hub.config import default_dead_letters, default_ledger
 from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import (
@@ -50,12 +51,13 @@ from defender_hub.sink import (
     Pending,
     SecurityHubSink,
     Sink,
+    WorkflowUpdate,
     as_document,
     coalesce,
     open_dead_letters,
     securityhub_clients,
 )
-from defender_hub.sink.quota import SharedQuota
+from defender_hub.sink.quota import BURST_SLACK, SharedQuota
 
 __all__ = ["Delivery", "DeliverySettings", "LedgeredSink", "RefreshReport", "open_delivery"]
 
@@ -63,6 +65,8 @@ log = logging.getLogger("defender_hub.ledger")
 
 DAY_MS = 86_400_000
 REFRESH_PAGE = 500
+WORKFLOW_PAGE = 500
+"""Owed workflow updates a sweep reads and sends at a time."""
 CLAIM_MS = 15 * 60_000  # how long a sweep holds what it re-sends: far longer than one page takes
 RECONCILE_ROUNDS = 10
 """Rounds of reconciling with other writers before a delivery gives up (and is tried again from its records)."""
@@ -130,10 +134,16 @@ class LedgeredSink:
         with _ledger_errors("recording completed checks"):
             self._ledger.record_completions(decided.completions)  # owed from now on, before anything is sent
         report = DeliveryReport()
-        report.add(self._send(decided.send, dict(zip(keys, pending, strict=True))))
+        written: dict[str, LedgerEntry] = {}
+        report.add(self._send(decided.send, dict(zip(keys, pending, strict=True)), written=written))
         owed = latest_per_check([*(c for c in completions.values() if not c.archived), *decided.completions])
         for completion in owed.values():
             self._archive(completion, set(keys), report)
+        # What this delivery owes Security Hub's workflow, and what earlier ones left owed for these findings (a kill
+        # between the import and the update, a replay of it): the update is part of the delivery, before any
+        # checkpoint.
+        left = [entry for key, entry in entries.items() if entry.workflow and key not in written]
+        self._update_workflows([*(e for e in written.values() if e.workflow), *left], report)
         report.superseded = sum(len(item.origins) - 1 for item in pending)
         report.unchanged = decided.stale + decided.unchanged
         report.archived += decided.archived_late
@@ -160,6 +170,29 @@ class LedgeredSink:
         if letters:
             self._sink.dead_letters.put(letters)
         return timely, facts_by_doc, len(letters)
+
+    def _update_workflows(self, owed: Sequence[LedgerEntry], report: DeliveryReport) -> None:
+        """Sets each owed Workflow.Status, then clears it in the ledger; what is left stays owed."""
+        if not owed:
+            return
+        by_key = {entry.key: entry for entry in owed}
+        updates = [_workflow_update(entry) for entry in owed]
+        done = self._sink.update_workflows(updates)
+        with _ledger_errors("recording workflow updates"):
+            self._ledger.workflow_done([by_key[key] for key in done.processed])
+        report.workflow_updated += len(done.processed)
+        report.workflow_owed += len(owed) - len(done.processed)
+
+    def finish_workflows(self, report: DeliveryReport) -> None:
+        """Sets every Workflow.Status still owed: ones a stop, a kill, a parked lane or a failing finding left."""
+        seen: set[str] = set()
+        while True:
+            with _ledger_errors("listing owed workflow updates"):
+                owed = [e for e in self._ledger.owed_workflows(WORKFLOW_PAGE + len(seen)) if e.key not in seen]
+            if not owed:
+                return
+            seen.update(entry.key for entry in owed)  # one try a sweep: what is left owed waits for the next
+            self._update_workflows(owed, report)
 
     def finish_archivals(self, report: DeliveryReport) -> None:
         """Works through every archival still owed: ones a stop, a kill or a failure interrupted."""
@@ -196,17 +229,23 @@ class LedgeredSink:
             self._ledger.archival_done(completion)
 
     def _send(
-        self, outgoing: Sequence[Outgoing], coalesced: dict[str, Pending] | None = None, *, park: bool = True
+        self,
+        outgoing: Sequence[Outgoing],
+        coalesced: dict[str, Pending] | None = None,
+        *,
+        park: bool = True,
+        written: dict[str, LedgerEntry] | None = None,
     ) -> DeliveryReport:
         """Sends what is to be sent and records what Security Hub accepted, reconciling with other writers.
 
         With `park`, a refused lane's findings are parked in the dead letters; without, they are left owed (work the
-        ledger gives again: archivals, refreshes)."""
+        ledger gives again: archivals, refreshes). `written` collects the entries recorded, by key."""
         report = DeliveryReport()
+        written = {} if written is None else written
         for _ in range(RECONCILE_ROUNDS):
             if not outgoing:
                 return report
-            conflicts = self._send_once(outgoing, coalesced, report, park)
+            conflicts = self._send_once(outgoing, coalesced, report, park, written)
             if not conflicts:
                 return report
             with _ledger_errors("reading what another writer changed"):
@@ -216,7 +255,12 @@ class LedgeredSink:
         raise LedgerError(f"other writers kept changing {len(outgoing)} findings; the delivery is tried again")
 
     def _send_once(
-        self, outgoing: Sequence[Outgoing], coalesced: dict[str, Pending] | None, report: DeliveryReport, park: bool
+        self,
+        outgoing: Sequence[Outgoing],
+        coalesced: dict[str, Pending] | None,
+        report: DeliveryReport,
+        park: bool,
+        written: dict[str, LedgerEntry],
     ) -> list[Outgoing]:
         """Sends and records `outgoing` once; returns what another writer changed in the ledger meanwhile."""
         by_key = {item.facts.key: item for item in outgoing}
@@ -229,6 +273,7 @@ class LedgeredSink:
             with _ledger_errors("recording accepted findings"):
                 taken = self._ledger.write(entries)
             conflicts.extend(by_key[key] for key in taken)
+            written.update((entry.key, entry) for entry in entries if entry.key not in taken)
 
         record(item for item in outgoing if not item.send)
         sends = [_pending(item, coalesced) for item in outgoing if item.send]
@@ -246,6 +291,7 @@ class LedgeredSink:
         `now_ms` (its version unchanged); one sweep."""
         total = RefreshReport()
         self.finish_archivals(total)
+        self.finish_workflows(total)
         cutoff = now_ms - int(after_days * DAY_MS)
         unreadable: set[str] = set()
         while True:
@@ -280,6 +326,12 @@ def _from_ledger(make: Callable[[], Outgoing | None], entry: LedgerEntry, action
     except msgspec.DecodeError as exc:
         log.error("%s: the ledger's copy of %s can't be read (%s); left as it is", action, entry.key, exc)
         return None
+
+
+def _workflow_update(entry: LedgerEntry) -> WorkflowUpdate:
+    """The update that sets `entry`'s owed Workflow.Status; its key is the ledger's (ProductArn|Id)."""
+    product_arn, _, finding_id = entry.key.partition("|")
+    return WorkflowUpdate(entry.key, finding_id, product_arn, entry.workflow, Lane.of({"ProductArn": product_arn}))
 
 
 def _pending(item: Outgoing, coalesced: dict[str, Pending] | None) -> Pending:
@@ -384,8 +436,11 @@ def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Cloc
     clients = settings.clients or securityhub_clients(
         assume_role=settings.assume_role, external_id=settings.external_id, own_account=settings.account_id
     )
-    quota = SharedQuota(Path(settings.quota_dir)) if settings.quota_dir else None
-    hub = SecurityHubSink(clients, dead_letters, stop=stop, quota=quota)
+    quota = update_quota = None
+    if settings.quota_dir:
+        quota = SharedQuota(Path(settings.quota_dir))
+        update_quota = SharedQuota(Path(settings.quota_dir) / "batch-update", UPDATE_RATE, UPDATE_BURST - BURST_SLACK)
+    hub = SecurityHubSink(clients, dead_letters, stop=stop, quota=quota, update_quota=update_quota)
     if settings.ledger is None:
         return Delivery(hub, dead_letters, None)
     ledgered = LedgeredSink(

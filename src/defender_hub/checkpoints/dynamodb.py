@@ -64,6 +64,9 @@ def _entry(item: dict[str, Any]) -> LedgerEntry:
         task_ms=int(item["task_ms"]["N"]),
         finding=bytes(item["finding"]["B"]),
         revision=int(item["revision"]["N"]),
+        # Both absent from items written before they existed: those were refreshed always, and owed nothing.
+        refresh=item.get("refresh", {}).get("BOOL", True),
+        workflow=item.get("workflow", {}).get("S", ""),
     )
 
 
@@ -84,6 +87,10 @@ def _item(entry: LedgerEntry) -> dict[str, Any]:
     }
     if stored != entry.key:
         item["finding_key"] = {"S": entry.key}
+    if not entry.refresh:
+        item["refresh"] = {"BOOL": False}
+    if entry.workflow:  # present only while owed, so that what a sweep looks for is few items
+        item["workflow"] = {"S": entry.workflow}
     if entry.check:
         item["check"] = {"S": entry.check}
         if entry.record_state == ACTIVE:  # what an archival may take, and nothing else, is in the index
@@ -280,11 +287,15 @@ class DynamoDbLedger:
         """Up to `limit` unclaimed ACTIVE findings last updated before `updated_before_ms` (a scan: sweeps are rare)."""
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table,
-            FilterExpression="record_state = :active AND updated_ms < :before AND claimed_until <= :now",
+            FilterExpression=(
+                "record_state = :active AND updated_ms < :before AND claimed_until <= :now "
+                "AND (attribute_not_exists(refresh) OR refresh = :kept)"
+            ),
             ExpressionAttributeValues={
                 ":active": {"S": ACTIVE},
                 ":before": {"N": str(updated_before_ms)},
                 ":now": {"N": str(now_ms)},
+                ":kept": {"BOOL": True},
             },
         )
         due: list[LedgerEntry] = []
@@ -293,6 +304,34 @@ class DynamoDbLedger:
             if len(due) >= limit:
                 break
         return sorted(due, key=lambda e: e.updated_ms)[:limit]
+
+    def owed_workflows(self, limit: int) -> list[LedgerEntry]:
+        """Up to `limit` entries owed a Workflow.Status (a scan: sweeps are rare; a sparse index is for later)."""
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table, ConsistentRead=True, FilterExpression="attribute_exists(workflow)"
+        )
+        owed: list[LedgerEntry] = []
+        for page in pages:
+            owed += (_entry(item) for item in page["Items"])
+            if len(owed) >= limit:
+                break
+        return owed[:limit]
+
+    def workflow_done(self, done: Sequence[LedgerEntry]) -> None:
+        """Clears the owed Workflow.Status of each entry in `done` whose version is still the one stored."""
+        for entry in done:
+            # A failed condition: newer news came, and what it owes stands.
+            with contextlib.suppress(self._errors.ConditionalCheckFailedException):
+                self.client.update_item(
+                    TableName=self.table,
+                    Key={"key": {"S": storage_key(entry.key)}},
+                    UpdateExpression="REMOVE workflow",
+                    ConditionExpression="workflow = :owed AND version_ms = :version",
+                    ExpressionAttributeValues={
+                        ":owed": {"S": entry.workflow},
+                        ":version": {"N": str(entry.version_ms)},
+                    },
+                )
 
     def claim(self, entry: LedgerEntry, now_ms: int, until_ms: int, sending_ms: int) -> LedgerEntry | None:
         """Claims `entry` for one sweep until `until_ms`; None when another sweep has it or it changed since read."""

@@ -52,12 +52,23 @@ class Ledger(Protocol):
         ...
 
     def due_for_refresh(self, updated_before_ms: int, now_ms: int, limit: int) -> list[LedgerEntry]:
-        """Up to `limit` ACTIVE findings last updated before `updated_before_ms`, not claimed by a sweep at `now_ms`."""
+        """Up to `limit` ACTIVE findings its source keeps alive (`LedgerEntry.refresh`) last updated before
+        `updated_before_ms`, not claimed by a sweep at `now_ms`."""
         ...
 
     def claim(self, entry: LedgerEntry, now_ms: int, until_ms: int, sending_ms: int) -> LedgerEntry | None:
         """Claims `entry` for one sweep until `until_ms`, noting that it is about to be sent at `sending_ms`; returns
         the entry as claimed, or None when another sweep has it or it changed since read."""
+        ...
+
+    def owed_workflows(self, limit: int) -> list[LedgerEntry]:
+        """Up to `limit` entries owed a Workflow.Status (`LedgerEntry.workflow`): updates a stop, a kill or a refused
+        lane left undone."""
+        ...
+
+    def workflow_done(self, done: Sequence[LedgerEntry]) -> None:
+        """Clears the owed Workflow.Status of each entry in `done`, unless newer news (another version) came since:
+        then what that news owes stands."""
         ...
 
     def close(self) -> None:

@@ -17,24 +17,31 @@ CREATE TABLE IF NOT EXISTS findings (
     key TEXT PRIMARY KEY, created_at TEXT NOT NULL, version_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
     sent_ms INTEGER NOT NULL, record_state TEXT NOT NULL, fingerprint TEXT NOT NULL, check_key TEXT NOT NULL,
     task_ms INTEGER NOT NULL, finding BLOB NOT NULL, revision INTEGER NOT NULL,
-    claimed_until INTEGER NOT NULL DEFAULT 0
+    claimed_until INTEGER NOT NULL DEFAULT 0, refresh INTEGER NOT NULL DEFAULT 1, workflow TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_key, record_state, key);
-CREATE INDEX IF NOT EXISTS findings_by_update ON findings (record_state, updated_ms);
+CREATE INDEX IF NOT EXISTS findings_due ON findings (updated_ms) WHERE record_state = 'ACTIVE' AND refresh = 1;
+CREATE INDEX IF NOT EXISTS findings_owed_workflow ON findings (key) WHERE workflow != '';
 CREATE TABLE IF NOT EXISTS checks (
     check_key TEXT PRIMARY KEY, task_id TEXT NOT NULL, task_ms INTEGER NOT NULL, archived INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS checks_owed ON checks (archived);
 """
 _COLUMNS = (
-    "key, created_at, version_ms, updated_ms, sent_ms, record_state, fingerprint, check_key, task_ms, finding, revision"
+    "key, created_at, version_ms, updated_ms, sent_ms, record_state, fingerprint, check_key, task_ms, finding, "
+    "revision, refresh, workflow"
 )
+_ADDED_COLUMNS = {
+    "refresh": "ALTER TABLE findings ADD COLUMN refresh INTEGER NOT NULL DEFAULT 1",
+    "workflow": "ALTER TABLE findings ADD COLUMN workflow TEXT NOT NULL DEFAULT ''",
+}
+"""Columns added since the ledger's first layout, with the value every earlier finding has: added in place."""
 _BATCH = 500  # under SQLite's limit of host parameters
-_INSERT = f"INSERT INTO findings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING"  # noqa: S608
+_INSERT = f"INSERT INTO findings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING"  # noqa: S608
 _UPDATE = (
     "UPDATE findings SET created_at = ?, version_ms = ?, updated_ms = ?, sent_ms = ?, record_state = ?, "
-    "fingerprint = ?, check_key = ?, task_ms = ?, finding = ?, revision = ?, claimed_until = 0 "
-    "WHERE key = ? AND revision = ?"
+    "fingerprint = ?, check_key = ?, task_ms = ?, finding = ?, revision = ?, refresh = ?, workflow = ?, "
+    "claimed_until = 0 WHERE key = ? AND revision = ?"
 )
 
 
@@ -42,8 +49,15 @@ def _row(e: LedgerEntry) -> tuple[object, ...]:
     """The entry's values in the order of _COLUMNS (dataclasses.astuple copies deeply, and slowly)."""
     return (
         e.key, e.created_at, e.version_ms, e.updated_ms, e.sent_ms, e.record_state, e.fingerprint, e.check, e.task_ms,
-        e.finding, e.revision,
+        e.finding, e.revision, e.refresh, e.workflow,
     )  # fmt: skip
+
+
+def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    """The entry of a row of _COLUMNS: SQLite keeps the refresh flag as 0 or 1."""
+    values = list(row)
+    values[11] = bool(values[11])
+    return LedgerEntry(*values)
 
 
 class SqliteLedger:
@@ -62,6 +76,9 @@ class SqliteLedger:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(findings)")}
             if columns and "revision" not in columns:
                 raise ConfigError(f"the ledger {path} is of an earlier defender-hub: move it aside to start anew")
+            for column, add in _ADDED_COLUMNS.items():
+                if columns and column not in columns:
+                    self._db.execute(add)
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"can't open the ledger {path}: {exc}") from exc
@@ -69,7 +86,7 @@ class SqliteLedger:
     def entries(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """The entries of those `keys` that the ledger has."""
         rows = self._select_in(f"SELECT {_COLUMNS} FROM findings WHERE key", keys)  # noqa: S608 - our columns
-        return {row[0]: LedgerEntry(*row) for row in rows}
+        return {row[0]: _entry(row) for row in rows}
 
     def completions(self, checks: Sequence[str]) -> dict[str, CheckCompletion]:
         """The last completion of those `checks` that the ledger has."""
@@ -125,16 +142,30 @@ class SqliteLedger:
             f"SELECT {_COLUMNS} FROM findings WHERE check_key = ? AND record_state = ? AND key > ? "  # noqa: S608
             "AND task_ms < ? ORDER BY key LIMIT ?"
         )
-        page = [LedgerEntry(*row) for row in self._db.execute(query, (check, ACTIVE, cursor, before_task_ms, limit))]
+        page = [_entry(row) for row in self._db.execute(query, (check, ACTIVE, cursor, before_task_ms, limit))]
         return page, page[-1].key if len(page) == limit else ""
 
     def due_for_refresh(self, updated_before_ms: int, now_ms: int, limit: int) -> list[LedgerEntry]:
-        """Up to `limit` unclaimed ACTIVE findings last updated before `updated_before_ms`, oldest first."""
+        """Up to `limit` unclaimed ACTIVE findings kept alive, last updated before `updated_before_ms`, oldest first."""
+        # The conditions spelled as the partial index findings_due spells them, so that SQLite reads only that index.
         query = (
-            f"SELECT {_COLUMNS} FROM findings WHERE record_state = ? AND updated_ms < ? "  # noqa: S608
-            "AND claimed_until <= ? ORDER BY updated_ms LIMIT ?"
+            f"SELECT {_COLUMNS} FROM findings WHERE record_state = 'ACTIVE' AND refresh = 1 "  # noqa: S608
+            "AND updated_ms < ? AND claimed_until <= ? ORDER BY updated_ms LIMIT ?"
         )
-        return [LedgerEntry(*row) for row in self._db.execute(query, (ACTIVE, updated_before_ms, now_ms, limit))]
+        return [_entry(row) for row in self._db.execute(query, (updated_before_ms, now_ms, limit))]
+
+    def owed_workflows(self, limit: int) -> list[LedgerEntry]:
+        """Up to `limit` entries owed a Workflow.Status."""
+        query = f"SELECT {_COLUMNS} FROM findings WHERE workflow != '' LIMIT ?"  # noqa: S608 - our columns
+        return [_entry(row) for row in self._db.execute(query, (limit,))]
+
+    def workflow_done(self, done: Sequence[LedgerEntry]) -> None:
+        """Clears the owed Workflow.Status of each entry in `done` whose version is still the one stored."""
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE findings SET workflow = '' WHERE key = ? AND workflow = ? AND version_ms = ?",
+                [(entry.key, entry.workflow, entry.version_ms) for entry in done],
+            )
 
     def claim(self, entry: LedgerEntry, now_ms: int, until_ms: int, sending_ms: int) -> LedgerEntry | None:
         """Claims `entry` for one sweep until `until_ms`; None when another sweep has it or it changed since read."""

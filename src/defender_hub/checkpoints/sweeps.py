@@ -1,8 +1,9 @@
 """Sweeps: one for a scheduler (`defender-hub refresh`), or one now and then every so often (`run`).
 
-A refresh sweep finishes the archivals still owed, then re-sends the ACTIVE findings near Security Hub's 90-day
-expiry. A parked sweep sends the findings of parked lanes again, through the ledger: those whose lane answers now
-arrive, the others are parked again.
+A refresh sweep finishes the archivals and workflow updates still owed, then re-sends the ACTIVE findings near
+Security Hub's 90-day expiry that their source keeps alive. A parked sweep sends the findings of parked lanes again,
+through the ledger: those whose lane answers now arrive, the others are parked again; and it sets the workflow
+updates a parked lane left owed.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: 
     delivery = open_delivery(settings, stop, clock)
     try:
         report = redrive(delivery.dead_letters, delivery.sink, MappingOptions(), select=_parked)
-        if delivery.ledgered is not None:  # archivals a parked lane left owed, whatever the refresh hours
+        if delivery.ledgered is not None:  # what a parked lane left owed, whatever the refresh hours
             delivery.ledgered.finish_archivals(report)
+            delivery.ledgered.finish_workflows(report)
     finally:
         delivery.close()
     if report.accepted or report.unchanged:

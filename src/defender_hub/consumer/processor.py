@@ -28,9 +28,9 @@ from defender_hub.checkpoints.shards import checkpoint
 from defender_hub.config import load_mapping_options
 from defender_hub.consumer.health import note_shard
 from defender_hub.convert import EventConverter
-from defender_hub.errors import EventError, SinkError, SinkStopped
+from defender_hub.errors import EventError, EventSkipped, SinkError, SinkStopped
 from defender_hub.logs import configure
-from defender_hub.metrics import DELIVERY_SECONDS, FINDINGS, MILLIS_BEHIND, OUTCOMES, RECORDS
+from defender_hub.metrics import DELIVERY_SECONDS, FINDINGS, MILLIS_BEHIND, OUTCOMES, RECORDS, SKIPPED
 from defender_hub.sink import DeadLetter, DeadLetters, Lane, Outbound, RecordOrigin, Sink
 
 __all__ = ["FindingsProcessor", "main"]
@@ -66,6 +66,8 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         self._held_outbound: list[Outbound] = []
         self._held_poison: list[DeadLetter] = []
         self._held_since: float | None = None
+        self._skipped = 0
+        """Records mapped since the last delivery's log line that by their source's rules make no finding."""
         self._noted: tuple[float, int | None] | None = None
         """When progress was last noted, and the lag noted then."""
 
@@ -138,6 +140,9 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             data = record.binary_data
             try:
                 outbound += [Outbound(finding, origin) for finding in self._converter.findings(data)]
+            except EventSkipped as skipped:  # nothing wrong with it: counted, and checkpointed past like the rest
+                self._skipped += 1
+                SKIPPED.labels(skipped.source).inc()
             except EventError as exc:
                 poison.append(DeadLetter.for_record(data, str(exc), origin))
             except Exception as exc:  # a defect of ours: keep the record for a redrive, not the shard waiting
@@ -179,10 +184,13 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             "dead_lettered": report.dead_lettered,
             "parked": report.parked,
             "bad_records": len(poison),
+            "skipped": self._skipped,
+            "workflow_updated": report.workflow_updated,
         }
+        self._skipped = 0
         log.info(
             "%s: %d records, %d findings accepted (%d archived by the lifecycle), %d unchanged, %d dead-lettered, "
-            "%d parked, %d bad records",
+            "%d parked, %d bad records, %d skipped by their source's rules, %d workflows set",
             self._shard,
             *counts.values(),
             extra={"shard": self._shard, **counts},

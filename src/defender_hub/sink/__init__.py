@@ -15,6 +15,7 @@ from defender_hub.sink.securityhub import (
     SecurityHubSink,
     Sink,
 )
+from defender_hub.sink.workflow import WorkflowReport, WorkflowUpdate
 
 __all__ = [
     "Accepted",
@@ -32,6 +33,8 @@ __all__ = [
     "SecurityHubSink",
     "Sink",
     "SqsDeadLetters",
+    "WorkflowReport",
+    "WorkflowUpdate",
     "as_document",
     "coalesce",
     "open_dead_letters",

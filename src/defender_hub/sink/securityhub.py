@@ -30,6 +30,7 @@ from defender_hub.sink.batching import Outbound, Pending, coalesce, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.quota import SharedQuota
+from defender_hub.sink.workflow import WorkflowReport, WorkflowUpdate, WorkflowUpdater
 
 __all__ = [
     "Accepted",
@@ -102,6 +103,10 @@ class DeliveryReport:
     parked: int = 0
     """Findings of refused lanes: kept in the dead letters to be sent again once their lane answers (or, for a
     sweep's own work, left owed)."""
+    workflow_updated: int = 0
+    """Findings whose owed Workflow.Status (Config's RESOLVED) Security Hub set."""
+    workflow_owed: int = 0
+    """Workflow updates left owed in the ledger for the next delivery or sweep (a parked lane, a stubborn finding)."""
 
     def add(self, other: DeliveryReport) -> None:
         """Adds `other`'s counts to this report."""
@@ -136,6 +141,7 @@ class SecurityHubSink:
         stop: threading.Event | None = None,
         seed: int | None = None,
         quota: SharedQuota | None = None,
+        update_quota: SharedQuota | None = None,
     ) -> None:
         self._clients = clients
         self._quota = quota
@@ -150,6 +156,19 @@ class SecurityHubSink:
         self._parked: dict[Lane, tuple[float, str, str]] = {}
         self.parked_findings: Counter[Lane] = Counter()
         """The findings this sink parked, by lane."""
+        self._workflow = WorkflowUpdater(
+            clients,
+            quota=update_quota,
+            stop=self._stop,
+            delay=policy.delay,
+            parked=lambda lane: self._parked_now(lane) is not None,
+            seed=seed,
+        )
+
+    def update_workflows(self, updates: Iterable[WorkflowUpdate]) -> WorkflowReport:
+        """Sets the Workflow.Status of findings Security Hub accepted (BatchUpdateFindings), lane by lane; returns
+        what was processed and how much was left owed (a parked lane's, say). Raises SinkStopped on a stop."""
+        return self._workflow.update(updates)
 
     def busy(self, lanes: Iterable[Lane]) -> bool:
         """Whether a request to any of `lanes` would now wait for this worker's share of the quota."""

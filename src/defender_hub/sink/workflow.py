@@ -1,0 +1,164 @@
+"""Workflow updates: BatchUpdateFindings for findings the lifecycle owes a Workflow.Status (Config's RESOLVED).
+
+An import can't set Workflow, so once Security Hub accepted a finding that is owed one, it is set with
+BatchUpdateFindings: lane by lane, up to 100 identifiers a request, within that operation's own quota (10 requests a
+second per account and Region, apart from the import's). The owed status is kept in the ledger until Security Hub
+processed it, so nothing here is lost when it stops short: an update that a stop, a refused lane or a finding
+Security Hub keeps failing leaves undone is taken up again by the next delivery of the finding or the next sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_UPDATE
+from defender_hub.errors import LaneRefused, SinkStopped
+from defender_hub.metrics import WORKFLOW_UPDATES
+from defender_hub.sink.lanes import Lane
+from defender_hub.sink.quota import SharedQuota
+
+__all__ = ["MAX_UPDATE_ATTEMPTS", "WorkflowReport", "WorkflowUpdate", "WorkflowUpdater"]
+
+log = logging.getLogger(__name__)
+
+MAX_UPDATE_ATTEMPTS = 5
+"""Times one finding may come back unprocessed in one delivery before it is left owed for the next sweep. Security Hub
+may not yet show a finding it just accepted, so a few tries a few seconds apart see most of those through."""
+_ACCESS_CODES = frozenset({"InvalidAccess", "InvalidAccessException", "AccessDeniedException", "AccessDenied"})
+_REFUSED_STATUSES = frozenset({401, 403})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowUpdate:
+    """A Workflow.Status to set on one finding; `key` is the caller's name for it, given back when it is done."""
+
+    key: str
+    finding_id: str
+    product_arn: str
+    status: str
+    lane: Lane
+
+
+@dataclass
+class WorkflowReport:
+    """What a round of workflow updates did: the keys Security Hub processed, and how many were left owed."""
+
+    processed: list[str] = field(default_factory=list)
+    left_owed: int = 0
+    requests: int = 0
+
+
+class WorkflowUpdater:
+    """Sends workflow updates, each lane on its own; used by `SecurityHubSink.update_workflows`."""
+
+    def __init__(
+        self,
+        clients: Callable[[Lane], Any],
+        *,
+        quota: SharedQuota | None,
+        stop: threading.Event,
+        delay: Callable[[int, random.Random], float],
+        parked: Callable[[Lane], bool],
+        seed: int | None = None,
+    ) -> None:
+        self._clients, self._quota, self._stop, self._delay, self._parked = clients, quota, stop, delay, parked
+        self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrecy
+
+    def update(self, updates: Iterable[WorkflowUpdate]) -> WorkflowReport:
+        """Sets each update's Workflow.Status; returns once each was processed or left owed, or raises SinkStopped."""
+        report = WorkflowReport()
+        ordered = sorted(updates, key=lambda u: (u.lane.partition, u.lane.account, u.lane.region, u.status))
+        for (lane, status), group in groupby(ordered, key=lambda u: (u.lane, u.status)):
+            items = list(group)
+            if self._parked(lane):
+                self._leave(report, items, lane, "its lane is parked")
+                continue
+            try:
+                self._lane(lane, status, items, report)
+            except LaneRefused as refused:
+                self._leave(report, items, lane, f"Security Hub refuses it ({refused.code}): {refused.reason}")
+        WORKFLOW_UPDATES.labels("processed").inc(len(report.processed))
+        WORKFLOW_UPDATES.labels("left_owed").inc(report.left_owed)
+        return report
+
+    def _leave(self, report: WorkflowReport, items: Sequence[WorkflowUpdate], lane: Lane, why: str) -> None:
+        report.left_owed += len(items)
+        log.warning("lane %s: %d workflow updates left owed for the next sweep: %s", lane, len(items), why[:500])
+
+    def _lane(self, lane: Lane, status: str, items: list[WorkflowUpdate], report: WorkflowReport) -> None:
+        """Updates one lane's findings to `status`, a request of up to 100 at a time; raises LaneRefused."""
+        client = self._clients(lane)
+        attempts = dict.fromkeys((item.key for item in items), 0)
+        queue = list(items)
+        fruitless = 0
+        while queue:
+            if self._stop.is_set():
+                raise SinkStopped("stop requested while workflow updates were still owed")
+            batch, queue = queue[:MAX_FINDINGS_PER_UPDATE], queue[MAX_FINDINGS_PER_UPDATE:]
+            if self._quota is not None:
+                self._quota.take(lane, self._wait)
+            report.requests += 1
+            try:
+                answer = client.batch_update_findings(
+                    FindingIdentifiers=[{"Id": item.finding_id, "ProductArn": item.product_arn} for item in batch],
+                    Workflow={"Status": status},
+                )
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                code, http = error.get("Code", ""), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code in _ACCESS_CODES or http in _REFUSED_STATUSES:
+                    raise LaneRefused(str(error.get("Message", ""))[:500], code or str(http)) from exc
+                log.warning("BatchUpdateFindings answered %s (%s); retrying %d updates", code, http, len(batch))
+                retry = batch
+            except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
+                log.warning("Security Hub unreachable (%s); retrying %d updates", type(exc).__name__, len(batch))
+                retry = batch
+            else:
+                retry = self._unprocessed(batch, answer, attempts, report)
+            queue = retry + queue
+            fruitless = fruitless + 1 if retry and len(retry) == len(batch) else 0
+            if retry:
+                self._wait(self._delay(max(1, fruitless), self._rng))
+        report.left_owed += sum(1 for count in attempts.values() if count >= MAX_UPDATE_ATTEMPTS)
+
+    def _unprocessed(
+        self, batch: list[WorkflowUpdate], answer: dict[str, Any], attempts: dict[str, int], report: WorkflowReport
+    ) -> list[WorkflowUpdate]:
+        """Notes what Security Hub processed; returns what to try again (those it left unprocessed, a few times)."""
+        failed = {
+            (str(identifier.get("Id")), str(identifier.get("ProductArn"))): unprocessed
+            for unprocessed in answer.get("UnprocessedFindings") or []
+            if isinstance(identifier := unprocessed.get("FindingIdentifier") or {}, dict)
+        }
+        retry: list[WorkflowUpdate] = []
+        for item in batch:
+            unprocessed = failed.get((item.finding_id, item.product_arn))
+            if unprocessed is None:
+                report.processed.append(item.key)
+                continue
+            attempts[item.key] += 1
+            if attempts[item.key] < MAX_UPDATE_ATTEMPTS:
+                retry.append(item)
+            else:
+                log.warning(
+                    "BatchUpdateFindings left a finding unprocessed %d times (%s: %s); left owed for the next sweep",
+                    MAX_UPDATE_ATTEMPTS,
+                    str(unprocessed.get("ErrorCode", ""))[:100],
+                    str(unprocessed.get("ErrorMessage", ""))[:300],
+                )
+        return retry
+
+    def _wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(0.2, left)):
+                raise SinkStopped("stop requested while workflow updates were still owed")
