@@ -4,6 +4,7 @@ checks of what Security Hub ends up holding. Fixtures live in the conftest files
 from __future__ import annotations
 
 import copy
+import email.utils
 import io
 import json
 import logging
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,6 +29,8 @@ from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.cli import main
 from defender_hub.convert import EventConverter
+from defender_hub.errors import EventSkipped
+from defender_hub.lifecycle import LedgerEntry
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import (
@@ -38,6 +42,7 @@ from defender_hub.sink import (
     SecurityHubClients,
     SecurityHubSink,
 )
+from defender_hub.timestamps import format_iso
 
 GOLDEN = Path(__file__).parent / "golden"
 Convert = Callable[..., list[dict[str, Any]]]
@@ -178,7 +183,7 @@ class Pipeline:
     """Events → the converter → the ledgered sink → the local Security Hub, in process, as the processor does it."""
 
     def __init__(self, hub: LocalSecurityHub, ledger: Ledger, dead_letters: Path) -> None:
-        self.hub = hub
+        self.hub, self.ledger = hub, ledger
         self.stop = threading.Event()
         sink = SecurityHubSink(hub_clients(hub), JsonlDeadLetters(dead_letters), policy=FAST, stop=self.stop)
         self.sink = LedgeredSink(sink, ledger, clock=lambda: TESTS_NOW_MS / 1000)
@@ -193,6 +198,14 @@ class Pipeline:
             origin = RecordOrigin("shard-1", str(self._sequence))
             outbound += [Outbound(finding, origin) for finding in self._converter.findings(event)]
         return self.sink.deliver(outbound)
+
+    def finding_ids(self, event: bytes) -> list[str]:
+        """The Ids of the findings `event` makes."""
+        return [finding.id for finding in self._converter.findings(event)]
+
+    def ledger_owed(self) -> list[LedgerEntry]:
+        """The ledger's entries still owed a Workflow.Status."""
+        return self.ledger.owed_workflows(1000)
 
     def sent(self) -> int:
         """Findings Security Hub has accepted over all requests so far."""
@@ -258,6 +271,17 @@ def violation(
     })  # fmt: skip
 
 
+def wait_for(what: str, condition: Callable[[], object], timeout: float, every: float = 1.0) -> None:
+    """Returns once `condition()` is true, asking every `every` seconds; fails the test, naming `what`, when it is
+    not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def holds_latest(hub: LocalSecurityHub, expected: dict[str, str]) -> bool:
     """Security Hub holds exactly the expected findings, each at its latest version or later.
 
@@ -276,7 +300,66 @@ def latest_versions(events: list[bytes]) -> dict[str, str]:
     for event in events:
         fields = msgspec.json.decode(event)
         task_ms = fields.get("taskStartTime", 0) if "findingId" in fields else 0  # an audit finding's
-        for finding in converter.findings(event):
+        try:
+            findings = converter.findings(event)
+        except EventSkipped:
+            continue
+        for finding in findings:
             if (task_ms, finding.updated_at) > latest.get(finding.id, (0, "")):
                 latest[finding.id] = (task_ms, finding.updated_at)
     return {finding_id: updated_at for finding_id, (_, updated_at) in latest.items()}
+
+
+def config_change(
+    resource: str, compliance: str, at_ms: int, *, rule: str = "s3-bucket-public-read-prohibited", before: str = ""
+) -> bytes:
+    """An AWS Config compliance change of S3 bucket `resource` under `rule`, as EventBridge puts it on the stream."""
+    rule_arn = f"arn:aws:config:us-east-1:{ACCOUNT}:config-rule/config-rule-{rule[:6]}"
+
+    def result(status: str) -> dict[str, Any]:
+        return {
+            "evaluationResultIdentifier": {
+                "evaluationResultQualifier": {
+                    "configRuleName": rule, "resourceType": "AWS::S3::Bucket", "resourceId": resource,
+                },
+                "orderingTimestamp": format_iso(at_ms),
+            },
+            "complianceType": status, "resultRecordedTime": format_iso(at_ms),
+            "configRuleInvokedTime": format_iso(at_ms - 1000),
+        }  # fmt: skip
+
+    return _json({
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Config Rules Compliance Change",
+        "source": "aws.config", "account": ACCOUNT, "time": format_iso(at_ms), "region": "us-east-1",
+        "resources": [], "detail": {
+            "resourceId": resource, "awsRegion": "us-east-1", "awsAccountId": ACCOUNT, "configRuleName": rule,
+            "recordVersion": "1.0", "configRuleARN": rule_arn, "messageType": "ComplianceChangeNotification",
+            "resourceType": "AWS::S3::Bucket", "notificationCreationTime": format_iso(at_ms),
+            "newEvaluationResult": result(compliance), "oldEvaluationResult": result(before) if before else None,
+        },
+    })  # fmt: skip
+
+
+def health_event(
+    code: str, status: str, at_ms: int, *, service: str = "GUARDDUTY", start_ms: int | None = None
+) -> bytes:
+    """An AWS Health event of `service` and `code` in state `status`, sent at `at_ms`, as EventBridge puts it."""
+    start = format_rfc1123(start_ms if start_ms is not None else at_ms)
+    arn = f"arn:aws:health:us-east-1::event/{service}/{code}/{code}_{start_ms or at_ms}"
+    return _json({
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS Health Event", "source": "aws.health",
+        "account": ACCOUNT, "time": format_iso(at_ms), "region": "us-east-1", "resources": [],
+        "detail": {
+            "eventArn": arn, "service": service, "eventTypeCode": code, "eventTypeCategory": "accountNotification",
+            "eventScopeCode": "ACCOUNT_SPECIFIC", "communicationId": "c1", "startTime": start,
+            "lastUpdatedTime": format_rfc1123(at_ms), "statusCode": status,
+            "eventRegion": "us-east-1",
+            "eventDescription": [{"language": "en_US", "latestDescription": f"{service} says {code}."}],
+            "affectedAccount": ACCOUNT,
+        },
+    })  # fmt: skip
+
+
+def format_rfc1123(epoch_ms: int) -> str:
+    """`Fri, 7 Jan 2022 16:34:04 GMT`: the form of AWS Health's times."""
+    return email.utils.formatdate(epoch_ms / 1000, usegmt=True)

@@ -1,7 +1,10 @@
-"""The deployment's IAM: exactly the actions the README lists and the code calls, none wider than it must be."""
+"""The deployment: exactly the actions the README lists and the code calls, none wider than it must be; the rules that
+put AWS Config's and AWS Health's events on the stream match what they must and target only what they may."""
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +44,24 @@ def statements() -> Iterator[tuple[str, dict[str, Any]]]:
                     yield path.name, written["If"][1] if "If" in written else written  # !If: its granted branch
 
 
+def load(name: str) -> dict[str, Any]:
+    return yaml.load((ROOT / "deploy" / name).read_text(), Loader=_Template)  # type: ignore[no-any-return]
+
+
+def resource_statements() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(template, statement) of every grant in a resource's own policy: queues', event buses', Lambda's permissions."""
+    for path in TEMPLATES:
+        for resource in yaml.load(path.read_text(), Loader=_Template)["Resources"].values():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::SQS::QueuePolicy":
+                yield from ((path.name, s) for s in properties["PolicyDocument"]["Statement"])
+            elif resource["Type"] == "AWS::Events::EventBusPolicy":
+                yield path.name, properties["Statement"]
+            elif resource["Type"] == "AWS::Lambda::Permission":
+                principal = properties["Principal"]
+                yield path.name, {"Effect": "Allow", "Action": properties["Action"], "Principal": principal}
+
+
 def actions_of(statement: dict[str, Any]) -> list[str]:
     action = statement["Action"]
     return [action] if isinstance(action, str) else list(action)
@@ -62,21 +83,23 @@ def test_there_are_templates_to_check() -> None:
         "consumer.yaml",
         "forwarder.yaml",
         "member-account.yaml",
+        "events.yaml",
     }
-    assert sum(1 for _ in statements()) >= 15
+    assert sum(1 for _ in statements()) >= 20
+    assert sum(1 for _ in resource_statements()) >= 5
 
 
 def test_no_action_is_a_wildcard_and_a_resource_is_named_wherever_one_can_be() -> None:
-    for template, statement in statements():
+    for template, statement in [*statements(), *resource_statements()]:
         assert statement["Effect"] == "Allow"
         for action in actions_of(statement):
             assert "*" not in action, f"{template}: {action}"
-        if statement["Resource"] == "*":
+        if statement.get("Resource", "*") == "*" and "Principal" not in statement:
             assert set(actions_of(statement)) <= UNNAMEABLE, f"{template}: {statement.get('Sid')} could name a resource"
 
 
 def test_the_templates_grant_exactly_what_the_readme_lists() -> None:
-    granted = {action for _, statement in statements() for action in actions_of(statement)}
+    granted = {action for _, statement in [*statements(), *resource_statements()] for action in actions_of(statement)}
 
     assert granted == set(readme_table())
 
@@ -87,3 +110,421 @@ def test_each_action_defender_hub_is_granted_for_is_one_its_code_calls(action: s
     source = "\n".join(path.read_text() for path in (ROOT / "src").rglob("*.py"))
 
     assert re.search(rf"\b{operation}\w*\(|\"{operation}\"", source), f"{action}: no {operation} call in src/"
+
+
+# The EventBridge rules (events.yaml; member-account.yaml forwards the same events to the central bus)
+
+
+def rules(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::Events::Rule"}
+
+
+def pattern_of(template: str, source: str) -> dict[str, Any]:
+    """The event pattern of the template's rule for a source (aws.config, aws.health)."""
+    (pattern,) = [r["Properties"]["EventPattern"] for r in rules(load(template)).values() if source in str(r)]
+    return pattern  # type: ignore[no-any-return]
+
+
+def targets_of(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """A rule's targets, every branch of an !If."""
+    targets = rule["Properties"]["Targets"]
+    return [t for branch in targets["If"][1:] for t in branch] if "If" in targets else list(targets)
+
+
+def matches(pattern: dict[str, Any], event: Any) -> bool:
+    """EventBridge's event pattern matching, for the features the rules use: values, prefix, anything-but (a value,
+    a list or a prefix), wildcard, exists and $or. Any other operator raises, so a rule can't outgrow this."""
+    for key, rule in pattern.items():
+        if key == "$or":
+            if not any(matches(alternative, event) for alternative in rule):
+                return False
+            continue
+        value = event.get(key, _MISSING) if isinstance(event, dict) else _MISSING
+        if isinstance(rule, dict):
+            if not isinstance(value, dict) or not matches(rule, value):
+                return False
+        elif value is _MISSING:
+            if {"exists": False} not in rule:
+                return False
+        elif not any(_matches_one(alternative, v) for alternative in rule for v in _values(value)):
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+def _values(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _matches_one(alternative: Any, value: Any) -> bool:
+    if not isinstance(alternative, dict):
+        return bool(alternative == value)
+    (operator, operand), *more = alternative.items()
+    assert not more, alternative
+    if operator == "exists":
+        return bool(operand)
+    if not isinstance(value, str):
+        return operator == "anything-but" and not isinstance(operand, dict) and value not in _values(operand)
+    if operator == "prefix":
+        return value.startswith(operand)
+    if operator == "wildcard":
+        return re.fullmatch(".*".join(map(re.escape, operand.split("*"))), value, re.DOTALL) is not None
+    if operator == "anything-but":
+        if isinstance(operand, dict):
+            (inner, prefix), *more = operand.items()
+            assert inner == "prefix" and not more, operand
+            return not value.startswith(prefix)
+        return value not in _values(operand)
+    raise AssertionError(f"an operator this test does not implement: {operator}")
+
+
+def test_the_pattern_matcher_is_eventbridges_for_what_the_rules_use() -> None:
+    assert matches({"a": ["x", "y"]}, {"a": "y"}) and not matches({"a": ["x"]}, {"a": "z"})
+    assert matches({"a": ["x"]}, {"a": ["z", "x"]})  # an array matches if any element does
+    assert not matches({"a": ["x"]}, {}) and not matches({"a": [{"anything-but": "x"}]}, {})
+    assert matches({"a": [{"exists": False}]}, {}) and not matches({"a": [{"exists": True}]}, {})
+    assert matches({"a": [{"prefix": "ab"}]}, {"a": "abc"}) and not matches({"a": [{"prefix": "ab"}]}, {"a": "ba"})
+    assert matches({"a": [{"anything-but": {"prefix": "s-"}}]}, {"a": "t-1"})
+    assert not matches({"a": [{"anything-but": {"prefix": "s-"}}]}, {"a": "s-1"})
+    assert matches({"a": [{"wildcard": "*SEC*"}]}, {"a": "AWS_SEC_X"})
+    assert matches({"a": [{"wildcard": "*SEC*"}]}, {"a": "SEC"})
+    assert not matches({"a": [{"wildcard": "*SEC*"}]}, {"a": "AWS_SE_C"})
+    assert matches({"d": {"$or": [{"a": ["1"]}, {"b": ["2"]}]}}, {"d": {"b": "2"}})
+    assert not matches({"d": {"$or": [{"a": ["1"]}, {"b": ["2"]}]}}, {"d": {"a": "2", "b": "1"}})
+    assert not matches({"d": {"a": ["1"]}}, {"d": "1"})
+
+
+CONFIG_CHANGE = {
+    "version": "0",
+    "id": "2a5f4bd4-7ad4-4b2a-8a3a-0e7c1c9f3c11",
+    "detail-type": "Config Rules Compliance Change",
+    "source": "aws.config",
+    "account": "123456789012",
+    "time": "2022-04-19T21:20:15Z",
+    "region": "eu-central-1",
+    "resources": [],
+    "detail": {
+        "resourceId": "config-integration-demo-bucket",
+        "awsRegion": "eu-central-1",
+        "awsAccountId": "123456789012",
+        "configRuleName": "s3-bucket-level-public-access-prohibited-config-integration-demo",
+        "recordVersion": "1.0",
+        "configRuleARN": "arn:aws:config:eu-central-1:123456789012:config-rule/config-rule-mburzq",
+        "messageType": "ComplianceChangeNotification",
+        "newEvaluationResult": {
+            "evaluationResultIdentifier": {
+                "evaluationResultQualifier": {
+                    "configRuleName": "s3-bucket-level-public-access-prohibited-config-integration-demo",
+                    "resourceType": "AWS::S3::Bucket",
+                    "resourceId": "config-integration-demo-bucket",
+                },
+                "orderingTimestamp": "2022-04-19T21:20:06.563Z",
+            },
+            "complianceType": "NON_COMPLIANT",
+            "resultRecordedTime": "2022-04-19T21:20:15.056Z",
+            "configRuleInvokedTime": "2022-04-19T21:20:14.813Z",
+        },
+        "oldEvaluationResult": None,
+        "notificationCreationTime": "2022-04-19T21:20:15.538Z",
+        "resourceType": "AWS::S3::Bucket",
+    },
+}
+
+
+def health_event(service: str, code: str, detail_type: str = "AWS Health Event") -> dict[str, Any]:
+    """An AWS Health event as EventBridge delivers it (the user guide's schema), of a service and event type code."""
+    arn = f"arn:aws:health:us-east-1::event/{service}/{code}/{code}_303388638044_33fe2115-8dad-40ce-b533-78e29f49de96"
+    return {
+        "version": "0",
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": detail_type,
+        "source": "aws.health",
+        "account": "123456789012",
+        "time": "2022-01-07T19:17:43Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventArn": arn,
+            "service": service,
+            "eventScopeCode": "ACCOUNT_SPECIFIC",
+            "communicationId": "1a2b3c4d",
+            "eventTypeCode": code,
+            "eventTypeCategory": "accountNotification",
+            "startTime": "Fri, 7 Jan 2022 16:34:04 GMT",
+            "lastUpdatedTime": "Fri, 7 Jan 2022 19:17:43 GMT",
+            "statusCode": "open",
+            "eventRegion": "us-east-1",
+            "eventDescription": [{"language": "en_US", "latestDescription": "..."}],
+            "affectedAccount": "123456789012",
+        },
+    }
+
+
+# sources.md §2: the services of the MEDIUM list, and the severity rules' codes
+SECURITY_SERVICES = [
+    "ACM",
+    "ARTIFACT",
+    "AUDITMANAGER",
+    "BACKUP",
+    "CLOUDENDURE",
+    "CLOUDHSM",
+    "CLOUDTRAIL",
+    "CLOUDWATCH",
+    "CODEGURU",
+    "COGNITO",
+    "CONFIG",
+    "CONTROLTOWER",
+    "DETECTIVE",
+    "DIRECTORYSERVICE",
+    "DRS",
+    "EVENTS",
+    "FIREWALLMANAGER",
+    "GUARDDUTY",
+    "IAM",
+    "INSPECTOR",
+    "INSPECTOR2",
+    "IOTDEVICEDEFENDER",
+    "KMS",
+    "MACIE",
+    "NETWORKFIREWALL",
+    "ORGANIZATIONS",
+    "RESILIENCEHUB",
+    "RESOURCEMANAGER",
+    "ROUTE53",
+    "SECURITYHUB",
+    "SECRETSMANAGER",
+    "SES",
+    "SHIELD",
+    "SSO",
+    "WAF",
+]
+CRITICAL_CODES = [
+    "AWS_S3_OPEN_ACCESS_BUCKET_NOTIFICATION",
+    "AWS_SHIELD_INTERNET_TRAFFIC_LIMITATIONS_PLACED_IN_RESPONSE_TO_DDOS_ATTACK",
+    "AWS_SHIELD_IS_RESPONDING_TO_A_DDOS_ATTACK_AGAINST_YOUR_AWS_RESOURCES",
+]
+
+
+def security_related(event: dict[str, Any]) -> bool:
+    """sources.md §2's filter, as the consumer applies it: what the Health rule must let through, at least."""
+    service, code = event["detail"]["service"], event["detail"]["eventTypeCode"]
+    return (
+        service in {*SECURITY_SERVICES, "RISK", "ABUSE"}
+        or any(word in code for word in ("SECURITY", "ABUSE", "CERTIFICATE"))
+        or code in CRITICAL_CODES
+    )
+
+
+SOME_CODES = [
+    "AWS_SES_CMF_PENDING_TO_SUCCESS",  # the brief's example finding's
+    "AWS_RISK_CREDENTIALS_EXPOSED",
+    "AWS_ABUSE_DOS_REPORT",
+    "AWS_EC2_SECURITY_NOTIFICATION",
+    "AWS_IAM_ABUSE_DETECTION",
+    "AWS_RDS_CERTIFICATE_EXPIRATION",
+    "AWS_ACM_RENEWAL_STATE_CHANGE",
+    "AWS_LAMBDA_RUNTIME_END_OF_SUPPORT",
+    "AWS_EC2_INSTANCE_STORE_DRIVE_PERFORMANCE_DEGRADED",
+    "AWS_EC2_OPERATIONAL_ISSUE",
+    *CRITICAL_CODES,
+]
+SOME_SERVICES = [*SECURITY_SERVICES, "RISK", "ABUSE", "EC2", "S3", "RDS", "LAMBDA", "ELASTICLOADBALANCING"]
+
+
+@pytest.mark.parametrize("template", ["events.yaml", "member-account.yaml"])
+def test_the_config_rule_takes_compliance_changes_but_not_service_linked_rules_nor_other_config_events(
+    template: str,
+) -> None:
+    pattern = pattern_of(template, "aws.config")
+    service_linked = copy.deepcopy(CONFIG_CHANGE)
+    service_linked["detail"]["configRuleName"] = "securityhub-s3-bucket-public-read-prohibited-a1b2c3"
+    item_change = copy.deepcopy(CONFIG_CHANGE)
+    item_change["detail-type"] = "Config Configuration Item Change"
+    item_change["detail"]["messageType"] = "ConfigurationItemChangeNotification"
+    other_message = copy.deepcopy(CONFIG_CHANGE)
+    other_message["detail"]["messageType"] = "OversizedConfigurationItemChangeNotification"
+
+    assert matches(pattern, CONFIG_CHANGE)
+    assert not matches(pattern, service_linked)
+    assert not matches(pattern, item_change)
+    assert not matches(pattern, other_message)
+    assert not matches(pattern, health_event("CONFIG", "AWS_CONFIG_SECURITY_NOTIFICATION"))
+
+
+@pytest.mark.parametrize("template", ["events.yaml", "member-account.yaml"])
+def test_the_health_rule_is_never_narrower_than_the_consumers_filter_and_leaves_out_plain_operations(
+    template: str,
+) -> None:
+    pattern = pattern_of(template, "aws.health")
+    events = [health_event(service, code) for service in SOME_SERVICES for code in SOME_CODES]
+
+    for event in events:
+        if security_related(event):
+            assert matches(pattern, event), event["detail"]
+    assert matches(pattern, health_event("ABUSE", "AWS_ABUSE_DOS_REPORT", "AWS Health Abuse Event"))
+    assert matches(pattern, health_event("SES", "AWS_SES_CMF_PENDING_TO_SUCCESS"))  # the brief's example
+    assert not matches(pattern, health_event("EC2", "AWS_EC2_INSTANCE_STORE_DRIVE_PERFORMANCE_DEGRADED"))
+    assert not matches(pattern, health_event("EC2", "AWS_EC2_OPERATIONAL_ISSUE"))
+    assert not matches(pattern, health_event("RISK", "AWS_RISK_CREDENTIALS_EXPOSED", "AWS Health Something Else"))
+    other_source = health_event("RISK", "AWS_RISK_CREDENTIALS_EXPOSED")
+    other_source["source"] = "com.example.health"
+    assert not matches(pattern, other_source)
+    # wider than the filter only by END_OF_SUPPORT codes, which the brief's severity table names
+    assert {e["detail"]["eventTypeCode"] for e in events if matches(pattern, e) and not security_related(e)} == {
+        "AWS_LAMBDA_RUNTIME_END_OF_SUPPORT"
+    }
+
+
+def test_the_health_rule_takes_every_example_event_the_consumers_own_filter_takes() -> None:
+    from defender_hub.mapping.health import is_security_related  # noqa: PLC0415 - the consumer's filter, as it is
+
+    pattern = pattern_of("events.yaml", "aws.health")
+    for service in SOME_SERVICES:
+        for code in SOME_CODES:
+            if is_security_related(service, code):
+                assert matches(pattern, health_event(service, code)), (service, code)
+
+
+@pytest.mark.parametrize("source", ["config", "health"])
+def test_the_rules_take_the_golden_events_of_the_briefs_examples(source: str) -> None:
+    events = [json.loads(line) for line in (ROOT / f"tests/golden/{source}-events.jsonl").read_text().splitlines()]
+    for template in ("events.yaml", "member-account.yaml"):
+        patterns = [r["Properties"]["EventPattern"] for r in rules(load(template)).values()]
+        for event in events:
+            assert [matches(p, event) for p in patterns].count(True) == 1, (template, event["detail-type"])
+
+
+def test_the_member_accounts_forward_exactly_the_events_the_central_rules_take() -> None:
+    def patterns(template: str) -> list[Any]:
+        return sorted((r["Properties"]["EventPattern"] for r in rules(load(template)).values()), key=str)
+
+    assert patterns("member-account.yaml") == patterns("events.yaml")
+
+
+def test_each_rule_retries_for_a_day_where_it_may_and_dead_letters_what_it_could_not_deliver() -> None:
+    for template in ("events.yaml", "member-account.yaml"):
+        resources = load(template)["Resources"]
+        for name, rule in rules(load(template)).items():
+            assert rule["Properties"]["State"] == "ENABLED"
+            for target in targets_of(rule):
+                if ":event-bus/" in str(target["Arn"]):  # EventBridge takes no retry policy for an event bus target
+                    assert "RetryPolicy" not in target, f"{template}: {name}"
+                else:
+                    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+                queue = target["DeadLetterConfig"]["Arn"]["GetAtt"].removesuffix(".Arn")
+                assert resources[queue]["Type"] == "AWS::SQS::Queue", f"{template}: {name}"
+                assert "Arn" in target["RoleArn"]["GetAtt"], f"{template}: {name}"
+
+
+def test_the_central_rules_put_on_the_stream_with_a_partition_key_of_the_finding_or_forward_to_its_region() -> None:
+    template = load("events.yaml")
+    stream = "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${StreamName}"
+    keys = {}
+    for name, rule in rules(template).items():
+        at_the_stream, forwarding = (rule["Properties"]["Targets"]["If"][i] for i in (1, 2))
+        assert rule["Properties"]["Targets"]["If"][0] == "AtTheStream"
+        ((kinesis,), (bus,)) = at_the_stream, forwarding
+        assert kinesis["Arn"] == {"Sub": stream}
+        assert kinesis["RoleArn"] == {"GetAtt": "PutOnTheStream.Arn"}
+        keys[name] = kinesis["KinesisParameters"]["PartitionKeyPath"]
+        assert bus["Arn"] == {"Sub": "arn:${AWS::Partition}:events:${StreamRegion}:${AWS::AccountId}:event-bus/default"}
+        assert bus["RoleArn"] == {"GetAtt": "ForwardToTheStreamsRegion.Arn"}
+    # one finding's news on one shard: a Config finding is a rule's (and a resource's), a Health one an event type's
+    assert keys == {"ConfigRule": "$.detail.configRuleARN", "HealthRule": "$.detail.eventTypeCode"}
+
+
+def role_statements(template: str, role: str) -> list[dict[str, Any]]:
+    properties = load(template)["Resources"][role]["Properties"]
+    return [s for policy in properties["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def test_eventbridges_roles_are_its_own_for_this_accounts_rules_only() -> None:
+    roles = [
+        ("events.yaml", "PutOnTheStream"),
+        ("events.yaml", "ForwardToTheStreamsRegion"),
+        ("member-account.yaml", "ForwardToTheCentralBus"),
+    ]
+    for template, role in roles:
+        (trust,) = load(template)["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+        assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        assert trust["Condition"]["ArnLike"] == {
+            "aws:SourceArn": {"Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*"}
+        }
+    every = [load(t)["Resources"][r] for t in ("events.yaml", "member-account.yaml") for r in load(t)["Resources"]]
+    services = [r for r in every if r["Type"] == "AWS::IAM::Role" and "events.amazonaws.com" in str(r)]
+    assert len(services) == len(roles)
+
+
+def test_the_events_role_may_put_only_on_the_stream() -> None:
+    put, encrypt = role_statements("events.yaml", "PutOnTheStream")
+    stream = "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${StreamName}"
+
+    assert (put["Action"], put["Resource"]) == ("kinesis:PutRecord", {"Sub": stream})
+    assert encrypt["Action"] == "kms:GenerateDataKey"
+    assert encrypt["Condition"]["StringEquals"] == {
+        "kms:ViaService": {"Sub": "kinesis.${AWS::Region}.amazonaws.com"},
+        "kms:EncryptionContext:aws:kinesis:arn": {"Sub": stream},
+    }
+    (forward,) = role_statements("events.yaml", "ForwardToTheStreamsRegion")
+    assert (forward["Action"], forward["Resource"]) == (
+        "events:PutEvents",
+        {"Sub": "arn:${AWS::Partition}:events:${StreamRegion}:${AWS::AccountId}:event-bus/default"},
+    )
+
+
+def test_the_member_accounts_forwarding_targets_only_the_central_bus() -> None:
+    template = load("member-account.yaml")
+    central_bus = {
+        "Sub": [
+            "arn:${AWS::Partition}:events:${CentralRegion}:${CentralAccount}:event-bus/default",
+            {"CentralAccount": {"Select": [4, {"Split": [":", {"Ref": "ConsumerRoleArn"}]}]}},
+        ]
+    }
+    (put,) = role_statements("member-account.yaml", "ForwardToTheCentralBus")
+
+    assert (put["Action"], put["Resource"]) == ("events:PutEvents", central_bus)
+    assert len(rules(template)) == 2
+    for rule in rules(template).values():
+        assert rule["Condition"] == "ForwardsEvents"
+        assert [(t["Arn"], t["RoleArn"]) for t in targets_of(rule)] == [
+            (central_bus, {"GetAtt": "ForwardToTheCentralBus.Arn"})
+        ]
+    # never in the central account itself, whose own rules take its events
+    forwards = template["Conditions"]["ForwardsEvents"]["And"]
+    assert {"Not": [{"Equals": [{"Ref": "AWS::AccountId"}, central_bus["Sub"][1]["CentralAccount"]]}]} in forwards
+
+
+def test_the_central_bus_admits_the_organization_only() -> None:
+    resources = load("events.yaml")["Resources"]
+    (policy,) = [r for r in resources.values() if r["Type"] == "AWS::Events::EventBusPolicy"]
+    statement = policy["Properties"]["Statement"]
+
+    assert policy["Condition"] == "AdmitsTheOrganization"
+    assert (statement["Principal"], statement["Action"]) == ("*", "events:PutEvents")
+    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrgId"}}}
+    assert statement["Resource"] == {
+        "Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"
+    }
+
+
+def test_dead_letter_queues_take_messages_from_their_own_rules_only() -> None:
+    for template, statement in resource_statements():
+        if statement["Action"] != "sqs:SendMessage":
+            continue
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}, template
+        sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+        rule_arns = {s["If"][1]["GetAtt"] if "If" in s else s["GetAtt"] for s in sources}
+        assert rule_arns == {f"{name}.Arn" for name in rules(load(template))}, template
+
+
+def test_findings_are_updated_only_to_resolve_them_and_only_in_the_own_hub() -> None:
+    hub = "arn:${AWS::Partition}:securityhub:*:${AWS::AccountId}:hub/default"
+    updates = [s for _, s in statements() if s["Action"] == "securityhub:BatchUpdateFindings"]
+
+    assert len(updates) == 2  # the consumer's task role, the member accounts' import role
+    for statement in updates:
+        assert statement["Resource"] == {"Sub": hub}
+        assert statement["Condition"] == {"StringEquals": {"securityhub:ASFFSyntaxPath/Workflow.Status": "RESOLVED"}}

@@ -174,8 +174,9 @@ def test_reconcile_goes_past_a_claimed_send_that_may_have_been_made() -> None:
 def config(updated_ms: int, status: str) -> dict[str, Any]:
     updated = format_iso(updated_ms)
     return {
-        "ProductArn": ARN, "Id": "arn:aws:config:us-east-1:123456789012:config-rule/r/finding/h", "ProductName": "Config",
-        "CreatedAt": updated, "UpdatedAt": updated, "RecordState": "ACTIVE", "Compliance": {"Status": status},
+        "ProductArn": ARN, "Id": "arn:aws:config:us-east-1:123456789012:config-rule/r/finding/h",
+        "ProductName": "Config", "CreatedAt": updated, "UpdatedAt": updated, "RecordState": "ACTIVE",
+        "Compliance": {"Status": status},
     }  # fmt: skip
 
 

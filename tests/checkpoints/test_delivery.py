@@ -15,21 +15,26 @@ import pytest
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
 from defender_hub.checkpoints.delivery import DeliverySettings
 from defender_hub.config import default_ledger
-from defender_hub.errors import LedgerError
+from defender_hub.errors import LedgerError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.synthetic import generate_events
+from defender_hub.timestamps import format_iso
 from tests.helpers import (
     ACCOUNT,
     DAY_MS,
+    TESTS_NOW_MS,
     Pipeline,
     another_connection,
     audit_finding,
     audit_task,
     cli,
+    config_change,
+    health_event,
     holds_latest,
     latest_versions,
     local_aws_env,
     violation,
+    wait_for,
 )
 
 T0 = 1_790_000_000_000  # 2026-09-21
@@ -283,3 +288,101 @@ def test_settings_reach_the_shard_processes_whole_through_the_environment() -> N
     assert DeliverySettings.of_environment(bare.environment(), account_id=None) == DeliverySettings(
         "dead-letters.jsonl", default_ledger()
     )
+
+
+def workflow(pipeline: Pipeline, resource: str) -> tuple[str, str]:
+    """The stored Config finding of S3 bucket `resource`: its compliance and its Workflow.Status."""
+    [finding] = [f for f in pipeline.hub.findings() if f["Resources"][0]["Id"] == f"arn:aws:s3:::{resource}"]
+    return finding["Compliance"]["Status"], finding["Workflow"]["Status"]
+
+
+def test_config_findings_created_passed_or_going_from_failed_to_passed_are_resolved(pipeline: Pipeline) -> None:
+    report = pipeline.deliver(
+        config_change("born-passing", "COMPLIANT", T0), config_change("failing", "NON_COMPLIANT", T0)
+    )
+    assert report.workflow_updated == 1
+    assert workflow(pipeline, "born-passing") == ("PASSED", "RESOLVED")
+    assert workflow(pipeline, "failing") == ("FAILED", "NEW")
+
+    pipeline.deliver(config_change("failing", "COMPLIANT", T0 + DAY_MS, before="NON_COMPLIANT"))
+    assert workflow(pipeline, "failing") == ("PASSED", "RESOLVED")
+
+    pipeline.deliver(config_change("failing", "NON_COMPLIANT", T0 + 2 * DAY_MS, before="COMPLIANT"))
+    assert workflow(pipeline, "failing") == ("FAILED", "NEW")  # Security Hub's own reset, on the import
+    assert pipeline.ledger_owed() == []
+
+
+def test_a_replay_of_config_news_sends_neither_imports_nor_workflow_updates(pipeline: Pipeline) -> None:
+    events = [
+        config_change("a", "NON_COMPLIANT", T0),
+        config_change("a", "COMPLIANT", T0 + DAY_MS, before="NON_COMPLIANT"),
+        config_change("b", "COMPLIANT", T0),
+    ]
+    pipeline.deliver(*events)
+    imports, updates = pipeline.sent(), len(pipeline.hub.requests("BatchUpdateFindings"))
+
+    pipeline.deliver(*events)
+
+    assert (pipeline.sent(), len(pipeline.hub.requests("BatchUpdateFindings"))) == (imports, updates)
+    assert (workflow(pipeline, "a"), workflow(pipeline, "b")) == (("PASSED", "RESOLVED"), ("PASSED", "RESOLVED"))
+
+
+def test_a_stop_between_the_import_and_its_workflow_update_loses_neither(pipeline: Pipeline) -> None:
+    event = config_change("stopped", "COMPLIANT", T0)
+    [finding_id] = pipeline.finding_ids(event)
+    pipeline.hub.fail_updates([finding_id], times=None)
+    stopper = threading.Thread(  # stops the delivery once its import is accepted and its update is being tried
+        target=lambda: (
+            wait_for("an update", lambda: pipeline.hub.requests("BatchUpdateFindings"), 30, every=0.05),
+            pipeline.stop.set(),
+        )
+    )
+    stopper.start()
+    with pytest.raises(SinkStopped):
+        pipeline.deliver(event)
+    stopper.join()
+    assert workflow(pipeline, "stopped") == ("PASSED", "NEW")  # imported, its update still owed
+    assert [entry.workflow for entry in pipeline.ledger_owed()] == ["RESOLVED"]
+
+    pipeline.stop.clear()
+    pipeline.hub.fail_updates([finding_id], times=0)
+    report = pipeline.deliver(event)  # the records come again: no checkpoint was taken
+
+    assert (report.accepted, report.workflow_updated) == (0, 1)
+    assert workflow(pipeline, "stopped") == ("PASSED", "RESOLVED")
+    assert pipeline.ledger_owed() == []
+
+
+def test_an_update_security_hub_keeps_failing_is_left_owed_and_set_by_the_next_sweep(pipeline: Pipeline) -> None:
+    event = config_change("stubborn", "COMPLIANT", T0)
+    [finding_id] = pipeline.finding_ids(event)
+    pipeline.hub.fail_updates([finding_id], times=None)
+
+    report = pipeline.deliver(event)  # the delivery ends, so the shard goes on; the update stays owed
+
+    assert (report.accepted, report.workflow_updated, report.workflow_owed) == (1, 0, 1)
+    assert workflow(pipeline, "stubborn") == ("PASSED", "NEW")
+    pipeline.hub.fail_updates([finding_id], times=0)
+
+    swept = pipeline.sink.refresh(TESTS_NOW_MS, after_days=80)
+
+    assert swept.workflow_updated == 1
+    assert workflow(pipeline, "stubborn") == ("PASSED", "RESOLVED")
+    assert pipeline.ledger_owed() == []
+
+
+def test_health_and_config_findings_are_refreshed_only_while_their_source_keeps_them_alive(pipeline: Pipeline) -> None:
+    pipeline.deliver(
+        config_change("failing", "NON_COMPLIANT", T0),
+        config_change("passing", "COMPLIANT", T0),
+        health_event("AWS_GUARDDUTY_SECURITY_NOTIFICATION", "open", T0),
+        health_event("AWS_IAM_SECURITY_NOTIFICATION", "closed", T0, service="IAM"),
+    )
+
+    swept = pipeline.sink.refresh(T0 + 85 * DAY_MS, after_days=80)
+
+    refreshed = {
+        f["GeneratorId"].rsplit("/", 1)[-1] for f in pipeline.hub.findings() if f["UpdatedAt"] > format_iso(T0 + DAY_MS)
+    }
+    assert refreshed == {"config-rule-s3-buc", "AWS_GUARDDUTY_SECURITY_NOTIFICATION"}
+    assert swept.due == swept.accepted == 2

@@ -9,6 +9,7 @@ from typing import Any
 
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.mapping.common import PRODUCT_NAME_CONFIG, PRODUCT_NAME_HEALTH
 from tests.helpers import GOLDEN, Convert, cli, local_aws_env, local_client, unique
 
 CLI = (sys.executable, "-m", "defender_hub")
@@ -90,3 +91,55 @@ def test_put_of_a_file_that_does_not_exist_says_so(local_aws: LocalAws, tmp_path
 
     assert done.returncode == 2
     assert done.stderr.decode() == f"defender-hub: configuration error: no such file: {tmp_path / 'nope.jsonl'}\n"
+
+
+def test_findings_lists_each_source_with_its_workflow_and_compliance(
+    hub: LocalSecurityHub, reference_events: list[dict[str, Any]], convert: Convert
+) -> None:
+    detect = convert(reference_events[2])[0]
+    config = detect | {
+        "Id": "config-finding",
+        "ProductName": PRODUCT_NAME_CONFIG,
+        "Title": "s3-bucket-versioning-enabled",
+        "Compliance": {"Status": "PASSED"},
+        "UpdatedAt": "2026-11-02T00:00:00.000Z",
+    }
+    health = detect | {"Id": "health-finding", "ProductName": PRODUCT_NAME_HEALTH, "UpdatedAt": "2026-11-03T00:00:00Z"}
+    other = detect | {"Id": "someone-elses", "ProductName": "Inspector", "UpdatedAt": "2026-11-04T00:00:00Z"}
+    securityhub = local_client("securityhub", hub.endpoint_url)
+    securityhub.batch_import_findings(Findings=[detect, config, health, other])
+    securityhub.batch_update_findings(
+        FindingIdentifiers=[{"Id": config["Id"], "ProductArn": config["ProductArn"]}], Workflow={"Status": "RESOLVED"}
+    )
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url)
+
+    def ids(*args: str) -> list[str]:
+        done = cli("findings", "--json", *args, env=env)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line)["Id"] for line in done.stdout.splitlines()]
+
+    everything = cli("findings", env=env)
+    device_defender = cli("findings", "--source", "device-defender", env=env)
+
+    assert ids() == [health["Id"], config["Id"], detect["Id"]]
+    assert ids("--source", "config") == [config["Id"]]
+    assert ids("--source", "health") == [health["Id"]]
+    assert ids("--source", "device-defender") == [detect["Id"]]
+    assert ids("--workflow", "RESOLVED") == [config["Id"]]
+    assert ids("--workflow", "NEW", "--source", "config") == []
+    header, *rows = everything.stdout.decode().splitlines()
+    assert header.split()[:4] == ["updated", "state", "workflow", "compliance"]
+    assert [row.split()[1:4] for row in rows] == [
+        ["ACTIVE", "NEW", "-"],
+        ["ACTIVE", "RESOLVED", "PASSED"],
+        ["ACTIVE", "NEW", "-"],
+    ]
+    assert [row.split()[5] for row in rows] == ["Health", "Config", "Detect"]
+    assert device_defender.stdout.decode().split()[:4] == ["updated", "state", "workflow", "severity"]
+
+
+def test_findings_refuses_a_source_it_does_not_know(hub: LocalSecurityHub) -> None:
+    done = cli("findings", "--source", "guardduty", env=local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url))
+
+    assert done.returncode == 2
+    assert b"invalid choice: 'guardduty'" in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -13,7 +14,6 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,19 +31,20 @@ from defender_hub.mapping import MappingOptions
 from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
 from defender_hub.sink.quota import SharedQuota
 from defender_hub.synthetic import EventMix, generate_events, partition_key
-from tests.helpers import ACCOUNT, DAY_MS, Pipeline, holds_latest, hub_clients, latest_versions, local_client, violation
+from tests.helpers import (
+    ACCOUNT,
+    DAY_MS,
+    Pipeline,
+    holds_latest,
+    hub_clients,
+    latest_versions,
+    local_client,
+    violation,
+    wait_for,
+)
 
 POISON = [b'{"violationId": "truncated', b"\xff\xfe not UTF-8"]
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _key(data: bytes) -> str:
@@ -65,6 +66,13 @@ class Stream:
         wait_for("the stream", lambda: self._describe()["StreamStatus"] == "ACTIVE", 30)
         if leases:
             self._create_leases()
+
+    def fresh_application(self) -> Stream:
+        """The same stream under a new application, whose leases start at TRIM_HORIZON: a replay."""
+        replay = copy.copy(self)
+        replay.application = f"app-{uuid.uuid4().hex[:8]}"
+        replay._create_leases()
+        return replay
 
     def _create_leases(self) -> None:
         """Writes the lease table as the KCL would on its first start: one unowned TRIM_HORIZON lease per shard.
@@ -96,8 +104,12 @@ class Stream:
 
     def put(self, payloads: list[bytes]) -> list[tuple[str, str]]:
         """Puts `payloads` in order; returns each one's (shard, sequence number)."""
-        records = [{"Data": data, "PartitionKey": _key(data)} for data in payloads]
-        answer = self._kinesis.put_records(StreamName=self.name, Records=records)
+        return self.put_keyed([(data, _key(data)) for data in payloads])
+
+    def put_keyed(self, records: list[tuple[bytes, str]]) -> list[tuple[str, str]]:
+        """Puts (data, partition key) `records` in order; returns each one's (shard, sequence number)."""
+        entries = [{"Data": data, "PartitionKey": key} for data, key in records]
+        answer = self._kinesis.put_records(StreamName=self.name, Records=entries)
         assert answer["FailedRecordCount"] == 0
         return [(entry["ShardId"], entry["SequenceNumber"]) for entry in answer["Records"]]
 

@@ -1,4 +1,5 @@
-"""A strict local Security Hub: BatchImportFindings and GetFindings over HTTP on loopback, as the service behaves.
+"""A strict local Security Hub: BatchImportFindings, BatchUpdateFindings and GetFindings over HTTP on loopback, as the
+service behaves.
 
 moto's Security Hub takes 101 findings a call, never throttles, accepts any Types and any length, lets an older
 UpdatedAt overwrite a newer one and ignores GetFindings filters. This one does not:
@@ -9,170 +10,77 @@ UpdatedAt overwrite a newer one and ignores GetFindings filters. This one does n
   carrying a finding of another account than the caller's whole, with AccessDeniedException (403); refuses every
   request of an account and Region marked not enabled with InvalidAccessException (401); checks each finding with
   `codecs.asff_rules`, reporting invalid ones in FailedFindings as InvalidInput; answers InvalidAccess for a product
-  not the caller's, or of another Region than the request was signed for; applies the update rules (an UpdatedAt not
-  newer than the stored one is ignored, CreatedAt and FirstObservedAt are kept, provider-immutable members too);
-  throttles each account and Region at 10 requests/s, burst 30, with HTTP 429 TooManyRequestsException.
-- GetFindings filters by Id, ProductArn, AwsAccountId, GeneratorId, RecordState, Title, ProductFields and
-  CreatedAt/UpdatedAt ranges, pages with NextToken, and refuses a filter it does not implement instead of ignoring it.
+  not the caller's, or of another Region than the request was signed for; applies the update rules (`hub_store`).
+- BatchUpdateFindings (PATCH /findings/batchupdate) refuses a malformed request (InvalidInputException, 400): 0 or
+  over 100 identifiers, nothing to update, a member of the wrong shape or value; answers each identifier in
+  ProcessedFindings or UnprocessedFindings (FindingNotFound for a finding the caller can't see, another account's
+  among them; DuplicatedFindingIdentifier; InvalidInput; FindingSizeExceeded); sets the members given, Workflow and
+  the retired WorkflowState among them, and never UpdatedAt, so that the provider's later imports still apply.
+- Each account and Region has a quota per operation: imports 10 requests/s, burst 30; updates 10/s, burst 30, apart;
+  HTTP 429 TooManyRequestsException beyond it. GetFindings: 3/s, burst 6.
+- GetFindings filters by Id, ProductArn, ProductName, AwsAccountId, GeneratorId, RecordState, Title, WorkflowStatus,
+  ComplianceStatus, ProductFields and CreatedAt/UpdatedAt ranges, pages with NextToken, and refuses a filter it does
+  not implement instead of ignoring it.
 - Faults for tests: outages answered with HTTP 500 or with refused connections, forced throttling, forced failures
-  of chosen finding Ids, whole requests refused for carrying a chosen Id, accounts and Regions not enabled.
-- Inspection: the stored findings and a log of every request, from Python or at `/_local/*` over HTTP.
+  of chosen finding Ids (imports) and forced unprocessed identifiers (updates), whole requests refused for carrying a
+  chosen Id, accounts and Regions not enabled.
+- Inspection: the stored findings, their workflow statuses and a log of every request, from Python or at `/_local/*`
+  over HTTP (`hub_http`).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import errno
-import json
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-from defender_hub.codecs.asff_rules import (
-    ACCOUNT_ID,
-    IMPORT_BURST,
-    IMPORT_RATE,
-    MAX_FINDINGS_PER_REQUEST,
-    MAX_REQUEST_BYTES,
-    finding_problems,
-)
+from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE, UPDATE_BURST, UPDATE_RATE
 from defender_hub.errors import PortTaken
-from defender_hub.local.replies import JsonHandler, serve_in_background
+from defender_hub.local.hub_core import (
+    BATCH_IMPORT,
+    BATCH_UPDATE,
+    DEFAULT_ACCOUNT,
+    DEFAULT_REGION,
+    GET_BURST,
+    GET_FINDINGS,
+    GET_RATE,
+    Faults,
+    HubError,
+    RequestRecord,
+    TokenBucket,
+    invalid_input,
+    take_forced,
+    too_many_requests,
+)
+from defender_hub.local.hub_filters import parse_query
+from defender_hub.local.hub_http import HubHandler
+from defender_hub.local.hub_requests import foreign, foreign_refusal, import_docs, import_problem, parse_update
+from defender_hub.local.hub_store import DUPLICATED, FINDING_NOT_FOUND, FindingStore
+from defender_hub.local.replies import serve_in_background
 
-__all__ = ["Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
+__all__ = ["DEFAULT_ACCOUNT", "DEFAULT_REGION", "Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
 
-DEFAULT_ACCOUNT = "123456789012"
-DEFAULT_REGION = "us-east-1"
 LOOPBACK = "127.0.0.1"
-PROVIDER_IMMUTABLE = ("Note", "UserDefinedFields", "VerificationState", "Workflow", "WorkflowState")
-"""Members a provider can't change through BatchImportFindings: silently kept as they were."""
-
-STRING_FILTERS = frozenset({"Id", "ProductArn", "ProductName", "AwsAccountId", "GeneratorId", "RecordState", "Title"})
-DATE_FILTERS = frozenset({"CreatedAt", "UpdatedAt"})
 
 
-class TokenBucket:
-    """Allows `rate` requests a second on average and `burst` at once, like the service's per-account quota."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate, self._burst, self._clock = rate, float(burst), clock
-        self._tokens = float(burst)
-        self._stamp = clock()
-
-    def take(self) -> bool:
-        """Takes one token; returns False, taking nothing, when the bucket is empty."""
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
-
-
-@dataclass
-class Faults:
-    """Faults to inject; all of them end by themselves or are consumed."""
-
-    outage_until: float = 0.0
-    refuse_connections: bool = False
-    throttle_until: float = 0.0
-    failures: dict[str, list[Any]] = field(default_factory=dict)
-    """Finding Id → [ErrorCode, ErrorMessage, how many more times (None: always)]."""
-    poison: set[str] = field(default_factory=set)
-    """Finding Ids that make a request refused whole, as a rule this stand-in does not model would."""
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One request the hub answered."""
-
-    operation: str
-    status: int
-    findings: int = 0
-    accepted: int = 0
-    failed: int = 0
-    error: str | None = None
-    at: float = 0.0
-    caller: str = ""
-    """The account the request was made as."""
-
-
-class _Error(Exception):
-    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _instant(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _sort_key(field_name: Any) -> Callable[[dict[str, Any]], Any]:
-    """How GetFindings' SortCriteria order findings by `field_name`: dates as instants, the rest as text."""
-    if field_name in DATE_FILTERS:
-        return lambda doc: _instant(doc[field_name]) if doc.get(field_name) else datetime.min.replace(tzinfo=UTC)
-    if field_name in STRING_FILTERS:
-        return lambda doc: str(doc.get(field_name, ""))
-    raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", f"the local Security Hub can't sort by {field_name}")
-
-
-def _string_match(value: Any, filters: list[Mapping[str, Any]]) -> bool:
-    """Applies Security Hub's StringFilter semantics: positive filters are ORed, negative ones ANDed."""
-    text = "" if value is None else str(value)
-    positive, matched = False, False
-    for spec in filters:
-        wanted, comparison = str(spec.get("Value", "")), spec.get("Comparison", "EQUALS")
-        outcome = {
-            "EQUALS": text == wanted,
-            "PREFIX": text.startswith(wanted),
-            "CONTAINS": wanted in text,
-            "NOT_EQUALS": text != wanted,
-            "PREFIX_NOT_EQUALS": not text.startswith(wanted),
-            "NOT_CONTAINS": wanted not in text,
-        }.get(comparison)
-        if outcome is None:
-            raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", f"unknown Comparison {comparison}")
-        if comparison.startswith(("NOT_", "PREFIX_NOT")):
-            if not outcome:
-                return False
+def _force(failures: dict[str, list[Any]], ids: Iterable[str], code: str, message: str, times: int | None) -> None:
+    """Sets, or with `times` 0 lifts, the forced failure of each finding Id."""
+    for finding_id in ids:
+        if times is not None and times <= 0:
+            failures.pop(finding_id, None)
         else:
-            positive = True
-            matched = matched or outcome
-    return matched or not positive
+            failures[finding_id] = [code, message, times]
 
 
-def _date_match(value: Any, filters: list[Mapping[str, Any]], now: datetime) -> bool:
-    if value is None:
-        return False
-    instant = _instant(value)
-    for spec in filters:
-        if "DateRange" in spec:
-            days = spec["DateRange"].get("Value", 0)
-            if instant < now - timedelta(days=days):
-                return False
-        if "Start" in spec and instant < _instant(spec["Start"]):
-            return False
-        if "End" in spec and instant > _instant(spec["End"]):
-            return False
-    return True
-
-
-def _map_match(fields: Mapping[str, str], filters: list[Mapping[str, Any]]) -> bool:
-    for spec in filters:
-        value = fields.get(spec.get("Key", ""))
-        comparison = spec.get("Comparison", "EQUALS")
-        if not _string_match(value, [{"Value": spec.get("Value", ""), "Comparison": comparison}]):
-            return False
-    return True
+def _identifier(key: tuple[str, str]) -> dict[str, str]:
+    return {"Id": key[1], "ProductArn": key[0]}
 
 
 class LocalSecurityHub:
@@ -188,6 +96,8 @@ class LocalSecurityHub:
         burst: int = IMPORT_BURST,
         clock: Callable[[], float] = time.monotonic,
         sts_endpoint: str | None = None,
+        update_rate: float = UPDATE_RATE,
+        update_burst: int = UPDATE_BURST,
     ) -> None:
         self.account_id, self.region = account_id, region
         """The account of a caller the local STS does not know, or of every caller without one."""
@@ -196,13 +106,12 @@ class LocalSecurityHub:
         self._disabled: set[tuple[str, str]] = set()
         self._clock = clock
         self._lock = threading.Lock()
-        self._findings: dict[tuple[str, str], dict[str, Any]] = {}
-        self._arrivals: dict[str, float] = {}
+        self._store = FindingStore(clock)
         self._requests: list[RequestRecord] = []
         self._faults = Faults()
-        self._rate, self._burst = rate, burst
-        self._import_buckets: dict[tuple[str, str], TokenBucket] = {}
-        self._get_bucket = TokenBucket(3.0, 6, clock)  # GetFindings' own quota
+        self._quotas = {BATCH_IMPORT: (rate, burst), BATCH_UPDATE: (update_rate, update_burst)}
+        self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
+        self._get_bucket = TokenBucket(GET_RATE, GET_BURST, clock)  # GetFindings' own quota
         self._port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -236,7 +145,7 @@ class LocalSecurityHub:
     def _listen(self) -> None:
         hub = self
 
-        class Handler(_Handler):
+        class Handler(HubHandler):
             local_hub = hub
 
         try:
@@ -269,18 +178,31 @@ class LocalSecurityHub:
             self._reopen.daemon = True
             self._reopen.start()
 
-    def throttle(self, seconds: float) -> None:
-        """Answers every import with TooManyRequestsException for `seconds`."""
+    def throttle(self, seconds: float, *, operation: str = BATCH_IMPORT) -> None:
+        """Answers every request of `operation` (BatchImportFindings unless told) with TooManyRequestsException for
+        `seconds`."""
         with self._lock:
-            self._faults.throttle_until = self._clock() + seconds
+            self._faults.throttled_until[operation] = self._clock() + seconds
 
     def fail(
         self, ids: Iterable[str], code: str = "InvalidInput", message: str = "forced", times: int | None = 1
     ) -> None:
-        """Reports the findings `ids` in FailedFindings with `code`, the next `times` times each (None: always)."""
+        """Reports the findings `ids` in FailedFindings with `code`, the next `times` times each (None: always; 0:
+        no more)."""
         with self._lock:
-            for finding_id in ids:
-                self._faults.failures[finding_id] = [code, message, times]
+            _force(self._faults.failures, ids, code, message, times)
+
+    def fail_updates(
+        self,
+        ids: Iterable[str],
+        code: str = FINDING_NOT_FOUND[0],
+        message: str = FINDING_NOT_FOUND[1],
+        times: int | None = 1,
+    ) -> None:
+        """Answers the findings `ids` in BatchUpdateFindings' UnprocessedFindings with `code`, unchanged, the next
+        `times` times each (None: always; 0: no more): as the service does for a finding it does not show yet."""
+        with self._lock:
+            _force(self._faults.update_failures, ids, code, message, times)
 
     def refuse_requests_with(self, ids: Iterable[str]) -> None:
         """Refuses any import request carrying one of `ids` whole, with InvalidInputException."""
@@ -288,13 +210,12 @@ class LocalSecurityHub:
             self._faults.poison.update(ids)
 
     def reset(self) -> None:
-        """Forgets findings, requests and faults, and refills the quota."""
+        """Forgets findings, requests and faults, and refills the quotas."""
         with self._lock:
-            self._findings.clear()
-            self._arrivals.clear()
+            self._store.clear()
             self._requests.clear()
             self._faults = Faults()
-            self._import_buckets.clear()
+            self._buckets.clear()
             self._disabled.clear()
 
     def disable(self, account: str, region: str) -> None:
@@ -312,41 +233,73 @@ class LocalSecurityHub:
     def findings(self) -> list[dict[str, Any]]:
         """Returns copies of every stored finding."""
         with self._lock:
-            return [copy.deepcopy(doc) for doc in self._findings.values()]
+            return copy.deepcopy(self._store.values())
 
     def count(self) -> int:
         """How many findings it holds: cheaper than `findings()` to watch a large import."""
         with self._lock:
-            return len(self._findings)
+            return len(self._store)
 
     def arrivals(self) -> dict[str, float]:
         """When each finding Id was first stored, on the hub's clock: a load test's latencies end here."""
         with self._lock:
-            return dict(self._arrivals)
+            return self._store.arrivals()
 
     def finding(self, finding_id: str) -> dict[str, Any] | None:
         """Returns a copy of the stored finding with this Id, or None."""
         with self._lock:
-            for (_, stored_id), doc in self._findings.items():
-                if stored_id == finding_id:
-                    return copy.deepcopy(doc)
-        return None
+            return copy.deepcopy(self._store.by_id(finding_id))
+
+    def workflow(self, finding_id: str) -> str | None:
+        """The Workflow.Status of the stored finding with this Id, or None when there is no such finding."""
+        with self._lock:
+            doc = self._store.by_id(finding_id)
+            return None if doc is None else str(doc["Workflow"]["Status"])
+
+    def workflows(self) -> dict[str, str]:
+        """The Workflow.Status of every stored finding, by Id."""
+        with self._lock:
+            return {doc["Id"]: str(doc["Workflow"]["Status"]) for doc in self._store.values()}
 
     def requests(self, operation: str | None = None) -> list[RequestRecord]:
-        """Returns the log of answered requests, of one operation or all."""
+        """Returns the log of answered requests, of one operation (BatchImportFindings, BatchUpdateFindings,
+        GetFindings) or all."""
         with self._lock:
             return [record for record in self._requests if operation in (None, record.operation)]
 
     # -- the operations
 
     def _unavailable(self) -> str | None:
-        now = self._clock()
-        if now < self._faults.outage_until:
-            return "refuse" if self._faults.refuse_connections else "error"
-        return None
+        """During an outage, how requests are answered: "refuse" (no answer) or "error" (HTTP 500); else None."""
+        with self._lock:
+            if self._clock() < self._faults.outage_until:
+                return "refuse" if self._faults.refuse_connections else "error"
+            return None
 
-    def _log(self, record: RequestRecord) -> None:
-        self._requests.append(record)
+    def _record_error(self, operation: str, error: HubError, caller: str) -> None:
+        with self._lock:
+            self._requests.append(
+                RequestRecord(operation, int(error.status), error=error.code, at=self._clock(), caller=caller)
+            )
+
+    def _take(self, operation: str, caller: str, region: str) -> None:
+        """Takes one request of `operation` from the caller's quota in `region`; raises HubError (429) when it is
+        spent or throttled on purpose. The lock is held."""
+        now = self._clock()
+        key = (operation, caller, region)
+        if key not in self._buckets:
+            self._buckets[key] = TokenBucket(*self._quotas[operation], self._clock)
+        if now < self._faults.throttled_until.get(operation, 0.0) or not self._buckets[key].take():
+            raise too_many_requests()
+
+    def _check_enabled(self, caller: str, region: str) -> None:
+        """Raises HubError (401) if Security Hub is marked not enabled for the caller in `region`. The lock is held."""
+        if (caller, region) in self._disabled:
+            raise HubError(
+                HTTPStatus.UNAUTHORIZED,
+                "InvalidAccessException",
+                f"Account {caller} is not subscribed to AWS Security Hub in {region}",
+            )
 
     def caller(self, access_key: str | None) -> str:
         """The account an access key belongs to: the local STS says, when the hub knows it; else the hub's own."""
@@ -366,232 +319,79 @@ class LocalSecurityHub:
         return self._callers[access_key]
 
     def batch_import(self, body: bytes, region: str | None = None, caller: str | None = None) -> dict[str, Any]:
-        """BatchImportFindings on a raw request body signed for `region` by `caller` (an account); raises _Error for
+        """BatchImportFindings on a raw request body signed for `region` by `caller` (an account); raises HubError for
         request-level errors."""
         region, caller = region or self.region, caller or self.account_id
         now = self._clock()
         with self._lock:
-            bucket = self._import_buckets.setdefault(
-                (caller, region), TokenBucket(self._rate, self._burst, self._clock)
-            )
-            if now < self._faults.throttle_until or not bucket.take():
-                raise _Error(HTTPStatus.TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate exceeded")
-        if len(body) > MAX_REQUEST_BYTES:
-            raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", "request is larger than 6 MB")
-        try:
-            request = json.loads(body)
-        except ValueError:
-            raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", "request body is not JSON") from None
-        docs = request.get("Findings") if isinstance(request, dict) else None
-        if not isinstance(docs, list) or not 1 <= len(docs) <= MAX_FINDINGS_PER_REQUEST:
-            raise _Error(
-                HTTPStatus.BAD_REQUEST,
-                "InvalidInputException",
-                f"Findings must be a list of 1 to {MAX_FINDINGS_PER_REQUEST} findings",
-            )
-        foreign = next((doc for doc in docs if _foreign(doc, caller)), None)
-        if foreign is not None:
-            raise _Error(
-                HTTPStatus.FORBIDDEN,
-                "AccessDeniedException",
-                f"User: arn:aws:iam::{caller}:user/local is not authorized to perform: "
-                f"securityhub:BatchImportFindings on resource: {str(foreign.get('ProductArn'))[:200]}",
-            )
+            self._take(BATCH_IMPORT, caller, region)
+        docs = import_docs(body)
+        theirs = next((doc for doc in docs if foreign(doc, caller)), None)
+        if theirs is not None:
+            raise foreign_refusal(theirs, caller)
         failed: list[dict[str, str]] = []
         with self._lock:
-            if (caller, region) in self._disabled:
-                raise _Error(
-                    HTTPStatus.UNAUTHORIZED,
-                    "InvalidAccessException",
-                    f"Account {caller} is not subscribed to AWS Security Hub in {region}",
-                )
+            self._check_enabled(caller, region)
             poisoned = [doc.get("Id") for doc in docs if isinstance(doc, dict) and doc.get("Id") in self._faults.poison]
             if poisoned:
-                raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", f"finding {poisoned[0]} is refused")
+                raise invalid_input(f"finding {poisoned[0]} is refused")
             for doc in docs:
-                failure = self._import_one(doc, region, caller)
-                if failure is not None:
-                    failed.append(failure)
-            self._log(
+                finding_id = str(doc.get("Id", "")) if isinstance(doc, dict) else ""
+                problem = take_forced(self._faults.failures, finding_id) or import_problem(doc, region, caller)
+                if problem is None:
+                    self._store.put_import(doc, region)
+                else:
+                    failed.append({"Id": finding_id, "ErrorCode": problem[0], "ErrorMessage": problem[1]})
+            accepted = len(docs) - len(failed)
+            self._requests.append(
+                RequestRecord(BATCH_IMPORT, 200, len(docs), accepted, len(failed), at=now, caller=caller)
+            )
+        return {"FailedCount": len(failed), "SuccessCount": accepted, "FailedFindings": failed}
+
+    def batch_update(self, body: bytes, region: str | None = None, caller: str | None = None) -> dict[str, Any]:
+        """BatchUpdateFindings on a raw request body signed for `region` by `caller` (an account); raises HubError for
+        request-level errors."""
+        region, caller = region or self.region, caller or self.account_id
+        now = self._clock()
+        with self._lock:
+            self._take(BATCH_UPDATE, caller, region)
+        request = parse_update(body)
+        copies = Counter(request.identifiers)
+        processed: list[dict[str, str]] = []
+        unprocessed: list[dict[str, Any]] = []
+        with self._lock:
+            self._check_enabled(caller, region)
+            for key in dict.fromkeys(request.identifiers):  # each identifier once, in the request's order
+                if copies[key] > 1:
+                    problem: tuple[str, str] | None = DUPLICATED
+                elif forced := take_forced(self._faults.update_failures, key[1]):
+                    problem = forced
+                elif request.problems:
+                    problem = ("InvalidInput", f"Invalid Input: {'; '.join(request.problems)}"[:1024])
+                else:
+                    problem = self._store.update(key, request.changes, caller, region)
+                if problem is None:
+                    processed.append(_identifier(key))
+                else:
+                    unprocessed.append(
+                        {"FindingIdentifier": _identifier(key), "ErrorCode": problem[0], "ErrorMessage": problem[1]}
+                    )
+            self._requests.append(
                 RequestRecord(
-                    "BatchImportFindings", 200, len(docs), len(docs) - len(failed), len(failed), at=now, caller=caller
+                    BATCH_UPDATE, 200, len(request.identifiers), len(processed), len(unprocessed), at=now, caller=caller
                 )
             )
-        return {"FailedCount": len(failed), "SuccessCount": len(docs) - len(failed), "FailedFindings": failed}
-
-    def _import_one(self, doc: Any, region: str, caller: str) -> dict[str, str] | None:
-        finding_id = str(doc.get("Id", "")) if isinstance(doc, dict) else ""
-        forced = self._faults.failures.get(finding_id)
-        if forced is not None:
-            code, message, times = forced
-            if times is not None:
-                forced[2] = times - 1
-                if forced[2] <= 0:
-                    del self._faults.failures[finding_id]
-            return {"Id": finding_id, "ErrorCode": code, "ErrorMessage": message}
-        size = len(json.dumps(doc).encode())  # as botocore sends it
-        problems = finding_problems(doc, encoded_size=size, account_id=caller)
-        if problems:
-            return {"Id": finding_id, "ErrorCode": "InvalidInput", "ErrorMessage": "; ".join(problems)[:1024]}
-        # Security Hub is regional: a finding is imported in the Region its product ARN names, by that account.
-        own_product = f"arn:{doc['ProductArn'].split(':')[1]}:securityhub:{region}:{caller}:product/"
-        if not doc["ProductArn"].startswith(own_product):
-            return {
-                "Id": finding_id,
-                "ErrorCode": "InvalidAccess",
-                "ErrorMessage": f"not subscribed to this product in {region}",
-            }
-        key = (doc["ProductArn"], finding_id)
-        stored = self._findings.get(key)
-        if stored is not None:
-            if _instant(doc["UpdatedAt"]) <= _instant(stored["UpdatedAt"]):
-                return None  # not newer: ignored, and not reported as a failure
-            kept = {
-                name: stored[name] for name in ("CreatedAt", "FirstObservedAt", *PROVIDER_IMMUTABLE) if name in stored
-            }
-            workflow_reset = stored["RecordState"] == "ARCHIVED" and doc.get("RecordState", "ACTIVE") == "ACTIVE"
-        else:
-            kept = {"Workflow": {"Status": "NEW"}, "WorkflowState": "NEW"}
-            workflow_reset = False
-        updated = {key: value for key, value in doc.items() if key not in PROVIDER_IMMUTABLE} | kept
-        updated.setdefault("RecordState", "ACTIVE")
-        updated["Region"] = region
-        if workflow_reset and updated["Workflow"].get("Status") in ("NOTIFIED", "RESOLVED"):
-            updated["Workflow"] = {"Status": "NEW"}
-        self._findings[key] = updated
-        self._arrivals.setdefault(finding_id, self._clock())
-        return None
+        return {"ProcessedFindings": processed, "UnprocessedFindings": unprocessed}
 
     def get_findings(self, body: bytes) -> dict[str, Any]:
-        """GetFindings on a raw request body; raises _Error for request-level errors."""
+        """GetFindings on a raw request body; raises HubError for request-level errors."""
         now = self._clock()
         with self._lock:
             if not self._get_bucket.take():
-                raise _Error(HTTPStatus.TOO_MANY_REQUESTS, "TooManyRequestsException", "Rate exceeded")
-        request = json.loads(body or b"{}")
-        filters: Mapping[str, list[Mapping[str, Any]]] = request.get("Filters") or {}
-        unknown = set(filters) - STRING_FILTERS - DATE_FILTERS - {"ProductFields"}
-        if unknown:
-            raise _Error(
-                HTTPStatus.BAD_REQUEST,
-                "InvalidInputException",
-                f"the local Security Hub does not implement the filter(s) {', '.join(sorted(unknown))}",
-            )
-        max_results = int(request.get("MaxResults") or 100)
-        if not 1 <= max_results <= 100:
-            raise _Error(HTTPStatus.BAD_REQUEST, "InvalidInputException", "MaxResults must be 1 to 100")
-        offset = int(base64.b64decode(request["NextToken"])) if request.get("NextToken") else 0
-        # The first criterion sorts last, so that it wins; each is checked before anything is answered.
-        sorts = [
-            (_sort_key(criterion.get("Field")), criterion.get("SortOrder") == "desc")
-            for criterion in reversed(request.get("SortCriteria") or [])
-        ]
+                raise too_many_requests()
+        query = parse_query(body)
         wall = datetime.now(UTC)
         with self._lock:
-            matching = [
-                doc
-                for doc in self._findings.values()
-                if all(_string_match(doc.get(name), specs) for name, specs in filters.items() if name in STRING_FILTERS)
-                and all(
-                    _date_match(doc.get(name), specs, wall) for name, specs in filters.items() if name in DATE_FILTERS
-                )
-                and _map_match(doc.get("ProductFields") or {}, list(filters.get("ProductFields", [])))
-            ]
-            self._log(RequestRecord("GetFindings", 200, len(matching), at=now))
-        for key, descending in sorts:
-            matching.sort(key=key, reverse=descending)
-        page = matching[offset : offset + max_results]
-        response: dict[str, Any] = {"Findings": copy.deepcopy(page)}
-        if offset + max_results < len(matching):
-            response["NextToken"] = base64.b64encode(str(offset + max_results).encode()).decode()
-        return response
-
-    def control(self, path: str, body: bytes) -> Any:
-        """The `/_local/*` API: inspection and faults for other processes and the command line."""
-        if path == "/_local/findings":
-            return {"Findings": self.findings()}
-        if path == "/_local/requests":
-            return {"Requests": [asdict(record) for record in self.requests()]}
-        request = json.loads(body or b"{}")
-        if path == "/_local/reset":
-            self.reset()
-        elif path == "/_local/outage":
-            self.outage(float(request["Seconds"]), refuse_connections=bool(request.get("RefuseConnections")))
-        elif path == "/_local/throttle":
-            self.throttle(float(request["Seconds"]))
-        elif path == "/_local/disable":
-            self.disable(str(request["Account"]), str(request["Region"]))
-        elif path == "/_local/enable":
-            self.enable(str(request["Account"]), str(request["Region"]))
-        elif path == "/_local/fail":
-            self.fail(
-                request["Ids"],
-                request.get("ErrorCode", "InvalidInput"),
-                request.get("Message", "forced"),
-                request.get("Times", 1),
-            )
-        else:
-            raise _Error(HTTPStatus.NOT_FOUND, "ResourceNotFoundException", f"no {path}")
-        return {}
-
-
-_CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,]+)/\d{8}/([a-z0-9-]+)/securityhub/aws4_request")
-_CUSTOM_PRODUCT = re.compile(r"arn:[a-z-]+:securityhub:[a-z0-9-]+:(\d{12}):product/\1/default")
-
-
-def _signature_scope(authorization: str) -> tuple[str | None, str | None]:
-    """Returns the access key and the Region a SigV4-signed request was signed with, as the service reads them."""
-    scope = _CREDENTIAL_SCOPE.search(authorization)
-    return (scope.group(1), scope.group(2)) if scope else (None, None)
-
-
-def _foreign(doc: Any, caller: str) -> bool:
-    """Whether `doc` is another account's finding: its AwsAccountId, or its own product's account, is not `caller`."""
-    if not isinstance(doc, dict):
-        return False
-    product = _CUSTOM_PRODUCT.fullmatch(str(doc.get("ProductArn", "")))
-    account = doc.get("AwsAccountId")
-    foreign_account = isinstance(account, str) and ACCOUNT_ID.fullmatch(account) is not None and account != caller
-    return foreign_account or (product is not None and product.group(1) != caller)
-
-
-class _Handler(JsonHandler):
-    local_hub: LocalSecurityHub
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server names its handlers so
-        """Serves the inspection API."""
-        self._dispatch(b"")
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server names its handlers so
-        """Serves the Security Hub operations and the control API."""
-        length = int(self.headers.get("Content-Length") or 0)
-        self._dispatch(self.rfile.read(length))
-
-    def _dispatch(self, body: bytes) -> None:
-        hub = self.local_hub
-        path = self.path.split("?", 1)[0]
-        caller = ""
-        try:
-            if path.startswith("/_local/"):
-                self.answer(200, hub.control(path, body))
-                return
-            with hub._lock:
-                unavailable = hub._unavailable()
-            if unavailable == "refuse":
-                self.close_connection = True  # drop a kept-alive connection without an answer
-                return
-            if unavailable == "error":
-                raise _Error(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalException", "Internal service error")
-            if path == "/findings/import":
-                access_key, region = _signature_scope(self.headers.get("Authorization", ""))
-                caller = hub.caller(access_key)
-                self.answer(200, hub.batch_import(body, region, caller))
-            elif path == "/findings":
-                self.answer(200, hub.get_findings(body))
-            else:
-                raise _Error(HTTPStatus.NOT_FOUND, "ResourceNotFoundException", f"no operation at {path}")
-        except _Error as error:
-            operation = {"/findings/import": "BatchImportFindings", "/findings": "GetFindings"}.get(path, path)
-            with hub._lock:
-                hub._log(RequestRecord(operation, int(error.status), error=error.code, at=hub._clock(), caller=caller))
-            self.answer(int(error.status), {"Message": error.message}, error.code)
+            matching = [doc for doc in self._store.values() if query.matches(doc, wall)]
+            self._requests.append(RequestRecord(GET_FINDINGS, 200, len(matching), at=now))
+            return query.page(matching)
