@@ -13,6 +13,7 @@ from typing import Any
 
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.convert import MAX_EVENT_BYTES
+from tests.codecs.sources import config_event, evaluation, health_event
 from tests.helpers import GOLDEN, cli
 
 
@@ -110,7 +111,10 @@ def test_each_kind_of_bad_line_is_told_in_a_sentence(reference_events: list[dict
         b"[1, 2]": "the event is an array, not a JSON object",
         b'"violationId"': "the event is a string, not a JSON object",
         b"null": "the event is null, not a JSON object",
-        b'{"no": "kind"}': "not a known event kind: no top-level violationId, nonCompliantResource, auditDetails",
+        b'{"no": "kind"}': (
+            "not a known event kind: no top-level violationId, nonCompliantResource, auditDetails, "
+            "nor an EventBridge source aws.config, aws.health"
+        ),
         json.dumps({k: v for k, v in detect.items() if k != "thingName"}).encode(): (
             "detect-violation event: the required field thingName is missing"
         ),
@@ -230,3 +234,39 @@ def test_typed_events_are_answered_at_once(reference_events: list[dict[str, Any]
         os.close(terminal)
         process.kill()
         process.wait(timeout=30)
+
+
+def test_skipped_events_make_no_finding_and_no_failure_and_each_says_why(
+    reference_events: list[dict[str, Any]],
+) -> None:
+    stdin = lines(
+        config_event({"detail-type": "Config Configuration Item Change"}),
+        reference_events[2],
+        config_event(configRuleName="securityhub-restricted-ssh-1f2e3d"),
+        health_event(service="EC2", eventTypeCode="AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED"),
+        health_event(),
+        config_event(newEvaluationResult=evaluation(complianceType="COMPLIANT")),
+    )
+
+    done = cli("convert", stdin=stdin)
+
+    assert done.returncode == 0
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [f["ProductName"] for f in out] == ["IoT Device Defender - Detect", "Health", "Config"]
+    assert [json.loads(line) for line in done.stderr.splitlines()] == [
+        {"line": 1, "skipped": "not a rule compliance change", "source": "config"},
+        {"line": 3, "skipped": "service-linked rule", "source": "config"},
+        {"line": 4, "skipped": "not about security", "source": "health"},
+    ]
+
+
+def test_a_malformed_config_or_health_event_is_a_failure_with_a_plain_reason() -> None:
+    broken = config_event(resourceType=...)
+
+    done = cli("convert", stdin=lines(broken, health_event(startTime="yesterday")))
+
+    assert done.returncode == 2
+    assert [json.loads(line) for line in done.stderr.splitlines()] == [
+        {"line": 1, "error": "config event: the required field detail.resourceType is missing"},
+        {"line": 2, "error": "startTime: not an ISO 8601 or RFC 1123 time, or epoch number: 'yesterday'"},
+    ]

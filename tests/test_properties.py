@@ -1,9 +1,11 @@
-"""Properties: any decodable event maps to findings Security Hub would accept; any input fails only cleanly."""
+"""Properties: any decodable event maps to findings Security Hub would accept (or, for Config and Health, is skipped by
+its source's rules); any input fails only cleanly."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import email.utils
 import json
 from typing import Any
 
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 from defender_hub.codecs.asff import encode_finding
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.convert import EventConverter
-from defender_hub.errors import EventError
+from defender_hub.errors import EventError, EventSkipped
 from defender_hub.mapping import MappingOptions
 
 CONVERTER = EventConverter(MappingOptions(account_id="123456789012", region="us-east-1"))
@@ -181,3 +183,146 @@ def test_a_field_of_the_wrong_shape_fails_only_cleanly(event: dict[str, Any], ke
 def test_arbitrary_bytes_fail_only_cleanly(data: bytes) -> None:
     with contextlib.suppress(EventError):
         CONVERTER.findings(data)
+
+
+# AWS Config and AWS Health events, as EventBridge puts them on the stream: the real shapes with untrusted text, and
+# the same with odd values (any text where a code, time, account or Region goes) and members left out.
+_instants = st.datetimes(
+    min_value=datetime.datetime(1970, 1, 2), max_value=datetime.datetime(9999, 12, 30), timezones=st.just(datetime.UTC)
+)
+
+
+def _or_odd(real: st.SearchStrategy[Any], odd: bool) -> st.SearchStrategy[Any]:
+    return real | names if odd else real
+
+
+def eventbridge(
+    source: str, detail_types: list[str], detail: st.SearchStrategy[Any], odd: bool
+) -> st.SearchStrategy[Any]:
+    """An EventBridge event of `source`: of one of `detail_types` (and, when `odd`, of another: Config's configuration
+    item changes, a Health summary, any text)."""
+    other = {"aws.config": "Config Configuration Item Change", "aws.health": "AWS Health Summary"}[source]
+    return st.fixed_dictionaries(
+        {
+            "detail-type": st.sampled_from([*detail_types, other]) | names if odd else st.sampled_from(detail_types),
+            "source": st.just(source),
+            "account": _or_odd(st.sampled_from(["123456789012", "210987654321"]), odd),
+            "region": _or_odd(st.sampled_from(["eu-central-1", "us-east-1", "cn-north-1", "us-gov-west-1"]), odd),
+            "time": _or_odd(_instants.map(lambda d: d.isoformat().replace("+00:00", "Z")), odd),
+            "detail": detail,
+        },
+        optional={"version": st.just("0"), "id": names, "resources": st.lists(names, max_size=3)},
+    )
+
+
+def config_change(odd: bool) -> st.SearchStrategy[Any]:
+    iso_times = _or_odd(_instants.map(lambda d: d.isoformat()), odd)
+    evaluation = st.fixed_dictionaries(
+        {
+            "complianceType": _or_odd(
+                st.sampled_from(["COMPLIANT", "NON_COMPLIANT", "NOT_APPLICABLE", "INSUFFICIENT_DATA"]), odd
+            ),
+            "resultRecordedTime": iso_times,
+        },
+        optional={
+            "annotation": untrusted,
+            "configRuleInvokedTime": iso_times,
+            "evaluationResultIdentifier": st.fixed_dictionaries(
+                {},
+                optional={"orderingTimestamp": iso_times, "evaluationResultQualifier": st.dictionaries(names, names)},
+            ),
+        },
+    )
+    detail = st.fixed_dictionaries(
+        {
+            "configRuleName": st.sampled_from(["s3-bucket-public-read-prohibited", "securityhub-ssh-1a2b"]) | untrusted,
+            "configRuleARN": st.just("arn:aws:config:eu-central-1:123456789012:config-rule/config-rule-a1") | untrusted,
+            "resourceType": st.sampled_from(["AWS::S3::Bucket", "AWS::EC2::Instance", "AWS::::Account"]) | names,
+            "resourceId": untrusted,
+            "messageType": _or_odd(st.just("ComplianceChangeNotification"), odd),
+            "newEvaluationResult": evaluation,
+        },
+        optional={
+            "awsAccountId": _or_odd(st.just("123456789012"), odd),
+            "awsRegion": _or_odd(st.sampled_from(["eu-central-1", "ap-south-1"]), odd),
+            "oldEvaluationResult": st.none() | evaluation,
+            "notificationCreationTime": iso_times,
+            "recordVersion": names,
+        },
+    )
+    return eventbridge("aws.config", ["Config Rules Compliance Change"], detail, odd)
+
+
+def health_event(odd: bool) -> st.SearchStrategy[Any]:
+    times = _or_odd(_instants.map(lambda d: email.utils.format_datetime(d, usegmt=True)), odd)
+    detail = st.fixed_dictionaries(
+        {
+            "eventArn": _or_odd(st.just("arn:aws:health:us-east-1::event/EC2/AWS_EC2_SECURITY_NOTIFICATION/e-1"), odd)
+            | untrusted.map(lambda text: f"arn:aws:health:us-east-1::event/{text}"),
+            "service": st.sampled_from(["RISK", "ABUSE", "SES", "EC2", "IAM"]) | names,
+            "eventTypeCode": st.sampled_from(
+                ["AWS_S3_OPEN_ACCESS_BUCKET_NOTIFICATION", "AWS_EC2_SECURITY_NOTIFICATION", "AWS_EC2_MAINTENANCE"]
+            )
+            | names,
+            "eventTypeCategory": st.sampled_from(["issue", "accountNotification", "scheduledChange"]) | names,
+            "startTime": times,
+            "statusCode": st.sampled_from(["open", "upcoming", "closed"]) | names,
+        },
+        optional={
+            "eventScopeCode": names,
+            "communicationId": untrusted,
+            "endTime": times,
+            "lastUpdatedTime": times,
+            "eventRegion": _or_odd(st.sampled_from(["us-east-1", "eu-west-1", "global"]), odd),
+            "eventDescription": st.lists(
+                st.fixed_dictionaries(
+                    {"latestDescription": untrusted}, optional={"language": st.sampled_from(["en_US", "ja_JP"])}
+                ),
+                max_size=3,
+            ),
+            "affectedEntities": st.lists(
+                st.fixed_dictionaries({}, optional={"entityValue": untrusted, "status": names}), max_size=40
+            ),
+            "affectedAccount": _or_odd(st.just("210987654321"), odd),
+        },
+    )
+    return eventbridge("aws.health", ["AWS Health Event", "AWS Health Abuse Event"], detail, odd)
+
+
+sources = st.one_of(config_change(odd=False), config_change(odd=True), health_event(odd=False), health_event(odd=True))
+
+
+@given(sources)
+def test_any_config_or_health_event_maps_to_valid_findings_or_is_skipped_or_refused_plainly(
+    event: dict[str, Any],
+) -> None:
+    try:
+        findings = CONVERTER.findings(msgspec.json.encode(event))
+    except EventSkipped as skipped:
+        assert skipped.source in ("config", "health")
+        assert skipped.reason and skipped.reason.isprintable()
+        return
+    except EventError as refused:
+        reason = str(refused)
+        assert reason and reason.isprintable() and len(reason) < 1000, reason  # plain words, never the record
+        return
+    assert findings
+    for finding in findings:
+        encoded = encode_finding(finding)
+        doc = json.loads(encoded)
+        assert finding_problems(doc, encoded_size=len(encoded)) == []
+        assert doc["ProductName"] in ("Config", "Health")
+        for text in _strings(doc):
+            assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or 0x202A <= ord(ch) <= 0x202E for ch in text)
+
+
+@given(sources, st.booleans(), st.text(max_size=30), json_values)
+def test_a_config_or_health_member_of_the_wrong_shape_fails_only_cleanly(
+    event: dict[str, Any], in_detail: bool, key: str, junk: Any
+) -> None:
+    target = event["detail"] if in_detail else event
+    if key in target or not key:
+        key = next(iter(target))
+    target[key] = junk
+    with contextlib.suppress(EventError, EventSkipped):
+        CONVERTER.findings(json.dumps(event).encode())

@@ -1,4 +1,5 @@
-"""`defender-hub convert`: newline-delimited events in, ASFF findings out, bad lines reported, blank ones skipped."""
+"""`defender-hub convert`: newline-delimited events in, ASFF findings out, bad and skipped lines reported, blank ones
+passed over."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import msgspec
 
 from defender_hub.codecs.asff import Finding
 from defender_hub.codecs.decoding import EventDecoder
-from defender_hub.errors import EventDecodeError, EventError
+from defender_hub.errors import EventDecodeError, EventError, EventSkipped
 from defender_hub.mapping import FindingMapper, MappingOptions
 
 __all__ = ["MAX_EVENT_BYTES", "EventConverter", "convert_stream"]
@@ -28,7 +29,8 @@ class EventConverter:
         self._mapper = FindingMapper(options)
 
     def findings(self, data: bytes) -> list[Finding]:
-        """Returns the findings of the event in `data`; raises an EventError saying why there are none."""
+        """Returns the findings of the event in `data`; raises an EventError saying why there are none, or EventSkipped
+        when the rules of the event's source make none of it."""
         if len(data) > MAX_EVENT_BYTES and len(data.rstrip()) > MAX_EVENT_BYTES:
             raise EventDecodeError(f"event is over the {MAX_EVENT_BYTES}-byte Kinesis record limit")
         return self._mapper.map(self._decoder.decode(data))
@@ -51,9 +53,10 @@ def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
 
 
 def convert_stream(source: BinaryIO, sink: BinaryIO, errors: BinaryIO, options: MappingOptions) -> int:
-    """Converts every line of `source`, writing findings to `sink` and one JSON error per bad line to `errors`.
+    """Converts every line of `source`, writing findings to `sink` and, to `errors`, one JSON line per bad line
+    (`{"line": N, "error": …}`) and per line its source's rules make no finding of (`{"line": N, "skipped": …}`).
 
-    Blank lines are skipped. Returns how many lines could not be converted.
+    Blank lines are passed over. Returns how many lines could not be converted; a skipped line is no failure.
     """
     converter = EventConverter(options)
     encoder = msgspec.json.Encoder()
@@ -68,6 +71,11 @@ def convert_stream(source: BinaryIO, sink: BinaryIO, errors: BinaryIO, options: 
         except EventError as exc:
             failed += 1
             errors.write(encoder.encode({"line": number, "error": str(exc)}) + b"\n")
+            if interactive:
+                errors.flush()
+            continue
+        except EventSkipped as skip:
+            errors.write(encoder.encode({"line": number, "skipped": skip.reason, "source": skip.source}) + b"\n")
             if interactive:
                 errors.flush()
             continue

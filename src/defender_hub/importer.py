@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 from defender_hub.convert import EventConverter
-from defender_hub.errors import EventError
+from defender_hub.errors import EventError, EventSkipped
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, Outbound, RecordOrigin, Sink
 from defender_hub.sink.deadletters import Select
@@ -62,8 +62,8 @@ def redrive(
     select: Select | None = None,
 ) -> DeliveryReport:
     """Sends the dead-lettered findings again (those `select` chooses, else all), and maps and sends the
-    dead-lettered records; what fails again is dead-lettered again. A group of letters is forgotten only after all of
-    it was handled."""
+    dead-lettered records; what fails again is dead-lettered again, and a record its source's rules now make no finding
+    of is done. A group of letters is forgotten only after all of it was handled."""
     converter = EventConverter(options)
     report = DeliveryReport()
     for letters, forget in dead_letters.drain(select):
@@ -79,6 +79,8 @@ def redrive(
             except EventError as exc:
                 dead_letters.put([DeadLetter.for_record(record, str(exc), letter.origin)])
                 report.dead_lettered += 1
+            except EventSkipped:
+                continue  # well-formed, and by its source's rules no finding: nothing is owed for it
         report.add(sink.deliver(outbound))
         forget()
         progress(report)

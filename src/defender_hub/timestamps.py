@@ -1,8 +1,9 @@
-"""Timestamps in the three forms events use, normalised to epoch milliseconds and written as ASFF wants them."""
+"""Timestamps in the four forms events use, normalised to epoch milliseconds and written as ASFF wants them."""
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 
 from defender_hub.errors import EventDecodeError
@@ -10,7 +11,7 @@ from defender_hub.errors import EventDecodeError
 __all__ = ["SECONDS_CUTOFF", "Timestamp", "format_iso", "to_epoch_ms"]
 
 Timestamp = int | float | str
-"""What an event may carry: epoch milliseconds, epoch seconds, or ISO 8601."""
+"""What an event may carry: epoch milliseconds, epoch seconds, ISO 8601, or RFC 1123 text (AWS Health's)."""
 
 SECONDS_CUTOFF = 100_000_000_000
 """Numbers below this are epoch seconds (up to the year 5138), at or above it epoch milliseconds (from 1973)."""
@@ -19,6 +20,34 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _EARLIEST_MS = 0
 _LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: ISO 8601 has four year digits
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# RFC 1123 as AWS Health writes it (`Fri, 7 Jan 2022 16:34:04 GMT`): English names whatever the locale, so no strptime.
+# The weekday is optional (RFC 5322 allows leaving it out) and not checked against the date it repeats.
+_RFC_1123 = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(?P<day>\d{1,2}) (?P<month>"
+    + "|".join(_MONTHS)
+    + r") (?P<year>\d{4}) (?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2}) (?:GMT|UTC|\+0000)",
+    re.ASCII,  # digits are 0-9 only
+)
+
+
+def _parse_text(value: str) -> datetime:
+    """Returns the time in ISO 8601 or RFC 1123 `value`; raises ValueError when it is neither."""
+    try:
+        return datetime.fromisoformat(value)  # the common form first: Device Defender's and EventBridge's
+    except ValueError:
+        rfc_1123 = _RFC_1123.fullmatch(value)
+        if rfc_1123 is None:
+            raise
+    return datetime(
+        int(rfc_1123["year"]),
+        _MONTHS.index(rfc_1123["month"]) + 1,
+        int(rfc_1123["day"]),
+        int(rfc_1123["hour"]),
+        int(rfc_1123["minute"]),
+        int(rfc_1123["second"]),
+        tzinfo=UTC,
+    )
 
 
 def to_epoch_ms(value: Timestamp, field: str) -> int:
@@ -27,9 +56,11 @@ def to_epoch_ms(value: Timestamp, field: str) -> int:
         return value
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = _parse_text(value)
         except ValueError:
-            raise EventDecodeError(f"{field}: not an ISO 8601 time or epoch number: {value[:64]!r}") from None
+            raise EventDecodeError(
+                f"{field}: not an ISO 8601 or RFC 1123 time, or epoch number: {value[:64]!r}"
+            ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         ms = (parsed - _EPOCH) // _ONE_MS

@@ -76,6 +76,7 @@ class Limits:
     PRODUCT_FIELD_VALUE = 2048
     RESOURCES = 32
     RECOMMENDATION_TEXT = 512
+    SOURCE_URL = 2048
     DETAILS_OTHER = 50
     DETAILS_OTHER_KEY = 128
     DETAILS_OTHER_VALUE = 1024
@@ -226,7 +227,7 @@ def finding_problems(doc: Any, *, encoded_size: int | None = None, account_id: s
     _text(problems, doc, "Description", Limits.DESCRIPTION)
     _text(problems, doc, "ProductName", Limits.NAME)
     _text(problems, doc, "CompanyName", Limits.NAME)
-    _text(problems, doc, "SourceUrl", 2048)
+    _text(problems, doc, "SourceUrl", Limits.SOURCE_URL)
     product_arn = doc.get("ProductArn")
     if product_arn is not None and (not isinstance(product_arn, str) or not _PRODUCT_ARN.fullmatch(product_arn)):
         problems.append(f"ProductArn: {str(product_arn)[:80]!r} is not a Security Hub product ARN")

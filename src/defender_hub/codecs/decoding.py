@@ -1,4 +1,5 @@
-"""Bytes from the stream to typed events: envelopes unwrapped, the kind told by a key only it has."""
+"""Bytes from the stream to typed events: envelopes unwrapped, the kind told by a key only it has or by the
+EventBridge source."""
 
 from __future__ import annotations
 
@@ -8,11 +9,22 @@ from typing import Any, cast
 
 import msgspec
 
-from defender_hub.codecs.events import AuditFinding, AuditTaskNotification, DetectViolation, Event
-from defender_hub.errors import EventDecodeError, UnknownEventError
+from defender_hub.codecs.config import CONFIG_SOURCE
+from defender_hub.codecs.eventbridge import EventSource
+from defender_hub.codecs.events import AuditFinding, AuditTaskNotification, DetectViolation, DeviceDefenderEvent, Event
+from defender_hub.codecs.health import HEALTH_SOURCE
+from defender_hub.errors import EventDecodeError, EventSkipped, UnknownEventError
 from defender_hub.text import clean
 
-__all__ = ["KINDS", "MAX_ENVELOPES", "EventDecoder", "EventKind", "arn_context", "decode_error_reason"]
+__all__ = [
+    "KINDS",
+    "MAX_ENVELOPES",
+    "SOURCES",
+    "EventDecoder",
+    "EventKind",
+    "arn_context",
+    "decode_error_reason",
+]
 
 MAX_ENVELOPES = 3
 """How many envelopes (SNS in EventBridge, say) are unwrapped before an event is refused."""
@@ -24,7 +36,7 @@ class EventKind:
 
     name: str
     marker: str
-    type: type[Event]
+    type: type[DeviceDefenderEvent]
 
 
 KINDS: tuple[EventKind, ...] = (
@@ -33,14 +45,20 @@ KINDS: tuple[EventKind, ...] = (
     EventKind("audit-task-notification", "auditDetails", AuditTaskNotification),
 )
 
+SOURCES: tuple[EventSource, ...] = (CONFIG_SOURCE, HEALTH_SOURCE)
+"""The EventBridge sources whose events are decoded whole (envelope and detail); a new one adds its module's here."""
+
 
 class _Envelope(msgspec.Struct, gc=False):
-    """What the first look at a record reads: envelope members and which kind's marker is present."""
+    """What the first look at a record reads: envelope members (an EventBridge event's source and detail-type among
+    them) and which kind's marker is present."""
 
     sns_type: str | None = msgspec.field(default=None, name="Type")
     sns_message: str | None = msgspec.field(default=None, name="Message")
     sns_topic_arn: str | None = msgspec.field(default=None, name="TopicArn")
     detail: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw, name="detail")
+    source: str | None = None
+    detail_type: str | None = msgspec.field(default=None, name="detail-type")
     account: str | None = None
     region: str | None = None
     # One Raw member per kind, named kind{i} and bound to that kind's marker, is added by _envelope_type().
@@ -66,16 +84,21 @@ def arn_context(arn: str | None) -> tuple[str | None, str | None]:
 class EventDecoder:
     """Decodes one record's bytes to a typed event; reuse one instance, its decoders are built once."""
 
-    def __init__(self, kinds: tuple[EventKind, ...] = KINDS) -> None:
+    def __init__(self, kinds: tuple[EventKind, ...] = KINDS, sources: tuple[EventSource, ...] = SOURCES) -> None:
         self._kinds = kinds
+        self._sources: dict[str, tuple[EventSource, msgspec.json.Decoder[Any]]] = {
+            source.source: (source, msgspec.json.Decoder(source.type)) for source in sources
+        }
         self._envelope = msgspec.json.Decoder(_envelope_type(kinds))
+        markers, names = ", ".join(kind.marker for kind in kinds), ", ".join(self._sources)
+        self._unknown = f"not a known event kind: no top-level {markers}, nor an EventBridge source {names}"
         self._decoders: tuple[msgspec.json.Decoder[Any], ...] = tuple(msgspec.json.Decoder(kind.type) for kind in kinds)
         self._fast_paths = tuple(
             (f'"{kind.marker}"'.encode(), decoder) for kind, decoder in zip(kinds, self._decoders, strict=True)
         )
 
     def decode(self, data: bytes) -> Event:
-        """Returns the event in `data`; raises EventDecodeError or UnknownEventError, never anything else."""
+        """Returns the event in `data`; raises EventDecodeError, UnknownEventError or EventSkipped, nothing else."""
         try:
             # One pass for the common case, a bare event: try the kind whose marker the bytes contain. Anything
             # else (an envelope, a marker that is not at the top level, an invalid event) takes the full path.
@@ -86,6 +109,8 @@ class EventDecoder:
                     except msgspec.ValidationError:
                         break
                     return event
+            if not data.strip():
+                raise EventDecodeError("empty record")
             return self._decode_enveloped(data)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # ValidationError included
             raise EventDecodeError(decode_error_reason(data, exc)) from None
@@ -93,8 +118,6 @@ class EventDecoder:
             raise EventDecodeError("JSON nested too deeply") from None
 
     def _decode_enveloped(self, record: bytes) -> Event:
-        if not record.strip():
-            raise EventDecodeError("empty record")
         data: bytes | memoryview = record
         account: str | None = None
         region: str | None = None
@@ -104,6 +127,8 @@ class EventDecoder:
         try:
             for _ in range(MAX_ENVELOPES + 1):
                 envelope = self._envelope.decode(data)
+                if envelope.source in self._sources:  # an AWS service's EventBridge event, taken whole
+                    return self._decode_whole(data, envelope, context)
                 # The innermost envelope that names an account or Region is the nearest to the event.
                 if envelope.sns_type == "Notification" and envelope.sns_message is not None:
                     inner_account, inner_region = arn_context(envelope.sns_topic_arn)
@@ -121,17 +146,33 @@ class EventDecoder:
             for index, kind in enumerate(self._kinds):
                 if getattr(envelope, f"kind{index}"):
                     context += f"{kind.name} event: "
-                    event: Event = self._decoders[index].decode(data)
+                    event: DeviceDefenderEvent = self._decoders[index].decode(data)
                     break
             else:
-                markers = ", ".join(kind.marker for kind in self._kinds)
-                raise UnknownEventError(f"not a known event kind: no top-level {markers}")
+                raise UnknownEventError(self._unknown)
         except msgspec.DecodeError as exc:
             raise EventDecodeError(decode_error_reason(record, exc, context)) from None
         if event.account_id is None:
             event.account_id = account
         if event.region is None:
             event.region = region
+        return event
+
+    def _decode_whole(self, data: bytes | memoryview, envelope: _Envelope, context: str) -> Event:
+        """Returns the EventBridge event of a source in `SOURCES`, envelope and detail; raises EventSkipped for one that
+        by its source's rules makes no finding, EventDecodeError for a malformed one."""
+        source, decoder = self._sources[cast(str, envelope.source)]
+        # Skipped before the detail is read: an event that makes no finding is not judged on its shape. One without a
+        # detail-type is no event of EventBridge's: decoding it says so.
+        if envelope.detail_type is not None and envelope.detail_type not in source.detail_types:
+            raise EventSkipped(source.other_detail_type, source.name)
+        try:
+            event: Event = decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise EventDecodeError(decode_error_reason(bytes(data), exc, f"{context}{source.name} event: ")) from None
+        reason = source.skip_reason(event)
+        if reason is not None:
+            raise EventSkipped(reason, source.name)
         return event
 
 

@@ -1,7 +1,8 @@
-"""The Device Defender events on the stream, as typed msgspec structs.
+"""The Device Defender events on the stream, as typed msgspec structs, and `Event`, the union of every source's.
 
 Field names follow botocore's `iot` shapes and the audit notification schema. Enumerations stay plain strings:
 Device Defender adds check names, resource types and states over time, and an unknown one must still map.
+AWS Config's and AWS Health's events, decoded whole from EventBridge, are in `codecs.config` and `codecs.health`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Annotated
 
 import msgspec
 
+from defender_hub.codecs.config import ConfigComplianceChange
+from defender_hub.codecs.health import HealthEvent
 from defender_hub.timestamps import Timestamp
 
 __all__ = [
@@ -19,6 +22,7 @@ __all__ = [
     "Behavior",
     "BehaviorCriteria",
     "DetectViolation",
+    "DeviceDefenderEvent",
     "Event",
     "MetricDimension",
     "MetricValue",
@@ -192,7 +196,9 @@ class AuditTaskNotification(_Wire):
     region: str | None = None
 
 
-Event = DetectViolation | AuditFinding | AuditTaskNotification
+DeviceDefenderEvent = DetectViolation | AuditFinding | AuditTaskNotification
+"""Device Defender's event kinds: told by a marker key, found bare or in an SNS or EventBridge envelope."""
+Event = DeviceDefenderEvent | ConfigComplianceChange | HealthEvent
 """Every event kind the stream carries."""
 
 _behavior_decoder = msgspec.json.Decoder(Behavior)

@@ -19,10 +19,12 @@ def add(commands: Any) -> None:
         "convert",
         help="events on stdin (one JSON object a line) to ASFF findings on stdout",
         description=(
-            "Reads newline-delimited Device Defender events on stdin and writes one ASFF finding per line on "
-            "stdout; blank lines are skipped. A line that cannot be converted is reported on stderr as "
-            '{"line": N, "error": "..."}, N counting every line from 1. '
-            "Exit status 0 when every line converted, 2 otherwise."
+            "Reads newline-delimited events (Device Defender's, and AWS Config's and AWS Health's as EventBridge "
+            "puts them) on stdin and writes one ASFF finding per line on stdout; blank lines are passed over. A line "
+            'that cannot be converted is reported on stderr as {"line": N, "error": "..."}, N counting every line '
+            "from 1; a line its source's rules make no finding of (another Config event, a service-linked rule, a "
+            'Health event not about security) as {"line": N, "skipped": "...", "source": "..."}. '
+            "Exit status 0 when every line converted or was skipped, 2 otherwise."
         ),
     )
     mapping_flags(convert)

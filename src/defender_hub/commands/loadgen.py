@@ -1,4 +1,4 @@
-"""`defender-hub loadgen`: generated Device Defender events onto a stream, as a backlog or at a rate."""
+"""`defender-hub loadgen`: generated events onto a stream, as a backlog or at a rate."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from defender_hub.commands.common import EXIT_OK, env
 from defender_hub.errors import ConfigError
+from defender_hub.synthetic import MIX_SOURCES, parse_mix
 
 __all__ = ["add"]
 
@@ -17,11 +18,11 @@ def add(commands: Any) -> None:
     """Declares `loadgen`."""
     loadgen = commands.add_parser(
         "loadgen",
-        help="put generated Device Defender events on a stream (a backlog, or a rate for a while)",
+        help="put generated events on a stream (a backlog, or a rate for a while)",
         description=(
-            "Puts realistic generated events (the synthetic mix of Detect alarms and audit tasks) on a Kinesis "
-            "stream: --backlog N at once, or --rate R a second for --duration seconds. Against the local stack "
-            "(AWS_ENDPOINT_URL) or AWS."
+            "Puts realistic generated events (by default Device Defender's: Detect alarms and audit tasks; with "
+            "--mix, AWS Config's and AWS Health's too, as EventBridge puts them) on a Kinesis stream: --backlog N at "
+            "once, or --rate R a second for --duration seconds. Against the local stack (AWS_ENDPOINT_URL) or AWS."
         ),
     )
     loadgen.add_argument("--stream", default=env("STREAM"), help="the stream (DEFENDER_HUB_STREAM; required)")
@@ -30,6 +31,17 @@ def add(commands: Any) -> None:
     loadgen.add_argument("--duration", type=float, default=60.0, help="seconds, with --rate (default: 60)")
     loadgen.add_argument("--accounts", type=int, default=1, help="accounts the events come from (default: 1)")
     loadgen.add_argument("--seed", type=int, default=0, help="the same seed puts the same events (default: 0)")
+    loadgen.add_argument(
+        "--mix",
+        default="device-defender",
+        help=(
+            f"the sources, comma-separated, each with an optional weight: SOURCE[=WEIGHT],… from "
+            f"{', '.join(MIX_SOURCES)}; a weight left out is 1, e.g. 'device-defender,config,health' (a third each) "
+            "or 'device-defender=8,config=1,health=1'. Device Defender's share is 70%% Detect, 25%% audit findings, "
+            "5%% audit tasks; the same seed puts the same Device Defender events whatever the mix "
+            "(default: device-defender)"
+        ),
+    )
     loadgen.set_defaults(handler=_loadgen)
 
 
@@ -38,6 +50,10 @@ def _loadgen(args: argparse.Namespace) -> int:
 
     from defender_hub.loadgen import generated, put_events  # noqa: PLC0415
 
+    try:
+        mix = parse_mix(args.mix)
+    except ValueError as exc:
+        raise ConfigError(f"--mix: {exc}") from None
     if not args.stream:
         raise ConfigError("loadgen needs --stream (or DEFENDER_HUB_STREAM)")
     if (args.backlog is None) == (args.rate is None):
@@ -51,7 +67,7 @@ def _loadgen(args: argparse.Namespace) -> int:
         print(f"\r{put}/{count} events put", end="", file=sys.stderr, flush=True)
 
     put = put_events(
-        boto3.client("kinesis"), args.stream, generated(count, args.seed, args.accounts), rate=args.rate,
+        boto3.client("kinesis"), args.stream, generated(count, args.seed, args.accounts, mix), rate=args.rate,
         progress=progress,
     )  # fmt: skip
     print(f"\n{put} events put in {time.monotonic() - started:.1f} s", file=sys.stderr)

@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,28 @@ from amazon_kclpy.v3 import processor
 
 from defender_hub.checkpoints.delivery import DeliverySettings, open_delivery
 from defender_hub.checkpoints.shards import checkpoint
+from defender_hub.codecs.config import CONFIG_SOURCE
+from defender_hub.codecs.health import HEALTH_SOURCE
 from defender_hub.config import load_mapping_options
 from defender_hub.consumer.health import note_shard
 from defender_hub.convert import EventConverter
 from defender_hub.errors import EventError, EventSkipped, SinkError, SinkStopped
 from defender_hub.logs import configure
-from defender_hub.metrics import DELIVERY_SECONDS, FINDINGS, MILLIS_BEHIND, OUTCOMES, RECORDS, SKIPPED
+from defender_hub.mapping.common import (
+    PRODUCT_NAME_AUDIT,
+    PRODUCT_NAME_CONFIG,
+    PRODUCT_NAME_DETECT,
+    PRODUCT_NAME_HEALTH,
+)
+from defender_hub.metrics import (
+    DELIVERY_SECONDS,
+    FINDINGS,
+    MILLIS_BEHIND,
+    OUTCOMES,
+    RECORDS,
+    SKIPPED,
+    SOURCE_FINDINGS,
+)
 from defender_hub.sink import DeadLetter, DeadLetters, Lane, Outbound, RecordOrigin, Sink
 
 __all__ = ["FindingsProcessor", "main"]
@@ -45,6 +62,13 @@ one more at most."""
 DELIVERY_RECORDS = 2500
 """Records delivered, then checkpointed, at a time. A batch of GetRecords' 10,000 made into findings at once took
 385 MB a shard process; a part this size takes about a quarter, and still fills its requests but the last."""
+SOURCE_OF_PRODUCT = {
+    PRODUCT_NAME_DETECT: "device_defender",
+    PRODUCT_NAME_AUDIT: "device_defender",
+    PRODUCT_NAME_CONFIG: CONFIG_SOURCE.name,
+    PRODUCT_NAME_HEALTH: HEALTH_SOURCE.name,
+}
+"""The `source` label of a finding's metrics, by its ProductName."""
 NOTE_SECONDS = 10.0
 """How often a shard notes its progress for the health check while its lag stays the same: the KCL calls once a
 second even with no records, and the check allows minutes (STALL_SECONDS) before a stall."""
@@ -148,6 +172,9 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             except Exception as exc:  # a defect of ours: keep the record for a redrive, not the shard waiting
                 log.exception("internal error mapping %s %s", self._shard, record.sequence_number)
                 poison.append(DeadLetter.for_record(data, f"internal error: {type(exc).__name__}: {exc}", origin))
+        # Counted once a batch, not once a finding: a metric's update costs as much as a finding's mapping.
+        for product, count in Counter(item.finding.product_name for item in outbound).items():  # type: ignore[union-attr]
+            SOURCE_FINDINGS.labels(SOURCE_OF_PRODUCT.get(product, "other")).inc(count)
         return outbound, poison
 
     def _deliver_and_checkpoint(

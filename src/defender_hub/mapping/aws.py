@@ -18,6 +18,8 @@ __all__ = [
     "REGION",
     "Origin",
     "OriginResolver",
+    "account_resource_id",
+    "console_host",
     "console_url",
     "iot_arn",
     "partition_of",
@@ -124,9 +126,19 @@ def product_arn(origin: Origin) -> str:
     return f"arn:{partition}:securityhub:{region}:{account}:product/{account}/default"
 
 
+def account_resource_id(account_id: str) -> str:
+    """Returns how a finding names an account as its resource, as Security Hub's own controls do."""
+    return f"AWS::::Account:{account_id}"
+
+
+def console_host(partition: str) -> str:
+    """Returns the host of the AWS Management Console in `partition`, e.g. `console.amazonaws.cn`."""
+    return _CONSOLE_HOSTS.get(partition, _CONSOLE_HOSTS["aws"])
+
+
 @lru_cache(maxsize=256)
 def _console_home(origin: Origin) -> str:
-    host = _CONSOLE_HOSTS.get(origin.partition, _CONSOLE_HOSTS["aws"])
+    host = console_host(origin.partition)
     return f"https://{origin.region}.{host}/iot/home?region={origin.region}#"
 
 

@@ -16,12 +16,14 @@ from defender_hub.codecs.asff import (
 from defender_hub.codecs.asff_rules import Limits
 from defender_hub.mapping.aws import Origin, product_arn
 from defender_hub.mapping.options import MappingOptions
-from defender_hub.text import bounded, stable_digest
+from defender_hub.text import bounded, clean, stable_digest
 from defender_hub.timestamps import format_iso
 
 __all__ = [
     "CHECK_SUMMARY",
+    "CONFIGURATION_CHECKS_TYPES",
     "NAME_LIMIT",
+    "NATIVE_TRUNCATION_MARKER",
     "PRODUCT_NAME_AUDIT",
     "PRODUCT_NAME_CONFIG",
     "PRODUCT_NAME_DETECT",
@@ -29,6 +31,7 @@ __all__ = [
     "classification",
     "finding_id",
     "make_finding",
+    "native_description",
 ]
 
 NAME_LIMIT = 128
@@ -40,6 +43,10 @@ PRODUCT_NAME_HEALTH = "Health"
 PRODUCT_NAME_DETECT = "IoT Device Defender - Detect"
 CHECK_SUMMARY = "CheckSummary"
 """ProductFields' ReportType of an audit check's summary, as Security Hub's own integration names it."""
+CONFIGURATION_CHECKS_TYPES = ("Software and Configuration Checks",)
+"""The Types of every Config and Health finding, as the native integrations set them."""
+NATIVE_TRUNCATION_MARKER = " (truncated)"
+"""How the native Config and Health integrations end a description they cut (the house marker is `text`'s)."""
 
 
 def finding_id(head: str, name_parts: Sequence[str], tail: str) -> str:
@@ -51,6 +58,14 @@ def finding_id(head: str, name_parts: Sequence[str], tail: str) -> str:
     if len(candidate) <= Limits.ID:
         return candidate
     return f"{head[:200]}/sha256-{stable_digest(head, *name_parts, tail)}"
+
+
+def native_description(text: str) -> str:
+    """Returns untrusted `text` cleaned and, over Security Hub's 1,024 characters, cut to end with "(truncated)"."""
+    cleaned = clean(text, len(text))  # cleaning never lengthens text, so this limit cuts nothing
+    if len(cleaned) <= Limits.DESCRIPTION:
+        return cleaned
+    return cleaned[: Limits.DESCRIPTION - len(NATIVE_TRUNCATION_MARKER)] + NATIVE_TRUNCATION_MARKER
 
 
 @lru_cache(maxsize=1024)
