@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
-from defender_hub.checkpoints.delivery import DeliverySettings
+from defender_hub.checkpoints.delivery import DeliverySettings, LedgeredSink
 from defender_hub.config import default_ledger
 from defender_hub.errors import LedgerError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.sink import DeliveryReport
 from defender_hub.synthetic import generate_events
 from defender_hub.timestamps import format_iso
 from tests.helpers import (
@@ -354,7 +355,7 @@ def test_a_stop_between_the_import_and_its_workflow_update_loses_neither(pipelin
 
 
 def test_an_update_security_hub_keeps_failing_is_left_owed_and_set_by_the_next_sweep(pipeline: Pipeline) -> None:
-    event = config_change("stubborn", "COMPLIANT", T0)
+    event = config_change("stubborn", "COMPLIANT", TESTS_NOW_MS - DAY_MS)
     [finding_id] = pipeline.finding_ids(event)
     pipeline.hub.fail_updates([finding_id], times=None)
 
@@ -369,6 +370,50 @@ def test_an_update_security_hub_keeps_failing_is_left_owed_and_set_by_the_next_s
     assert swept.workflow_updated == 1
     assert workflow(pipeline, "stubborn") == ("PASSED", "RESOLVED")
     assert pipeline.ledger_owed() == []
+
+
+def test_an_update_owed_for_a_finding_security_hub_has_deleted_by_now_is_given_up(pipeline: Pipeline) -> None:
+    event = config_change("long-parked", "COMPLIANT", TESTS_NOW_MS - 91 * DAY_MS)
+    pipeline.hub.fail_updates(pipeline.finding_ids(event), times=None)
+    pipeline.deliver(event)
+    assert len(pipeline.ledger_owed()) == 1
+    requests = len(pipeline.hub.requests("BatchUpdateFindings"))
+
+    swept = pipeline.sink.refresh(TESTS_NOW_MS, after_days=80)
+
+    assert (swept.workflow_updated, pipeline.ledger_owed()) == (0, [])
+    assert len(pipeline.hub.requests("BatchUpdateFindings")) == requests  # not asked again
+
+
+class _ReadEarlier:
+    """A ledger whose owed workflows are as read before `news` arrived: a sweep that read, then lost the CPU."""
+
+    def __init__(self, ledger: Ledger, owed: list[Any]) -> None:
+        self._ledger, self._owed = ledger, owed
+
+    def owed_workflows(self, limit: int) -> list[Any]:
+        owed, self._owed = self._owed, []
+        return owed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+
+def test_a_sweep_s_owed_resolved_read_before_newer_news_does_not_land_on_it(pipeline: Pipeline) -> None:
+    passed = config_change("flapping", "COMPLIANT", T0)
+    [finding_id] = pipeline.finding_ids(passed)
+    pipeline.hub.fail_updates([finding_id], times=None)
+    pipeline.deliver(passed)  # its RESOLVED is left owed
+    read_then = pipeline.ledger_owed()
+    pipeline.hub.fail_updates([finding_id], times=0)
+    pipeline.deliver(config_change("flapping", "NON_COMPLIANT", T0 + DAY_MS, before="COMPLIANT"))
+
+    late = LedgeredSink(pipeline.sink._sink, _ReadEarlier(pipeline.ledger, read_then))
+    report = DeliveryReport()
+    late.finish_workflows(report)
+
+    assert workflow(pipeline, "flapping") == ("FAILED", "NEW")
+    assert (report.workflow_updated, report.workflow_owed) == (0, 0)
 
 
 def test_health_and_config_findings_are_refreshed_only_while_their_source_keeps_them_alive(pipeline: Pipeline) -> None:

@@ -148,9 +148,9 @@ def test_owed_workflows_come_a_page_at_a_time(ledger: Ledger) -> None:
     assert len(ledger.owed_workflows(3)) == 3
 
 
-def test_a_sqlite_ledger_of_the_layout_before_refresh_and_workflow_gains_them(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
-    with sqlite3.connect(path) as database:  # the layout as it was before sources had rules of their own
+def _old_layout(path: Path) -> None:
+    """A ledger file of the layout before sources had rules of their own, holding one finding."""
+    with sqlite3.connect(path) as database:
         database.execute(
             "CREATE TABLE findings (key TEXT PRIMARY KEY, created_at TEXT NOT NULL, version_ms INTEGER NOT NULL, "
             "updated_ms INTEGER NOT NULL, sent_ms INTEGER NOT NULL, record_state TEXT NOT NULL, "
@@ -163,12 +163,38 @@ def test_a_sqlite_ledger_of_the_layout_before_refresh_and_workflow_gains_them(tm
         )
     database.close()
 
+
+def test_a_sqlite_ledger_of_the_layout_before_refresh_and_workflow_gains_them(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    _old_layout(path)
+
     ledger = SqliteLedger(path)
 
     found = ledger.entries(["arn|a"])["arn|a"]
     assert (found.refresh, found.workflow) == (True, "")
     assert [e.key for e in ledger.due_for_refresh(100, now_ms=1000, limit=10)] == ["arn|a"]
     ledger.close()
+
+
+def test_shard_processes_opening_an_earlier_layout_at_once_each_open_it(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    _old_layout(path)
+    start, failures = threading.Barrier(8), []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            SqliteLedger(path).close()
+        except ConfigError as exc:  # "duplicate column name" when two added the same column
+            failures.append(exc)
+
+    openers = [threading.Thread(target=open_it) for _ in range(8)]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        opener.join()
+
+    assert failures == []
 
 
 def test_a_claim_fails_when_the_finding_changed_since_it_was_read(ledger: Ledger) -> None:
@@ -239,6 +265,29 @@ def test_a_table_still_being_created_is_waited_for(local_dynamodb: Any) -> None:
     DynamoDbLedger(table, client)
 
     assert len(described) >= 3
+
+
+def test_owed_workflows_are_read_from_their_index_not_by_a_scan(local_dynamodb: Any) -> None:
+    ledger = DynamoDbLedger(f"ledger-{uuid.uuid4().hex[:8]}", local_dynamodb)
+    ledger.write([replace(entry("arn|owed", 10), workflow="RESOLVED"), *(entry(f"arn|{n}", 10) for n in range(20))])
+    scans = _dynamodb_calls(local_dynamodb, "Scan")
+
+    assert [e.key for e in ledger.owed_workflows(10)] == ["arn|owed"]
+    assert scans == []
+
+
+def test_a_table_made_before_the_owed_workflow_index_is_scanned_instead(local_dynamodb: Any) -> None:
+    table = f"ledger-{uuid.uuid4().hex[:8]}"
+    local_dynamodb.create_table(  # as the ledger made its table before the index
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+    )
+    ledger = DynamoDbLedger(table, local_dynamodb)
+    ledger.write([replace(entry("arn|owed", 10), workflow="RESOLVED"), entry("arn|plain", 10)])
+
+    assert [e.key for e in ledger.owed_workflows(10)] == ["arn|owed"]
 
 
 def test_a_table_of_an_earlier_layout_is_refused_not_misread(local_dynamodb: Any) -> None:

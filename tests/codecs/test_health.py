@@ -76,7 +76,6 @@ def test_another_detail_type_is_skipped_whatever_its_detail(decoder: EventDecode
 BAD = {
     "no event ARN": (health_event(eventArn=...), "health event: the required field detail.eventArn is missing"),
     "no start": (health_event(startTime=...), "health event: the required field detail.startTime is missing"),
-    "no status": (health_event(statusCode=...), "health event: the required field detail.statusCode is missing"),
     "no account": (
         {k: v for k, v in health_event().items() if k != "account"},
         "health event: the required field account is missing",

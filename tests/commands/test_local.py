@@ -97,9 +97,10 @@ def test_the_readme_walk_local_put_run_findings(tmp_path: Path) -> None:
         local.wait(timeout=30)
 
     rows = table.splitlines()
-    assert rows[0].split()[:4] == ["updated", "state", "severity", "product"]
+    header = rows[0].split()
+    assert header[:3] == ["updated", "state", "workflow"]
     assert len(rows) == 4, table
-    assert {row.split()[3] for row in rows[1:]} >= {"Detect", "Audit"}
+    assert {row.split()[header.index("product")] for row in rows[1:]} >= {"Detect", "Audit"}
     # The consumer's state went to the state directory's folder for the local stack, which starts empty with it.
     assert (tmp_path / "state" / f"local-{aws_port}" / "ledger.sqlite3").exists()
 

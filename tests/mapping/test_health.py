@@ -240,3 +240,17 @@ def test_a_bad_time_is_refused_naming_it(convert: Convert, field: str) -> None:
 def test_a_bad_envelope_time_is_refused_naming_it(convert: Convert) -> None:
     with pytest.raises(EventDecodeError, match=r"^time: "):
         convert(health_event({"time": "soon"}))
+
+
+def test_an_abuse_event_without_a_status_or_event_region_is_an_open_finding_of_the_envelope_s_region(
+    convert: Convert,
+) -> None:
+    event = health_event(
+        {"detail-type": "AWS Health Abuse Event", "region": "global"},
+        service="ABUSE", eventTypeCode="AWS_ABUSE_DOS_REPORT", statusCode=..., eventRegion=...,
+    )  # fmt: skip  # as AWS's example of an abuse event has it
+
+    [finding] = convert(event)
+
+    assert (finding["Severity"]["Label"], finding["ProductFields"]["StatusCode"]) == ("HIGH", "open")
+    assert finding["ProductArn"].split(":")[3] == "us-east-1"

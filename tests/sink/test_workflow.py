@@ -112,3 +112,33 @@ def test_updates_keep_to_their_own_share_of_the_quota_and_leave_the_imports_thei
 
     assert (len(report.processed), report.requests) == (5000, 50)
     assert [r for r in hub.requests() if r.status == 429] == []
+
+
+def test_a_request_security_hub_refuses_whole_is_split_and_what_it_never_takes_is_left_owed(
+    hub: LocalSecurityHub, imported: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    sink = SecurityHubSink(hub_clients(hub), JsonlDeadLetters(tmp_path / "dl.jsonl"), policy=FAST, stop=stop)
+    never = WorkflowUpdate("bad", imported[0]["Id"], imported[0]["ProductArn"], "NOT_A_STATUS", LANE)  # 400 whole
+    guard = threading.Timer(20, stop.set)  # a hang ends here, as SinkStopped, and fails the test
+    guard.start()
+    try:
+        report = sink.update_workflows([never, *resolve(imported[1:4])])
+    finally:
+        guard.cancel()
+
+    assert sorted(report.processed) == sorted(f"key-{f['Id']}" for f in imported[1:4])
+    assert report.left_owed == 1
+    refused = [r for r in hub.requests("BatchUpdateFindings") if r.status == 400]
+    assert len(refused) == 1  # the one request it was in: the other status went in a request of its own
+
+
+def test_an_identifier_botocore_will_not_send_is_split_out_and_left_owed_and_the_rest_go(
+    hub: LocalSecurityHub, sink: SecurityHubSink, imported: list[dict[str, Any]]
+) -> None:
+    blank = WorkflowUpdate("blank", "", imported[0]["ProductArn"], "RESOLVED", LANE)  # an Id botocore refuses
+
+    report = sink.update_workflows([*resolve(imported[:5]), blank, *resolve(imported[5:9])])
+
+    assert sorted(report.processed) == sorted(f"key-{f['Id']}" for f in imported[:9])
+    assert report.left_owed == 1

@@ -22,7 +22,7 @@ import msgspec
 
 from defender_hub.checkpoints import open_ledger
 from defender_hub.checkpoints.ledger import ARCHIVAL_PAGE, Ledger
-from defender_hub.codecs.asff_rules import UPDATE_BURST, UPDATE_RATE
+from defender_hub.codecs.asff_rules import RETENTION_DAYS, UPDATE_BURST, UPDATE_RATE
 from defender_hub.config import default_dead_letters, default_ledger
 from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import (
@@ -176,15 +176,26 @@ class LedgeredSink:
         if not owed:
             return
         by_key = {entry.key: entry for entry in owed}
-        updates = [_workflow_update(entry) for entry in owed]
-        done = self._sink.update_workflows(updates)
+
+        def still_owed(batch: list[WorkflowUpdate]) -> set[str]:
+            with _ledger_errors("reading what is owed still"):
+                current = self._ledger.entries([update.key for update in batch])
+            return {
+                key
+                for key, entry in current.items()
+                if entry.workflow == by_key[key].workflow and entry.version_ms == by_key[key].version_ms
+            }
+
+        done = self._sink.update_workflows([_workflow_update(entry) for entry in owed], still_owed)
         with _ledger_errors("recording workflow updates"):
             self._ledger.workflow_done([by_key[key] for key in done.processed])
         report.workflow_updated += len(done.processed)
-        report.workflow_owed += len(owed) - len(done.processed)
+        report.workflow_owed += len(owed) - len(done.processed) - done.superseded
 
     def finish_workflows(self, report: DeliveryReport) -> None:
-        """Sets every Workflow.Status still owed: ones a stop, a kill, a parked lane or a failing finding left."""
+        """Sets every Workflow.Status still owed: ones a stop, a kill, a parked lane or a failing finding left. One
+        owed for a finding Security Hub has deleted by now (its last update over 90 days ago) is given up."""
+        expired_before_ms = int(self._clock() * 1000) - RETENTION_DAYS * DAY_MS
         seen: set[str] = set()
         while True:
             with _ledger_errors("listing owed workflow updates"):
@@ -192,7 +203,17 @@ class LedgeredSink:
             if not owed:
                 return
             seen.update(entry.key for entry in owed)  # one try a sweep: what is left owed waits for the next
-            self._update_workflows(owed, report)
+            expired = [entry for entry in owed if max(entry.updated_ms, entry.sent_ms) < expired_before_ms]
+            if expired:
+                log.warning(
+                    "%d workflow updates given up: Security Hub has deleted their findings, last updated over %d "
+                    "days ago",
+                    len(expired),
+                    RETENTION_DAYS,
+                )
+                with _ledger_errors("giving up workflow updates"):
+                    self._ledger.workflow_done(expired)
+            self._update_workflows([entry for entry in owed if entry not in expired], report)
 
     def finish_archivals(self, report: DeliveryReport) -> None:
         """Works through every archival still owed: ones a stop, a kill or a failure interrupted."""

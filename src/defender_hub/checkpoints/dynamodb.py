@@ -15,13 +15,25 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from defender_hub.codecs.asff_rules import WORKFLOW_STATUSES
 from defender_hub.errors import ConfigError, LedgerError
 from defender_hub.lifecycle import ACTIVE, CheckCompletion, LedgerEntry
 
-__all__ = ["ACTIVE_BY_CHECK", "MAX_KEY_BYTES", "SCHEMA", "DynamoDbLedger", "dynamodb_client", "storage_key"]
+__all__ = [
+    "ACTIVE_BY_CHECK",
+    "MAX_KEY_BYTES",
+    "OWED_WORKFLOW",
+    "SCHEMA",
+    "DynamoDbLedger",
+    "dynamodb_client",
+    "storage_key",
+]
 
 ACTIVE_BY_CHECK = "active-by-check"
 """A sparse index: only ACTIVE audit findings carry its key, so an archival reads what it may archive and no more."""
+OWED_WORKFLOW = "owed-workflow"
+"""A sparse index: only findings owed a Workflow.Status carry its key, so the sweeps that run every minute read what
+is owed, not the table. A table made before it scans instead (add the index to it to save the reads)."""
 SCHEMA = 2
 """The ledger's layout; a table of another (an earlier defender-hub's) is refused, not misread."""
 _SCHEMA_KEY = "ledger|schema"
@@ -110,12 +122,16 @@ class DynamoDbLedger:
         self.table = table
         self.client = client if client is not None else dynamodb_client()
         self._errors = self.client.exceptions
+        self._owed_index = True
         if create:
             self._ensure_table()
 
     def _ensure_table(self) -> None:
         try:
-            status = self.client.describe_table(TableName=self.table)["Table"]["TableStatus"]
+            table = self.client.describe_table(TableName=self.table)["Table"]
+            status = table["TableStatus"]
+            indexes = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
+            self._owed_index = OWED_WORKFLOW in indexes
         except self._errors.ResourceNotFoundException:
             status = self._create_table()
         except Exception as exc:
@@ -160,13 +176,22 @@ class DynamoDbLedger:
                 AttributeDefinitions=[
                     {"AttributeName": "key", "AttributeType": "S"},
                     {"AttributeName": "active_check", "AttributeType": "S"},
+                    {"AttributeName": "workflow", "AttributeType": "S"},
                 ],
                 GlobalSecondaryIndexes=[
                     {
                         "IndexName": ACTIVE_BY_CHECK,
                         "KeySchema": [{"AttributeName": "active_check", "KeyType": "HASH"}],
                         "Projection": {"ProjectionType": "KEYS_ONLY"},
-                    }
+                    },
+                    {
+                        "IndexName": OWED_WORKFLOW,
+                        "KeySchema": [
+                            {"AttributeName": "workflow", "KeyType": "HASH"},
+                            {"AttributeName": "key", "KeyType": "RANGE"},
+                        ],
+                        "Projection": {"ProjectionType": "KEYS_ONLY"},
+                    },
                 ],
             )
         except self._errors.ResourceInUseException:
@@ -306,7 +331,26 @@ class DynamoDbLedger:
         return sorted(due, key=lambda e: e.updated_ms)[:limit]
 
     def owed_workflows(self, limit: int) -> list[LedgerEntry]:
-        """Up to `limit` entries owed a Workflow.Status (a scan: sweeps are rare; a sparse index is for later)."""
+        """Up to `limit` entries owed a Workflow.Status: what the index lists, read again consistently."""
+        if not self._owed_index:
+            return self._scan_owed_workflows(limit)
+        listed: list[str] = []
+        for status in sorted(WORKFLOW_STATUSES):
+            pages = self.client.get_paginator("query").paginate(
+                TableName=self.table,
+                IndexName=OWED_WORKFLOW,
+                KeyConditionExpression="workflow = :status",
+                ExpressionAttributeValues={":status": {"S": status}},
+            )
+            for page in pages:
+                listed += (item["key"]["S"] for item in page["Items"])
+                if len(listed) >= limit:
+                    break
+        found = {storage_key(entry.key): entry for entry in self.entries(listed[:limit]).values()}
+        return [found[key] for key in listed[:limit] if key in found and found[key].workflow]
+
+    def _scan_owed_workflows(self, limit: int) -> list[LedgerEntry]:
+        """`owed_workflows` on a table made before its index: a scan of the whole table."""
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table, ConsistentRead=True, FilterExpression="attribute_exists(workflow)"
         )

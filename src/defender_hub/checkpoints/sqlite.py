@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS findings (
 CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_key, record_state, key);
 CREATE INDEX IF NOT EXISTS findings_due ON findings (updated_ms) WHERE record_state = 'ACTIVE' AND refresh = 1;
 CREATE INDEX IF NOT EXISTS findings_owed_workflow ON findings (key) WHERE workflow != '';
+DROP INDEX IF EXISTS findings_by_update;
 CREATE TABLE IF NOT EXISTS checks (
     check_key TEXT PRIMARY KEY, task_id TEXT NOT NULL, task_ms INTEGER NOT NULL, archived INTEGER NOT NULL
 );
@@ -73,13 +74,16 @@ class SqliteLedger:
             # FULL: each commit is on disk before the sink goes on, so a power loss can't take back a claim's note of
             # what it is about to send, or a record the shard's checkpoint already went past.
             self._db.execute("PRAGMA synchronous=FULL")
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(findings)")}
-            if columns and "revision" not in columns:
-                raise ConfigError(f"the ledger {path} is of an earlier defender-hub: move it aside to start anew")
-            for column, add in _ADDED_COLUMNS.items():
-                if columns and column not in columns:
-                    self._db.execute(add)
-            self._db.executescript(_SCHEMA)
+            # In one write transaction: shard processes open the same file at once, and only one may add a column.
+            with self._transaction():
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(findings)")}
+                if columns and "revision" not in columns:
+                    raise ConfigError(f"the ledger {path} is of an earlier defender-hub: move it aside to start anew")
+                for column, add in _ADDED_COLUMNS.items():
+                    if columns and column not in columns:
+                        self._db.execute(add)
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(statement)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"can't open the ledger {path}: {exc}") from exc
 

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from defender_hub.checkpoints.delivery import Clock, DeliverySettings, RefreshReport, open_delivery
+from defender_hub.codecs.asff_rules import RETENTION_DAYS
 from defender_hub.config import PARKED_RETRY_SECONDS
 from defender_hub.errors import ConfigError, SinkError
 from defender_hub.importer import redrive
@@ -39,8 +40,11 @@ def sweep_once(
 ) -> RefreshReport:
     """Finishes owed archivals and re-sends every ACTIVE finding not updated for `after_days`; raises SinkError when
     that can't be done."""
-    if not 0 < after_days < 90:
-        raise ConfigError("--after-days must be between 0 and 90: Security Hub deletes findings after 90 days")
+    if not 0 < after_days < RETENTION_DAYS:
+        raise ConfigError(
+            f"--after-days must be between 0 and {RETENTION_DAYS}: Security Hub deletes findings after "
+            f"{RETENTION_DAYS} days"
+        )
     delivery = open_delivery(settings, stop, clock)
     if delivery.ledgered is None:
         raise ConfigError("a sweep needs a ledger")

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "PARTITIONS",
     "RECORD_STATES",
+    "RETENTION_DAYS",
     "SEVERITY_LABELS",
     "TYPE_NAMESPACES",
     "UPDATE_BURST",
@@ -36,6 +37,8 @@ MAX_FINDINGS_PER_REQUEST = 100
 IMPORT_RATE = 10.0
 """BatchImportFindings requests a second, per account and Region."""
 IMPORT_BURST = 30
+RETENTION_DAYS = 90
+"""Security Hub deletes a finding this long after its last update (or its creation, if never updated)."""
 MAX_FINDINGS_PER_UPDATE = 100
 """BatchUpdateFindings' FindingIdentifiers per request."""
 UPDATE_RATE = 10.0

@@ -53,8 +53,9 @@ class HealthDetail(_Wire):
     event_type_code: str
     event_type_category: str
     start_time: str
-    status_code: str
-    """`open`, `upcoming` or `closed`."""
+    status_code: str = "open"
+    """`open`, `upcoming` or `closed`. An abuse event may carry none (AWS's example has none): it is taken as open,
+    as a report of abuse asks for action until a later event closes it."""
     event_scope_code: str | None = None
     communication_id: str | None = None
     end_time: str | None = None

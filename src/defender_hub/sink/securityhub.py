@@ -26,11 +26,12 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.metrics import LANE_FINDINGS, REQUESTS, THROTTLED
+from defender_hub.sink.answers import ACCESS_CODES, THROTTLING_CODES, refuses_lane
 from defender_hub.sink.batching import Outbound, Pending, coalesce, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.quota import SharedQuota
-from defender_hub.sink.workflow import WorkflowReport, WorkflowUpdate, WorkflowUpdater
+from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate, WorkflowUpdater
 
 __all__ = [
     "Accepted",
@@ -43,10 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-THROTTLING_CODES = frozenset({"TooManyRequestsException", "LimitExceededException", "ThrottlingException"})
-ACCESS_CODES = frozenset({"InvalidAccess", "InvalidAccessException", "AccessDeniedException", "AccessDenied"})
-"""Refusals of a lane, not of a finding: Security Hub not enabled, the integration not accepted, or the credentials
-(a role that can't be assumed, among them) not allowed; it takes a person to fix them."""
 NOT_RETRYABLE_CODES = frozenset({"InvalidInput"})
 MAX_FINDING_FAILURES = 10
 """Times Security Hub may fail one finding (in FailedFindings, with a code that may pass) before it is dead-lettered
@@ -165,10 +162,13 @@ class SecurityHubSink:
             seed=seed,
         )
 
-    def update_workflows(self, updates: Iterable[WorkflowUpdate]) -> WorkflowReport:
+    def update_workflows(
+        self, updates: Iterable[WorkflowUpdate], still_owed: StillOwed | None = None
+    ) -> WorkflowReport:
         """Sets the Workflow.Status of findings Security Hub accepted (BatchUpdateFindings), lane by lane; returns
-        what was processed and how much was left owed (a parked lane's, say). Raises SinkStopped on a stop."""
-        return self._workflow.update(updates)
+        what was processed and how much was left owed (a parked lane's, say). `still_owed`, asked before each
+        request, drops what is no longer owed. Raises SinkStopped on a stop."""
+        return self._workflow.update(updates, still_owed)
 
     def busy(self, lanes: Iterable[Lane]) -> bool:
         """Whether a request to any of `lanes` would now wait for this worker's share of the quota."""
@@ -414,7 +414,7 @@ class _LaneDelivery:
         self.report.retried += 1
         if code == "InvalidInputException":
             return self._refused_whole(batch, f"refused by Security Hub: {message}", code), True
-        if code in ACCESS_CODES or status in (401, 403):
+        if refuses_lane(exc):
             raise _Refused(f"{exc.operation_name} answered {code or status}: {message}", code or str(status), batch)
         log.warning("Security Hub answered %s (%s); retrying %d findings", code, status, len(batch))
         return batch, False

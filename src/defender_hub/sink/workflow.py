@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_UPDATE
 from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.metrics import WORKFLOW_UPDATES
+from defender_hub.sink.answers import is_transient, refuses_lane
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.quota import SharedQuota
 
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 MAX_UPDATE_ATTEMPTS = 5
 """Times one finding may come back unprocessed in one delivery before it is left owed for the next sweep. Security Hub
 may not yet show a finding it just accepted, so a few tries a few seconds apart see most of those through."""
-_ACCESS_CODES = frozenset({"InvalidAccess", "InvalidAccessException", "AccessDeniedException", "AccessDenied"})
-_REFUSED_STATUSES = frozenset({401, 403})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,13 @@ class WorkflowReport:
 
     processed: list[str] = field(default_factory=list)
     left_owed: int = 0
+    superseded: int = 0
+    """Updates no longer owed when their turn came (newer news of the finding owes its own, or none): not sent."""
     requests: int = 0
+
+
+StillOwed = Callable[[list[WorkflowUpdate]], set[str]]
+"""Says which of the updates are owed still, by key: asked right before each request."""
 
 
 class WorkflowUpdater:
@@ -73,8 +78,9 @@ class WorkflowUpdater:
         self._clients, self._quota, self._stop, self._delay, self._parked = clients, quota, stop, delay, parked
         self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrecy
 
-    def update(self, updates: Iterable[WorkflowUpdate]) -> WorkflowReport:
-        """Sets each update's Workflow.Status; returns once each was processed or left owed, or raises SinkStopped."""
+    def update(self, updates: Iterable[WorkflowUpdate], still_owed: StillOwed | None = None) -> WorkflowReport:
+        """Sets each update's Workflow.Status; returns once each was processed, left owed or no longer owed (as
+        `still_owed` says right before each request), or raises SinkStopped."""
         report = WorkflowReport()
         ordered = sorted(updates, key=lambda u: (u.lane.partition, u.lane.account, u.lane.region, u.status))
         for (lane, status), group in groupby(ordered, key=lambda u: (u.lane, u.status)):
@@ -83,9 +89,11 @@ class WorkflowUpdater:
                 self._leave(report, items, lane, "its lane is parked")
                 continue
             try:
-                self._lane(lane, status, items, report)
+                self._lane(lane, status, items, report, still_owed)
             except LaneRefused as refused:
-                self._leave(report, items, lane, f"Security Hub refuses it ({refused.code}): {refused.reason}")
+                done = set(report.processed)
+                left = [item for item in items if item.key not in done]
+                self._leave(report, left, lane, f"Security Hub refuses it ({refused.code}): {refused.reason}")
         WORKFLOW_UPDATES.labels("processed").inc(len(report.processed))
         WORKFLOW_UPDATES.labels("left_owed").inc(report.left_owed)
         return report
@@ -94,41 +102,88 @@ class WorkflowUpdater:
         report.left_owed += len(items)
         log.warning("lane %s: %d workflow updates left owed for the next sweep: %s", lane, len(items), why[:500])
 
-    def _lane(self, lane: Lane, status: str, items: list[WorkflowUpdate], report: WorkflowReport) -> None:
-        """Updates one lane's findings to `status`, a request of up to 100 at a time; raises LaneRefused."""
+    def _lane(
+        self,
+        lane: Lane,
+        status: str,
+        items: list[WorkflowUpdate],
+        report: WorkflowReport,
+        still_owed: StillOwed | None,
+    ) -> None:
+        """Updates one lane's findings to `status`, a request of up to 100 at a time; raises LaneRefused.
+
+        Only what may pass with time is asked again for as long as it takes (throttling, a fault of the service, no
+        connection), each wait longer; a request refused whole for what it holds is split until the identifier it is
+        refused for stands alone, which is left owed, so that one bad identifier never holds up the shard.
+        """
         client = self._clients(lane)
         attempts = dict.fromkeys((item.key for item in items), 0)
         queue = list(items)
-        fruitless = 0
+        size, fruitless = MAX_FINDINGS_PER_UPDATE, 0
         while queue:
             if self._stop.is_set():
                 raise SinkStopped("stop requested while workflow updates were still owed")
-            batch, queue = queue[:MAX_FINDINGS_PER_UPDATE], queue[MAX_FINDINGS_PER_UPDATE:]
+            batch, queue = queue[:size], queue[size:]
+            if still_owed is not None:
+                # A RESOLVED read as owed a while ago (by a sweep, say) must not land on news that came since: a
+                # finding gone FAILED again, which Security Hub has just reset to NEW.
+                owed_keys = still_owed(batch)
+                owed = [item for item in batch if item.key in owed_keys]
+                report.superseded += len(batch) - len(owed)
+                batch = owed
+                if not batch:
+                    continue
             if self._quota is not None:
                 self._quota.take(lane, self._wait)
             report.requests += 1
-            try:
-                answer = client.batch_update_findings(
-                    FindingIdentifiers=[{"Id": item.finding_id, "ProductArn": item.product_arn} for item in batch],
-                    Workflow={"Status": status},
-                )
-            except ClientError as exc:
-                error = exc.response.get("Error", {})
-                code, http = error.get("Code", ""), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if code in _ACCESS_CODES or http in _REFUSED_STATUSES:
-                    raise LaneRefused(str(error.get("Message", ""))[:500], code or str(http)) from exc
-                log.warning("BatchUpdateFindings answered %s (%s); retrying %d updates", code, http, len(batch))
-                retry = batch
-            except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
-                log.warning("Security Hub unreachable (%s); retrying %d updates", type(exc).__name__, len(batch))
-                retry = batch
-            else:
-                retry = self._unprocessed(batch, answer, attempts, report)
+            retry, refused = self._request(client, status, batch, attempts, report)
+            if refused:  # asked again in halves, or (alone) left owed
+                size = self._refused_whole(batch, attempts, refused)
+                queue = batch + queue if size else queue
+                size = size or MAX_FINDINGS_PER_UPDATE
             queue = retry + queue
             fruitless = fruitless + 1 if retry and len(retry) == len(batch) else 0
             if retry:
                 self._wait(self._delay(max(1, fruitless), self._rng))
         report.left_owed += sum(1 for count in attempts.values() if count >= MAX_UPDATE_ATTEMPTS)
+
+    def _request(
+        self,
+        client: Any,
+        status: str,
+        batch: list[WorkflowUpdate],
+        attempts: dict[str, int],
+        report: WorkflowReport,
+    ) -> tuple[list[WorkflowUpdate], str]:
+        """Sends one request; returns what to ask again after a wait, and why the request was refused whole ("" when
+        it was not). Raises LaneRefused."""
+        try:
+            answer = client.batch_update_findings(
+                FindingIdentifiers=[{"Id": item.finding_id, "ProductArn": item.product_arn} for item in batch],
+                Workflow={"Status": status},
+            )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if refuses_lane(exc):
+                raise LaneRefused(str(error.get("Message", ""))[:500], str(error.get("Code", ""))) from exc
+            if not is_transient(exc):
+                return [], f"{error.get('Code')}: {error.get('Message', '')}"
+            log.warning("BatchUpdateFindings answered %s; retrying %d updates", error.get("Code"), len(batch))
+            return batch, ""
+        except ParamValidationError as exc:  # botocore would not send it: no retry changes that
+            return [], f"refused by botocore's validation: {exc}"
+        except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
+            log.warning("Security Hub unreachable (%s); retrying %d updates", type(exc).__name__, len(batch))
+            return batch, ""
+        return self._unprocessed(batch, answer, attempts, report), ""
+
+    def _refused_whole(self, batch: list[WorkflowUpdate], attempts: dict[str, int], reason: str) -> int:
+        """Returns the request size to split `batch` into, or 0 when it stands alone and is left owed."""
+        if len(batch) > 1:
+            return len(batch) // 2
+        attempts[batch[0].key] = MAX_UPDATE_ATTEMPTS
+        log.warning("BatchUpdateFindings refuses an update (%s); left owed for the next sweep", reason[:500])
+        return 0
 
     def _unprocessed(
         self, batch: list[WorkflowUpdate], answer: dict[str, Any], attempts: dict[str, int], report: WorkflowReport
