@@ -26,6 +26,8 @@ untrusted = st.text(min_size=1, max_size=400) | st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=3000
 )
 names = st.text(min_size=1, max_size=200)
+readable = untrusted.filter(lambda text: any(ch.isprintable() and not ch.isspace() for ch in text))
+"""Untrusted text with something left to read once it is cleaned: what a well-formed event's names are."""
 times = (
     st.integers(min_value=100_000_000_000, max_value=4_102_444_800_000)
     | st.integers(min_value=0, max_value=4_102_444_800)
@@ -215,7 +217,9 @@ def eventbridge(
     )
 
 
-def config_change(odd: bool) -> st.SearchStrategy[Any]:
+def config_change(
+    odd: bool, untrusted: st.SearchStrategy[str] = untrusted, names: st.SearchStrategy[str] = names
+) -> st.SearchStrategy[Any]:
     iso_times = _or_odd(_instants.map(lambda d: d.isoformat()), odd)
     evaluation = st.fixed_dictionaries(
         {
@@ -253,7 +257,9 @@ def config_change(odd: bool) -> st.SearchStrategy[Any]:
     return eventbridge("aws.config", ["Config Rules Compliance Change"], detail, odd)
 
 
-def health_event(odd: bool) -> st.SearchStrategy[Any]:
+def health_event(
+    odd: bool, untrusted: st.SearchStrategy[str] = untrusted, names: st.SearchStrategy[str] = names
+) -> st.SearchStrategy[Any]:
     times = _or_odd(_instants.map(lambda d: email.utils.format_datetime(d, usegmt=True)), odd)
     detail = st.fixed_dictionaries(
         {
@@ -314,6 +320,20 @@ def test_any_config_or_health_event_maps_to_valid_findings_or_is_skipped_or_refu
         assert doc["ProductName"] in ("Config", "Health")
         for text in _strings(doc):
             assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or 0x202A <= ord(ch) <= 0x202E for ch in text)
+
+
+@given(
+    st.one_of(
+        config_change(odd=False, untrusted=readable, names=readable),
+        health_event(odd=False, untrusted=readable, names=readable),
+    )
+)
+def test_a_well_formed_config_or_health_event_is_never_refused(event: dict[str, Any]) -> None:
+    try:
+        findings = CONVERTER.findings(msgspec.json.encode(event))
+    except EventSkipped:
+        return  # a service-linked rule, or a Health event not about security: its source's rule, not a refusal
+    assert findings
 
 
 @given(sources, st.booleans(), st.text(max_size=30), json_values)
