@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any
 
+from defender_hub.codecs.asff_rules import RETENTION_DAYS
 from defender_hub.commands.common import (
     EXIT_FAILURES,
     EXIT_OK,
@@ -27,9 +28,11 @@ def add(commands: Any) -> None:
         "refresh",
         help="re-send ACTIVE findings before Security Hub expires them (one sweep, for a scheduler)",
         description=(
-            "Security Hub deletes a finding 90 days after its last update. Finishes the archivals still owed (of "
-            "audits an earlier stop interrupted), then re-sends, with a new UpdatedAt, every ACTIVE finding of the "
-            "ledger not updated for --after-days days. Sweeps running at once claim what they send, so at most a "
+            f"Security Hub deletes a finding {RETENTION_DAYS} days after its last update. Finishes the archivals "
+            "still owed (of audits an earlier stop interrupted) and the workflow updates still owed (AWS Config's "
+            "RESOLVED), then re-sends, with a new UpdatedAt, every ACTIVE finding of the ledger not updated for "
+            "--after-days days that its source keeps alive (a failing Config rule, an open Health event, any Device "
+            "Defender finding). Sweeps running at once claim what they send, so at most a "
             "few findings go twice. Exit status 0 when everything due was accepted or dead-lettered."
         ),
     )
