@@ -155,6 +155,23 @@ def test_missing_credentials_are_a_clear_error_not_a_retry(tmp_path: Path) -> No
     assert b"configuration error: no AWS credentials" in done.stderr
 
 
+@pytest.mark.parametrize("command", ["import", "redrive", "refresh"])
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--assume-role", "arn:aws:iam::{account}:role/{RoleName}"], b"--assume-role"),
+        (["--assume-role", "importer", "--external-id", "x"], b"--external-id"),
+    ],
+)
+def test_a_role_or_external_id_no_lane_could_use_is_refused_at_start_in_one_line(
+    command: str, flags: list[str], named: bytes, tmp_path: Path
+) -> None:
+    done = cli(command, "--dead-letter", str(tmp_path / "l.jsonl"), *flags, stdin=b"{}\n", env=aws_env())
+
+    assert done.returncode == 2
+    assert done.stderr.count(b"\n") == 1 and named in done.stderr, done.stderr
+
+
 def test_import_with_a_ledger_sends_only_what_changes_security_hub(
     hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -200,3 +200,17 @@ def test_further_daemon_properties_tune_it_and_a_malformed_one_is_refused(monkey
     monkeypatch.setenv("DEFENDER_HUB_KCL_PROPERTIES", "maxLeasesForWorker")
     with pytest.raises(ConfigError, match="NAME=VALUE"):
         properties(SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--assume-role", "arn:aws:iam::{account}:role/{RoleName}"], b"--assume-role"),
+        (["--assume-role", "importer", "--external-id", "has spaces"], b"--external-id"),
+    ],
+)
+def test_run_refuses_a_role_or_external_id_no_lane_could_use_before_it_starts(flags: list[str], named: bytes) -> None:
+    done = run("--stream", "s", "--application", "a", *flags, env=run_env())
+
+    assert done.returncode == 2
+    assert done.stderr.count(b"\n") == 1 and named in done.stderr, done.stderr

@@ -13,7 +13,7 @@ from defender_hub.errors import ConfigError
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
-from defender_hub.sink.lanes import role_arn
+from defender_hub.sink.lanes import check_external_id, role_arn
 from tests.helpers import ACCOUNT, FAST, hub_clients
 from tests.sink.test_securityhub import as_account, letters
 
@@ -44,10 +44,32 @@ def test_the_role_is_a_name_in_each_account_or_an_arn_template() -> None:
     )
 
 
-@pytest.mark.parametrize("role", ["arn:aws:iam::111111111111:role/fixed", "no spaces allowed", ""])
+@pytest.mark.parametrize(
+    "role",
+    [
+        "arn:aws:iam::111111111111:role/fixed",
+        "no spaces allowed",
+        "",
+        "arn:aws:iam::{account}:role/{RoleName}",  # a placeholder nothing fills: KeyError in every shard
+        "arn:{partition}:iam::{account}:user/importer",  # not a role
+        "arn:aws:iam::{account}:role/",
+        "arn:aws:iam::{account}:role/{",
+    ],
+)
 def test_a_role_that_names_no_account_is_a_configuration_error(hub: LocalSecurityHub, role: str) -> None:
     with pytest.raises(ConfigError, match="--assume-role"):
         hub_clients(hub, assume_role=role)
+
+
+@pytest.mark.parametrize("external_id", ["x", "x" * 1225, "has spaces", "org;1234", "ünïcode"])
+def test_an_external_id_sts_would_refuse_is_a_configuration_error(external_id: str) -> None:
+    with pytest.raises(ConfigError, match="--external-id"):
+        check_external_id(external_id)
+
+
+def test_an_external_id_sts_takes_passes() -> None:
+    for external_id in ("org-1234", "a1", "x" * 1224, "A_b+=,.@:/-9"):
+        check_external_id(external_id)
 
 
 def test_each_account_is_imported_as_itself_and_a_disabled_one_is_parked(

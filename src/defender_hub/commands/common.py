@@ -144,8 +144,15 @@ def delivery_flags(
 
 
 def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
-    """The delivery settings of the flags `delivery_flags` added."""
+    """The delivery settings of the flags `delivery_flags` added; raises ConfigError for a role or an external ID no
+    lane could use, before anything starts (else every member account's findings would fail one by one)."""
     from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415 - boto3 for AWS commands only
+    from defender_hub.sink.lanes import check_external_id, check_role  # noqa: PLC0415 - likewise
+
+    if args.assume_role is not None:
+        check_role(args.assume_role)
+    if args.external_id is not None:
+        check_external_id(args.external_id)
 
     refuse_former_defaults(
         ledger_given=bool(args.ledger) or not args.ledger_by_default,

@@ -209,8 +209,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _checked(args: argparse.Namespace) -> str:
     """Checks `run`'s settings before anything starts; returns the stream's Region. Raises ConfigError."""
-    from defender_hub.sink.lanes import check_role  # noqa: PLC0415 - boto3 for AWS commands only
-
     if not args.stream or not args.application:
         raise ConfigError(
             "run needs a stream and an application: --stream/--application, DEFENDER_HUB_STREAM/"
@@ -230,8 +228,6 @@ def _checked(args: argparse.Namespace) -> str:
         raise ConfigError(f"max clock skew {args.max_clock_skew!r} is not a whole number of minutes, 0 or more")
     if not isinstance(args.parked_retry_seconds, int) or args.parked_retry_seconds < 1:
         raise ConfigError(f"parked retry seconds {args.parked_retry_seconds!r} is not a whole number, 1 or more")
-    if args.assume_role is not None:
-        check_role(args.assume_role)
     if args.metrics_port is not None and not (isinstance(args.metrics_port, int) and 0 < args.metrics_port < 65536):
         raise ConfigError(f"metrics port {args.metrics_port!r} is not a port number")
     if args.log_format not in LOG_FORMATS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,13 +25,25 @@ from defender_hub.codecs.asff import Finding
 from defender_hub.errors import ConfigError, LaneRefused
 from defender_hub.mapping.aws import region_problem
 
-__all__ = ["DEFAULT_CONFIG", "Lane", "SecurityHubClients", "check_role", "role_arn", "securityhub_clients"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "Lane",
+    "SecurityHubClients",
+    "check_external_id",
+    "check_role",
+    "role_arn",
+    "securityhub_clients",
+]
 
 DEFAULT_CONFIG = Config(retries={"mode": "adaptive", "total_max_attempts": 4}, connect_timeout=5, read_timeout=60)
 """botocore's adaptive retries: a few tries of throttling, 5xx and connection errors, and a client-side token
 bucket that follows throttling, which is what keeps several processes sharing one lane's quota from stampeding."""
 ROLE_SESSION_NAME = "defender-hub"
 _ROLE_NAME = re.compile(r"[\w+=,.@/-]{1,512}")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
+_TEMPLATE_FIELDS = frozenset({"partition", "account"})
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+"""What STS takes as an ExternalId; botocore refuses anything else before it asks, for every member account."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +73,35 @@ class Lane:
 
 
 def check_role(template: str) -> None:
-    """Raises ConfigError unless `template` is a role name (with its path) or an ARN template with {account}."""
-    if not (("{account}" in template and template.startswith("arn:")) or _ROLE_NAME.fullmatch(template)):
+    """Raises ConfigError unless `template` is a role name (with its path) or a role ARN template with {account}
+    (and, if it likes, {partition}) and no other placeholder."""
+    if _ROLE_NAME.fullmatch(template) or _role_template(template):
+        return
+    raise ConfigError(
+        f"--assume-role {template[:100]!r}: give a role name (defender-hub-import) or a role ARN template with "
+        "{account} and no other placeholder (arn:{partition}:iam::{account}:role/NAME)"
+    )
+
+
+def _role_template(template: str) -> bool:
+    """Whether `template` makes a role ARN for any account: {account} in it, no placeholder but those role_arn fills."""
+    if not template.startswith("arn:"):
+        return False
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:  # a lone brace
+        return False
+    if "account" not in fields or not fields <= _TEMPLATE_FIELDS:
+        return False
+    return _ROLE_ARN.fullmatch(role_arn(template, "aws", "123456789012")) is not None
+
+
+def check_external_id(external_id: str) -> None:
+    """Raises ConfigError unless STS would take `external_id` (2 to 1,224 of letters, digits and `+=,.@:/-_`)."""
+    if not _EXTERNAL_ID.fullmatch(external_id):
         raise ConfigError(
-            f"--assume-role {template[:100]!r}: give a role name (defender-hub-import) or an ARN template "
-            "with {account} (arn:{partition}:iam::{account}:role/NAME)"
+            f"--external-id: STS takes 2 to 1,224 letters, digits and + = , . @ : / - _ only, not "
+            f"{len(external_id)} characters like {external_id[:20]!r}"
         )
 
 
@@ -110,6 +147,8 @@ class SecurityHubClients:
     ) -> None:
         if assume_role is not None:
             check_role(assume_role)
+        if external_id is not None:
+            check_external_id(external_id)
         self.assume_role, self._external_id = assume_role, external_id
         self._session, self._own, self._config, self._overrides = session, own_account, config, overrides
         self._made: dict[Lane, Any] = {}
