@@ -55,6 +55,24 @@ def test_import_reports_and_dead_letters_bad_lines(
     ]
 
 
+@pytest.mark.parametrize("ledger", [False, True])
+def test_a_finding_whose_id_or_product_arn_is_not_text_is_dead_lettered_with_its_line(
+    hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path, ledger: bool
+) -> None:
+    letters = tmp_path / "letters.jsonl"
+    odd = json.dumps(template | {"Id": {"not": "text"}}) + "\n" + json.dumps(template | {"ProductArn": [1]}) + "\n"
+    stdin = lines(template, "a", 2) + odd.encode() + lines(template, "b", 1)
+    flags = ["--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite3'}"] if ledger else []
+
+    done = cli(
+        "import", "--dead-letter", str(letters), *flags, stdin=stdin, env=aws_env(securityhub=hub.endpoint_url)
+    )
+
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"accepted 3, dead-lettered 2" in done.stderr
+    assert [json.loads(line)["origin"] for line in letters.read_text().splitlines()] == [{"line": 3}, {"line": 4}]
+
+
 @pytest.mark.slow
 def test_four_importers_share_the_quota_and_converge(
     hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path

@@ -97,7 +97,14 @@ def coalesce(
     chosen: dict[tuple[Any, Any], Pending] = {}
     for item in outbound:
         doc = item.finding if own and isinstance(item.finding, dict) else as_document(item.finding)
-        key = (doc.get("ProductArn"), doc.get("Id"))
+        product_arn, finding_id = doc.get("ProductArn"), doc.get("Id")
+        # An Id or ProductArn that is no text names no finding: the finding goes on alone, to be screened and
+        # dead-lettered as invalid, rather than stop the delivery as an unhashable key.
+        key: tuple[Any, Any] = (
+            (product_arn, finding_id)
+            if isinstance(product_arn, str | None) and isinstance(finding_id, str | None)
+            else (None, id(doc))
+        )
         previous = chosen.get(key)
         if previous is None:
             chosen[key] = Pending.of(doc, [item.origin])
