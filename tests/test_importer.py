@@ -64,9 +64,7 @@ def test_a_finding_whose_id_or_product_arn_is_not_text_is_dead_lettered_with_its
     stdin = lines(template, "a", 2) + odd.encode() + lines(template, "b", 1)
     flags = ["--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite3'}"] if ledger else []
 
-    done = cli(
-        "import", "--dead-letter", str(letters), *flags, stdin=stdin, env=aws_env(securityhub=hub.endpoint_url)
-    )
+    done = cli("import", "--dead-letter", str(letters), *flags, stdin=stdin, env=aws_env(securityhub=hub.endpoint_url))
 
     assert done.returncode == 0, done.stderr.decode()
     assert b"accepted 3, dead-lettered 2" in done.stderr

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
 import hashlib
+import io
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,10 +18,12 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 
 from defender_hub.checkpoints import SqliteLedger
@@ -732,3 +738,70 @@ def test_what_is_held_goes_with_the_next_batch_in_one_request_and_before_a_stop(
     assert together == 0 and hub.count() == 6
     assert len(hub.requests("BatchImportFindings")) == 1  # six findings of three batches in one request
     assert [sequence for sequence, _ in checkpoints.taken] == ["5", None]  # delivered, then the stop's checkpoint
+
+
+class _Daemon:
+    """The MultiLangDaemon's side of the protocol, for a processor run by the real `KCLProcess`: hands it `messages`
+    one after another, answers each checkpoint as done, and calls `on_checkpoint` with its sequence number."""
+
+    def __init__(self, messages: list[dict[str, Any]], on_checkpoint: Callable[[str], None]) -> None:
+        self._messages, self._on_checkpoint = list(messages), on_checkpoint
+        self._asked: dict[str, Any] | None = None
+        self.checkpoints: list[str] = []
+
+    def write(self, text: str) -> None:  # the processor's output: remember what it last asked for
+        for line in filter(str.strip, text.splitlines()):
+            self._asked = json.loads(line)
+
+    def flush(self) -> None:
+        pass
+
+    def readline(self) -> str:  # the processor's input: the answer to what it asked, else the next message
+        asked, self._asked = self._asked, None
+        if asked is not None and asked.get("action") == "checkpoint":
+            self.checkpoints.append(asked["sequenceNumber"])
+            self._on_checkpoint(asked["sequenceNumber"])
+            answer = {"action": "checkpoint", "sequenceNumber": asked["sequenceNumber"], "subSequenceNumber": None}
+            return json.dumps(answer | {"error": None}) + "\n"
+        return json.dumps(self._messages.pop(0)) + "\n" if self._messages else ""
+
+
+def _process_records(events: list[bytes], first: int) -> dict[str, Any]:
+    records = [
+        {"action": "record", "data": base64.b64encode(e).decode(), "partitionKey": "k",
+         "sequenceNumber": str(first + n),
+         "subSequenceNumber": None, "approximateArrivalTimestamp": 0}
+        for n, e in enumerate(events)
+    ]  # fmt: skip
+    return {"action": "processRecords", "records": records, "millisBehindLatest": 0}
+
+
+def test_a_health_note_failing_between_a_batch_s_parts_never_lets_a_checkpoint_pass_an_undelivered_record(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"v-{n}") for n in range(5001)]
+    health = tmp_path / "health"
+    health.mkdir()
+    findings = processor_of(hub, tmp_path, health=health)
+
+    def disk_fills_up(_: str) -> None:  # after the first part's checkpoint, the health folder can't be written
+        if health.is_dir():
+            shutil.rmtree(health)
+            health.write_text("")
+
+    daemon = _Daemon(
+        [
+            {"action": "initialize", "shardId": "shardId-000000000000", "sequenceNumber": "0", "subSequenceNumber": 0},
+            _process_records(events[:5000], 0),  # two parts of DELIVERY_RECORDS
+            _process_records(events[5000:], 5000),
+        ],
+        disk_fills_up,
+    )
+    with contextlib.suppress(SystemExit):
+        kcl.KCLProcess(findings, input_file=daemon, output_file=daemon, error_file=io.StringIO()).run()
+
+    stored = {f["Id"] for f in hub.findings()}
+    made = [EventConverter(MappingOptions()).findings(e)[0].id for e in events]
+    last = max(map(int, daemon.checkpoints), default=-1)
+    assert all(finding_id in stored for finding_id in made[: last + 1]), "a checkpoint passed an undelivered record"
+    assert daemon.checkpoints  # the first part was delivered and checkpointed before the disk filled up

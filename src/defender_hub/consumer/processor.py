@@ -12,14 +12,17 @@ records come again from the last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
@@ -74,6 +77,24 @@ NOTE_SECONDS = 10.0
 second even with no records, and the check allows minutes (STALL_SECONDS) before a stall."""
 
 
+Callback = TypeVar("Callback", bound=Callable[..., None])
+
+
+def _exits_on_surprise(callback: Callback) -> Callback:
+    """Makes a KCL callback end in what it did or in SystemExit, never in another exception: kclpy would report the
+    call done, and the next batch's checkpoint would pass records this one never delivered."""
+
+    @functools.wraps(callback)
+    def guarded(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("a callback failed unexpectedly; exiting without a checkpoint, the records will come again")
+            raise SystemExit(1) from None
+
+    return cast(Callback, guarded)
+
+
 class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  # an untyped base class
     """Turns a shard's records into findings and checkpoints past a record only once its findings are delivered."""
 
@@ -92,6 +113,8 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         self._held_since: float | None = None
         self._skipped = 0
         """Records mapped since the last delivery's log line that by their source's rules make no finding."""
+        self._failed_once: set[str] = set()
+        """The best-effort chores (health notes, metrics) that failed and were logged once."""
         self._noted: tuple[float, int | None] | None = None
         """When progress was last noted, and the lag noted then."""
 
@@ -101,8 +124,20 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         now = time.monotonic()
         if self._noted is not None and self._noted[1] == behind_ms and now - self._noted[0] < NOTE_SECONDS:
             return
-        note_shard(self._health, self._shard, behind_ms)
-        self._noted = now, behind_ms
+        self._noted = now, behind_ms  # tried again in NOTE_SECONDS when it fails, not at every call
+        with self._best_effort("health note"):
+            note_shard(self._health, self._shard, behind_ms)
+
+    @contextlib.contextmanager
+    def _best_effort(self, what: str) -> Iterator[None]:
+        """Runs the block, logging its first OSError of each kind (a full disk, say) and going on: a health note or
+        a metric must never cost a delivery, nor leave a batch half done."""
+        try:
+            yield
+        except OSError as exc:
+            if what not in self._failed_once:
+                self._failed_once.add(what)
+                log.warning("%s: %s failed (%s); going on without it", self._shard, what, exc)
 
     def initialize(self, initialize_input: Any) -> None:
         """Remembers the shard, for the origin of dead letters."""
@@ -110,6 +145,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         log.info("processing %s from %s", self._shard, initialize_input.sequence_number, extra={"shard": self._shard})
         self._progressed(None)
 
+    @_exits_on_surprise
     def process_records(self, process_records_input: Any) -> None:
         """Delivers the records' findings, dead-letters records that make none, and checkpoints after each part of
         the batch once its findings are delivered. A small batch whose lanes are short of quota waits for the next
@@ -118,7 +154,8 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         behind = process_records_input.millis_behind_latest
         checkpointer = process_records_input.checkpointer
         if behind is not None:
-            MILLIS_BEHIND.labels(self._shard).set(behind)
+            with self._best_effort("metrics"):
+                MILLIS_BEHIND.labels(self._shard).set(behind)
         if records and len(self._held) + len(records) < HOLD_RECORDS:
             self._hold(records)
             records = []
@@ -156,7 +193,8 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
 
     def _map(self, records: list[Any]) -> tuple[list[Outbound], list[DeadLetter]]:
         """The findings of `records`, and the dead letters of those that make none."""
-        RECORDS.labels(self._shard).inc(len(records))
+        with self._best_effort("metrics"):
+            RECORDS.labels(self._shard).inc(len(records))
         outbound: list[Outbound] = []
         poison: list[DeadLetter] = []
         for record in records:
@@ -166,15 +204,17 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
                 outbound += [Outbound(finding, origin) for finding in self._converter.findings(data)]
             except EventSkipped as skipped:  # nothing wrong with it: counted, and checkpointed past like the rest
                 self._skipped += 1
-                SKIPPED.labels(skipped.source).inc()
+                with self._best_effort("metrics"):
+                    SKIPPED.labels(skipped.source).inc()
             except EventError as exc:
                 poison.append(DeadLetter.for_record(data, str(exc), origin))
             except Exception as exc:  # a defect of ours: keep the record for a redrive, not the shard waiting
                 log.exception("internal error mapping %s %s", self._shard, record.sequence_number)
                 poison.append(DeadLetter.for_record(data, f"internal error: {type(exc).__name__}: {exc}", origin))
         # Counted once a batch, not once a finding: a metric's update costs as much as a finding's mapping.
-        for product, count in Counter(item.finding.product_name for item in outbound).items():  # type: ignore[union-attr]
-            SOURCE_FINDINGS.labels(SOURCE_OF_PRODUCT.get(product, "other")).inc(count)
+        with self._best_effort("metrics"):
+            for product, count in Counter(item.finding.product_name for item in outbound).items():  # type: ignore[union-attr]
+                SOURCE_FINDINGS.labels(SOURCE_OF_PRODUCT.get(product, "other")).inc(count)
         return outbound, poison
 
     def _deliver_and_checkpoint(
@@ -200,9 +240,10 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         except Exception:  # a defect or a surprise: kclpy would report the batch done, and a checkpoint skip it
             log.exception("%s: delivery failed unexpectedly; exiting without a checkpoint", self._shard)
             raise SystemExit(1) from None
-        DELIVERY_SECONDS.observe(time.monotonic() - started)
-        for outcome in OUTCOMES:
-            FINDINGS.labels(outcome).inc(getattr(report, outcome))
+        with self._best_effort("metrics"):
+            DELIVERY_SECONDS.observe(time.monotonic() - started)
+            for outcome in OUTCOMES:
+                FINDINGS.labels(outcome).inc(getattr(report, outcome))
         counts = {
             "records": len(records),
             "accepted": report.accepted,
@@ -231,6 +272,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         else:
             log.info("lease of %s lost: another worker has the shard now", self._shard)
 
+    @_exits_on_surprise
     def shard_ended(self, shard_ended_input: Any) -> None:
         """Delivers what is held, then checkpoints the shard's end, without which its children never start."""
         if self._held and not self._flush(shard_ended_input.checkpointer):
@@ -238,6 +280,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         checkpoint(shard_ended_input.checkpointer, self._shard)
         log.info("%s ended: checkpointed at its end", self._shard)
 
+    @_exits_on_surprise
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
         """Delivers what is held, then checkpoints at the last record received: all of it is delivered then."""
         if self._held and not self._flush(shutdown_requested_input.checkpointer):
