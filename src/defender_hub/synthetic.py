@@ -7,23 +7,17 @@ the stream, in the shares an `EventMix` gives them.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from defender_hub.mapping.checks import check_severity
-from defender_hub.timestamps import format_iso
+from defender_hub.synthetic_eventbridge import ACCOUNT, REGIONS, START_MS, EventBridgeSources
 
 __all__ = ["MIX_SOURCES", "EventMix", "generate_events", "parse_mix", "partition_key"]
 
-_ACCOUNT = "123456789012"
-_REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
-_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 _STATIC_BEHAVIORS: tuple[tuple[str, str, str, dict[str, Any], dict[str, Any]], ...] = (
     ("Authorization failures", "aws:num-authorization-failures", "greater-than", {"count": 5}, {"count": 12}),
@@ -152,7 +146,7 @@ class _Generator:
     def __init__(self, seed: int, things: int) -> None:
         self.random = random.Random(seed)
         self.things = [f"thing-{index:05d}" for index in range(things)]
-        self.clock_ms = _START_MS
+        self.clock_ms = START_MS
         self.task_seq = 0
 
     def _tick(self) -> int:
@@ -197,8 +191,8 @@ class _Generator:
         now = self._tick()
         event_type = rnd.choices(("in-alarm", "alarm-cleared", "alarm-invalidated"), (80, 17, 3))[0]
         event: dict[str, Any] = {
-            "accountId": _ACCOUNT,
-            "region": rnd.choice(_REGIONS),
+            "accountId": ACCOUNT,
+            "region": rnd.choice(REGIONS),
             "violationId": f"{rnd.getrandbits(128):032x}",
             "thingName": thing,
             "securityProfileName": profile,
@@ -228,10 +222,10 @@ class _Generator:
         if resource_type == "COGNITO_IDENTITY_POOL":
             return {"cognitoIdentityPoolId": f"us-east-1:{pick:032x}"}
         if resource_type == "ROLE_ALIAS":
-            return {"roleAliasArn": f"arn:aws:iot:us-east-1:{_ACCOUNT}:rolealias/alias-{pick}"}
+            return {"roleAliasArn": f"arn:aws:iot:us-east-1:{ACCOUNT}:rolealias/alias-{pick}"}
         if resource_type == "IAM_ROLE":
-            return {"iamRoleArn": f"arn:aws:iam::{_ACCOUNT}:role/iot-role-{pick}"}
-        return {"account": _ACCOUNT}
+            return {"iamRoleArn": f"arn:aws:iam::{ACCOUNT}:role/iot-role-{pick}"}
+        return {"account": ACCOUNT}
 
     def audit_task(self, findings: int) -> list[dict[str, Any]]:
         """Returns one audit task as Device Defender reports it: its findings, then its notification."""
@@ -248,7 +242,7 @@ class _Generator:
             code, reason = _REASONS[check]
             events.append(
                 {
-                    "accountId": _ACCOUNT,
+                    "accountId": ACCOUNT,
                     "region": "us-east-1",
                     "taskType": "SCHEDULED_AUDIT_TASK",
                     "scheduledAuditName": "daily",
@@ -286,7 +280,7 @@ class _Generator:
         statuses = [entry["checkRunStatus"] for entry in details]
         events.append(
             {
-                "accountId": _ACCOUNT,
+                "accountId": ACCOUNT,
                 "region": "us-east-1",
                 "taskId": task_id,
                 "taskStatus": "COMPLETED",
@@ -304,262 +298,6 @@ class _Generator:
         return events
 
 
-_CONFIG_ACCOUNT_RULES: tuple[tuple[str, str], ...] = (
-    ("s3-bucket-public-read-prohibited", "AWS::S3::Bucket"),
-    ("s3-bucket-server-side-encryption-enabled", "AWS::S3::Bucket"),
-    ("ec2-instance-no-public-ip", "AWS::EC2::Instance"),
-    ("restricted-ssh", "AWS::EC2::SecurityGroup"),
-    ("encrypted-volumes", "AWS::EC2::Volume"),
-    ("vpc-flow-logs-enabled", "AWS::EC2::VPC"),
-    ("iam-password-policy", "AWS::::Account"),
-    ("iam-role-managed-policy-check", "AWS::IAM::Role"),
-    ("lambda-function-public-access-prohibited", "AWS::Lambda::Function"),
-    ("dynamodb-pitr-enabled", "AWS::DynamoDB::Table"),
-    ("cmk-backing-key-rotation-enabled", "AWS::KMS::Key"),
-    ("rds-instance-public-access-check", "AWS::RDS::DBInstance"),
-    ("elbv2-deletion-protection-enabled", "AWS::ElasticLoadBalancingV2::LoadBalancer"),
-    # Service-linked: the rules Security Hub runs its controls with; their evaluations make no finding.
-    ("securityhub-s3-bucket-ssl-requests-only-a1b2c3", "AWS::S3::Bucket"),
-    ("securityhub-restricted-ssh-d4e5f6", "AWS::EC2::SecurityGroup"),
-)
-_CONFIG_ANNOTATIONS = {
-    "AWS::S3::Bucket": "The bucket policy allows public read access.",
-    "AWS::EC2::SecurityGroup": "Inbound rule allows 0.0.0.0/0 on port 22.",
-    "AWS::EC2::Volume": "The volume is not encrypted.",
-}
-_COMPLIANCE_WEIGHTS = {"COMPLIANT": 45, "NON_COMPLIANT": 45, "NOT_APPLICABLE": 5, "INSUFFICIENT_DATA": 5}
-_CONFIG_ITEM_CHANGE_SHARE = 0.05
-"""Of Config events, configuration item changes: Config sends them too, and they make no finding."""
-_RESOURCES_PER_TYPE = 25
-
-# (service, eventTypeCode, category, detail-type, description, entity kind, weight); entity kinds: "bucket",
-# "instance", "certificate", "key", "distribution" or "" for an account-wide event. From the top: one of each severity
-# rule (CRITICAL, HIGH, MEDIUM), a security-related one no rule ranks (LOW), then three not about security, which make
-# no finding.
-_HEALTH_EVENTS: tuple[tuple[str, str, str, str, str, str, int], ...] = (
-    ("RISK", "AWS_RISK_CREDENTIALS_EXPOSED", "issue", "AWS Health Event",
-     "An access key of your account was found publicly exposed. Rotate it now.", "", 2),
-    ("ABUSE", "AWS_ABUSE_DOS_REPORT", "issue", "AWS Health Abuse Event",
-     "We received a report that resources of your account took part in a denial of service attack.", "instance", 2),
-    ("S3", "AWS_S3_OPEN_ACCESS_BUCKET_NOTIFICATION", "accountNotification", "AWS Health Event",
-     "Your S3 bucket allows public access to anyone on the internet.", "bucket", 2),
-    ("EC2", "AWS_EC2_SECURITY_NOTIFICATION", "accountNotification", "AWS Health Event",
-     "A vulnerability affects instances in your account; apply the update described in the bulletin.", "instance", 4),
-    ("ACM", "AWS_ACM_RENEWAL_STATE_CHANGE", "scheduledChange", "AWS Health Event",
-     "A certificate of yours could not be renewed automatically and expires soon.", "certificate", 5),
-    ("RDS", "AWS_RDS_CERTIFICATE_ROTATION_REQUIRED", "scheduledChange", "AWS Health Event",
-     "Rotate the CA certificate of your DB instances before the old one expires.", "instance", 4),
-    ("KMS", "AWS_KMS_OPERATIONAL_NOTIFICATION", "accountNotification", "AWS Health Event",
-     "A customer managed key of yours is scheduled for deletion.", "key", 3),
-    ("CLOUDFRONT", "AWS_CLOUDFRONT_SECURITY_NOTIFICATION", "accountNotification", "AWS Health Event",
-     "A distribution of yours uses a security policy that is being retired.", "distribution", 2),
-    ("EC2", "AWS_EC2_SECURITY_GROUP_RULES_QUOTA_NOTIFICATION", "accountNotification", "AWS Health Event",
-     "A security group of yours is close to its quota of rules.", "", 2),
-    ("EC2", "AWS_EC2_INSTANCE_REBOOT_MAINTENANCE_SCHEDULED", "scheduledChange", "AWS Health Event",
-     "One or more of your instances is scheduled for a reboot during the maintenance window.", "instance", 12),
-    ("RDS", "AWS_RDS_MAINTENANCE_SCHEDULED", "scheduledChange", "AWS Health Event",
-     "Maintenance is scheduled for your DB instances.", "instance", 8),
-    ("LAMBDA", "AWS_LAMBDA_OPERATIONAL_ISSUE", "issue", "AWS Health Event",
-     "We are investigating increased error rates for function invocations.", "", 5),
-)  # fmt: skip
-_GLOBAL_SERVICES = frozenset({"CLOUDFRONT", "RISK"})
-"""Services whose events are global (`eventRegion: global`)."""
-_MAX_OPEN_HEALTH_EVENTS = 40
-
-
-def _rfc_1123(epoch_ms: int) -> str:
-    """Returns `epoch_ms` as AWS Health writes times, e.g. `Fri, 07 Jan 2022 16:34:04 GMT`."""
-    return format_datetime(datetime.fromtimestamp(epoch_ms // 1000, UTC), usegmt=True)
-
-
-def _eventbridge_time(epoch_ms: int) -> str:
-    """Returns `epoch_ms` as EventBridge writes an event's time: ISO 8601 to the second."""
-    return format_iso(epoch_ms - epoch_ms % 1000).replace(".000Z", "Z")
-
-
-def _eventbridge(rnd: random.Random, detail_type: str, source: str, time_ms: int, region: str) -> dict[str, Any]:
-    """Returns an EventBridge envelope, without its detail and resources."""
-    return {
-        "version": "0",
-        "id": str(uuid.UUID(int=rnd.getrandbits(128))),
-        "detail-type": detail_type,
-        "source": source,
-        "account": _ACCOUNT,
-        "time": _eventbridge_time(time_ms),
-        "region": region,
-    }
-
-
-def _entity(kind: str, region: str, pick: int) -> str:
-    """Returns the value of an affected entity of `kind`: a bucket, an instance, a certificate, a key or a
-    distribution."""
-    if kind == "bucket":
-        return f"bucket-{pick:03d}"
-    if kind == "instance":
-        return f"i-{pick:017x}"
-    if kind == "certificate":
-        return f"arn:aws:acm:{region}:{_ACCOUNT}:certificate/{uuid.UUID(int=pick)}"
-    if kind == "key":
-        return f"arn:aws:kms:{region}:{_ACCOUNT}:key/{uuid.UUID(int=pick + 1000)}"
-    return f"E{pick:013X}"
-
-
-@dataclass
-class _Sources:
-    """The Config and Health generators: a random stream of their own, so the Device Defender events of a mix are
-    those of the same seed without it."""
-
-    random: random.Random
-    clock_ms: int = _START_MS
-    evaluations: dict[tuple[int, str, str], dict[str, Any]] = field(default_factory=dict)
-    """The last evaluation of each rule, Region and resource: the next one's old evaluation."""
-    open_events: list[dict[str, Any]] = field(default_factory=list)
-
-    def _tick(self) -> int:
-        self.clock_ms += self.random.randint(1, 2_000)
-        return self.clock_ms
-
-    def _resource_id(self, resource_type: str, pick: int) -> str:
-        """Returns Config's resourceId of one of a small pool of resources of `resource_type`."""
-        if resource_type == "AWS::::Account":
-            return _ACCOUNT
-        prefixes = {
-            "AWS::EC2::Instance": "i-",
-            "AWS::EC2::SecurityGroup": "sg-",
-            "AWS::EC2::Volume": "vol-",
-            "AWS::EC2::VPC": "vpc-",
-            "AWS::RDS::DBInstance": "db-",
-        }
-        if resource_type in prefixes:
-            return f"{prefixes[resource_type]}{pick:017x}"
-        if resource_type == "AWS::IAM::Role":
-            return f"AROA{pick:016X}"
-        if resource_type == "AWS::KMS::Key":
-            return str(uuid.UUID(int=pick + 1000))
-        if resource_type == "AWS::ElasticLoadBalancingV2::LoadBalancer":
-            return f"arn:aws:elasticloadbalancing:{_REGIONS[0]}:{_ACCOUNT}:loadbalancer/app/web-{pick}/{pick:016x}"
-        return f"{resource_type.rsplit('::', maxsplit=1)[-1].lower()}-{pick:03d}"
-
-    def config(self) -> dict[str, Any]:
-        """Returns a Config event: mostly a compliance change that flips a rule's verdict on a resource."""
-        rnd = self.random
-        now = self._tick()
-        region = rnd.choice(_REGIONS)
-        if rnd.random() < _CONFIG_ITEM_CHANGE_SHARE:
-            bucket = f"bucket-{rnd.randint(1, _RESOURCES_PER_TYPE):03d}"
-            event = _eventbridge(rnd, "Config Configuration Item Change", "aws.config", now, region)
-            return event | {
-                "resources": [f"arn:aws:s3:::{bucket}"],
-                "detail": {
-                    "recordVersion": "1.3",
-                    "messageType": "ConfigurationItemChangeNotification",
-                    "notificationCreationTime": format_iso(now),
-                    "configurationItem": {
-                        "resourceType": "AWS::S3::Bucket",
-                        "resourceId": bucket,
-                        "awsAccountId": _ACCOUNT,
-                        "awsRegion": region,
-                        "configurationItemStatus": "OK",
-                        "configurationItemCaptureTime": format_iso(now),
-                    },
-                },
-            }
-        index = rnd.randrange(len(_CONFIG_ACCOUNT_RULES))
-        rule, resource_type = _CONFIG_ACCOUNT_RULES[index]
-        resource_id = self._resource_id(resource_type, rnd.randint(1, _RESOURCES_PER_TYPE))
-        rule_arn = f"arn:aws:config:{region}:{_ACCOUNT}:config-rule/config-rule-{index:02d}{region[-1]}mbzq"
-        key = (index, region, resource_id)
-        old = self.evaluations.get(key)
-        # A compliance change: the verdict differs from the last one (a first evaluation has none).
-        choices = [c for c in _COMPLIANCE_WEIGHTS if old is None or c != old["complianceType"]]
-        new = rnd.choices(choices, [_COMPLIANCE_WEIGHTS[c] for c in choices])[0]
-        qualifier = {"configRuleName": rule, "resourceType": resource_type, "resourceId": resource_id}
-        evaluation: dict[str, Any] = {
-            "evaluationResultIdentifier": {
-                "evaluationResultQualifier": qualifier,
-                "orderingTimestamp": format_iso(now - rnd.randint(1_000, 60_000)),
-            },
-            "complianceType": new,
-            "resultRecordedTime": format_iso(now),
-            "configRuleInvokedTime": format_iso(now - rnd.randint(100, 900)),
-        }
-        if new == "NON_COMPLIANT" and resource_type in _CONFIG_ANNOTATIONS:
-            evaluation["annotation"] = _CONFIG_ANNOTATIONS[resource_type]
-        self.evaluations[key] = evaluation
-        event = _eventbridge(rnd, "Config Rules Compliance Change", "aws.config", now + 500, region)
-        return event | {
-            "resources": [rule_arn],
-            "detail": {
-                "resourceId": resource_id,
-                "awsRegion": region,
-                "awsAccountId": _ACCOUNT,
-                "configRuleName": rule,
-                "recordVersion": "1.0",
-                "configRuleARN": rule_arn,
-                "messageType": "ComplianceChangeNotification",
-                "newEvaluationResult": evaluation,
-                "oldEvaluationResult": old,
-                "notificationCreationTime": format_iso(now + 400),
-                "resourceType": resource_type,
-            },
-        }
-
-    def _entities(self, kind: str, region: str) -> list[dict[str, Any]]:
-        """Returns the entities an event of `kind` affects: one to three, now and then more than a finding takes."""
-        rnd = self.random
-        if not kind:
-            return []
-        count = 40 if rnd.random() < 0.02 else rnd.randint(1, 3)
-        return [{"entityValue": _entity(kind, region, rnd.randint(1, 500)), "status": "IMPAIRED"} for _ in range(count)]
-
-    def health(self) -> dict[str, Any]:
-        """Returns a Health event: a new one (open, or upcoming for a scheduled change), or one of those open closed."""
-        rnd = self.random
-        now = self._tick()
-        if self.open_events and (rnd.random() < 0.4 or len(self.open_events) >= _MAX_OPEN_HEALTH_EVENTS):
-            event = self.open_events.pop(rnd.randrange(len(self.open_events)))
-            detail = event["detail"]
-            # An upcoming change opens when it starts; an open event closes.
-            detail["statusCode"] = "open" if detail["statusCode"] == "upcoming" else "closed"
-            if detail["statusCode"] == "closed":
-                detail["endTime"] = _rfc_1123(now)
-            else:
-                self.open_events.append(event)
-            detail["lastUpdatedTime"] = _rfc_1123(now)
-            return event | {"id": str(uuid.UUID(int=rnd.getrandbits(128))), "time": _eventbridge_time(now)}
-        service, code, category, detail_type, description, kind, _ = rnd.choices(
-            _HEALTH_EVENTS, [entry[-1] for entry in _HEALTH_EVENTS]
-        )[0]
-        region = rnd.choice(_REGIONS)
-        event_region = "global" if service in _GLOBAL_SERVICES else region
-        arn_region = "us-east-1" if event_region == "global" else region
-        event_id = f"{code}_{rnd.getrandbits(48):012x}_{uuid.UUID(int=rnd.getrandbits(128))}"
-        scheduled = category == "scheduledChange"
-        # A scheduled change starts minutes ahead, so that it opens (and later closes) within a generated stream.
-        start = now + rnd.randint(60_000, 600_000) if scheduled else now - rnd.randint(0, 3_600_000)
-        event = _eventbridge(rnd, detail_type, "aws.health", now, arn_region)
-        event |= {
-            "resources": [],
-            "detail": {
-                "eventArn": f"arn:aws:health:{arn_region}::event/{service}/{code}/{event_id}",
-                "service": service,
-                "eventTypeCode": code,
-                "eventTypeCategory": category,
-                "eventScopeCode": "ACCOUNT_SPECIFIC",
-                "communicationId": f"{rnd.getrandbits(160):040x}-1",
-                "startTime": _rfc_1123(start),
-                "lastUpdatedTime": _rfc_1123(now),
-                "statusCode": "upcoming" if scheduled else "open",
-                "eventRegion": event_region,
-                "eventDescription": [{"language": "en_US", "latestDescription": description}],
-                "affectedEntities": self._entities(kind, region),
-                "affectedAccount": _ACCOUNT,
-            },
-        }
-        self.open_events.append(event)
-        return event
-
-
 def generate_events(count: int, *, seed: int = 0, mix: EventMix = EventMix(), things: int = 10_000) -> Iterator[bytes]:
     """Yields `count` events as JSON in each kind's share of `mix`; the same seed gives the same events.
 
@@ -574,7 +312,7 @@ def generate_events(count: int, *, seed: int = 0, mix: EventMix = EventMix(), th
     pending: list[dict[str, Any]] = []
     encode = msgspec.json.encode
     # Drawn apart from Device Defender's, so that a mix with no other source gives the very events it always gave.
-    others = _Sources(random.Random(f"{seed}/sources")) if mix.config or mix.health else None
+    others = EventBridgeSources(random.Random(f"{seed}/sources")) if mix.config or mix.health else None
     for _ in range(count):
         if others is not None:
             pick = others.random.random() * (device_defender_share + mix.config + mix.health)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
-from defender_hub.checkpoints.delivery import DeliverySettings, LedgeredSink
+from defender_hub.checkpoints.delivery import LedgeredSink
+from defender_hub.checkpoints.opening import DeliverySettings
 from defender_hub.config import default_ledger
 from defender_hub.errors import LedgerError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub

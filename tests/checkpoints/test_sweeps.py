@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from defender_hub.checkpoints import SqliteLedger
-from defender_hub.checkpoints.delivery import DeliverySettings
+from defender_hub.checkpoints.opening import DeliverySettings
 from defender_hub.checkpoints.sweeps import retry_parked_once, start_periodic_refresh, sweep_once
 from defender_hub.errors import ConfigError
 from defender_hub.local.securityhub import LocalSecurityHub

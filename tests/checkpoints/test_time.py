@@ -218,7 +218,7 @@ def test_a_redriven_audit_finding_is_archived_by_a_later_task(
 def test_a_sweep_carries_on_after_an_unexpected_error(hub: LocalSecurityHub, tmp_path: Path) -> None:
     import sqlite3  # noqa: PLC0415
 
-    from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415
+    from defender_hub.checkpoints.opening import DeliverySettings  # noqa: PLC0415
     from defender_hub.checkpoints.sweeps import start_periodic_refresh  # noqa: PLC0415
     from tests.helpers import hub_clients  # noqa: PLC0415
 

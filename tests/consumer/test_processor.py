@@ -25,10 +25,11 @@ from typing import Any
 
 from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
+from prometheus_client import REGISTRY
 
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.codecs.asff_rules import IMPORT_BURST
-from defender_hub.consumer.processor import DELIVERY_RECORDS, HOLD_SECONDS, FindingsProcessor
+from defender_hub.consumer.processor import DELIVERY_RECORDS, HOLD_RECORDS, HOLD_SECONDS, FindingsProcessor
 from defender_hub.convert import EventConverter
 from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.local.aws import LocalAws, free_port
@@ -41,6 +42,8 @@ from tests.helpers import (
     ACCOUNT,
     DAY_MS,
     Pipeline,
+    config_change,
+    health_event,
     holds_latest,
     hub_clients,
     latest_versions,
@@ -805,3 +808,25 @@ def test_a_health_note_failing_between_a_batch_s_parts_never_lets_a_checkpoint_p
     last = max(map(int, daemon.checkpoints), default=-1)
     assert all(finding_id in stored for finding_id in made[: last + 1]), "a checkpoint passed an undelivered record"
     assert daemon.checkpoints  # the first part was delivered and checkpointed before the disk filled up
+
+
+def test_findings_and_skipped_events_are_counted_by_source(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    def counted() -> tuple[float, float, float]:
+        value = REGISTRY.get_sample_value
+        return (
+            value("defender_hub_skipped_events_total", {"source": "health"}) or 0.0,
+            value("defender_hub_source_findings_total", {"source": "config"}) or 0.0,
+            value("defender_hub_source_findings_total", {"source": "device_defender"}) or 0.0,
+        )
+
+    events = [
+        health_event("AWS_EC2_INSTANCE_STORE_DRIVE_PERFORMANCE_DEGRADED", "open", 1_790_000_000_000, service="EC2"),
+        config_change("counted", "NON_COMPLIANT", 1_790_000_000_000),
+        *(violation("in-alarm", 1_790_000_000_000, 1_790_000_000_000, f"v-{n}") for n in range(HOLD_RECORDS)),
+    ]
+    before = counted()
+
+    processor_of(hub, tmp_path).process_records(kcl_batch(kcl_records(events), _Checkpoints(hub)))
+
+    after = counted()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, HOLD_RECORDS]

@@ -1,7 +1,8 @@
-"""The findings ledger (SQLite on one machine, DynamoDB shared) and, in `delivery`, the sink behind it.
+"""The findings ledger (SQLite on one machine, DynamoDB shared) and, in `delivery`, the sink behind it; `opening`
+builds that sink from the settings.
 
-`delivery` is imported on its own (`defender_hub.checkpoints.delivery`): it brings boto3, which the commands that
-only read the ledger's settings needn't load.
+`delivery` and `opening` are imported on their own: they bring boto3, which the commands that only read the ledger's
+settings needn't load.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from defender_hub.checkpoints.delivery import Clock, DeliverySettings, RefreshReport, open_delivery
+from defender_hub.checkpoints.delivery import Clock, RefreshReport
+from defender_hub.checkpoints.opening import DeliverySettings, open_delivery
 from defender_hub.codecs.asff_rules import RETENTION_DAYS
 from defender_hub.config import PARKED_RETRY_SECONDS
 from defender_hub.errors import ConfigError, SinkError

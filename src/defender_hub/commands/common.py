@@ -22,7 +22,7 @@ from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 
 if TYPE_CHECKING:
-    from defender_hub.checkpoints.delivery import DeliverySettings
+    from defender_hub.checkpoints.opening import DeliverySettings
     from defender_hub.sink import DeliveryReport
 
 __all__ = [
@@ -146,7 +146,7 @@ def delivery_flags(
 def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
     """The delivery settings of the flags `delivery_flags` added; raises ConfigError for a role or an external ID no
     lane could use, before anything starts (else every member account's findings would fail one by one)."""
-    from defender_hub.checkpoints.delivery import DeliverySettings  # noqa: PLC0415 - boto3 for AWS commands only
+    from defender_hub.checkpoints.opening import DeliverySettings  # noqa: PLC0415 - boto3 for AWS commands only
     from defender_hub.sink.lanes import check_external_id, check_role  # noqa: PLC0415 - likewise
 
     if args.assume_role is not None:

@@ -57,7 +57,7 @@ def add(commands: Any) -> None:
 def _deliver(args: argparse.Namespace) -> int:
     """Runs `import` or `redrive`: stops cleanly on SIGINT or SIGTERM, saying what was left undelivered."""
     # boto3 takes a while to load: only the commands that talk to AWS pay for it.
-    from defender_hub.checkpoints.delivery import open_delivery  # noqa: PLC0415
+    from defender_hub.checkpoints.opening import open_delivery  # noqa: PLC0415
     from defender_hub.importer import import_findings, redrive  # noqa: PLC0415
 
     stop = stop_on_signals()

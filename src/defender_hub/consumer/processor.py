@@ -27,7 +27,7 @@ from typing import Any, TypeVar, cast
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 
-from defender_hub.checkpoints.delivery import DeliverySettings, open_delivery
+from defender_hub.checkpoints.opening import DeliverySettings, open_delivery
 from defender_hub.checkpoints.shards import checkpoint
 from defender_hub.codecs.config import CONFIG_SOURCE
 from defender_hub.codecs.health import HEALTH_SOURCE

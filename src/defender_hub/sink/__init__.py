@@ -4,17 +4,11 @@ The seam is `SecurityHubSink.deliver`: it takes findings and returns when every 
 or is durably dead-lettered, and raises a `SinkError` when that can't be done (stop requested, dead letters broken).
 """
 
+from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy, Sink
 from defender_hub.sink.batching import Outbound, Pending, RecordOrigin, as_document, coalesce
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters, JsonlDeadLetters, SqsDeadLetters, open_dead_letters
 from defender_hub.sink.lanes import Lane, SecurityHubClients, securityhub_clients
-from defender_hub.sink.securityhub import (
-    Accepted,
-    Clients,
-    DeliveryReport,
-    RetryPolicy,
-    SecurityHubSink,
-    Sink,
-)
+from defender_hub.sink.securityhub import SecurityHubSink
 from defender_hub.sink.workflow import WorkflowReport, WorkflowUpdate
 
 __all__ = [

@@ -18,8 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
@@ -27,20 +26,14 @@ from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.metrics import LANE_FINDINGS, REQUESTS, THROTTLED
 from defender_hub.sink.answers import ACCESS_CODES, THROTTLING_CODES, refuses_lane
+from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy
 from defender_hub.sink.batching import Outbound, Pending, coalesce, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.quota import SharedQuota
 from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate, WorkflowUpdater
 
-__all__ = [
-    "Accepted",
-    "Clients",
-    "DeliveryReport",
-    "RetryPolicy",
-    "SecurityHubSink",
-    "Sink",
-]
+__all__ = ["SecurityHubSink"]
 
 log = logging.getLogger(__name__)
 
@@ -48,82 +41,9 @@ NOT_RETRYABLE_CODES = frozenset({"InvalidInput"})
 MAX_FINDING_FAILURES = 10
 """Times Security Hub may fail one finding (in FailedFindings, with a code that may pass) before it is dead-lettered
 with that code: a redrive can send it again, and the shard does not wait behind it forever."""
+_DEFAULT_POLICY = RetryPolicy()
 MAX_LANES_AT_ONCE = 8
 """Lanes delivered at once: each has its own quota, so a delivery of several lanes runs them side by side."""
-
-
-class Clients(Protocol):
-    """The Security Hub client of each lane (`lanes.SecurityHubClients`, or a test's own)."""
-
-    def __call__(self, lane: Lane) -> Any:
-        """The client of `lane`; raises LaneRefused when it can have none."""
-        ...
-
-    def hint(self, lane: Lane) -> str:
-        """What to look at when Security Hub refuses `lane`."""
-        ...
-
-
-Accepted = Callable[[list[dict[str, Any]]], None]
-"""Hears of the findings Security Hub accepted, one request at a time."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long to wait between attempts that botocore gave up on: capped exponential, full jitter."""
-
-    base_seconds: float = 0.5
-    max_seconds: float = 30.0
-    park_seconds: float = 60.0
-    """How long a sink parks a refused lane's findings without asking Security Hub again."""
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Returns the wait before retry number `attempt` (from 1)."""
-        return rng.uniform(0, min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1)))
-
-
-@dataclass
-class DeliveryReport:
-    """What one or more deliveries did."""
-
-    accepted: int = 0
-    dead_lettered: int = 0
-    superseded: int = 0
-    """Findings replaced by a later version of themselves in the same delivery, delivered with it."""
-    requests: int = 0
-    throttled: int = 0
-    retried: int = 0
-    unchanged: int = 0
-    """Left out because Security Hub has them already, or something newer (the ledger says so)."""
-    archived: int = 0
-    """Sent ARCHIVED by the lifecycle: resources a later audit no longer reported, late findings of older audits."""
-    parked: int = 0
-    """Findings of refused lanes: kept in the dead letters to be sent again once their lane answers (or, for a
-    sweep's own work, left owed)."""
-    workflow_updated: int = 0
-    """Findings whose owed Workflow.Status (Config's RESOLVED) Security Hub set."""
-    workflow_owed: int = 0
-    """Workflow updates left owed in the ledger for the next delivery or sweep (a parked lane, a stubborn finding)."""
-
-    def add(self, other: DeliveryReport) -> None:
-        """Adds `other`'s counts to this report."""
-        for counted in fields(DeliveryReport):
-            setattr(self, counted.name, getattr(self, counted.name) + getattr(other, counted.name))
-
-
-class Sink(Protocol):
-    """Where findings go: `deliver` returns once every one was accepted or durably dead-lettered, or raises SinkError.
-
-    The processor, `import`, `redrive` and the sweeps depend on this, not on what is behind it.
-    """
-
-    def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
-        """Delivers `outbound`; raises SinkError when that can't be done, and nothing past it may be checkpointed."""
-        ...
-
-    def busy(self, lanes: Iterable[Lane]) -> bool:
-        """Whether a request to any of `lanes` would now wait for the quota (False when it can't tell)."""
-        ...
 
 
 class SecurityHubSink:
@@ -134,7 +54,7 @@ class SecurityHubSink:
         clients: Clients,
         dead_letters: DeadLetters,
         *,
-        policy: RetryPolicy = RetryPolicy(),
+        policy: RetryPolicy = _DEFAULT_POLICY,
         stop: threading.Event | None = None,
         seed: int | None = None,
         quota: SharedQuota | None = None,
