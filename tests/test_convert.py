@@ -59,7 +59,7 @@ def test_bad_lines_are_reported_with_their_number_and_the_rest_still_convert(
 
     done = cli("convert", stdin=stdin)
 
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert len(done.stdout.splitlines()) == 2
     errors = [json.loads(line) for line in done.stderr.splitlines()]
     assert [error["line"] for error in errors] == [1, 4, 5]  # line 3 is blank: no event, no error
@@ -84,7 +84,7 @@ def test_a_cut_off_line_is_reported_by_its_number_in_the_file(reference_events: 
 
     done = cli("convert", stdin=lines(reference_events[2], b"", cut, reference_events[2]))
 
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert json.loads(done.stderr) == {"line": 3, "error": "not a complete JSON document (cut off?)"}
     assert len(done.stdout.splitlines()) == 2
 
@@ -95,7 +95,7 @@ def test_a_line_that_is_not_utf8_says_so_and_where(reference_events: list[dict[s
 
     done = cli("convert", stdin=lines(latin1, utf16))
 
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert [json.loads(line) for line in done.stderr.splitlines()] == [
         {"line": 1, "error": f"not UTF-8 text (byte {latin1.index(0xE9)})"},
         {"line": 2, "error": "not UTF-8 text (byte 0)"},
@@ -134,7 +134,7 @@ def test_each_kind_of_bad_line_is_told_in_a_sentence(reference_events: list[dict
 
     done = cli("convert", stdin=lines(*bad))
 
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert [json.loads(line)["error"] for line in done.stderr.splitlines()] == list(bad.values())
 
 
@@ -145,7 +145,7 @@ def test_a_line_larger_than_a_record_is_refused_without_reading_it_whole(
 
     done = cli("convert", stdin=lines(huge, reference_events[2]))
 
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert json.loads(done.stderr) == {
         "line": 1,
         "error": f"event is over the {MAX_EVENT_BYTES}-byte Kinesis record limit",
@@ -180,7 +180,7 @@ def test_a_config_file_sets_severity(tmp_path: Path, reference_events: list[dict
 
 
 def test_bad_configuration_stops_before_reading(tmp_path: Path) -> None:
-    done = cli("convert", "--account-id", "nope", stdin=(GOLDEN / "reference-events.jsonl").read_bytes())
+    done = cli("convert", "--default-account", "nope", stdin=(GOLDEN / "reference-events.jsonl").read_bytes())
 
     assert done.returncode == 2
     assert done.stdout == b""
@@ -213,7 +213,7 @@ def test_an_event_of_exactly_the_record_limit_converts(reference_events: list[di
 
     done = cli("convert", stdin=line + b"\n" + line + b"x\n")
 
-    assert done.returncode == 2  # the second line is one byte over
+    assert done.returncode == 1  # the second line is one byte over
     assert len(done.stdout.splitlines()) == 1
     assert json.loads(done.stderr)["line"] == 2
 
@@ -265,7 +265,7 @@ def test_a_malformed_config_or_health_event_is_a_failure_with_a_plain_reason() -
 
     done = cli("convert", stdin=lines(broken, health_event(startTime="yesterday")))
 
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert [json.loads(line) for line in done.stderr.splitlines()] == [
         {"line": 1, "error": "config event: the required field detail.resourceType is missing"},
         {"line": 2, "error": "startTime: not an ISO 8601 or RFC 1123 time, or epoch number: 'yesterday'"},

@@ -112,6 +112,19 @@ def test_archival_spares_what_was_reported_by_the_task_or_updated_after_it_began
     assert (archival.facts.version_ms, archival.doc["Compliance"]) == (T2, {"Status": "PASSED"})
 
 
+def test_a_redriven_archival_goes_out_though_its_check_was_completed_since() -> None:
+    entry = accepted(audit("a", "t1", T1, T1))  # Security Hub still shows it ACTIVE: its archival was dead-lettered
+    completion = CheckCompletion(f"{ARN}|CHECK", "t2", T2, archived=True)
+    archival = archived_by(completion, entry)
+    assert archival is not None
+
+    [outgoing] = planned([archival.doc], entry, completions=(completion,)).send
+
+    assert outgoing.send and outgoing.doc["RecordState"] == ARCHIVED
+    assert outgoing.doc["UpdatedAt"] > format_iso(T1)  # past what Security Hub shows
+    assert planned([archival.doc], outgoing.entry(), completions=(completion,)).send == []  # and only once
+
+
 def test_a_refreshed_finding_is_updated_now_and_otherwise_the_same() -> None:
     doc = audit("a", "t1", T1, T1)
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from defender_hub.errors import EventDecodeError
-from defender_hub.timestamps import format_iso, to_epoch_ms
+from defender_hub.timestamps import format_iso, parse_epoch_seconds, to_epoch_ms
 
 MS = 1_668_033_900_123  # 2022-11-09T22:45:00.123Z
 
@@ -52,3 +52,29 @@ def test_format_agrees_with_datetime(ms: int) -> None:
 
     assert format_iso(ms) == expected
     assert to_epoch_ms(format_iso(ms), "t") == ms
+
+
+START = 1_796_112_000  # 2026-12-01T08:00:00Z
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-12-01T08:00:00Z",
+        "2026-12-01T09:00:00+01:00",
+        "2026-12-01T03:00:00-05:00",
+        "2026-12-01T08:00:00",  # no zone: UTC
+        "2026-12-01T08:00:00.999Z",  # a fraction is dropped: the start is never later than asked
+        "1796112000",
+        "1796112000.75",
+        " 1796112000 ",
+    ],
+)
+def test_a_start_time_is_iso_8601_or_epoch_seconds_in_whole_seconds(text: str) -> None:
+    assert parse_epoch_seconds(text) == START
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "1796112000000ms", "-5", "2026-13-01T08:00:00Z", "1e9"])
+def test_what_is_no_start_time_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_epoch_seconds(text)

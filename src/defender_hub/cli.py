@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from defender_hub import __version__
 from defender_hub.commands import ALL
-from defender_hub.commands.common import EXIT_FAILURES
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_USAGE, aws_failure
 from defender_hub.errors import ConfigError
 
 __all__ = ["main"]
@@ -38,15 +38,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status."""
+    """Runs the command line; returns the exit status: 1 for a failure at run time, 2 for bad usage or configuration,
+    said in one line on stderr."""
     args = _parser().parse_args(argv)
     try:
         status: int = args.handler(args)
     except ConfigError as exc:
         print(f"defender-hub: configuration error: {exc}", file=sys.stderr)
-        return EXIT_FAILURES
+        return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (`| head`); the rest of the output has nowhere to go.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURES
+    except Exception as exc:
+        # botocore's errors about credentials, endpoints and AWS's answers are the user's to fix, not defects: one
+        # line each. Anything else is a defect, and its traceback is what it takes to fix it.
+        failure = aws_failure(exc)
+        if failure is None:
+            raise
+        status, line = failure
+        print(f"defender-hub: {line}", file=sys.stderr)
     return status

@@ -17,6 +17,7 @@ from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SE
 __all__ = [
     "DEAD_LETTERS_FILE",
     "LEDGER_FILE",
+    "OUTAGE_LIMIT_SECONDS",
     "PARKED_RETRY_SECONDS",
     "RUN_SETTINGS",
     "STATE_DIR_HELP",
@@ -39,6 +40,9 @@ STATE_DIR_HELP = (
 
 PARKED_RETRY_SECONDS = 60
 """How often `run` sends parked lanes' findings again."""
+OUTAGE_LIMIT_SECONDS = 300
+"""How long a lane may fail every request (5xx, no connection) before its findings are parked as a refused lane's
+are (`sink.outages`)."""
 _TOP_KEYS = frozenset({"account_id", "region", "partition", "company_name", "detect", "run"})
 RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
     {
@@ -57,9 +61,11 @@ RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
         "assume_role": str,
         "external_id": str,
         "parked_retry_seconds": int,
+        "outage_limit": int,
         "log_format": str,
         "health_dir": str,
         "metrics_port": int,
+        "metrics_address": str,
         "state_dir": str,
     }
 )

@@ -352,8 +352,13 @@ def plan(
         if facts.report_type == AUDIT_FINDING:
             completed = latest.get(facts.check)
             if completed is not None and facts.task_ms < completed.task_ms:
-                if entry is not None and (entry.record_state == ARCHIVED or entry.task_ms >= facts.task_ms):
-                    result.stale += 1  # Security Hub has it archived, or a report at least as recent
+                if entry is not None and (entry.record_state == ARCHIVED or entry.task_ms > facts.task_ms):
+                    result.stale += 1  # Security Hub has it archived, or a more recent report
+                    continue
+                if entry is not None and entry.task_ms == facts.task_ms and facts.record_state != ARCHIVED:
+                    # The ledger has this task's report: the check's archival owes it, not this late copy. An
+                    # archival itself (a redriven dead letter) goes: Security Hub shows the finding ACTIVE still.
+                    result.stale += 1
                     continue
                 doc, facts = _archived(doc, facts, max(facts.version_ms, completed.task_ms))
                 late = True

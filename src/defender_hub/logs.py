@@ -77,4 +77,7 @@ def configure(log_format: str, level: int = logging.INFO, text_format: str = TEX
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)  # botocore's and others' warnings, not their chatter
+    # botocore logs a traceback each time a role's credentials can't be had; the sink says it in one line, and
+    # parks the lane, so the traceback would only repeat it every minute.
+    logging.getLogger("botocore.credentials").setLevel(logging.ERROR)
     logging.getLogger("defender_hub").setLevel(level)

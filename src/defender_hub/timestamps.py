@@ -1,4 +1,5 @@
-"""Timestamps in the four forms events use, normalised to epoch milliseconds and written as ASFF wants them."""
+"""Timestamps in the four forms events use, normalised to epoch milliseconds and written as ASFF wants them; and
+the start time an operator gives `run`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from defender_hub.errors import EventDecodeError
 
-__all__ = ["SECONDS_CUTOFF", "Timestamp", "format_iso", "to_epoch_ms"]
+__all__ = ["SECONDS_CUTOFF", "Timestamp", "format_iso", "parse_epoch_seconds", "to_epoch_ms"]
 
 Timestamp = int | float | str
 """What an event may carry: epoch milliseconds, epoch seconds, ISO 8601, or RFC 1123 text (AWS Health's)."""
@@ -71,6 +72,24 @@ def to_epoch_ms(value: Timestamp, field: str) -> int:
     if not _EARLIEST_MS <= ms <= _LATEST_MS:
         raise EventDecodeError(f"{field}: {value!r} is outside 1970..9999")
     return ms
+
+
+_EPOCH_SECONDS = re.compile(r"(?P<whole>\d+)(?:\.\d*)?", re.ASCII)
+_ONE_SECOND = timedelta(seconds=1)
+
+
+def parse_epoch_seconds(text: str) -> int:
+    """Returns ISO 8601 `text` (UTC when it names no offset) or epoch seconds as whole epoch seconds, a fraction
+    dropped; raises ValueError for anything else."""
+    text = text.strip()
+    # Digits alone are epoch seconds, though ISO 8601's basic form would read `20261201` as a date.
+    epoch = _EPOCH_SECONDS.fullmatch(text)
+    if epoch is not None:
+        return int(epoch["whole"])
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // _ONE_SECOND
 
 
 _MS_PER_HOUR = 3_600_000

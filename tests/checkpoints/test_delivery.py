@@ -18,7 +18,8 @@ from defender_hub.checkpoints.opening import DeliverySettings
 from defender_hub.config import default_ledger
 from defender_hub.errors import LedgerError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
-from defender_hub.sink import DeliveryReport
+from defender_hub.sink import DeliveryReport, Outbound, RecordOrigin
+from defender_hub.sink.securityhub import MAX_FINDING_FAILURES
 from defender_hub.synthetic import generate_events
 from defender_hub.timestamps import format_iso
 from tests.helpers import (
@@ -130,6 +131,27 @@ def test_a_late_finding_of_the_task_just_completed_is_not_archived(pipeline: Pip
 
     a = pipeline.stored()[FINDING_ID.format("A")]
     assert (a["RecordState"], a["ProductFields"]["TaskId"]) == ("ACTIVE", "task-2")
+
+
+def test_an_archival_security_hub_keeps_failing_is_owed_still_and_its_redrive_goes_through(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    day2, b = T0 + DAY_MS, FINDING_ID.format("B")
+    pipeline.deliver(*(audit_finding("task-1", T0, cert) for cert in "AB"), audit_task("task-1", T0, 2))
+    pipeline.hub.fail([b], "InternalException", times=MAX_FINDING_FAILURES)  # a brownout, for B alone
+
+    report = pipeline.deliver(audit_finding("task-2", day2, "A"), audit_task("task-2", day2, 1))
+
+    assert (report.dead_lettered, report.archived) == (1, 0)
+    assert pipeline.stored()[b]["RecordState"] == "ACTIVE"
+    assert [c.task_id for c in pipeline.ledger.owed_archivals()] == ["task-2"]  # not done: Security Hub has not it
+    [letter] = [json.loads(line) for line in (tmp_path / "dead-letters.jsonl").read_text().splitlines()]
+
+    pipeline.sink.deliver([Outbound(letter["finding"], RecordOrigin("shard-1", "redriven"))])  # as `redrive` does
+
+    assert pipeline.stored()[b]["RecordState"] == "ARCHIVED"
+    pipeline.sink.finish_archivals(DeliveryReport())
+    assert pipeline.ledger.owed_archivals() == []
 
 
 def test_a_late_finding_of_an_older_task_is_archived_not_revived(pipeline: Pipeline) -> None:
@@ -280,6 +302,7 @@ def test_settings_reach_the_shard_processes_whole_through_the_environment() -> N
         assume_role="defender-hub-import",
         external_id="org-1234",
         quota_dir="/tmp/quota",
+        outage_limit_seconds=90.0,
     )
     bare = DeliverySettings("dead-letters.jsonl", None)
 

@@ -36,7 +36,7 @@ def test_put_skips_blank_lines_and_names_a_line_that_is_no_event(local_aws: Loca
 
     done = cli("put", "--stream", stream, str(file), env=local_aws_env(AWS_ENDPOINT_URL_KINESIS=local_aws.endpoint_url))
 
-    assert done.returncode == 2
+    assert done.returncode == 1  # a failure at run time: the other lines were put
     assert done.stderr.decode().splitlines() == [
         f"{file}: line 4: not a JSON object; not put",
         f"{file}: line 7: not a JSON object; not put",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from defender_hub.consumer.health import check, note_daemon, note_shard
-from tests.helpers import cli
+from defender_hub.local.aws import LocalAws
+from tests.helpers import cli, local_aws_env, local_client, unique
 
 
 def test_a_running_daemon_with_moving_shards_is_healthy(tmp_path: Path) -> None:
@@ -57,3 +62,51 @@ def test_the_command_exits_1_and_says_why(tmp_path: Path) -> None:
 
     assert answer.returncode == 1
     assert answer.stdout.startswith(b"unhealthy: the KCL daemon")
+
+
+def test_a_full_health_folder_costs_the_daemons_note_only_said_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", full)
+
+    note_daemon(tmp_path, os.getpid())
+
+    [said] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert str(tmp_path) in said.getMessage() and "No space left on device" in said.getMessage()
+    assert not check(tmp_path).healthy  # `health` tells the rest
+
+
+def test_run_goes_on_with_a_warning_line_when_its_health_folder_cannot_be_made(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
+    stream = unique("s")
+    local_client("kinesis", local_aws.endpoint_url).create_stream(StreamName=stream, ShardCount=1)
+    # A stand-in for Java and the KCL: `run` starts it as the daemon, and it ends at once.
+    java, jars = tmp_path / "jdk" / "bin" / "java", tmp_path / "jars"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\nexit 0\n")
+    java.chmod(0o755)
+    jars.mkdir()
+    (jars / "kcl.jar").touch()
+    blocker = tmp_path / "a-file"
+    blocker.touch()
+    env = local_aws_env(
+        AWS_ENDPOINT_URL=local_aws.endpoint_url, JAVA_HOME=str(tmp_path / "jdk"), DEFENDER_HUB_KCL_JARS=str(jars)
+    )
+
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "defender_hub", "run", "--stream", stream, "--application", unique("app"),
+            "--dead-letter", str(tmp_path / "dl.jsonl"), "--ledger", f"sqlite:///{tmp_path / 'ledger.db'}",
+            "--health-dir", str(blocker / "health"),  # under a file: it can't be made, by root neither
+        ],
+        env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr
+    [warning] = [line for line in done.stderr.splitlines() if b"WARNING" in line]
+    assert str(blocker / "health").encode() in warning

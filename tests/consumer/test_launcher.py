@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,52 @@ def test_run_refuses_a_role_or_external_id_no_lane_could_use_before_it_starts(fl
 
     assert done.returncode == 2
     assert done.stderr.count(b"\n") == 1 and named in done.stderr, done.stderr
+
+
+def test_a_start_at_a_timestamp_is_the_extended_position_alone_in_epoch_seconds() -> None:
+    at = DaemonSettings(
+        stream="s", application="a", worker_id="w", region="r", initial_position="AT_TIMESTAMP", timestamp=1_796_112_000
+    )
+
+    written = parse(properties(at))
+
+    # The KCL refuses initialPositionInStream = AT_TIMESTAMP ("Invalid InitialPosition"), whatever else is set.
+    assert "initialPositionInStream" not in written
+    assert written["initialPositionInStreamExtended"] == "1796112000"
+    assert parse(properties(SETTINGS))["initialPositionInStream"] == "TRIM_HORIZON"
+    assert "initialPositionInStreamExtended" not in parse(properties(SETTINGS))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--initial-position", "AT_TIMESTAMP"], b"--initial-position AT_TIMESTAMP needs --timestamp"),
+        (["--timestamp", "1796112000"], b"--timestamp is only for --initial-position AT_TIMESTAMP"),
+        (["--initial-position", "LATEST", "--timestamp", "1796112000"], b"only for --initial-position AT_TIMESTAMP"),
+        (["--initial-position", "AT_TIMESTAMP", "--timestamp", "yesterday"], b"'yesterday' is neither ISO 8601"),
+        (["--initial-position", "AT_TIMESTAMP", "--timestamp", "2999-01-01T00:00:00Z"], b"is in the future"),
+    ],
+)
+def test_run_refuses_a_start_timestamp_missing_unneeded_unreadable_or_to_come(flags: list[str], message: bytes) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # refused before Kinesis is asked
+    done = run("--stream", "s", "--application", "a", *flags, env=run_env(AWS_ENDPOINT_URL_KINESIS=nobody))
+
+    assert done.returncode == 2
+    assert done.stderr.count(b"\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_run_refuses_a_start_timestamp_before_the_streams_retention_and_takes_one_within_it(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
+    stream = unique("s")
+    local_client("kinesis", local_aws.endpoint_url).create_stream(StreamName=stream, ShardCount=1)  # 24 hours
+    env = run_env(AWS_ENDPOINT_URL=local_aws.endpoint_url, DEFENDER_HUB_KCL_JARS=str(tmp_path))
+    flags = ("--stream", stream, "--application", unique("app"), "--initial-position", "AT_TIMESTAMP", "--timestamp")
+    an_hour_ago = datetime.now(timezone(timedelta(hours=5, minutes=30))) - timedelta(hours=1)
+
+    too_old = run(*flags, str(int(time.time()) - 25 * 3600), env=env)
+    within = run(*flags, an_hour_ago.isoformat(timespec="seconds"), env=env)
+
+    assert too_old.returncode == 2
+    assert too_old.stderr.count(b"\n") == 1 and b"before the stream's retention of 24 hours" in too_old.stderr
+    assert b"no KCL jars" in within.stderr, within.stderr  # it got as far as starting the daemon

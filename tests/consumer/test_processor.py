@@ -8,6 +8,7 @@ import copy
 import hashlib
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -23,9 +24,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.codecs.asff_rules import IMPORT_BURST
@@ -582,29 +585,37 @@ def test_three_accounts_on_one_stream_each_import_as_itself_and_a_disabled_one_p
 def test_the_worker_serves_metrics_summed_over_its_shard_processes(local_aws: LocalAws, tmp_path: Path) -> None:
     stream = Stream(local_aws, shards=2)
     events = list(generate_events(80, seed=31, mix=EventMix(audit_task=0)))
-    placed = stream.put(events)
+    payloads = [*events[:40], POISON[0], *events[40:]]
+    placed = stream.put(payloads)
     port = free_port()
     with LocalSecurityHub() as hub:
         log = tmp_path / "run.log"
-        consumer = start_consumer(stream, local_aws, hub, tmp_path / "dl.jsonl", log, "--metrics-port", str(port))
+        flags = ("--metrics-port", str(port), "--metrics-address", "127.0.0.1")
+        consumer = start_consumer(stream, local_aws, hub, tmp_path / "dl.jsonl", log, *flags)
         try:
             wait_for("every finding", lambda: holds_latest(hub, latest_versions(events)), 180)
             wait_for("the checkpoints at each shard's end", lambda: stream.checkpoints() == dict(placed), 60)
             page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         finally:
             stop(consumer, log)
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in page.splitlines()
-        if line.startswith("defender")
-    }
-    records = sum(v for k, v in samples.items() if k.startswith("defender_hub_records_total{"))
-    assert records == len(events)  # both shards' processes, summed
-    accepted = samples['defender_hub_findings_total{outcome="accepted"}']
-    assert accepted >= len(latest_versions(events))
-    assert sum(v for k, v in samples.items() if k.startswith("defender_hub_requests_total{")) >= 2
-    assert samples["defender_hub_delivery_seconds_count"] >= 2
-    assert any(k.startswith("defender_hub_millis_behind_latest{") for k in samples)
+    samples = [sample for family in text_string_to_metric_families(page) for sample in family.samples]
+
+    def total(name: str, **labels: str) -> float:
+        return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+    assert total("defender_hub_records_total") == len(payloads)  # both shards' processes, summed
+    assert total("defender_hub_findings_total", outcome="accepted") >= len(latest_versions(events))
+    requests = [s for s in samples if s.name == "defender_hub_requests_total"]
+    assert all(set(s.labels) == {"account", "region"} for s in requests)
+    assert total("defender_hub_requests_total", account=ACCOUNT) >= 2
+    assert total("defender_hub_delivery_seconds_count") >= 2
+    lags = {s.labels["shard"]: s.value for s in samples if s.name == "defender_hub_seconds_behind_latest"}
+    assert lags.keys() == dict(placed).keys()
+    assert total("defender_hub_set_aside_total", what="dead_lettered", reason="event_decode_error") == 1
+    assert ("defender_hub_set_aside_total", {"what": "parked", "reason": "access_denied_exception"}, 0.0) in [
+        (s.name, s.labels, s.value) for s in samples
+    ]  # known from the start: a dashboard sees a zero
+    assert "1 dead-lettered (1 bad records, " in log.read_text()
 
 
 class _Checkpoints:
@@ -637,6 +648,7 @@ def processor_of(
     dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
     sink = SecurityHubSink(hub_clients(hub), dead_letters, quota=quota)
     findings = FindingsProcessor(EventConverter(MappingOptions()), sink, dead_letters, health)
+    findings.count_letters_of(sink)
     findings.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
     return findings
 
@@ -830,3 +842,18 @@ def test_findings_and_skipped_events_are_counted_by_source(hub: LocalSecurityHub
 
     after = counted()
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, HOLD_RECORDS]
+
+
+def test_the_batch_log_line_counts_a_bad_record_among_the_dead_lettered(
+    hub: LocalSecurityHub, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = [violation("in-alarm", 1_790_000_000_000, 1_790_000_000_000), POISON[0]]
+    findings = processor_of(hub, tmp_path)
+
+    with caplog.at_level(logging.INFO, logger="defender_hub.consumer"):
+        findings.process_records(kcl_batch(kcl_records(events), _Checkpoints(hub)))
+
+    [line] = [record for record in caplog.records if " records, " in record.getMessage()]
+    assert len((tmp_path / "dl.jsonl").read_text().splitlines()) == 1
+    assert ", 1 dead-lettered (1 bad records, 0 findings)," in line.getMessage()
+    assert line.__dict__["dead_lettered"] == 1

@@ -195,7 +195,7 @@ def test_context_comes_from_configuration_when_the_event_has_none(convert: Conve
     event = violation()
     del event["accountId"], event["region"]
 
-    with pytest.raises(EventMappingError, match="--account-id"):
+    with pytest.raises(EventMappingError, match="--default-account"):
         convert(event)
     with pytest.raises(EventMappingError, match="--region"):
         convert(event, account_id="210987654321")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,54 @@ def test_two_accounts_are_imported_side_by_side(
     # Side by side: each account's first request came before the other's last; one lane after the other, one would not.
     assert min(times[MEMBER]) < max(times[other])
     assert min(times[other]) < max(times[MEMBER])
+
+
+class _RefusingSts(ThreadingHTTPServer):
+    """A scripted STS on 127.0.0.1 that answers every AssumeRole as STS answers one it can never grant: 400
+    ValidationError (a session policy or an external ID outside its rules, a malformed role ARN)."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = (
+                    b'<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+                    b"<Code>ValidationError</Code><Message>1 validation error detected: Value at 'roleArn' failed to "
+                    b"satisfy constraint</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+                )
+                self.send_response(400)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_a_role_sts_refuses_with_a_4xx_parks_its_lane_and_the_others_go_on(
+    hub: LocalSecurityHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    sts = _RefusingSts()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{sts.server_address[1]}")
+    dead_letters = JsonlDeadLetters(tmp_path / "dead-letters.jsonl")
+    stop = threading.Event()
+    sink = SecurityHubSink(
+        hub_clients(hub, assume_role="defender-hub-import", own_account=ACCOUNT), dead_letters, policy=FAST, stop=stop
+    )
+    timer = threading.Timer(20, stop.set)  # today's hang ends as SinkStopped rather than never
+    timer.start()
+    try:
+        report = sink.deliver([*as_account(template, ACCOUNT, 5), *as_account(template, MEMBER, 3)])
+    finally:
+        timer.cancel()
+        sts.shutdown()
+
+    assert (report.accepted, report.parked) == (5, 3)
+    assert {(letter["lane"], letter["error_code"]) for letter in letters(dead_letters)} == {
+        (f"{MEMBER}/us-east-1", "ValidationError")
+    }
+    assert "AssumeRole" in letters(dead_letters)[0]["reason"]

@@ -240,6 +240,35 @@ def test_an_outage_of_one_lane_holds_the_delivery_and_parks_nothing(
     assert (report.accepted, report.parked) == (3, 0) and letters(dead_letters) == []
 
 
+def test_a_region_failing_past_the_outage_limit_is_parked_and_the_other_regions_go_on(
+    hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    stop = threading.Event()
+    policy = replace(FAST, park_seconds=0.2, outage_seconds=1.5)
+    sink = SecurityHubSink(hub_clients(hub), dead_letters, policy=policy, stop=stop)
+    hub.outage(120, region="eu-west-1")
+    timer = threading.Timer(30, stop.set)  # a delivery that holds ends as SinkStopped, not never
+    timer.start()
+    try:
+        report = sink.deliver([*as_account(template, ACCOUNT, 5), *as_account(template, ACCOUNT, 3, "eu-west-1")])
+        assert (report.accepted, report.parked) == (5, 3)
+        assert {(letter["lane"], letter["error_code"]) for letter in letters(dead_letters)} == {
+            (f"{ACCOUNT}/eu-west-1", "InternalException")
+        }
+        time.sleep(0.3)  # past the park: the lane is tried again
+
+        again = sink.deliver(as_account(template, ACCOUNT, 2, "eu-west-1"))
+
+        # Failing still, it is parked again at its first failure: no second wait of the outage limit.
+        assert (again.accepted, again.parked) == (0, 2)
+        assert again.retried == 1
+        hub.outage(0, region="eu-west-1")
+        time.sleep(0.3)
+        assert sink.deliver(as_account(template, ACCOUNT, 2, "eu-west-1")).accepted == 2
+    finally:
+        timer.cancel()
+
+
 def test_a_stop_during_an_outage_raises_and_claims_nothing(
     hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any]
 ) -> None:
@@ -298,7 +327,7 @@ def test_findings_that_failed_ride_with_the_next_request_which_is_filled_with_ne
 def test_requests_throttles_and_outcomes_are_counted_by_lane(
     hub: LocalSecurityHub, sink: SecurityHubSink, template: dict[str, Any]
 ) -> None:
-    lane = {"lane": f"{ACCOUNT}/us-east-1"}
+    lane = {"account": ACCOUNT, "region": "us-east-1"}
 
     def counted(name: str, **labels: str) -> float:
         return REGISTRY.get_sample_value(name, lane | labels) or 0.0

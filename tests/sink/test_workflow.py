@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,27 @@ def test_updates_wait_through_an_outage_and_a_stop_ends_them_unfinished(
     threading.Timer(0.5, stop.set).start()
     with pytest.raises(SinkStopped):
         stopping.update_workflows(resolve(imported[5:10]))
+
+
+def test_updates_of_a_region_failing_past_the_outage_limit_are_left_owed_and_the_others_go_on(
+    hub: LocalSecurityHub, imported: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    policy = replace(FAST, outage_seconds=1.0)
+    sink = SecurityHubSink(hub_clients(hub), JsonlDeadLetters(tmp_path / "dl.jsonl"), policy=policy, stop=stop)
+    other = Lane("aws", ACCOUNT, "eu-west-1")
+    arn = f"arn:aws:securityhub:eu-west-1:{ACCOUNT}:product/{ACCOUNT}/default"
+    hub.outage(120, region="eu-west-1")
+    timer = threading.Timer(30, stop.set)  # updates that hold end as SinkStopped, not never
+    timer.start()
+    try:
+        report = sink.update_workflows(
+            [*resolve(imported[:2]), WorkflowUpdate("elsewhere", "x", arn, "RESOLVED", other)]
+        )
+    finally:
+        timer.cancel()
+
+    assert (len(report.processed), report.left_owed) == (2, 1)
 
 
 @pytest.mark.slow

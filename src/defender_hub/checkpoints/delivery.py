@@ -229,12 +229,17 @@ class LedgeredSink:
             ]
             sent = self._send(archivals, park=False)
             report.add(sent)
-            report.archived += len(archivals) - sent.parked
-            left |= sent.parked > 0
+            report.archived += len(archivals) - sent.parked - sent.dead_lettered
+            # An archival is done once Security Hub accepted it: a dead-lettered one (a brownout that outlasted its
+            # retries) leaves the finding ACTIVE, so the archival stays owed, besides its letter's redrive.
+            left |= sent.parked + sent.dead_lettered > 0
             if not cursor:
                 break
         if left:  # owed still: the next delivery for the check, or the next sweep, takes it up
-            log.warning("archival of %s left owed: a lane of its findings is parked", completion.check)
+            log.warning(
+                "archival of %s left owed: a lane of its findings is parked, or Security Hub failed some",
+                completion.check,
+            )
             return
         with _ledger_errors("marking an archival done"):
             self._ledger.archival_done(completion)

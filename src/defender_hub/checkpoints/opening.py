@@ -15,9 +15,10 @@ from pathlib import Path
 from defender_hub.checkpoints import open_ledger
 from defender_hub.checkpoints.delivery import Clock, LedgeredSink
 from defender_hub.codecs.asff_rules import UPDATE_BURST, UPDATE_RATE
-from defender_hub.config import default_dead_letters, default_ledger
+from defender_hub.config import OUTAGE_LIMIT_SECONDS, default_dead_letters, default_ledger
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.sink import Clients, DeadLetters, SecurityHubSink, Sink, open_dead_letters, securityhub_clients
+from defender_hub.sink.base import RetryPolicy
 from defender_hub.sink.quota import BURST_SLACK, SharedQuota
 
 __all__ = ["Delivery", "DeliverySettings", "open_delivery"]
@@ -44,6 +45,8 @@ class DeliverySettings:
     """The external ID the member accounts' roles require."""
     quota_dir: str | None = None
     """Where the worker's processes share each lane's quota (`sink.quota`); None: each finds it by being throttled."""
+    outage_limit_seconds: float = OUTAGE_LIMIT_SECONDS
+    """How long a lane may fail every request before its findings are parked (`sink.outages`)."""
 
     def environment(self) -> dict[str, str]:
         """These settings as the variables `run` gives its shard processes, which read them with `of_environment`."""
@@ -59,7 +62,7 @@ class DeliverySettings:
         def given(name: str) -> str | None:
             return environment.get(_ENVIRONMENT[name]) or None
 
-        skew = given("max_clock_skew_minutes")
+        skew, outage_limit = given("max_clock_skew_minutes"), given("outage_limit_seconds")
         return cls(
             dead_letter=given("dead_letter") or default_dead_letters(),
             ledger=given("ledger") or default_ledger(),
@@ -69,6 +72,7 @@ class DeliverySettings:
             assume_role=given("assume_role"),
             external_id=given("external_id"),
             quota_dir=given("quota_dir"),
+            outage_limit_seconds=float(outage_limit) if outage_limit else OUTAGE_LIMIT_SECONDS,
         )
 
 
@@ -81,6 +85,7 @@ _ENVIRONMENT: Mapping[str, str] = {
     "assume_role": "DEFENDER_HUB_ASSUME_ROLE",
     "external_id": "DEFENDER_HUB_EXTERNAL_ID",
     "quota_dir": "DEFENDER_HUB_QUOTA_DIR",
+    "outage_limit_seconds": "DEFENDER_HUB_OUTAGE_LIMIT",
 }
 """Each setting's variable (`clients` has none: a shard process makes its own)."""
 
@@ -119,7 +124,8 @@ def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Cloc
     if settings.quota_dir:
         quota = SharedQuota(Path(settings.quota_dir))
         update_quota = SharedQuota(Path(settings.quota_dir) / "batch-update", UPDATE_RATE, UPDATE_BURST - BURST_SLACK)
-    hub = SecurityHubSink(clients, dead_letters, stop=stop, quota=quota, update_quota=update_quota)
+    policy = RetryPolicy(outage_seconds=settings.outage_limit_seconds)
+    hub = SecurityHubSink(clients, dead_letters, policy=policy, stop=stop, quota=quota, update_quota=update_quota)
     if settings.ledger is None:
         return Delivery(hub, dead_letters, None)
     ledgered = LedgeredSink(

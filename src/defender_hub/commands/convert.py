@@ -23,8 +23,8 @@ def add(commands: Any) -> None:
             "puts them) on stdin and writes one ASFF finding per line on stdout; blank lines are passed over. A line "
             'that cannot be converted is reported on stderr as {"line": N, "error": "..."}, N counting every line '
             "from 1; a line its source's rules make no finding of (another Config event, a service-linked rule, a "
-            'Health event not about security) as {"line": N, "skipped": "...", "source": "..."}. '
-            "Exit status 0 when every line converted or was skipped, 2 otherwise."
+            'Health event not about security) as {"line": N, "skipped": "...", "source": "..."}. Exit status 0 when '
+            "every line converted or was skipped, 1 when some did not, 2 for bad usage or configuration."
         ),
     )
     mapping_flags(convert)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from defender_hub.commands.common import (
     EXIT_FAILURES,
     EXIT_OK,
+    Deadline,
+    deadline_flag,
     delivery_flags,
     delivery_settings,
     mapping_flags,
@@ -35,7 +37,8 @@ def add(commands: Any) -> None:
             "Security Hub is throttling or down; what it can never accept goes to the dead letters. With --ledger, "
             "through the finding lifecycle: only what changes Security Hub is sent, and it is recorded. AWS "
             "configuration as usual: the credential chain, AWS_REGION, AWS_ENDPOINT_URL_SECURITYHUB. Exit status 0 "
-            "when every finding was accepted or dead-lettered."
+            "when every finding was accepted or dead-lettered, 1 when some were left undelivered (a stop, --deadline), "
+            "2 for bad usage or configuration."
         ),
     )
     redriving = commands.add_parser(
@@ -44,12 +47,14 @@ def add(commands: Any) -> None:
         description=(
             "Sends dead-lettered findings again, and maps and sends dead-lettered records, through the finding "
             "lifecycle and its ledger, as the consumer does: what is redriven is recorded, and never outranks newer "
-            "news."
+            "news. Exit statuses as import's."
         ),
     )
     delivery_flags(importing, ledger_by_default=False)
     delivery_flags(redriving, ledger_by_default=True)  # a redriven finding is one the lifecycle must know
     mapping_flags(redriving, account_flag=False)
+    deadline_flag(importing, "the findings not yet read or sent are not imported")
+    deadline_flag(redriving, "the dead letters not sent are kept")
     importing.set_defaults(handler=_deliver)
     redriving.set_defaults(handler=_deliver)
 
@@ -59,27 +64,35 @@ def _deliver(args: argparse.Namespace) -> int:
     # boto3 takes a while to load: only the commands that talk to AWS pay for it.
     from defender_hub.checkpoints.opening import open_delivery  # noqa: PLC0415
     from defender_hub.importer import import_findings, redrive  # noqa: PLC0415
+    from defender_hub.sink import DeliveryReport  # noqa: PLC0415
 
     stop = stop_on_signals()
+    deadline = Deadline(stop, args.deadline)
     delivery = open_delivery(delivery_settings(args), stop)
     sink, dead_letters = delivery.sink, delivery.dead_letters
     started = time.monotonic()
     on_terminal = sys.stderr.isatty()
+    report = DeliveryReport()  # what was done so far, for the summary of a delivery that stops
 
-    def progress(report: DeliveryReport) -> None:
+    def progress(so_far: DeliveryReport) -> None:
+        nonlocal report
+        report = so_far
         if on_terminal:
-            print(f"\r{report.accepted} accepted, {report.dead_lettered} dead-lettered", end="", file=sys.stderr)
+            print(f"\r{so_far.accepted} accepted, {so_far.dead_lettered} dead-lettered", end="", file=sys.stderr)
 
     try:
-        if args.command == "import":
-            report = import_findings(sys.stdin.buffer, sink, dead_letters, progress)
-        else:
-            options = load_mapping_options(
-                account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
-            )
-            report = redrive(dead_letters, sink, options, progress)
+        with deadline:
+            if args.command == "import":
+                report = import_findings(sys.stdin.buffer, sink, dead_letters, progress)
+            else:
+                options = load_mapping_options(
+                    account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+                )
+                report = redrive(dead_letters, sink, options, progress)
     except SinkError as exc:
-        print(f"{chr(10) if on_terminal else ''}defender-hub: {exc}; the rest is undelivered", file=sys.stderr)
+        said = deadline.reason(exc)
+        print(f"{chr(10) if on_terminal else ''}defender-hub: {said}; the rest is undelivered", file=sys.stderr)
+        print(summary(report, time.monotonic() - started), file=sys.stderr)
         return EXIT_FAILURES
     finally:
         delivery.close()

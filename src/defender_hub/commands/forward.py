@@ -22,7 +22,7 @@ def add(commands: Any) -> None:
             "Reads SNS notifications (as SNS delivers them to SQS or HTTP, or Lambda events), one JSON object a line "
             "on stdin, or from an SQS queue subscribed to the Detect and audit topics, and puts their records on the "
             "stream: a Detect alarm as it is, a completed audit task as each of its findings (ListAuditFindings) and "
-            "then its notification. Exit status 2 when a message could not be forwarded (it is named on stderr)."
+            "then its notification. Exit status 1 when a message could not be forwarded (it is named on stderr)."
         ),
     )
     forward.add_argument("--stream", default=env("STREAM"), help="the Kinesis stream (DEFENDER_HUB_STREAM; required)")

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from defender_hub.commands.common import EXIT_OK, env
+from defender_hub.commands.common import EXIT_OK, aws_region, env
 from defender_hub.errors import ConfigError
 from defender_hub.synthetic import MIX_SOURCES, parse_mix
 
@@ -61,13 +61,14 @@ def _loadgen(args: argparse.Namespace) -> int:
     if args.accounts < 1 or (args.rate is not None and args.rate <= 0) or (args.backlog or 0) < 0:
         raise ConfigError("--accounts, --rate and --backlog must be positive")
     count = args.backlog if args.backlog is not None else int(args.rate * args.duration)
+    kinesis = boto3.client("kinesis", region_name=aws_region())
     started = time.monotonic()
 
     def progress(put: int) -> None:
         print(f"\r{put}/{count} events put", end="", file=sys.stderr, flush=True)
 
     put = put_events(
-        boto3.client("kinesis"), args.stream, generated(count, args.seed, args.accounts, mix), rate=args.rate,
+        kinesis, args.stream, generated(count, args.seed, args.accounts, mix), rate=args.rate,
         progress=progress,
     )  # fmt: skip
     print(f"\n{put} events put in {time.monotonic() - started:.1f} s", file=sys.stderr)

@@ -49,7 +49,7 @@ def add(commands: Any) -> None:
         description=(
             "Puts each line of the files (or of stdin) on the Kinesis stream as one record, keyed as the forwarder "
             "keys it (the thing, or the account for audits). Blank lines are skipped; a line that is not a JSON "
-            "object is named on stderr and not put (exit status 2). Against the local stack (after `defender-hub "
+            "object is named on stderr and not put (exit status 1). Against the local stack (after `defender-hub "
             "local`, with its environment) or AWS."
         ),
     )

@@ -11,6 +11,8 @@ from defender_hub.codecs.asff_rules import RETENTION_DAYS
 from defender_hub.commands.common import (
     EXIT_FAILURES,
     EXIT_OK,
+    Deadline,
+    deadline_flag,
     delivery_flags,
     delivery_settings,
     stop_on_signals,
@@ -33,10 +35,12 @@ def add(commands: Any) -> None:
             "RESOLVED), then re-sends, with a new UpdatedAt, every ACTIVE finding of the ledger not updated for "
             "--after-days days that its source keeps alive (a failing Config rule, an open Health event, any Device "
             "Defender finding). Sweeps running at once claim what they send, so at most a "
-            "few findings go twice. Exit status 0 when everything due was accepted or dead-lettered."
+            "few findings go twice. Exit status 0 when everything due was accepted or dead-lettered, 1 when some was "
+            "left due (a stop, --deadline), 2 for bad usage or configuration."
         ),
     )
     delivery_flags(refreshing, ledger_by_default=True)
+    deadline_flag(refreshing, "what was not sent is still due, for the next sweep")
     refreshing.add_argument(
         "--after-days",
         type=float,
@@ -50,11 +54,13 @@ def _refresh(args: argparse.Namespace) -> int:
     from defender_hub.checkpoints.sweeps import sweep_once  # noqa: PLC0415 - boto3 for AWS commands
 
     stop = stop_on_signals()
+    deadline = Deadline(stop, args.deadline)
     started = time.monotonic()
     try:
-        report = sweep_once(delivery_settings(args), stop, args.after_days)
+        with deadline:
+            report = sweep_once(delivery_settings(args), stop, args.after_days)
     except SinkError as exc:
-        print(f"defender-hub: {exc}; the rest is still due", file=sys.stderr)
+        print(f"defender-hub: {deadline.reason(exc)}; the rest is still due", file=sys.stderr)
         return EXIT_FAILURES
     print(
         f"due {report.due}, held by another sweep {report.claimed_elsewhere}, "

@@ -25,6 +25,7 @@ from defender_hub.commands.common import (
     mapping_flags,
 )
 from defender_hub.config import (
+    OUTAGE_LIMIT_SECONDS,
     PARKED_RETRY_SECONDS,
     RUN_SETTINGS,
     load_mapping_options,
@@ -67,7 +68,11 @@ def add(commands: Any) -> None:
         help="where a shard without a checkpoint starts: its oldest record, its newest, or --timestamp "
         "(default: TRIM_HORIZON)",
     )
-    running.add_argument("--timestamp", help="with AT_TIMESTAMP: where to start, in epoch seconds (default: none)")
+    running.add_argument(
+        "--timestamp",
+        help="with AT_TIMESTAMP: where to start, ISO 8601 (2026-12-01T08:00:00Z; UTC without an offset) or epoch "
+        "seconds, within the stream's retention (default: none)",
+    )
     running.add_argument("--worker-id", help="stable per worker (default: the host name)")
     running.add_argument(
         "--retrieval-mode",
@@ -101,6 +106,11 @@ def add(commands: Any) -> None:
     running.add_argument(
         "--metrics-port", type=int, help="serve Prometheus metrics, summed over the shard processes (default: none)"
     )
+    running.add_argument(
+        "--metrics-address",
+        metavar="IP",
+        help="where to serve the metrics: 0.0.0.0 for a scraper elsewhere (default: 127.0.0.1, this host only)",
+    )
     delivery_flags(running, ledger_by_default=True, account_flag=False, run=True)
     mapping_flags(running)
     running.set_defaults(handler=_run)
@@ -114,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         check_stream,
         lease_owners,
         run_daemon,
+        start_timestamp,
     )
 
     run_defaults = {
@@ -124,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         "refresh_hours": REFRESH_HOURS,
         "max_clock_skew": MAX_CLOCK_SKEW_MINUTES,
         "parked_retry_seconds": PARKED_RETRY_SECONDS,
+        "outage_limit": OUTAGE_LIMIT_SECONDS,
         "log_format": "text",
     }
     from_file = load_run_settings(args.config)
@@ -137,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         setattr(args, name, value)
     chosen = delivery_settings(args)  # the state directory's files unless told otherwise
     region = _checked(args)
+    start = start_timestamp(args.initial_position, args.timestamp, args.stream, region)
     ledger_url = _absolute_ledger(chosen.ledger)
     check_stream(args.stream, region)
     open_ledger(ledger_url).close()  # opened once here, so a ledger that can't be opened is said at start
@@ -155,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         worker_id=args.worker_id,
         region=region,
         initial_position=args.initial_position,
-        timestamp=args.timestamp,
+        timestamp=start,
         retrieval_mode=args.retrieval_mode,
         max_records=args.max_records,
     )
@@ -186,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
         if metrics_dir is not None:
             from defender_hub.metrics import serve  # noqa: PLC0415 - only with --metrics-port
 
-            serve(args.metrics_port, Path(metrics_dir))
+            serve(args.metrics_port, Path(metrics_dir), args.metrics_address)
         sweeps.append(start_periodic_retry(delivery, args.parked_retry_seconds))
         if args.refresh_hours > 0:
             sweeps.append(start_periodic_refresh(delivery, args.refresh_hours * 3600))
@@ -230,6 +243,9 @@ def _checked(args: argparse.Namespace) -> str:
         raise ConfigError(f"parked retry seconds {args.parked_retry_seconds!r} is not a whole number, 1 or more")
     if args.metrics_port is not None and not (isinstance(args.metrics_port, int) and 0 < args.metrics_port < 65536):
         raise ConfigError(f"metrics port {args.metrics_port!r} is not a port number")
+    from defender_hub.metrics import check_address  # noqa: PLC0415 - as `serve`: not loaded for the other commands
+
+    check_address(args.metrics_address)
     if args.log_format not in LOG_FORMATS:
         raise ConfigError(f"log format {args.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     return region

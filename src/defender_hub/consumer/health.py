@@ -9,12 +9,15 @@ for a while although records were waiting.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["STALL_SECONDS", "Health", "check", "note_daemon", "note_shard"]
+
+log = logging.getLogger(__name__)
 
 STALL_SECONDS = 300
 """How long shards may stand still, with records waiting, before the worker is unhealthy."""
@@ -30,10 +33,19 @@ def _write(path: Path, value: dict[str, object]) -> None:
 
 
 def note_daemon(folder: Path, pid: int) -> None:
-    """Notes the daemon's process id, and forgets what earlier daemons' shards noted."""
-    for old in folder.glob("shard-*.json"):
-        old.unlink(missing_ok=True)
-    _write(folder / _DAEMON, {"pid": pid, "started": time.time()})
+    """Notes the daemon's process id, and forgets what earlier daemons' shards noted; says in one warning line when
+    the folder can't be made or written (a full disk, say) and goes on."""
+    try:
+        for old in folder.glob("shard-*.json"):
+            old.unlink(missing_ok=True)
+        _write(folder / _DAEMON, {"pid": pid, "started": time.time()})
+    except OSError as exc:
+        # Health notes are best effort: the worker runs on, and `defender-hub health` reports what it can't read.
+        log.warning(
+            "health folder %s: can't note the daemon (%s); going on without it, and `defender-hub health` with none",
+            folder,
+            exc,
+        )
 
 
 def note_shard(folder: Path, shard: str, behind_ms: int | None) -> None:

@@ -10,14 +10,16 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from defender_hub.errors import ConfigError
 from defender_hub.logs import daemon_line
+from defender_hub.timestamps import format_iso, parse_epoch_seconds
 
 __all__ = [
     "MAX_RECORDS",
@@ -30,6 +32,7 @@ __all__ = [
     "lease_owners",
     "properties",
     "run_daemon",
+    "start_timestamp",
     "tuning",
 ]
 
@@ -37,6 +40,7 @@ MAX_RECORDS = 10_000
 """The most records a GetRecords call returns, and what the KCL asks for by default. Each batch ends in a partial
 BatchImportFindings request per lane, so a backlog read in the largest batches fills its requests best."""
 INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
+_NEEDS_TIMESTAMP = "--initial-position AT_TIMESTAMP needs --timestamp (ISO 8601 or epoch seconds)"
 RETRIEVAL_MODES = ("POLLING", "FANOUT")
 LOG_CONFIGURATION = Path(__file__).with_name("logback.xml")
 """The daemon's logging: the processor's lines once, per-batch chatter off."""
@@ -51,7 +55,8 @@ class DaemonSettings:
     worker_id: str
     region: str
     initial_position: str = "TRIM_HORIZON"
-    timestamp: str | None = None
+    timestamp: int | None = None
+    """With AT_TIMESTAMP: where shards without a checkpoint start, in whole epoch seconds (see `start_timestamp`)."""
     retrieval_mode: str = "POLLING"
     max_records: int = MAX_RECORDS
     idle_millis: int = 1000
@@ -109,8 +114,14 @@ def properties(settings: DaemonSettings) -> str:
         )
     if settings.retrieval_mode not in RETRIEVAL_MODES:
         raise ConfigError(f"retrieval mode {settings.retrieval_mode!r} is not one of {', '.join(RETRIEVAL_MODES)}")
-    if settings.initial_position == "AT_TIMESTAMP" and not settings.timestamp:
-        raise ConfigError("--initial-position AT_TIMESTAMP needs --timestamp")
+    if settings.initial_position == "AT_TIMESTAMP":
+        if settings.timestamp is None:
+            raise ConfigError(_NEEDS_TIMESTAMP)
+        # The KCL refuses initialPositionInStream = AT_TIMESTAMP ("Invalid InitialPosition"), and the file's order is
+        # lost as the daemon reads it: a start at a moment is the extended position alone, in whole epoch seconds.
+        position = {"initialPositionInStreamExtended": str(settings.timestamp)}
+    else:
+        position = {"initialPositionInStream": settings.initial_position}
     lines = {
         "executableName": f"{sys.executable} -m defender_hub.consumer.processor",
         "streamName": settings.stream,
@@ -119,7 +130,7 @@ def properties(settings: DaemonSettings) -> str:
         "regionName": settings.region,
         "AWSCredentialsProvider": "DefaultCredentialsProvider",  # the AWS SDK v2 chain's name, as KCL 3 reads it
         "clientVersionConfig": "CLIENT_VERSION_CONFIG_3X",
-        "initialPositionInStream": settings.initial_position,
+        **position,
         "retrievalMode": settings.retrieval_mode,
         "maxRecords": str(settings.max_records),
         "idleTimeBetweenReadsInMillis": str(settings.idle_millis),
@@ -130,8 +141,6 @@ def properties(settings: DaemonSettings) -> str:
         # An empty poll still calls the processor, so a small batch it holds for the next is sent when none comes.
         "callProcessRecordsEvenForEmptyRecordList": "true",
     }
-    if settings.timestamp:
-        lines["initialPositionInStreamExtended"] = settings.timestamp
     kinesis, dynamodb, cloudwatch = _endpoint("KINESIS"), _endpoint("DYNAMODB"), _endpoint("CLOUDWATCH")
     if kinesis:
         lines["kinesisEndpoint"] = kinesis
@@ -162,6 +171,11 @@ def tuning(spec: str) -> dict[str, str]:
 
 def check_stream(stream: str, region: str) -> None:
     """Raises ConfigError unless Kinesis answers and has `stream`: better said at start than retried by the daemon."""
+    _stream_summary(stream, region)
+
+
+def _stream_summary(stream: str, region: str) -> dict[str, Any]:
+    """Kinesis' summary of `stream`; raises ConfigError when Kinesis can't be reached or has no such stream."""
     import boto3  # noqa: PLC0415 - only `run` needs it
     from botocore.config import Config  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: PLC0415
@@ -171,7 +185,7 @@ def check_stream(stream: str, region: str) -> None:
     kinesis = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, config=config)
     where = endpoint or f"Kinesis in {region}"
     try:
-        kinesis.describe_stream_summary(StreamName=stream)
+        summary: dict[str, Any] = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
     except NoCredentialsError:
         raise ConfigError("no AWS credentials found in the credential chain") from None
     except ClientError as exc:
@@ -181,6 +195,35 @@ def check_stream(stream: str, region: str) -> None:
         raise ConfigError(f"{where} refused DescribeStreamSummary for {stream!r}: {code}") from None
     except BotoCoreError as exc:
         raise ConfigError(f"can't reach {where}: {type(exc).__name__}") from None
+    return summary
+
+
+def start_timestamp(initial_position: str, timestamp: str | None, stream: str, region: str) -> int | None:
+    """Returns `timestamp` (ISO 8601 or epoch seconds) as the whole epoch second where shards without a checkpoint
+    start, None for a start at either end; raises ConfigError for a timestamp missing, unneeded, unreadable, in the
+    future, or before the stream's retention (asking Kinesis only then)."""
+    if initial_position != "AT_TIMESTAMP":
+        if timestamp is not None:
+            raise ConfigError(f"--timestamp is only for --initial-position AT_TIMESTAMP, not {initial_position}")
+        return None
+    if timestamp is None:
+        raise ConfigError(_NEEDS_TIMESTAMP)
+    shown = repr(timestamp[:64])
+    try:
+        start = parse_epoch_seconds(timestamp)
+    except ValueError:
+        raise ConfigError(f"--timestamp {shown} is neither ISO 8601 (2026-12-01T08:00:00Z) nor epoch seconds") from None
+    now = time.time()
+    if start > now:
+        raise ConfigError(f"--timestamp {shown} is in the future: it is {format_iso(int(now * 1000))} now")
+    hours = int(_stream_summary(stream, region)["RetentionPeriodHours"])
+    oldest = now - hours * 3600
+    if start < oldest:
+        raise ConfigError(
+            f"--timestamp {shown} is before the stream's retention of {hours} hours, which starts at "
+            f"{format_iso(int(oldest * 1000))}: what was put before is gone; TRIM_HORIZON starts at the oldest record"
+        )
+    return start
 
 
 def lease_owners(application: str, region: str) -> set[str]:

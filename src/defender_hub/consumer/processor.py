@@ -20,21 +20,31 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
+from prometheus_client.multiprocess import mark_process_dead
 
 from defender_hub.checkpoints.opening import DeliverySettings, open_delivery
 from defender_hub.checkpoints.shards import checkpoint
-from defender_hub.codecs.config import CONFIG_SOURCE
-from defender_hub.codecs.health import HEALTH_SOURCE
+from defender_hub.codecs.config import CONFIG_SOURCE, NOT_A_COMPLIANCE_CHANGE
+from defender_hub.codecs.health import HEALTH_SOURCE, NOT_A_HEALTH_EVENT
 from defender_hub.config import load_mapping_options
 from defender_hub.consumer.health import note_shard
 from defender_hub.convert import EventConverter
-from defender_hub.errors import EventError, EventSkipped, SinkError, SinkStopped
+from defender_hub.errors import (
+    EventDecodeError,
+    EventError,
+    EventMappingError,
+    EventSkipped,
+    SinkError,
+    SinkStopped,
+    UnknownEventError,
+)
 from defender_hub.logs import configure
 from defender_hub.mapping.common import (
     PRODUCT_NAME_AUDIT,
@@ -42,16 +52,25 @@ from defender_hub.mapping.common import (
     PRODUCT_NAME_DETECT,
     PRODUCT_NAME_HEALTH,
 )
+from defender_hub.mapping.config import SERVICE_LINKED_RULE
+from defender_hub.mapping.health import NOT_ABOUT_SECURITY
 from defender_hub.metrics import (
     DELIVERY_SECONDS,
     FINDINGS,
-    MILLIS_BEHIND,
+    OTHER,
     OUTCOMES,
     RECORDS,
+    SECONDS_BEHIND,
+    SET_ASIDE,
     SKIPPED,
     SOURCE_FINDINGS,
+    WHAT_DEAD_LETTERED,
+    WHAT_PARKED,
+    WHAT_SKIPPED,
+    reason_label,
 )
-from defender_hub.sink import DeadLetter, DeadLetters, Lane, Outbound, RecordOrigin, Sink
+from defender_hub.sink import DeadLetter, DeadLetters, Lane, Outbound, RecordOrigin, SecurityHubSink, Sink
+from defender_hub.sink.answers import ACCESS_CODES, REFUSED_STATUSES
 
 __all__ = ["FindingsProcessor", "main"]
 
@@ -72,6 +91,14 @@ SOURCE_OF_PRODUCT = {
     PRODUCT_NAME_HEALTH: HEALTH_SOURCE.name,
 }
 """The `source` label of a finding's metrics, by its ProductName."""
+SOURCES = (*dict.fromkeys(SOURCE_OF_PRODUCT.values()), OTHER)
+"""Every `source` label of the metrics, OTHER for a ProductName of none of them."""
+SKIP_REASONS = (NOT_A_COMPLIANCE_CHANGE, SERVICE_LINKED_RULE, NOT_A_HEALTH_EVENT, NOT_ABOUT_SECURITY)
+"""The fixed reasons the sources skip an event for."""
+RECORD_ERRORS = (EventDecodeError, UnknownEventError, EventMappingError)
+"""Why a record makes no finding: a bad record's `reason` label is its error's name."""
+MAPPING_DEFECT = "mapping_defect"
+"""The `reason` label of a record whose mapping failed by a defect of ours, not by what the record holds."""
 NOTE_SECONDS = 10.0
 """How often a shard notes its progress for the health check while its lag stays the same: the KCL calls once a
 second even with no records, and the check allows minutes (STALL_SECONDS) before a stall."""
@@ -111,8 +138,9 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         self._held_outbound: list[Outbound] = []
         self._held_poison: list[DeadLetter] = []
         self._held_since: float | None = None
-        self._skipped = 0
-        """Records mapped since the last delivery's log line that by their source's rules make no finding."""
+        self._set_aside: Counter[tuple[str, str]] = Counter()
+        """Records mapped since the last delivery that were skipped or make no finding, by what and why: counted in
+        SET_ASIDE once delivered."""
         self._failed_once: set[str] = set()
         """The best-effort chores (health notes, metrics) that failed and were logged once."""
         self._noted: tuple[float, int | None] | None = None
@@ -140,10 +168,24 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
                 log.warning("%s: %s failed (%s); going on without it", self._shard, what, exc)
 
     def initialize(self, initialize_input: Any) -> None:
-        """Remembers the shard, for the origin of dead letters."""
+        """Remembers the shard, for the origin of dead letters, and starts its counts at zero."""
         self._shard = initialize_input.shard_id
         log.info("processing %s from %s", self._shard, initialize_input.sequence_number, extra={"shard": self._shard})
+        with self._best_effort("metrics"):
+            _count_from_zero(self._shard)
         self._progressed(None)
+
+    def count_letters_of(self, hub: SecurityHubSink) -> None:
+        """Counts in SET_ASIDE each letter `hub` keeps, by what was set aside and why: where it puts a letter is the
+        one place that knows its kind and code."""
+        hub.dead_letters = _CountedLetters(hub.dead_letters, self._best_effort)
+
+    def ended(self) -> None:
+        """Takes this process's lag out of the worker's metrics as it ends: a shard process that ended is behind
+        nothing, and its shard may be another process's by now."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the metrics are served only in multiprocess mode
+            with self._best_effort("metrics"):
+                mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     @_exits_on_surprise
     def process_records(self, process_records_input: Any) -> None:
@@ -155,7 +197,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         checkpointer = process_records_input.checkpointer
         if behind is not None:
             with self._best_effort("metrics"):
-                MILLIS_BEHIND.labels(self._shard).set(behind)
+                SECONDS_BEHIND.labels(self._shard).set(behind / 1000)
         if records and len(self._held) + len(records) < HOLD_RECORDS:
             self._hold(records)
             records = []
@@ -203,18 +245,20 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             try:
                 outbound += [Outbound(finding, origin) for finding in self._converter.findings(data)]
             except EventSkipped as skipped:  # nothing wrong with it: counted, and checkpointed past like the rest
-                self._skipped += 1
+                self._set_aside[WHAT_SKIPPED, reason_label(skipped.reason)] += 1
                 with self._best_effort("metrics"):
                     SKIPPED.labels(skipped.source).inc()
             except EventError as exc:
                 poison.append(DeadLetter.for_record(data, str(exc), origin))
+                self._set_aside[WHAT_DEAD_LETTERED, reason_label(type(exc).__name__)] += 1
             except Exception as exc:  # a defect of ours: keep the record for a redrive, not the shard waiting
                 log.exception("internal error mapping %s %s", self._shard, record.sequence_number)
                 poison.append(DeadLetter.for_record(data, f"internal error: {type(exc).__name__}: {exc}", origin))
+                self._set_aside[WHAT_DEAD_LETTERED, MAPPING_DEFECT] += 1
         # Counted once a batch, not once a finding: a metric's update costs as much as a finding's mapping.
         with self._best_effort("metrics"):
             for product, count in Counter(item.finding.product_name for item in outbound).items():  # type: ignore[union-attr]
-                SOURCE_FINDINGS.labels(SOURCE_OF_PRODUCT.get(product, "other")).inc(count)
+                SOURCE_FINDINGS.labels(SOURCE_OF_PRODUCT.get(product, OTHER)).inc(count)
         return outbound, poison
 
     def _deliver_and_checkpoint(
@@ -240,25 +284,29 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         except Exception:  # a defect or a surprise: kclpy would report the batch done, and a checkpoint skip it
             log.exception("%s: delivery failed unexpectedly; exiting without a checkpoint", self._shard)
             raise SystemExit(1) from None
+        set_aside, self._set_aside = self._set_aside, Counter()
         with self._best_effort("metrics"):
             DELIVERY_SECONDS.observe(time.monotonic() - started)
             for outcome in OUTCOMES:
                 FINDINGS.labels(outcome).inc(getattr(report, outcome))
+            for (what, reason), count in set_aside.items():
+                SET_ASIDE.labels(what, reason).inc(count)
+        # The bad records are dead letters as much as the findings Security Hub refused: the line counts both.
         counts = {
             "records": len(records),
             "accepted": report.accepted,
             "archived": report.archived,
             "unchanged": report.unchanged,
-            "dead_lettered": report.dead_lettered,
-            "parked": report.parked,
+            "dead_lettered": len(poison) + report.dead_lettered,
             "bad_records": len(poison),
-            "skipped": self._skipped,
+            "dead_lettered_findings": report.dead_lettered,
+            "parked": report.parked,
+            "skipped": sum(count for (what, _), count in set_aside.items() if what == WHAT_SKIPPED),
             "workflow_updated": report.workflow_updated,
         }
-        self._skipped = 0
         log.info(
-            "%s: %d records, %d findings accepted (%d archived by the lifecycle), %d unchanged, %d dead-lettered, "
-            "%d parked, %d bad records, %d skipped by their source's rules, %d workflows set",
+            "%s: %d records, %d findings accepted (%d archived by the lifecycle), %d unchanged, %d dead-lettered "
+            "(%d bad records, %d findings), %d parked, %d skipped by their source's rules, %d workflows set",
             self._shard,
             *counts.values(),
             extra={"shard": self._shard, **counts},
@@ -290,6 +338,42 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         log.info("%s: stopping, checkpointed at what was delivered", self._shard)
 
 
+class _CountedLetters:
+    """Dead letters that count each letter once it is kept (SET_ASIDE): a parked one by its lane's refusal code, any
+    other by its error code."""
+
+    def __init__(self, kept: DeadLetters, best_effort: Callable[[str], AbstractContextManager[None]]) -> None:
+        self._kept, self._best_effort = kept, best_effort
+
+    def __getattr__(self, name: str) -> Any:  # drain and unreadable: the kept letters' own
+        return getattr(self._kept, name)
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Keeps `letters`, then counts them."""
+        self._kept.put(letters)
+        kinds = Counter(
+            (WHAT_PARKED if letter.lane is not None else WHAT_DEAD_LETTERED, reason_label(letter.error_code))
+            for letter in letters
+        )
+        with self._best_effort("metrics"):
+            for (what, reason), count in kinds.items():
+                SET_ASIDE.labels(what, reason).inc(count)
+
+
+def _count_from_zero(shard: str) -> None:
+    """Makes the label sets known before anything is counted in them, so that a dashboard sees zeros, not nothing."""
+    RECORDS.labels(shard)
+    for source in SOURCES:
+        SOURCE_FINDINGS.labels(source)
+        SKIPPED.labels(source)
+    for reason in SKIP_REASONS:
+        SET_ASIDE.labels(WHAT_SKIPPED, reason_label(reason))
+    for reason in (*(error.__name__ for error in RECORD_ERRORS), MAPPING_DEFECT):
+        SET_ASIDE.labels(WHAT_DEAD_LETTERED, reason_label(reason))
+    for code in (*ACCESS_CODES, *map(str, REFUSED_STATUSES)):
+        SET_ASIDE.labels(WHAT_PARKED, reason_label(code))
+
+
 def main() -> None:
     """Runs the processor for the daemon, with the settings `defender-hub run` passed in the environment."""
     env = os.environ
@@ -309,7 +393,11 @@ def main() -> None:
     findings = FindingsProcessor(
         EventConverter(options), delivery.sink, delivery.dead_letters, Path(health) if health else None
     )
-    kcl.KCLProcess(findings).run()
+    findings.count_letters_of(delivery.hub)
+    try:
+        kcl.KCLProcess(findings).run()
+    finally:  # however it ends, SystemExit included
+        findings.ended()
 
 
 if __name__ == "__main__":

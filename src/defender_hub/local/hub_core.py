@@ -63,6 +63,8 @@ class Faults:
 
     outage_until: float = 0.0
     refuse_connections: bool = False
+    regional_outages: dict[str, float] = field(default_factory=dict)
+    """Region → until when, on the hub's clock, its requests are answered with HTTP 500."""
     throttled_until: dict[str, float] = field(default_factory=dict)
     """Operation name → until when, on the hub's clock, every request of it is throttled."""
     failures: dict[str, list[Any]] = field(default_factory=dict)

@@ -48,7 +48,11 @@ def control(hub: LocalSecurityHub, path: str, body: bytes) -> Any:
         if path == "/_local/reset":
             hub.reset()
         elif path == "/_local/outage":
-            hub.outage(float(request["Seconds"]), refuse_connections=bool(request.get("RefuseConnections")))
+            hub.outage(
+                float(request["Seconds"]),
+                refuse_connections=bool(request.get("RefuseConnections")),
+                region=request.get("Region"),
+            )
         elif path == "/_local/throttle":
             hub.throttle(float(request["Seconds"]), operation=str(request.get("Operation", BATCH_IMPORT)))
         elif path == "/_local/disable":
@@ -105,7 +109,8 @@ class HubHandler(JsonHandler):
             if path.startswith(CONTROL_PREFIX):
                 self.answer(HTTPStatus.OK, control(hub, path, body))
                 return
-            unavailable = hub._unavailable()
+            access_key, region = signature_scope(self.headers.get("Authorization", ""))
+            unavailable = hub._unavailable(region)
             if unavailable == "refuse":
                 self.close_connection = True  # drop a kept-alive connection without an answer
                 return
@@ -114,7 +119,6 @@ class HubHandler(JsonHandler):
             if operation == GET_FINDINGS:
                 self.answer(HTTPStatus.OK, hub.get_findings(body))
             elif operation in (BATCH_IMPORT, BATCH_UPDATE):
-                access_key, region = signature_scope(self.headers.get("Authorization", ""))
                 caller = hub.caller(access_key)
                 run = hub.batch_import if operation == BATCH_IMPORT else hub.batch_update
                 self.answer(HTTPStatus.OK, run(body, region, caller))

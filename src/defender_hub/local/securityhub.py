@@ -167,8 +167,15 @@ class LocalSecurityHub:
 
     # -- faults
 
-    def outage(self, seconds: float, *, refuse_connections: bool = False) -> None:
-        """Makes the hub unavailable for `seconds`: HTTP 500 InternalException, or no connection at all."""
+    def outage(self, seconds: float, *, refuse_connections: bool = False, region: str | None = None) -> None:
+        """Makes the hub unavailable for `seconds`: HTTP 500 InternalException, or no connection at all; with
+        `region`, only that Region's requests get the 500s, as in a Regional outage."""
+        if region is not None:
+            if refuse_connections:
+                raise ValueError("a Region's outage answers 500s: the hub's connections are all Regions'")
+            with self._lock:
+                self._faults.regional_outages[region] = self._clock() + seconds
+            return
         with self._lock:
             self._faults.outage_until = self._clock() + seconds
             self._faults.refuse_connections = refuse_connections
@@ -269,12 +276,14 @@ class LocalSecurityHub:
 
     # -- the operations
 
-    def _unavailable(self) -> str | None:
-        """During an outage, how requests are answered: "refuse" (no answer) or "error" (HTTP 500); else None."""
+    def _unavailable(self, region: str | None) -> str | None:
+        """During an outage (of every Region, or of `region`), how requests are answered: "refuse" (no answer) or
+        "error" (HTTP 500); else None."""
         with self._lock:
-            if self._clock() < self._faults.outage_until:
+            now = self._clock()
+            if now < self._faults.outage_until:
                 return "refuse" if self._faults.refuse_connections else "error"
-            return None
+            return "error" if region is not None and now < self._faults.regional_outages.get(region, 0.0) else None
 
     def _record_error(self, operation: str, error: HubError, caller: str) -> None:
         with self._lock:

@@ -96,7 +96,7 @@ def resolve_origin(account_id: str | None, region: str | None, options: MappingO
     account_id = account_id or options.account_id
     region = region or options.region
     if account_id is None:
-        raise EventMappingError("no account id: the event has none and none is configured (--account-id)")
+        raise EventMappingError("no account id: the event has none and none is configured (--default-account)")
     if region is None:
         raise EventMappingError("no region: the event has none and none is configured (--region)")
     return _checked_origin(account_id, region, options.partition)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+from defender_hub.config import OUTAGE_LIMIT_SECONDS
 from defender_hub.sink.batching import Outbound
 from defender_hub.sink.lanes import Lane
 
@@ -41,6 +42,8 @@ class RetryPolicy:
     max_seconds: float = 30.0
     park_seconds: float = 60.0
     """How long a sink parks a refused lane's findings without asking Security Hub again."""
+    outage_seconds: float = OUTAGE_LIMIT_SECONDS
+    """How long a lane may fail every request before it is parked (`outages.py`)."""
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Returns the wait before retry number `attempt` (from 1)."""

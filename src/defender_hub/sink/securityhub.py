@@ -5,8 +5,9 @@ and runs a client-side token bucket whose rate follows throttling (CUBIC), one p
 botocore lacks: it delivers each lane (account and Region) on its own, several at once; it keeps retrying, with
 capped exponential backoff and full jitter, for as long as Security Hub is down; it retries only the findings a
 response lists as failed; it bisects a request Security Hub refuses whole; it dead-letters what can never be accepted;
-and it parks the findings of a lane Security Hub refuses (not enabled, access denied, no endpoint), so one account or
-Region never holds up the others.
+and it parks the findings of a lane Security Hub refuses (not enabled, access denied, no endpoint, any other client
+error) or that has failed every request for `RetryPolicy.outage_seconds` (`outages.py`), so one account or Region
+never holds up the others for long.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -25,11 +27,12 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.metrics import LANE_FINDINGS, REQUESTS, THROTTLED
-from defender_hub.sink.answers import ACCESS_CODES, THROTTLING_CODES, refuses_lane
+from defender_hub.sink.answers import ACCESS_CODES, INPUT_CODES, THROTTLING_CODES, refuses_lane
 from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy
 from defender_hub.sink.batching import Outbound, Pending, coalesce, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import Lane
+from defender_hub.sink.outages import Outages
 from defender_hub.sink.quota import SharedQuota
 from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate, WorkflowUpdater
 
@@ -68,9 +71,12 @@ class SecurityHubSink:
         self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrecy
         self._lock = threading.Lock()
         self._reports: dict[int, DeliveryReport] = {}
-        self._lane_names: dict[int, str] = {}
-        """By client: the report of the lane delivery using it now, which botocore's events count into."""
+        self._lanes: dict[int, Lane] = {}
+        """By client: the report of the lane delivery using it now, and its lane, which botocore's events count into."""
         self._parked: dict[Lane, tuple[float, str, str]] = {}
+        # A pause as long as a park and the limit still belongs to one spell: a lane parked for an outage and failing
+        # still when it is tried again is parked again at once.
+        self.outages = Outages(policy.outage_seconds, policy.park_seconds + policy.outage_seconds)
         self.parked_findings: Counter[Lane] = Counter()
         """The findings this sink parked, by lane."""
         self._workflow = WorkflowUpdater(
@@ -79,6 +85,7 @@ class SecurityHubSink:
             stop=self._stop,
             delay=policy.delay,
             parked=lambda lane: self._parked_now(lane) is not None,
+            outages=self.outages,
             seed=seed,
         )
 
@@ -152,7 +159,7 @@ class SecurityHubSink:
         for lane in lanes:
             report.add(lane.report)
             for outcome in ("accepted", "dead_lettered", "parked"):
-                LANE_FINDINGS.labels(str(lane.lane), outcome).inc(getattr(lane.report, outcome))
+                LANE_FINDINGS.labels(lane.lane.account, lane.lane.region, outcome).inc(getattr(lane.report, outcome))
         if errors:  # the cause, rather than the stops it made of the other lanes
             raise next((e for e in errors if not isinstance(e, SinkStopped)), errors[0])
         return report
@@ -186,13 +193,14 @@ class SecurityHubSink:
                 )
                 client.meta.events.register("needs-retry.securityhub.BatchImportFindings", self._throttled(client))
             self._reports[id(client)] = report
-            self._lane_names[id(client)] = str(lane)
+            self._lanes[id(client)] = lane
         return client
 
     def _counted(self, client: Any, name: str) -> None:
         report = self._reports[id(client)]
         setattr(report, name, getattr(report, name) + 1)
-        (REQUESTS if name == "requests" else THROTTLED).labels(self._lane_names[id(client)]).inc()
+        lane = self._lanes[id(client)]
+        (REQUESTS if name == "requests" else THROTTLED).labels(lane.account, lane.region).inc()
 
     def _throttled(self, client: Any) -> Callable[..., None]:
         def count(response: Any = None, **_: Any) -> None:
@@ -216,11 +224,12 @@ class SecurityHubSink:
 
 
 class _Refused(Exception):
-    """Security Hub refused a lane: `items` are the findings still to deliver in it."""
+    """Security Hub refused a lane, or has failed it for too long (`outage`): `items` are the findings still to
+    deliver in it."""
 
-    def __init__(self, reason: str, code: str, items: list[Pending]) -> None:
+    def __init__(self, reason: str, code: str, items: list[Pending], *, outage: bool = False) -> None:
         super().__init__(reason)
-        self.reason, self.code, self.items = reason, code, items
+        self.reason, self.code, self.items, self.outage = reason, code, items, outage
 
 
 class _LaneDelivery:
@@ -259,7 +268,11 @@ class _LaneDelivery:
         try:
             self._drain(queue)
         except _Refused as refused:
-            reason = f"Security Hub refuses lane {self.lane}: {refused.reason}; {self._sink._clients.hint(self.lane)}"
+            if refused.outage:
+                reason = f"lane {self.lane} is down: {refused.reason}; sent again once it answers"
+            else:
+                hint = self._sink._clients.hint(self.lane)
+                reason = f"Security Hub refuses lane {self.lane}: {refused.reason}; {hint}"
             self._sink._park_lane(self.lane, reason, refused.code)
             log.error(
                 "lane %s parked for %.0f s (%s): %s", self.lane, self._sink._policy.park_seconds, refused.code, reason
@@ -324,20 +337,34 @@ class _LaneDelivery:
         except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
             log.warning("Security Hub unreachable (%s); retrying %d findings", type(exc).__name__, len(batch))
             self.report.retried += 1
-            return batch, False
+            return self._failed(batch, type(exc).__name__), False
+        self._sink.outages.answered(self.lane)
         return self._partly_failed(batch, answer)
+
+    def _failed(self, batch: list[Pending], code: str) -> list[Pending]:
+        """Notes a request that failed in a way that may pass (5xx, no connection); returns the findings to try again,
+        or raises _Refused once the lane has failed for as long as an outage takes."""
+        failing = self._sink.outages.failed(self.lane)
+        if failing is not None:
+            raise _Refused(
+                f"Security Hub failed every request for {failing:.0f} s (last: {code})", code, batch, outage=True
+            )
+        return batch
 
     def _request_failed(self, batch: list[Pending], exc: ClientError) -> tuple[list[Pending], bool]:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", ""), str(error.get("Message", ""))[:500]
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         self.report.retried += 1
-        if code == "InvalidInputException":
+        if code in INPUT_CODES:
+            self._sink.outages.answered(self.lane)
             return self._refused_whole(batch, f"refused by Security Hub: {message}", code), True
         if refuses_lane(exc):
             raise _Refused(f"{exc.operation_name} answered {code or status}: {message}", code or str(status), batch)
         log.warning("Security Hub answered %s (%s); retrying %d findings", code, status, len(batch))
-        return batch, False
+        if code in THROTTLING_CODES or status == HTTPStatus.TOO_MANY_REQUESTS:
+            return batch, False  # an answer: the lane is up, only busy
+        return self._failed(batch, code or str(status)), False
 
     def _refused_whole(self, batch: list[Pending], reason: str, code: str) -> list[Pending]:
         """Handles a request refused as a whole, though each finding passed the strict check: halves find the one

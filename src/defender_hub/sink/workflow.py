@@ -22,9 +22,10 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_UPDATE
 from defender_hub.errors import LaneRefused, SinkStopped
-from defender_hub.metrics import WORKFLOW_UPDATES
-from defender_hub.sink.answers import is_transient, refuses_lane
+from defender_hub.metrics import WORKFLOW_LEFT_OWED, WORKFLOW_PROCESSED, WORKFLOW_UPDATES
+from defender_hub.sink.answers import THROTTLING_CODES, is_transient, refuses_lane
 from defender_hub.sink.lanes import Lane
+from defender_hub.sink.outages import Outages
 from defender_hub.sink.quota import SharedQuota
 
 __all__ = ["MAX_UPDATE_ATTEMPTS", "WorkflowReport", "WorkflowUpdate", "WorkflowUpdater"]
@@ -73,9 +74,11 @@ class WorkflowUpdater:
         stop: threading.Event,
         delay: Callable[[int, random.Random], float],
         parked: Callable[[Lane], bool],
+        outages: Outages,
         seed: int | None = None,
     ) -> None:
         self._clients, self._quota, self._stop, self._delay, self._parked = clients, quota, stop, delay, parked
+        self._outages = outages
         self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrecy
 
     def update(self, updates: Iterable[WorkflowUpdate], still_owed: StillOwed | None = None) -> WorkflowReport:
@@ -94,8 +97,8 @@ class WorkflowUpdater:
                 done = set(report.processed)
                 left = [item for item in items if item.key not in done]
                 self._leave(report, left, lane, f"Security Hub refuses it ({refused.code}): {refused.reason}")
-        WORKFLOW_UPDATES.labels("processed").inc(len(report.processed))
-        WORKFLOW_UPDATES.labels("left_owed").inc(report.left_owed)
+        WORKFLOW_UPDATES.labels(WORKFLOW_PROCESSED).inc(len(report.processed))
+        WORKFLOW_UPDATES.labels(WORKFLOW_LEFT_OWED).inc(report.left_owed)
         return report
 
     def _leave(self, report: WorkflowReport, items: Sequence[WorkflowUpdate], lane: Lane, why: str) -> None:
@@ -136,7 +139,7 @@ class WorkflowUpdater:
             if self._quota is not None:
                 self._quota.take(lane, self._wait)
             report.requests += 1
-            retry, refused = self._request(client, status, batch, attempts, report)
+            retry, refused = self._request(lane, client, status, batch, attempts=attempts, report=report)
             if refused:  # asked again in halves, or (alone) left owed
                 size = self._refused_whole(batch, attempts, refused)
                 queue = batch + queue if size else queue
@@ -149,14 +152,16 @@ class WorkflowUpdater:
 
     def _request(
         self,
+        lane: Lane,
         client: Any,
         status: str,
         batch: list[WorkflowUpdate],
+        *,
         attempts: dict[str, int],
         report: WorkflowReport,
     ) -> tuple[list[WorkflowUpdate], str]:
         """Sends one request; returns what to ask again after a wait, and why the request was refused whole ("" when
-        it was not). Raises LaneRefused."""
+        it was not). Raises LaneRefused, also once the lane has failed for as long as an outage takes."""
         try:
             answer = client.batch_update_findings(
                 FindingIdentifiers=[{"Id": item.finding_id, "ProductArn": item.product_arn} for item in batch],
@@ -167,15 +172,27 @@ class WorkflowUpdater:
             if refuses_lane(exc):
                 raise LaneRefused(str(error.get("Message", ""))[:500], str(error.get("Code", ""))) from exc
             if not is_transient(exc):
+                self._outages.answered(lane)
                 return [], f"{error.get('Code')}: {error.get('Message', '')}"
             log.warning("BatchUpdateFindings answered %s; retrying %d updates", error.get("Code"), len(batch))
+            if str(error.get("Code")) not in THROTTLING_CODES:
+                self._failed(lane, str(error.get("Code")))
             return batch, ""
         except ParamValidationError as exc:  # botocore would not send it: no retry changes that
             return [], f"refused by botocore's validation: {exc}"
         except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
             log.warning("Security Hub unreachable (%s); retrying %d updates", type(exc).__name__, len(batch))
+            self._failed(lane, type(exc).__name__)
             return batch, ""
+        self._outages.answered(lane)
         return self._unprocessed(batch, answer, attempts, report), ""
+
+    def _failed(self, lane: Lane, code: str) -> None:
+        """Notes a request that failed in a way that may pass; raises LaneRefused once the lane has failed for as long
+        as an outage takes (its updates stay owed in the ledger for the parked sweep)."""
+        failing = self._outages.failed(lane)
+        if failing is not None:
+            raise LaneRefused(f"Security Hub failed every request for {failing:.0f} s (last: {code})", code)
 
     def _refused_whole(self, batch: list[WorkflowUpdate], attempts: dict[str, int], reason: str) -> int:
         """Returns the request size to split `batch` into, or 0 when it stands alone and is left owed."""
