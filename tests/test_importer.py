@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from defender_hub.errors import SinkStopped
+from defender_hub.importer import redrive
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
-from defender_hub.sink import DeadLetter, JsonlDeadLetters, RecordOrigin
+from defender_hub.mapping import MappingOptions
+from defender_hub.sink import DeadLetter, DeliveryReport, JsonlDeadLetters, Lane, Outbound, RecordOrigin
 from tests.helpers import Convert, cli, local_aws_env, local_client, unique
 
 
@@ -201,3 +205,26 @@ def test_import_with_a_ledger_sends_only_what_changes_security_hub(
     assert b"accepted 5, " in first.stderr, first.stderr.decode()
     assert b"accepted 0, " in again.stderr, again.stderr.decode()  # the ledger knows Security Hub has them
     assert len(hub.requests("BatchImportFindings")) == 1
+
+
+class Unsent:
+    """A sink that fails the test if anything is delivered to it."""
+
+    def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
+        raise AssertionError(f"sent {list(outbound)}")
+
+    def busy(self, lanes: Iterable[Lane]) -> bool:
+        return False
+
+
+def test_a_redrive_stopped_before_a_group_sends_none_of_it_and_keeps_it(tmp_path: Path) -> None:
+    event = (Path(__file__).parent / "golden" / "reference-events.jsonl").read_bytes().splitlines()[2]
+    store = JsonlDeadLetters(tmp_path / "letters.jsonl")
+    store.put([DeadLetter.for_record(event, "Security Hub was down", RecordOrigin("shard-0", "49"))])
+    stop = threading.Event()
+    stop.set()  # a deadline passed while nothing was being sent: no request is there to notice it
+
+    with pytest.raises(SinkStopped, match="dead letters were still unsent"):
+        redrive(store, Unsent(), MappingOptions(), stop=stop)
+
+    assert [letter.origin for letters, _ in store.drain() for letter in letters] == [RecordOrigin("shard-0", "49")]

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from defender_hub import __version__
 from defender_hub.commands import ALL
-from defender_hub.commands.common import EXIT_FAILURES, EXIT_USAGE, aws_failure
+from defender_hub.commands.aws import aws_failure
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_USAGE
 from defender_hub.errors import ConfigError
 
 __all__ = ["main"]

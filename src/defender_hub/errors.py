@@ -18,11 +18,15 @@
 Code that handles one event catches `EventSkipped` (count it, go on) and `EventError` (dead-letter it, go on);
 nothing else is swallowed. A `SinkError` ends the work at hand:
 what was not delivered is still owed, and a checkpoint past it would lose it.
+
+`NO_CREDENTIALS` is what a `ConfigError` (or the command line, for botocore's own error) says when the credential
+chain has none, wherever that is found out.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "NO_CREDENTIALS",
     "ConfigError",
     "DeadLetterError",
     "DefenderHubError",
@@ -38,6 +42,11 @@ __all__ = [
     "SinkStopped",
     "UnknownEventError",
 ]
+
+NO_CREDENTIALS = (
+    "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role gives "
+    "them"
+)
 
 
 class DefenderHubError(Exception):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import msgspec
 
 from defender_hub.convert import EventConverter
-from defender_hub.errors import EventError, EventSkipped
+from defender_hub.errors import EventError, EventSkipped, SinkError, SinkStopped
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, Outbound, RecordOrigin, Sink
 from defender_hub.sink.deadletters import Select
@@ -21,9 +22,19 @@ CHUNK_FINDINGS = 1_000
 _object = msgspec.json.Decoder(dict[str, Any])
 
 
-def _chunks(source: BinaryIO, dead_letters: DeadLetters, report: DeliveryReport) -> Iterator[list[Outbound]]:
+def _unless_stopped(stop: threading.Event | None, what: str) -> None:
+    """Raises SinkStopped, saying `what` was left, once `stop` is set: where no request to Security Hub notices it."""
+    if stop is not None and stop.is_set():
+        raise SinkStopped(f"stop requested while {what}")
+
+
+def _chunks(
+    source: BinaryIO, dead_letters: DeadLetters, report: DeliveryReport, stop: threading.Event | None
+) -> Iterator[list[Outbound]]:
     chunk: list[Outbound] = []
     for number, line in enumerate(source, start=1):
+        # Checked at each line: input that sends nothing (bad lines, or findings the ledger has) still stops.
+        _unless_stopped(stop, "the input was still being read")
         if not line.strip():
             continue
         try:
@@ -45,12 +56,21 @@ def import_findings(
     sink: Sink,
     dead_letters: DeadLetters,
     progress: Callable[[DeliveryReport], None] = lambda _: None,
+    *,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Imports the ASFF findings on `source`, one JSON object a line; lines that are none are dead-lettered."""
+    """Imports the ASFF findings on `source`, one JSON object a line; lines that are none are dead-lettered. Raises
+    SinkStopped when `stop` is set before all of them were read and sent, leaving the rest unimported (a read of
+    `source` waiting for input notices it only at the next line or the end of input)."""
     report = DeliveryReport()
-    for chunk in _chunks(source, dead_letters, report):
-        report.add(sink.deliver(chunk))
-        progress(report)
+    try:
+        for chunk in _chunks(source, dead_letters, report, stop):
+            _unless_stopped(stop, "findings read were still unsent")
+            report.add(sink.deliver(chunk))
+            progress(report)
+    except SinkError:
+        progress(report)  # what was done before, for the summary of a delivery that stops
+        raise
     return report
 
 
@@ -59,29 +79,37 @@ def redrive(
     sink: Sink,
     options: MappingOptions,
     progress: Callable[[DeliveryReport], None] = lambda _: None,
+    *,
     select: Select | None = None,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
     """Sends the dead-lettered findings again (those `select` chooses, else all), and maps and sends the
     dead-lettered records; what fails again is dead-lettered again, and a record its source's rules now make no finding
-    of is done. A group of letters is forgotten only after all of it was handled."""
+    of is done. A group of letters is forgotten only after all of it was handled. Raises SinkStopped when `stop` is set
+    before all of them were sent, keeping the groups not sent."""
     converter = EventConverter(options)
     report = DeliveryReport()
-    for letters, forget in dead_letters.drain(select):
-        outbound: list[Outbound] = []
-        for letter in letters:
-            finding = letter.redriven_finding()
-            if finding is not None:
-                outbound.append(Outbound(finding, letter.origin))
-                continue
-            record = letter.record_bytes() or b""
-            try:
-                outbound += [Outbound(finding, letter.origin) for finding in converter.findings(record)]
-            except EventError as exc:
-                dead_letters.put([DeadLetter.for_record(record, str(exc), letter.origin)])
-                report.dead_lettered += 1
-            except EventSkipped:
-                continue  # well-formed, and by its source's rules no finding: nothing is owed for it
-        report.add(sink.deliver(outbound))
-        forget()
-        progress(report)
+    try:
+        for letters, forget in dead_letters.drain(select):
+            _unless_stopped(stop, "dead letters were still unsent")
+            outbound: list[Outbound] = []
+            for letter in letters:
+                finding = letter.redriven_finding()
+                if finding is not None:
+                    outbound.append(Outbound(finding, letter.origin))
+                    continue
+                record = letter.record_bytes() or b""
+                try:
+                    outbound += [Outbound(finding, letter.origin) for finding in converter.findings(record)]
+                except EventError as exc:
+                    dead_letters.put([DeadLetter.for_record(record, str(exc), letter.origin)])
+                    report.dead_lettered += 1
+                except EventSkipped:
+                    continue  # well-formed, and by its source's rules no finding: nothing is owed for it
+            report.add(sink.deliver(outbound))
+            forget()
+            progress(report)
+    except SinkError:
+        progress(report)  # what was done before, for the summary of a delivery that stops
+        raise
     return report

@@ -133,7 +133,7 @@ def test_a_late_finding_of_the_task_just_completed_is_not_archived(pipeline: Pip
     assert (a["RecordState"], a["ProductFields"]["TaskId"]) == ("ACTIVE", "task-2")
 
 
-def test_an_archival_security_hub_keeps_failing_is_owed_still_and_its_redrive_goes_through(
+def test_an_archival_security_hub_keeps_failing_is_left_owed_not_done_and_the_next_sweep_makes_it(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     day2, b = T0 + DAY_MS, FINDING_ID.format("B")
@@ -142,16 +142,35 @@ def test_an_archival_security_hub_keeps_failing_is_owed_still_and_its_redrive_go
 
     report = pipeline.deliver(audit_finding("task-2", day2, "A"), audit_task("task-2", day2, 1))
 
-    assert (report.dead_lettered, report.archived) == (1, 0)
+    assert (report.archived, report.dead_lettered) == (0, 0)
     assert pipeline.stored()[b]["RecordState"] == "ACTIVE"
     assert [c.task_id for c in pipeline.ledger.owed_archivals()] == ["task-2"]  # not done: Security Hub has not it
+    assert not (tmp_path / "dead-letters.jsonl").exists()  # owed work, given again by the ledger: no second copy
+
+    pipeline.sink.finish_archivals(DeliveryReport())  # the next sweep
+
+    assert pipeline.stored()[b]["RecordState"] == "ARCHIVED"
+    assert pipeline.ledger.owed_archivals() == []
+
+
+def test_an_archival_security_hub_refuses_is_dead_lettered_once_and_its_redrive_goes_through(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    day2, b = T0 + DAY_MS, FINDING_ID.format("B")
+    pipeline.deliver(*(audit_finding("task-1", T0, cert) for cert in "AB"), audit_task("task-1", T0, 2))
+    pipeline.hub.fail([b], "InvalidInput", times=1)
+
+    report = pipeline.deliver(audit_finding("task-2", day2, "A"), audit_task("task-2", day2, 1))
+    pipeline.sink.finish_archivals(DeliveryReport())  # a sweep does not ask again what is refused for good
+
+    assert (report.archived, report.dead_lettered) == (0, 1)
+    assert pipeline.ledger.owed_archivals() == []
     [letter] = [json.loads(line) for line in (tmp_path / "dead-letters.jsonl").read_text().splitlines()]
+    assert pipeline.stored()[b]["RecordState"] == "ACTIVE"
 
     pipeline.sink.deliver([Outbound(letter["finding"], RecordOrigin("shard-1", "redriven"))])  # as `redrive` does
 
     assert pipeline.stored()[b]["RecordState"] == "ARCHIVED"
-    pipeline.sink.finish_archivals(DeliveryReport())
-    assert pipeline.ledger.owed_archivals() == []
 
 
 def test_a_late_finding_of_an_older_task_is_archived_not_revived(pipeline: Pipeline) -> None:
@@ -309,8 +328,9 @@ def test_settings_reach_the_shard_processes_whole_through_the_environment() -> N
     environment = given.environment()
 
     assert all(name.startswith("DEFENDER_HUB_") for name in environment)
-    assert DeliverySettings.of_environment(environment, account_id=ACCOUNT) == given
-    assert DeliverySettings.of_environment(bare.environment(), account_id=None) == DeliverySettings(
+    assert environment["DEFENDER_HUB_IMPORT_ACCOUNT"] == ACCOUNT  # not the mapping's default account
+    assert DeliverySettings.of_environment(environment) == given
+    assert DeliverySettings.of_environment(bare.environment()) == DeliverySettings(
         "dead-letters.jsonl", default_ledger()
     )
 

@@ -137,3 +137,13 @@ def test_run_checks_its_default_account_before_it_starts(flags: list[str], varia
     assert (
         done.stderr.decode().splitlines()[-1] == "defender-hub: configuration error: account id '12' is not 12 digits"
     )
+
+
+def test_run_imports_as_its_own_account_not_as_its_default_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A hub account's `run --assume-role R --default-account 111`: 111's findings go through the role in 111.
+    monkeypatch.delenv("DEFENDER_HUB_ACCOUNT_ID", raising=False)
+    parsed = _parser().parse_args(
+        ["run", "--assume-role", "importer", "--default-account", ACCOUNT, "--outage-limit", "300"]
+    )
+
+    assert delivery_settings(parsed).account_id is None  # STS says, once a role is to be assumed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from defender_hub.commands.common import aws_region
+from defender_hub.commands.aws import aws_region
 from defender_hub.errors import ConfigError
 from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub

@@ -1,19 +1,25 @@
 """What goes wrong is one line on stderr naming what to set, never a traceback; exit status 1 for a failure at run
-time, 2 for bad usage or configuration; `import` and `refresh` end by their --deadline."""
+time, 2 for bad usage or configuration; `import` and `refresh` end by their --deadline, and fail when they park."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from defender_hub.checkpoints import SqliteLedger
-from defender_hub.commands.common import EXIT_FAILURES, EXIT_USAGE, aws_failure
+from defender_hub.commands.aws import aws_failure
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_USAGE
 from defender_hub.local.aws import free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from tests.helpers import GOLDEN, Convert, cli, local_aws_env
@@ -150,13 +156,20 @@ def test_import_against_an_unreachable_security_hub_ends_at_its_deadline(finding
     assert "Traceback" not in done.stderr.decode()
 
 
-def test_refresh_against_an_unreachable_security_hub_ends_at_its_deadline_and_keeps_what_is_due(
-    hub: LocalSecurityHub, finding: bytes, tmp_path: Path
-) -> None:
+def imported_into_a_ledger(hub: LocalSecurityHub, finding: bytes, tmp_path: Path) -> tuple[Path, list[str]]:
+    """`finding` imported into `hub` with a ledger; the ledger's file, and the flags that name it and the dead
+    letters."""
     ledger = tmp_path / "ledger.sqlite3"
     state = ["--ledger", f"sqlite:///{ledger}", "--dead-letter", str(tmp_path / "l.jsonl")]
     imported = cli("import", *state, stdin=finding, env=local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url))
     assert imported.returncode == 0, imported.stderr
+    return ledger, state
+
+
+def test_refresh_against_an_unreachable_security_hub_ends_at_its_deadline_and_keeps_what_is_due(
+    hub: LocalSecurityHub, finding: bytes, tmp_path: Path
+) -> None:
+    ledger, state = imported_into_a_ledger(hub, finding, tmp_path)
     key = "{ProductArn}|{Id}".format(**json.loads(finding))
     before = updated_ms(ledger, key)
 
@@ -165,3 +178,98 @@ def test_refresh_against_an_unreachable_security_hub_ends_at_its_deadline_and_ke
     assert stopped.returncode == EXIT_FAILURES
     assert stopped.stderr.decode().splitlines()[-1] == "defender-hub: the deadline of 1 s passed; the rest is still due"
     assert updated_ms(ledger, key) == before  # not refreshed: due again once the stopped sweep's claim lapses
+
+
+def findings(one: bytes, count: int) -> bytes:
+    """`count` findings like `one`, each with an Id of its own."""
+    finding = json.loads(one)
+    return b"".join(json.dumps(finding | {"Id": f"{finding['Id']}-{n}"}).encode() + b"\n" for n in range(count))
+
+
+def test_import_that_parks_every_finding_is_a_failure_left_for_a_redrive(finding: bytes, tmp_path: Path) -> None:
+    letters = tmp_path / "l.jsonl"
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable())
+
+    done = cli("import", "--dead-letter", str(letters), "--outage-limit", "1", stdin=findings(finding, 3), env=env)
+
+    assert done.returncode == EXIT_FAILURES
+    *_, summary, said = done.stderr.decode().splitlines()
+    assert summary.startswith("accepted 0, dead-lettered 0, parked 3"), summary
+    assert said == (
+        "defender-hub: 3 findings parked in the dead letters: their account and Region refused them or failed every "
+        "request; `defender-hub redrive` sends them again"
+    )
+    assert len(letters.read_text().splitlines()) == 3
+
+
+def test_refresh_that_parks_what_is_due_is_a_failure_left_for_the_next_sweep(
+    hub: LocalSecurityHub, finding: bytes, tmp_path: Path
+) -> None:
+    _, state = imported_into_a_ledger(hub, finding, tmp_path)
+
+    down = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable())
+    parked = cli("refresh", *state, "--outage-limit", "1", env=down)
+
+    assert parked.returncode == EXIT_FAILURES
+    assert parked.stderr.decode().splitlines()[-1] == (
+        "defender-hub: 1 findings left due: their account and Region refused them or failed every request; the next "
+        "refresh sends them again"
+    )
+
+
+def test_import_of_input_that_sends_nothing_still_ends_at_its_deadline(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "defender_hub", "import", "--dead-letter", str(tmp_path / "l.jsonl")]
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable())
+    started = time.monotonic()
+
+    with subprocess.Popen(
+        [*command, "--deadline", "1"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as importing:
+        assert importing.stdin is not None and importing.stderr is not None
+        with contextlib.suppress(BrokenPipeError):  # it stopped reading: the test's end of the pipe breaks
+            while importing.poll() is None and time.monotonic() - started < 10:
+                importing.stdin.write(b"{not json\n")  # dead-lettered: no request is sent to notice the deadline
+                importing.stdin.flush()
+                time.sleep(0.05)
+            importing.stdin.close()
+        said = importing.stderr.read().decode()
+
+    assert importing.returncode == EXIT_FAILURES, said
+    assert time.monotonic() - started < 8
+    *_, reason, summary = said.splitlines()
+    assert reason == "defender-hub: the deadline of 1 s passed; the rest is undelivered"
+    assert summary.startswith("accepted 0, dead-lettered "), summary
+
+
+@pytest.fixture
+def hanging_up() -> Iterator[str]:
+    """An endpoint on loopback that closes each connection without an answer."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+
+        def hang_up() -> None:
+            with contextlib.suppress(OSError):  # the server closed at the end of the test
+                while True:
+                    connection, _ = server.accept()
+                    connection.recv(65536)
+                    connection.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_a_connection_closed_without_an_answer_is_a_run_time_failure_not_configuration(hanging_up: str) -> None:
+    done = cli("findings", env=local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hanging_up, AWS_MAX_ATTEMPTS="1"))
+
+    assert done.returncode == EXIT_FAILURES
+    assert done.stderr.decode().splitlines() == [
+        f"defender-hub: {hanging_up}/findings closed the connection without an answer: run again later"
+    ]
+
+
+def test_a_read_timeout_is_a_run_time_failure_not_configuration() -> None:
+    timed_out = ReadTimeoutError(endpoint_url="https://user:secret@securityhub.us-east-1.amazonaws.com/?token=x")
+
+    assert aws_failure(timed_out) == (
+        EXIT_FAILURES,
+        "https://securityhub.us-east-1.amazonaws.com/ did not answer in time (a read timeout): run again later",
+    )

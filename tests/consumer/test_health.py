@@ -64,7 +64,7 @@ def test_the_command_exits_1_and_says_why(tmp_path: Path) -> None:
     assert answer.stdout.startswith(b"unhealthy: the KCL daemon")
 
 
-def test_a_full_health_folder_costs_the_daemons_note_only_said_once(
+def test_a_full_health_folder_costs_the_daemons_note_said_in_one_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def full(*_: object, **__: object) -> None:

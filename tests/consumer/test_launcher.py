@@ -239,10 +239,9 @@ def test_a_start_at_a_timestamp_is_the_extended_position_alone_in_epoch_seconds(
         (["--timestamp", "1796112000"], b"--timestamp is only for --initial-position AT_TIMESTAMP"),
         (["--initial-position", "LATEST", "--timestamp", "1796112000"], b"only for --initial-position AT_TIMESTAMP"),
         (["--initial-position", "AT_TIMESTAMP", "--timestamp", "yesterday"], b"'yesterday' is neither ISO 8601"),
-        (["--initial-position", "AT_TIMESTAMP", "--timestamp", "2999-01-01T00:00:00Z"], b"is in the future"),
     ],
 )
-def test_run_refuses_a_start_timestamp_missing_unneeded_unreadable_or_to_come(flags: list[str], message: bytes) -> None:
+def test_run_refuses_a_start_timestamp_missing_unneeded_or_unreadable(flags: list[str], message: bytes) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"  # refused before Kinesis is asked
     done = run("--stream", "s", "--application", "a", *flags, env=run_env(AWS_ENDPOINT_URL_KINESIS=nobody))
 
@@ -250,7 +249,7 @@ def test_run_refuses_a_start_timestamp_missing_unneeded_unreadable_or_to_come(fl
     assert done.stderr.count(b"\n") == 1 and message in done.stderr, done.stderr
 
 
-def test_run_refuses_a_start_timestamp_before_the_streams_retention_and_takes_one_within_it(
+def test_a_new_application_refuses_a_start_timestamp_before_the_streams_retention_or_to_come_and_takes_one_within_it(
     local_aws: LocalAws, tmp_path: Path
 ) -> None:
     stream = unique("s")
@@ -260,8 +259,39 @@ def test_run_refuses_a_start_timestamp_before_the_streams_retention_and_takes_on
     an_hour_ago = datetime.now(timezone(timedelta(hours=5, minutes=30))) - timedelta(hours=1)
 
     too_old = run(*flags, str(int(time.time()) - 25 * 3600), env=env)
+    to_come = run(*flags, "2999-01-01T00:00:00Z", env=env)
     within = run(*flags, an_hour_ago.isoformat(timespec="seconds"), env=env)
 
-    assert too_old.returncode == 2
+    assert too_old.returncode == to_come.returncode == 2
     assert too_old.stderr.count(b"\n") == 1 and b"before the stream's retention of 24 hours" in too_old.stderr
+    assert to_come.stderr.count(b"\n") == 1 and b"is in the future" in to_come.stderr
     assert b"no KCL jars" in within.stderr, within.stderr  # it got as far as starting the daemon
+
+
+def test_an_application_with_leases_restarts_with_a_start_timestamp_out_of_the_retention_said_in_a_warning(
+    local_aws: LocalAws, tmp_path: Path
+) -> None:
+    stream, application = unique("s"), unique("app")
+    local_client("kinesis", local_aws.endpoint_url).create_stream(StreamName=stream, ShardCount=1)  # 24 hours
+    dynamodb = local_client("dynamodb", local_aws.endpoint_url)
+    dynamodb.create_table(  # the lease table as the KCL leaves it: a shard checkpointed, its lease unowned
+        TableName=application,
+        KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(
+        TableName=application, Item={"leaseKey": {"S": "shardId-000000000000"}, "checkpoint": {"S": "4963"}}
+    )
+    env = run_env(AWS_ENDPOINT_URL=local_aws.endpoint_url, DEFENDER_HUB_KCL_JARS=str(tmp_path))
+    flags = ("--stream", stream, "--application", application, "--initial-position", "AT_TIMESTAMP", "--timestamp")
+
+    too_old = run(*flags, str(int(time.time()) - 25 * 3600), env=env)  # remembered in a unit file since yesterday
+    to_come = run(*flags, "2999-01-01T00:00:00Z", env=env)
+
+    for done, problem in ((too_old, b"is before the stream's retention of 24 hours"), (to_come, b"is in the future")):
+        warning, *_ = done.stderr.splitlines()
+        assert warning.startswith(b"defender-hub: warning: --timestamp ") and problem in warning, done.stderr
+        said = f"run goes on, as application '{application}' has leases: its shards start at their checkpoints"
+        assert warning.endswith(said.encode()), warning
+        assert b"no KCL jars" in done.stderr, done.stderr  # it got as far as starting the daemon

@@ -230,14 +230,15 @@ class LedgeredSink:
             sent = self._send(archivals, park=False)
             report.add(sent)
             report.archived += len(archivals) - sent.parked - sent.dead_lettered
-            # An archival is done once Security Hub accepted it: a dead-lettered one (a brownout that outlasted its
-            # retries) leaves the finding ACTIVE, so the archival stays owed, besides its letter's redrive.
-            left |= sent.parked + sent.dead_lettered > 0
+            # An archival is done once Security Hub accepted it. A parked lane's, or one Security Hub kept failing (a
+            # brownout), is left owed for the next sweep; one it refuses for good is in the dead letters, with its
+            # reason, for a person and a redrive: asking again would only write it there again.
+            left |= sent.parked > 0
             if not cursor:
                 break
         if left:  # owed still: the next delivery for the check, or the next sweep, takes it up
             log.warning(
-                "archival of %s left owed: a lane of its findings is parked, or Security Hub failed some",
+                "archival of %s left owed: a lane of its findings is parked, or Security Hub kept failing some",
                 completion.check,
             )
             return

@@ -19,6 +19,7 @@ from defender_hub.config import OUTAGE_LIMIT_SECONDS, default_dead_letters, defa
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.sink import Clients, DeadLetters, SecurityHubSink, Sink, open_dead_letters, securityhub_clients
 from defender_hub.sink.base import RetryPolicy
+from defender_hub.sink.outages import Outages
 from defender_hub.sink.quota import BURST_SLACK, SharedQuota
 
 __all__ = ["Delivery", "DeliverySettings", "open_delivery"]
@@ -47,6 +48,9 @@ class DeliverySettings:
     """Where the worker's processes share each lane's quota (`sink.quota`); None: each finds it by being throttled."""
     outage_limit_seconds: float = OUTAGE_LIMIT_SECONDS
     """How long a lane may fail every request before its findings are parked (`sink.outages`)."""
+    outages: Outages | None = None
+    """The lanes' spells of failure, shared by the sinks opened with these settings (a long-lived process's sweeps);
+    None: each sink its own."""
 
     def environment(self) -> dict[str, str]:
         """These settings as the variables `run` gives its shard processes, which read them with `of_environment`."""
@@ -54,10 +58,9 @@ class DeliverySettings:
         return {variable: str(value) for variable, value in values if value is not None}
 
     @classmethod
-    def of_environment(cls, environment: Mapping[str, str], *, account_id: str | None) -> DeliverySettings:
+    def of_environment(cls, environment: Mapping[str, str]) -> DeliverySettings:
         """The settings `environment` carries (as `environment()` made it), with the state directory's files where
-        it names no dead letters or ledger; `account_id` as the mapping options have it (the variable, else the
-        settings file)."""
+        it names no dead letters or ledger."""
 
         def given(name: str) -> str | None:
             return environment.get(_ENVIRONMENT[name]) or None
@@ -66,7 +69,7 @@ class DeliverySettings:
         return cls(
             dead_letter=given("dead_letter") or default_dead_letters(),
             ledger=given("ledger") or default_ledger(),
-            account_id=account_id,
+            account_id=given("account_id"),
             max_clock_skew_minutes=float(skew) if skew else MAX_CLOCK_SKEW_MINUTES,
             dead_letter_overflow=given("dead_letter_overflow"),
             assume_role=given("assume_role"),
@@ -79,7 +82,7 @@ class DeliverySettings:
 _ENVIRONMENT: Mapping[str, str] = {
     "dead_letter": "DEFENDER_HUB_DEAD_LETTER",
     "ledger": "DEFENDER_HUB_LEDGER",
-    "account_id": "DEFENDER_HUB_ACCOUNT_ID",
+    "account_id": "DEFENDER_HUB_IMPORT_ACCOUNT",
     "max_clock_skew_minutes": "DEFENDER_HUB_MAX_CLOCK_SKEW",
     "dead_letter_overflow": "DEFENDER_HUB_DEAD_LETTER_OVERFLOW",
     "assume_role": "DEFENDER_HUB_ASSUME_ROLE",
@@ -125,7 +128,15 @@ def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Cloc
         quota = SharedQuota(Path(settings.quota_dir))
         update_quota = SharedQuota(Path(settings.quota_dir) / "batch-update", UPDATE_RATE, UPDATE_BURST - BURST_SLACK)
     policy = RetryPolicy(outage_seconds=settings.outage_limit_seconds)
-    hub = SecurityHubSink(clients, dead_letters, policy=policy, stop=stop, quota=quota, update_quota=update_quota)
+    hub = SecurityHubSink(
+        clients,
+        dead_letters,
+        policy=policy,
+        stop=stop,
+        quota=quota,
+        update_quota=update_quota,
+        outages=settings.outages,
+    )
     if settings.ledger is None:
         return Delivery(hub, dead_letters, None)
     ledgered = LedgeredSink(

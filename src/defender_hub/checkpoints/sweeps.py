@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from defender_hub.checkpoints.delivery import Clock, RefreshReport
 from defender_hub.checkpoints.opening import DeliverySettings, open_delivery
@@ -23,6 +24,7 @@ from defender_hub.importer import redrive
 from defender_hub.lifecycle import REFRESH_AFTER_DAYS
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import DeadLetter, Lane
+from defender_hub.sink.outages import Outages
 
 __all__ = ["retry_parked_once", "start_periodic_refresh", "start_periodic_retry", "sweep_once"]
 
@@ -70,6 +72,12 @@ def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: 
     return delivery.hub.parked_findings
 
 
+def _remembering_outages(settings: DeliverySettings) -> DeliverySettings:
+    """`settings` whose sinks share one record of the lanes' outages: a lane a sweep found out is parked by the next
+    at its first failure, not after the whole limit again."""
+    return replace(settings, outages=settings.outages or Outages(settings.outage_limit_seconds))
+
+
 def _periodically(name: str, every_seconds: float, sweep: Callable[[threading.Event], None]) -> threading.Event:
     """Runs `sweep` now and then every `every_seconds`, in a thread, until the returned event is set.
 
@@ -96,6 +104,7 @@ def start_periodic_refresh(
     settings: DeliverySettings, every_seconds: float, after_days: float = REFRESH_AFTER_DAYS, clock: Clock = time.time
 ) -> threading.Event:
     """Refresh sweeps now and then every `every_seconds`, in a thread, until the returned event is set."""
+    settings = _remembering_outages(settings)
 
     def sweep(stop: threading.Event) -> None:
         report = sweep_once(settings, stop, after_days, clock)
@@ -111,6 +120,7 @@ def start_periodic_retry(
 ) -> threading.Event:
     """Sends parked findings again now and then every `every_seconds`, in a thread, until the returned event is set;
     says which lanes are parked still, and how many findings wait in each."""
+    settings = _remembering_outages(settings)
 
     def sweep(stop: threading.Event) -> None:
         for lane, waiting in sorted(retry_parked_once(settings, stop, clock).items(), key=str):

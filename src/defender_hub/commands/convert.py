@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from defender_hub.commands.accounts import default_account_flag
 from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, mapping_flags
 from defender_hub.config import load_mapping_options
 from defender_hub.convert import convert_stream
@@ -27,13 +28,14 @@ def add(commands: Any) -> None:
             "every line converted or was skipped, 1 when some did not, 2 for bad usage or configuration."
         ),
     )
+    default_account_flag(convert)
     mapping_flags(convert)
     convert.set_defaults(handler=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
     options = load_mapping_options(
-        account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+        account_id=args.default_account, region=args.region, partition=args.partition, config_file=args.config
     )
     failed = convert_stream(sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer, options)
     return EXIT_OK if failed == 0 else EXIT_FAILURES

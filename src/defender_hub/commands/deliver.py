@@ -7,17 +7,16 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from defender_hub.commands.accounts import import_account_flag
 from defender_hub.commands.common import (
     EXIT_FAILURES,
     EXIT_OK,
-    Deadline,
-    deadline_flag,
     delivery_flags,
     delivery_settings,
     mapping_flags,
-    stop_on_signals,
     summary,
 )
+from defender_hub.commands.deadline import Deadline, deadline_flag, stop_on_signals
 from defender_hub.config import load_mapping_options
 from defender_hub.errors import SinkError
 
@@ -37,8 +36,9 @@ def add(commands: Any) -> None:
             "Security Hub is throttling or down; what it can never accept goes to the dead letters. With --ledger, "
             "through the finding lifecycle: only what changes Security Hub is sent, and it is recorded. AWS "
             "configuration as usual: the credential chain, AWS_REGION, AWS_ENDPOINT_URL_SECURITYHUB. Exit status 0 "
-            "when every finding was accepted or dead-lettered, 1 when some were left undelivered (a stop, --deadline), "
-            "2 for bad usage or configuration."
+            "when every finding was accepted or dead-lettered, 1 when some were left undelivered (a stop, --deadline) "
+            "or parked in the dead letters (their account and Region refusing them, or failing every request for "
+            "--outage-limit), 2 for bad usage or configuration."
         ),
     )
     redriving = commands.add_parser(
@@ -52,7 +52,9 @@ def add(commands: Any) -> None:
     )
     delivery_flags(importing, ledger_by_default=False)
     delivery_flags(redriving, ledger_by_default=True)  # a redriven finding is one the lifecycle must know
-    mapping_flags(redriving, account_flag=False)
+    import_account_flag(importing)
+    import_account_flag(redriving)  # also the default account of the records it maps
+    mapping_flags(redriving)
     deadline_flag(importing, "the findings not yet read or sent are not imported")
     deadline_flag(redriving, "the dead letters not sent are kept")
     importing.set_defaults(handler=_deliver)
@@ -83,12 +85,15 @@ def _deliver(args: argparse.Namespace) -> int:
     try:
         with deadline:
             if args.command == "import":
-                report = import_findings(sys.stdin.buffer, sink, dead_letters, progress)
+                report = import_findings(sys.stdin.buffer, sink, dead_letters, progress, stop=stop)
             else:
                 options = load_mapping_options(
-                    account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+                    account_id=args.import_account,
+                    region=args.region,
+                    partition=args.partition,
+                    config_file=args.config,
                 )
-                report = redrive(dead_letters, sink, options, progress)
+                report = redrive(dead_letters, sink, options, progress, stop=stop)
     except SinkError as exc:
         said = deadline.reason(exc)
         print(f"{chr(10) if on_terminal else ''}defender-hub: {said}; the rest is undelivered", file=sys.stderr)
@@ -99,4 +104,11 @@ def _deliver(args: argparse.Namespace) -> int:
     print(f"{chr(10) if on_terminal else ''}{summary(report, time.monotonic() - started)}", file=sys.stderr)
     if dead_letters.unreadable:
         print(f"defender-hub: {dead_letters.unreadable} dead letters could not be read; kept aside", file=sys.stderr)
+    if report.parked:
+        print(
+            f"defender-hub: {report.parked} findings parked in the dead letters: their account and Region refused them "
+            "or failed every request; `defender-hub redrive` sends them again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURES
     return EXIT_OK

@@ -7,7 +7,8 @@ import os
 import sys
 from typing import Any
 
-from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, env, stop_on_signals
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, env
+from defender_hub.commands.deadline import stop_on_signals
 from defender_hub.errors import ForwardError
 
 __all__ = ["add"]

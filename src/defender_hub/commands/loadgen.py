@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Any
 
-from defender_hub.commands.common import EXIT_OK, aws_region, env
+from defender_hub.commands.aws import aws_region
+from defender_hub.commands.common import EXIT_OK, env
 from defender_hub.errors import ConfigError
 from defender_hub.synthetic import MIX_SOURCES, parse_mix
 

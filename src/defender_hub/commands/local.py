@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE
-from defender_hub.commands.common import EXIT_OK, stop_on_signals
+from defender_hub.commands.common import EXIT_OK
+from defender_hub.commands.deadline import stop_on_signals
 from defender_hub.errors import ConfigError, PortTaken
 from defender_hub.local import AWS_PORT, DEMO_EVENTS, LOCAL_STREAM, SECURITYHUB_PORT
 from defender_hub.local.securityhub import DEFAULT_ACCOUNT, DEFAULT_REGION, LocalSecurityHub

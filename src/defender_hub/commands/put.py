@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from defender_hub.codecs.asff_rules import WORKFLOW_STATUSES
-from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, aws_region, env
+from defender_hub.commands.aws import aws_region
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, env
 from defender_hub.errors import ConfigError
 from defender_hub.mapping.common import (
     PRODUCT_NAME_AUDIT,

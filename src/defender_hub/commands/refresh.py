@@ -8,16 +8,9 @@ import time
 from typing import Any
 
 from defender_hub.codecs.asff_rules import RETENTION_DAYS
-from defender_hub.commands.common import (
-    EXIT_FAILURES,
-    EXIT_OK,
-    Deadline,
-    deadline_flag,
-    delivery_flags,
-    delivery_settings,
-    stop_on_signals,
-    summary,
-)
+from defender_hub.commands.accounts import import_account_flag
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, delivery_flags, delivery_settings, summary
+from defender_hub.commands.deadline import Deadline, deadline_flag, stop_on_signals
 from defender_hub.errors import SinkError
 from defender_hub.lifecycle import REFRESH_AFTER_DAYS
 
@@ -36,10 +29,12 @@ def add(commands: Any) -> None:
             "--after-days days that its source keeps alive (a failing Config rule, an open Health event, any Device "
             "Defender finding). Sweeps running at once claim what they send, so at most a "
             "few findings go twice. Exit status 0 when everything due was accepted or dead-lettered, 1 when some was "
-            "left due (a stop, --deadline), 2 for bad usage or configuration."
+            "left due (a stop, --deadline, an account and Region parked: refusing, or failing every request for "
+            "--outage-limit), 2 for bad usage or configuration."
         ),
     )
     delivery_flags(refreshing, ledger_by_default=True)
+    import_account_flag(refreshing)
     deadline_flag(refreshing, "what was not sent is still due, for the next sweep")
     refreshing.add_argument(
         "--after-days",
@@ -67,4 +62,11 @@ def _refresh(args: argparse.Namespace) -> int:
         f"{summary(report, time.monotonic() - started)}",
         file=sys.stderr,
     )
+    if report.parked:
+        print(
+            f"defender-hub: {report.parked} findings left due: their account and Region refused them or failed every "
+            "request; the next refresh sends them again",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURES
     return EXIT_OK

@@ -15,15 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from defender_hub.checkpoints import open_ledger, parse_ledger_url
-from defender_hub.commands.common import (
-    EXIT_FAILURES,
-    EXIT_OK,
-    aws_region,
-    delivery_flags,
-    delivery_settings,
-    env,
-    mapping_flags,
-)
+from defender_hub.commands.accounts import default_account_flag
+from defender_hub.commands.aws import aws_region
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, delivery_flags, delivery_settings, env, mapping_flags
 from defender_hub.config import (
     OUTAGE_LIMIT_SECONDS,
     PARKED_RETRY_SECONDS,
@@ -70,8 +64,8 @@ def add(commands: Any) -> None:
     )
     running.add_argument(
         "--timestamp",
-        help="with AT_TIMESTAMP: where to start, ISO 8601 (2026-12-01T08:00:00Z; UTC without an offset) or epoch "
-        "seconds, within the stream's retention (default: none)",
+        help="with AT_TIMESTAMP: where shards without a checkpoint start, ISO 8601 (2026-12-01T08:00:00Z; UTC without "
+        "an offset) or epoch seconds, within the stream's retention for a new application (default: none)",
     )
     running.add_argument("--worker-id", help="stable per worker (default: the host name)")
     running.add_argument(
@@ -111,9 +105,12 @@ def add(commands: Any) -> None:
         metavar="IP",
         help="where to serve the metrics: 0.0.0.0 for a scraper elsewhere (default: 127.0.0.1, this host only)",
     )
-    delivery_flags(running, ledger_by_default=True, account_flag=False, run=True)
+    delivery_flags(running, ledger_by_default=True, run=True)
+    default_account_flag(running)
     mapping_flags(running)
-    running.set_defaults(handler=_run)
+    # No --import-account: `run` imports into its own account as STS names it, asked only once a role is to be
+    # assumed. --default-account is the account of events that carry none, never the account imported into.
+    running.set_defaults(handler=_run, import_account=None)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -121,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     from defender_hub.consumer.launcher import (  # noqa: PLC0415
         DaemonSettings,
         check_daemon,
+        check_start,
         check_stream,
         lease_owners,
         run_daemon,
@@ -149,11 +147,20 @@ def _run(args: argparse.Namespace) -> int:
         setattr(args, name, value)
     chosen = delivery_settings(args)  # the state directory's files unless told otherwise
     region = _checked(args)
-    start = start_timestamp(args.initial_position, args.timestamp, args.stream, region)
+    start = start_timestamp(args.initial_position, args.timestamp)
     ledger_url = _absolute_ledger(chosen.ledger)
-    check_stream(args.stream, region)
+    retention_hours = check_stream(args.stream, region)
     open_ledger(ledger_url).close()  # opened once here, so a ledger that can't be opened is said at start
-    others = lease_owners(args.application, region) - {args.worker_id, ""}
+    owners = lease_owners(args.application, region)
+    if start is not None and (problem := check_start(args.timestamp, start, retention_hours, leased=bool(owners))):
+        # A restart's remembered timestamp (a unit file's DEFENDER_HUB_TIMESTAMP) goes stale; refusing it would have
+        # a supervisor restart `run` forever, for a start no shard with a checkpoint takes.
+        print(
+            f"defender-hub: warning: {problem}; run goes on, as application {args.application!r} has leases: its "
+            "shards start at their checkpoints",
+            file=sys.stderr,
+        )
+    others = owners - {args.worker_id, ""}
     if ledger_url.startswith("sqlite:") and others:
         print(
             f"defender-hub: warning: other workers ({', '.join(sorted(others)[:5])}) share application "
@@ -192,7 +199,7 @@ def _run(args: argparse.Namespace) -> int:
             **({"PROMETHEUS_MULTIPROC_DIR": metrics_dir} if metrics_dir else {}),
             **{
                 f"DEFENDER_HUB_{name.upper()}": str(value)
-                for name in ("region", "partition", "config", "log_format")
+                for name in ("default_account", "region", "partition", "config", "log_format")
                 if (value := getattr(args, name)) is not None
             },
         }
@@ -230,7 +237,7 @@ def _checked(args: argparse.Namespace) -> str:
     if not isinstance(args.max_records, int):
         raise ConfigError(f"max records {args.max_records!r} is not a whole number")
     load_mapping_options(  # validated here, before the daemon starts, rather than in every shard's processor
-        account_id=args.account_id, region=args.region, partition=args.partition, config_file=args.config
+        account_id=args.default_account, region=args.region, partition=args.partition, config_file=args.config
     )
     region = args.region or aws_region()
     if not 1 <= args.max_records <= MAX_RECORDS:

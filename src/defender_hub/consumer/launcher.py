@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from defender_hub.errors import ConfigError
+from defender_hub.errors import NO_CREDENTIALS, ConfigError
 from defender_hub.logs import daemon_line
 from defender_hub.timestamps import format_iso, parse_epoch_seconds
 
@@ -25,6 +25,7 @@ __all__ = [
     "MAX_RECORDS",
     "DaemonSettings",
     "check_daemon",
+    "check_start",
     "check_stream",
     "daemon_command",
     "kcl_jars",
@@ -169,13 +170,9 @@ def tuning(spec: str) -> dict[str, str]:
     return tuned
 
 
-def check_stream(stream: str, region: str) -> None:
-    """Raises ConfigError unless Kinesis answers and has `stream`: better said at start than retried by the daemon."""
-    _stream_summary(stream, region)
-
-
-def _stream_summary(stream: str, region: str) -> dict[str, Any]:
-    """Kinesis' summary of `stream`; raises ConfigError when Kinesis can't be reached or has no such stream."""
+def check_stream(stream: str, region: str) -> int:
+    """Returns the retention of `stream` in hours; raises ConfigError when Kinesis can't be reached or has no such
+    stream: better said at start than retried by the daemon."""
     import boto3  # noqa: PLC0415 - only `run` needs it
     from botocore.config import Config  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: PLC0415
@@ -187,7 +184,7 @@ def _stream_summary(stream: str, region: str) -> dict[str, Any]:
     try:
         summary: dict[str, Any] = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
     except NoCredentialsError:
-        raise ConfigError("no AWS credentials found in the credential chain") from None
+        raise ConfigError(NO_CREDENTIALS) from None
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
@@ -195,47 +192,62 @@ def _stream_summary(stream: str, region: str) -> dict[str, Any]:
         raise ConfigError(f"{where} refused DescribeStreamSummary for {stream!r}: {code}") from None
     except BotoCoreError as exc:
         raise ConfigError(f"can't reach {where}: {type(exc).__name__}") from None
-    return summary
+    return int(summary["RetentionPeriodHours"])
 
 
-def start_timestamp(initial_position: str, timestamp: str | None, stream: str, region: str) -> int | None:
+def start_timestamp(initial_position: str, timestamp: str | None) -> int | None:
     """Returns `timestamp` (ISO 8601 or epoch seconds) as the whole epoch second where shards without a checkpoint
-    start, None for a start at either end; raises ConfigError for a timestamp missing, unneeded, unreadable, in the
-    future, or before the stream's retention (asking Kinesis only then)."""
+    start, None for a start at either end; raises ConfigError for a timestamp missing, unneeded or unreadable."""
     if initial_position != "AT_TIMESTAMP":
         if timestamp is not None:
             raise ConfigError(f"--timestamp is only for --initial-position AT_TIMESTAMP, not {initial_position}")
         return None
     if timestamp is None:
         raise ConfigError(_NEEDS_TIMESTAMP)
-    shown = repr(timestamp[:64])
     try:
-        start = parse_epoch_seconds(timestamp)
+        return parse_epoch_seconds(timestamp)
     except ValueError:
-        raise ConfigError(f"--timestamp {shown} is neither ISO 8601 (2026-12-01T08:00:00Z) nor epoch seconds") from None
-    now = time.time()
-    if start > now:
-        raise ConfigError(f"--timestamp {shown} is in the future: it is {format_iso(int(now * 1000))} now")
-    hours = int(_stream_summary(stream, region)["RetentionPeriodHours"])
-    oldest = now - hours * 3600
-    if start < oldest:
         raise ConfigError(
-            f"--timestamp {shown} is before the stream's retention of {hours} hours, which starts at "
-            f"{format_iso(int(oldest * 1000))}: what was put before is gone; TRIM_HORIZON starts at the oldest record"
+            f"--timestamp {timestamp[:64]!r} is neither ISO 8601 (2026-12-01T08:00:00Z) nor epoch seconds"
+        ) from None
+
+
+def check_start(timestamp: str, start: int, retention_hours: int, *, leased: bool) -> str | None:
+    """Checks a start at `timestamp` (read as epoch second `start`) against now and the stream's retention: None when
+    it is within; else, for an application without leases (`leased` False), raises ConfigError; for one with leases,
+    whose shards start at their checkpoints, returns what is wrong with it, for a warning."""
+    now = time.time()
+    oldest = now - retention_hours * 3600
+    if oldest <= start <= now:
+        return None
+    shown = repr(timestamp[:64])
+    if start > now:
+        problem, advice = f"--timestamp {shown} is in the future: it is {format_iso(int(now * 1000))} now", ""
+    else:
+        problem = (
+            f"--timestamp {shown} is before the stream's retention of {retention_hours} hours, which starts at "
+            f"{format_iso(int(oldest * 1000))}"
         )
-    return start
+        advice = ": what was put before is gone; TRIM_HORIZON starts at the oldest record"
+    if not leased:
+        raise ConfigError(problem + advice)
+    return problem
 
 
 def lease_owners(application: str, region: str) -> set[str]:
-    """The workers holding leases of `application` now; empty when its lease table can't be read (yet)."""
+    """The workers holding leases of `application` now, "" for a lease none holds; empty when it has no leases or its
+    lease table can't be read (yet)."""
     import boto3  # noqa: PLC0415 - only `run` needs it
     from botocore.config import Config  # noqa: PLC0415
 
     config = Config(retries={"total_max_attempts": 2}, connect_timeout=3, read_timeout=10)
     dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=_endpoint("DYNAMODB"), config=config)
     try:
-        pages = dynamodb.get_paginator("scan").paginate(TableName=application, ProjectionExpression="leaseOwner")
-        return {item["leaseOwner"]["S"] for page in pages for item in page["Items"] if "leaseOwner" in item}
+        # The KCL leaves out the leaseOwner of a lease none holds (one whose worker stopped, or not yet taken).
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=application, ProjectionExpression="leaseKey, leaseOwner"
+        )
+        return {item.get("leaseOwner", {}).get("S", "") for page in pages for item in page["Items"]}
     except Exception:
         return set()
 

@@ -380,15 +380,14 @@ def main() -> None:
     configure(env.get("DEFENDER_HUB_LOG_FORMAT") or "text")
     config = env.get("DEFENDER_HUB_CONFIG")
     options = load_mapping_options(
-        account_id=env.get("DEFENDER_HUB_ACCOUNT_ID"),
+        account_id=env.get("DEFENDER_HUB_DEFAULT_ACCOUNT"),
         region=env.get("DEFENDER_HUB_REGION"),
         partition=env.get("DEFENDER_HUB_PARTITION"),
         config_file=Path(config) if config else None,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    settings = DeliverySettings.of_environment(env, account_id=options.account_id)
-    delivery = open_delivery(settings, stop)
+    delivery = open_delivery(DeliverySettings.of_environment(env), stop)
     health = env.get("DEFENDER_HUB_HEALTH_DIR")
     findings = FindingsProcessor(
         EventConverter(options), delivery.sink, delivery.dead_letters, Path(health) if health else None

@@ -6,18 +6,30 @@ Imports (`securityhub.py`) and workflow updates (`workflow.py`) read the same an
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
+from botocore.retries.standard import ThrottledRetryableChecker, TransientRetryableChecker
 
-__all__ = ["ACCESS_CODES", "INPUT_CODES", "REFUSED_STATUSES", "THROTTLING_CODES", "is_transient", "refuses_lane"]
+__all__ = [
+    "ACCESS_CODES",
+    "INPUT_CODES",
+    "REFUSED_STATUSES",
+    "THROTTLING_CODES",
+    "is_throttling",
+    "is_transient",
+    "refuses_lane",
+]
 
-THROTTLING_CODES = frozenset({"TooManyRequestsException", "LimitExceededException", "ThrottlingException"})
+# botocore's own lists, which its retry modes keep up to date: STS's "Throttling" is a 400, Security Hub's
+# "TooManyRequestsException" a 429, and a code missing here would park a lane that is only busy.
+THROTTLING_CODES = frozenset(ThrottledRetryableChecker._THROTTLED_ERROR_CODES)
+_TRANSIENT_CODES = frozenset(TransientRetryableChecker._TRANSIENT_ERROR_CODES)
 ACCESS_CODES = frozenset({"InvalidAccess", "InvalidAccessException", "AccessDeniedException", "AccessDenied"})
 """Refusals of a lane, not of a finding: Security Hub not enabled, the integration not accepted, or the credentials
 (a role that can't be assumed, among them) not allowed; it takes a person to fix them."""
 REFUSED_STATUSES = frozenset({401, 403})
 INPUT_CODES = frozenset({"InvalidInputException"})
 """A request refused whole for what it holds: the sender splits it to find the finding refused, the lane is fine."""
-_TRANSIENT_CLIENT_STATUSES = frozenset({408, 429})
-"""The client errors that pass with time: a request timeout, and throttling under whatever code."""
+_THROTTLING_STATUS = 429
+_TIMEOUT_STATUS = 408
 
 
 def _code_and_status(error: ClientError) -> tuple[str, int]:
@@ -33,15 +45,17 @@ def refuses_lane(error: ClientError) -> bool:
         return True
     # Retrying a client error asks the same question again and gets the same answer: the shard would stall behind
     # it for ever. Parked, the lane's findings wait in the dead letters and are tried again every minute.
-    return (
-        400 <= status < 500
-        and status not in _TRANSIENT_CLIENT_STATUSES
-        and code not in THROTTLING_CODES
-        and code not in INPUT_CODES
-    )
+    return 400 <= status < 500 and not is_transient(error) and code not in INPUT_CODES
+
+
+def is_throttling(error: ClientError) -> bool:
+    """Whether `error` says the service is busy: an answer, so the lane is up, only to be asked more slowly."""
+    code, status = _code_and_status(error)
+    return code in THROTTLING_CODES or status == _THROTTLING_STATUS
 
 
 def is_transient(error: ClientError) -> bool:
-    """Whether `error` may pass when asked again: throttling, or a fault of the service (5xx, or no status at all)."""
+    """Whether `error` may pass when asked again: throttling, a timeout, or a fault of the service (5xx, or no status
+    at all)."""
     code, status = _code_and_status(error)
-    return code in THROTTLING_CODES or status >= 500 or status == 0 or status in _TRANSIENT_CLIENT_STATUSES
+    return is_throttling(error) or code in _TRANSIENT_CODES or status >= 500 or status in {0, _TIMEOUT_STATUS}

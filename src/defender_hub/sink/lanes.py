@@ -22,7 +22,7 @@ from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, DeferredRefreshableCredentials
 
 from defender_hub.codecs.asff import Finding
-from defender_hub.errors import ConfigError, LaneRefused
+from defender_hub.errors import NO_CREDENTIALS, ConfigError, LaneRefused
 from defender_hub.mapping.aws import region_problem
 
 __all__ = [
@@ -231,5 +231,5 @@ def securityhub_clients(
     """
     session = boto3.Session(region_name=os.environ.get("AWS_REGION") or None)
     if session.get_credentials() is None:
-        raise ConfigError("no AWS credentials found in the credential chain (environment, config files, role)")
+        raise ConfigError(NO_CREDENTIALS)
     return SecurityHubClients(session, assume_role=assume_role, external_id=external_id, own_account=own_account)

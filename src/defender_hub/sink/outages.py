@@ -23,36 +23,45 @@ __all__ = ["Outages"]
 @dataclass(slots=True)
 class _Spell:
     first: float
+    """When the spell's first failed request was sent."""
     last: float
+    """When its last failed request ended."""
+    out: bool = False
+    """Whether it lasted the limit: then the lane is out until it answers, however long between its requests."""
 
 
 class Outages:
-    """The spells of failure of each lane, on a monotonic clock; thread-safe, since lanes are delivered at once."""
+    """The spells of failure of each lane, on a monotonic clock; thread-safe, since lanes are delivered at once.
 
-    def __init__(self, limit_seconds: float, gap_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        """`limit_seconds`: how long a lane may fail before it counts as out. `gap_seconds`: how long a pause
-        between failures still belongs to one spell (a parked lane is tried again after a pause that long)."""
-        self._limit, self._gap, self._clock = limit_seconds, gap_seconds, clock
+    One is shared by every sink of a process that lives long (`run`'s sweeps), so that what one sweep met the next
+    knows.
+    """
+
+    def __init__(self, limit_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit, self._clock = limit_seconds, clock
         self._spells: dict[Lane, _Spell] = {}
         self._lock = threading.Lock()
 
-    def failed(self, lane: Lane) -> float | None:
-        """Notes a failed request of `lane`; returns for how many seconds it has failed once that reaches the limit,
-        else None.
+    def failed(self, lane: Lane, sent_at: float, code: str) -> str | None:
+        """Notes a request of `lane` sent at `sent_at` (on this clock) that failed with `code`; returns why the lane
+        is out once it has failed for the limit, else None.
 
-        A lane parked for an outage is tried again after its park; failing still, it is out again at once, rather
-        than holding another delivery for the whole limit.
+        A lane out is out until it answers: tried again after its park and failing still, it is out again at once,
+        rather than holding another delivery for the whole limit. A spell not yet out that has seen no request for
+        as long as the limit is over, for want of news: the next failure starts another.
         """
         now = self._clock()
         with self._lock:
             spell = self._spells.get(lane)
-            if spell is None or now - spell.last > self._gap:
-                spell = self._spells[lane] = _Spell(now, now)
+            if spell is None or (not spell.out and sent_at - spell.last > self._limit):
+                spell = self._spells[lane] = _Spell(sent_at, now)
             spell.last = now
             failing = now - spell.first
-        return failing if failing >= self._limit else None
+            spell.out = spell.out or failing >= self._limit
+            out = spell.out
+        return f"Security Hub failed every request for {failing:.0f} s (last: {code})" if out else None
 
     def answered(self, lane: Lane) -> None:
-        """Notes that `lane` answered (throttling aside): its spell of failure, if any, is over."""
+        """Notes that `lane` answered (throttling among the answers): its spell of failure, if any, is over."""
         with self._lock:
             self._spells.pop(lane, None)

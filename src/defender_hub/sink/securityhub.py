@@ -3,7 +3,7 @@
 botocore's adaptive retry mode does what it does well: it retries throttling, 5xx and connection errors a few times
 and runs a client-side token bucket whose rate follows throttling (CUBIC), one per lane's client. The sink adds what
 botocore lacks: it delivers each lane (account and Region) on its own, several at once; it keeps retrying, with
-capped exponential backoff and full jitter, for as long as Security Hub is down; it retries only the findings a
+capped exponential backoff and full jitter, while Security Hub is down for a while; it retries only the findings a
 response lists as failed; it bisects a request Security Hub refuses whole; it dead-letters what can never be accepted;
 and it parks the findings of a lane Security Hub refuses (not enabled, access denied, no endpoint, any other client
 error) or that has failed every request for `RetryPolicy.outage_seconds` (`outages.py`), so one account or Region
@@ -19,7 +19,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from http import HTTPStatus
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -27,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from defender_hub.codecs.asff_rules import finding_problems
 from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.metrics import LANE_FINDINGS, REQUESTS, THROTTLED
-from defender_hub.sink.answers import ACCESS_CODES, INPUT_CODES, THROTTLING_CODES, refuses_lane
+from defender_hub.sink.answers import ACCESS_CODES, INPUT_CODES, THROTTLING_CODES, is_throttling, refuses_lane
 from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy
 from defender_hub.sink.batching import Outbound, Pending, coalesce, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
@@ -62,6 +61,7 @@ class SecurityHubSink:
         seed: int | None = None,
         quota: SharedQuota | None = None,
         update_quota: SharedQuota | None = None,
+        outages: Outages | None = None,
     ) -> None:
         self._clients = clients
         self._quota = quota
@@ -74,9 +74,7 @@ class SecurityHubSink:
         self._lanes: dict[int, Lane] = {}
         """By client: the report of the lane delivery using it now, and its lane, which botocore's events count into."""
         self._parked: dict[Lane, tuple[float, str, str]] = {}
-        # A pause as long as a park and the limit still belongs to one spell: a lane parked for an outage and failing
-        # still when it is tried again is parked again at once.
-        self.outages = Outages(policy.outage_seconds, policy.park_seconds + policy.outage_seconds)
+        self.outages = outages or Outages(policy.outage_seconds)
         self.parked_findings: Counter[Lane] = Counter()
         """The findings this sink parked, by lane."""
         self._workflow = WorkflowUpdater(
@@ -323,35 +321,35 @@ class _LaneDelivery:
     def _attempt(self, batch: list[Pending]) -> tuple[list[Pending], bool]:
         """Sends one request; returns the findings to try again and whether any finding got through (accepted or
         dead-lettered). Raises _Refused when Security Hub refuses the lane."""
+        sent_at = time.monotonic()  # a client made first may fail too (STS, for its own account)
         try:
             client = self._sink._client(self.lane, self.report)
             if self._sink._quota is not None:
                 self._sink._quota.take(self.lane, self._wait)
+                sent_at = time.monotonic()  # the wait for the quota is no failure
             answer = client.batch_import_findings(Findings=[item.doc for item in batch])
         except LaneRefused as exc:
             raise _Refused(exc.reason, exc.code, batch) from exc
         except ClientError as exc:
-            return self._request_failed(batch, exc)
+            return self._request_failed(batch, exc, sent_at)
         except ParamValidationError as exc:  # botocore refused to send it: no retry will change that
             return self._refused_whole(batch, f"refused by botocore's validation: {exc}", "InvalidInput"), True
         except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
             log.warning("Security Hub unreachable (%s); retrying %d findings", type(exc).__name__, len(batch))
             self.report.retried += 1
-            return self._failed(batch, type(exc).__name__), False
+            return self._failed(batch, type(exc).__name__, sent_at), False
         self._sink.outages.answered(self.lane)
         return self._partly_failed(batch, answer)
 
-    def _failed(self, batch: list[Pending], code: str) -> list[Pending]:
-        """Notes a request that failed in a way that may pass (5xx, no connection); returns the findings to try again,
-        or raises _Refused once the lane has failed for as long as an outage takes."""
-        failing = self._sink.outages.failed(self.lane)
-        if failing is not None:
-            raise _Refused(
-                f"Security Hub failed every request for {failing:.0f} s (last: {code})", code, batch, outage=True
-            )
+    def _failed(self, batch: list[Pending], code: str, sent_at: float) -> list[Pending]:
+        """Notes a request sent at `sent_at` that failed in a way that may pass (5xx, no connection); returns the
+        findings to try again, or raises _Refused once the lane has failed for as long as an outage takes."""
+        out = self._sink.outages.failed(self.lane, sent_at, code)
+        if out is not None:
+            raise _Refused(out, code, batch, outage=True)
         return batch
 
-    def _request_failed(self, batch: list[Pending], exc: ClientError) -> tuple[list[Pending], bool]:
+    def _request_failed(self, batch: list[Pending], exc: ClientError, sent_at: float) -> tuple[list[Pending], bool]:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", ""), str(error.get("Message", ""))[:500]
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -362,9 +360,10 @@ class _LaneDelivery:
         if refuses_lane(exc):
             raise _Refused(f"{exc.operation_name} answered {code or status}: {message}", code or str(status), batch)
         log.warning("Security Hub answered %s (%s); retrying %d findings", code, status, len(batch))
-        if code in THROTTLING_CODES or status == HTTPStatus.TOO_MANY_REQUESTS:
-            return batch, False  # an answer: the lane is up, only busy
-        return self._failed(batch, code or str(status)), False
+        if is_throttling(exc):  # an answer: the lane is up, only busy
+            self._sink.outages.answered(self.lane)
+            return batch, False
+        return self._failed(batch, code or str(status), sent_at), False
 
     def _refused_whole(self, batch: list[Pending], reason: str, code: str) -> list[Pending]:
         """Handles a request refused as a whole, though each finding passed the strict check: halves find the one
@@ -394,13 +393,19 @@ class _LaneDelivery:
         retry: list[Pending] = []
         rejected: list[DeadLetter] = []
         refusal: dict[str, Any] | None = None
+        left_owed = 0
         for item in batch:
             failure = failures.get(item.id)
             if failure is None:
                 continue
             code = failure.get("ErrorCode", "")
             item.failures += 1
-            if code in NOT_RETRYABLE_CODES or (code not in ACCESS_CODES and item.failures >= MAX_FINDING_FAILURES):
+            stubborn = code not in ACCESS_CODES and item.failures >= MAX_FINDING_FAILURES
+            if stubborn and code not in NOT_RETRYABLE_CODES and not self._park:
+                # Work the ledger keeps owed (an archival, a refresh) is given again by the next sweep: a letter would
+                # only be a second copy of it, and a finding failed by a brownout would be written one each sweep.
+                left_owed += 1
+            elif code in NOT_RETRYABLE_CODES or stubborn:
                 times = "" if code in NOT_RETRYABLE_CODES else f" {item.failures} times"
                 rejected += DeadLetter.for_finding(
                     item, f"refused by Security Hub{times}: {failure.get('ErrorMessage', '')}", code
@@ -411,6 +416,13 @@ class _LaneDelivery:
                 retry.append(item)
         if rejected:
             self._sink.dead_letters.put(rejected)
+        if left_owed:
+            self.report.parked += left_owed
+            log.warning(
+                "Security Hub failed %d findings %d times; left owed for the next sweep",
+                left_owed,
+                MAX_FINDING_FAILURES,
+            )
         if refusal is not None:
             raise _Refused(
                 f"{refusal.get('ErrorCode')}: {str(refusal.get('ErrorMessage', ''))[:500]}",

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_UPDATE
 from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.metrics import WORKFLOW_LEFT_OWED, WORKFLOW_PROCESSED, WORKFLOW_UPDATES
-from defender_hub.sink.answers import THROTTLING_CODES, is_transient, refuses_lane
+from defender_hub.sink.answers import is_throttling, is_transient, refuses_lane
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.outages import Outages
 from defender_hub.sink.quota import SharedQuota
@@ -162,6 +162,7 @@ class WorkflowUpdater:
     ) -> tuple[list[WorkflowUpdate], str]:
         """Sends one request; returns what to ask again after a wait, and why the request was refused whole ("" when
         it was not). Raises LaneRefused, also once the lane has failed for as long as an outage takes."""
+        sent_at = time.monotonic()
         try:
             answer = client.batch_update_findings(
                 FindingIdentifiers=[{"Id": item.finding_id, "ProductArn": item.product_arn} for item in batch],
@@ -175,24 +176,26 @@ class WorkflowUpdater:
                 self._outages.answered(lane)
                 return [], f"{error.get('Code')}: {error.get('Message', '')}"
             log.warning("BatchUpdateFindings answered %s; retrying %d updates", error.get("Code"), len(batch))
-            if str(error.get("Code")) not in THROTTLING_CODES:
-                self._failed(lane, str(error.get("Code")))
+            if is_throttling(exc):  # an answer: the lane is up, only busy
+                self._outages.answered(lane)
+            else:
+                self._failed(lane, str(error.get("Code")), sent_at)
             return batch, ""
         except ParamValidationError as exc:  # botocore would not send it: no retry changes that
             return [], f"refused by botocore's validation: {exc}"
         except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
             log.warning("Security Hub unreachable (%s); retrying %d updates", type(exc).__name__, len(batch))
-            self._failed(lane, type(exc).__name__)
+            self._failed(lane, type(exc).__name__, sent_at)
             return batch, ""
         self._outages.answered(lane)
         return self._unprocessed(batch, answer, attempts, report), ""
 
-    def _failed(self, lane: Lane, code: str) -> None:
-        """Notes a request that failed in a way that may pass; raises LaneRefused once the lane has failed for as long
-        as an outage takes (its updates stay owed in the ledger for the parked sweep)."""
-        failing = self._outages.failed(lane)
-        if failing is not None:
-            raise LaneRefused(f"Security Hub failed every request for {failing:.0f} s (last: {code})", code)
+    def _failed(self, lane: Lane, code: str, sent_at: float) -> None:
+        """Notes a request sent at `sent_at` that failed in a way that may pass; raises LaneRefused once the lane has
+        failed for as long as an outage takes (its updates stay owed in the ledger for the parked sweep)."""
+        out = self._outages.failed(lane, sent_at, code)
+        if out is not None:
+            raise LaneRefused(out, code)
 
     def _refused_whole(self, batch: list[WorkflowUpdate], attempts: dict[str, int], reason: str) -> int:
         """Returns the request size to split `batch` into, or 0 when it stands alone and is left owed."""
