@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from defender_hub.aws_config import aws_config
+from defender_hub.backoff import full_jitter
 from defender_hub.codecs.decoding import arn_context
 from defender_hub.errors import ConfigError, ForwardError
 
@@ -38,6 +40,8 @@ PUT_BYTES = 5 * 1024 * 1024
 MAX_PARTITION_KEY = 256
 MAX_PUT_ATTEMPTS = 12
 """PutRecords tries of one record before the message fails (and Lambda tries the whole message again)."""
+_FIRST_PAUSE_SECONDS = 0.2  # the most a first retry waits; doubled for each one that follows
+_MAX_PAUSE_SECONDS = 5.0
 FINDINGS_PAGE = 250
 """ListAuditFindings' largest page."""
 
@@ -166,7 +170,7 @@ def put_records(
                 raise ForwardError(f"Kinesis refused {len(failed)} records {attempt} times ({', '.join(codes)})")
             if failed:
                 log.warning("Kinesis refused %d of %d records; retrying them", len(failed), len(pending))
-                sleep(rng.uniform(0, min(5.0, 0.1 * 2**attempt)))
+                sleep(full_jitter(attempt, _FIRST_PAUSE_SECONDS, _MAX_PAUSE_SECONDS, rng))
             pending = failed
     return len(records)
 
@@ -205,12 +209,11 @@ def forwarder_from_environment() -> Forwarder:
     """A forwarder for DEFENDER_HUB_STREAM, with clients from the standard AWS configuration and botocore's adaptive
     retries (ListAuditFindings is throttled at a few requests a second)."""
     import boto3  # noqa: PLC0415 - the Lambda loads it once, at its first invocation
-    from botocore.config import Config  # noqa: PLC0415
 
     stream = os.environ.get("DEFENDER_HUB_STREAM")
     if not stream:
         raise ConfigError("the forwarder needs DEFENDER_HUB_STREAM: the Kinesis stream to put records on")
-    config = Config(retries={"mode": "adaptive", "total_max_attempts": 10}, connect_timeout=5, read_timeout=30)
+    config = aws_config(attempts=10, read_timeout=30)
     region = os.environ.get("AWS_REGION") or None
     return Forwarder(
         stream,

@@ -338,11 +338,23 @@ def plan(
     findings: Sequence[tuple[dict[str, Any], Facts]],
     entries: Mapping[str, LedgerEntry],
     completions: Mapping[str, CheckCompletion],
+    batch_completions: Iterable[CheckCompletion] | None = None,
 ) -> Plan:
     """Decides what of `findings` (one per key, already coalesced) to send, given the ledger's `entries` by key and
-    the checks' last `completions` by check key."""
+    the checks' last `completions` by check key.
+
+    `batch_completions` are the completions of every version of the batch's check summaries, before coalescing (by
+    default, those of `findings`): a task that completed a check completed it, even when a later run's summary (a
+    canceled one) replaced its own in the batch, or its summary comes after a newer one.
+    """
     result = Plan()
-    in_batch = (facts.completion for _, facts in findings if facts.completion is not None)
+    if batch_completions is None:
+        batch_completions = (facts.completion for _, facts in findings if facts.completion is not None)
+    in_batch = list(dict.fromkeys(batch_completions))
+    for completion in in_batch:
+        last = completions.get(completion.check)
+        if last is None or completion.task_ms > last.task_ms:
+            result.completions.append(completion)
     latest = latest_per_check([*completions.values(), *in_batch])  # a late finding may share a batch with them
     for given, given_facts in findings:
         doc, facts = given, given_facts
@@ -376,11 +388,6 @@ def plan(
         workflow = workflow_owed(doc, entry)
         result.send.append(_outgoing(doc, facts, entry, max(facts.version_ms, past), workflow=workflow))
         result.archived_late += late
-        completion = facts.completion
-        if completion is not None:
-            last = completions.get(completion.check)
-            if last is None or completion.task_ms > last.task_ms:
-                result.completions.append(completion)
     return result
 
 

@@ -19,7 +19,7 @@ from defender_hub.config import default_ledger
 from defender_hub.errors import LedgerError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import DeliveryReport, Outbound, RecordOrigin
-from defender_hub.sink.securityhub import MAX_FINDING_FAILURES
+from defender_hub.sink.lane_delivery import MAX_FINDING_FAILURES
 from defender_hub.synthetic import generate_events
 from defender_hub.timestamps import format_iso
 from tests.helpers import (
@@ -171,6 +171,25 @@ def test_an_archival_security_hub_refuses_is_dead_lettered_once_and_its_redrive_
     pipeline.sink.deliver([Outbound(letter["finding"], RecordOrigin("shard-1", "redriven"))])  # as `redrive` does
 
     assert pipeline.stored()[b]["RecordState"] == "ARCHIVED"
+
+
+def test_a_replay_of_an_older_report_in_the_batch_of_a_completion_is_archived_all_the_same(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+
+    pipeline.deliver(audit_task("task-2", T0 + DAY_MS, 0), audit_finding("task-1", T0, "A"))  # a replay beside it
+
+    assert pipeline.stored()[FINDING_ID.format("A")]["RecordState"] == "ARCHIVED"
+    assert pipeline.ledger.owed_archivals() == []
+
+
+def test_a_completion_followed_in_its_batch_by_a_canceled_run_archives_all_the_same(pipeline: Pipeline) -> None:
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+
+    pipeline.deliver(audit_task("task-2", T0 + DAY_MS, 0), audit_task("task-3", T0 + 2 * DAY_MS, 0, status="CANCELED"))
+
+    assert pipeline.stored()[FINDING_ID.format("A")]["RecordState"] == "ARCHIVED"
 
 
 def test_a_late_finding_of_an_older_task_is_archived_not_revived(pipeline: Pipeline) -> None:
@@ -333,6 +352,11 @@ def test_settings_reach_the_shard_processes_whole_through_the_environment() -> N
     assert DeliverySettings.of_environment(bare.environment()) == DeliverySettings(
         "dead-letters.jsonl", default_ledger()
     )
+    # What `run` leaves unset is unset in the shards too, whatever `run`'s own environment holds: the daemon passes
+    # that environment on beneath the settings.
+    inherited = {"DEFENDER_HUB_IMPORT_ACCOUNT": "210987654321", "DEFENDER_HUB_ASSUME_ROLE": "someone-else"}
+    assert DeliverySettings.of_environment(inherited | bare.environment()).account_id is None
+    assert DeliverySettings.of_environment(inherited | bare.environment()).assume_role is None
 
 
 def workflow(pipeline: Pipeline, resource: str) -> tuple[str, str]:

@@ -53,6 +53,16 @@ def test_on_a_tie_the_later_one_wins() -> None:
     assert [p.doc["Title"] for p in pending] == ["second"]
 
 
+def test_the_winner_carries_its_own_tag_and_is_chosen_by_the_newness_of_each_version_and_tag() -> None:
+    older_but_ranked_higher = Outbound(finding("a", "2024-01-02T00:00:00.000Z", "tagged 2"), origin(1), 2)
+    newer_but_ranked_lower = Outbound(finding("a", "2024-01-03T00:00:00.000Z", "tagged 1"), origin(2), 1)
+
+    for order in ([older_but_ranked_higher, newer_but_ranked_lower], [newer_but_ranked_lower, older_but_ranked_higher]):
+        [pending] = coalesce(order, lambda _doc, rank: rank, own=True)
+        assert (pending.doc["Title"], pending.tag) == ("tagged 2", 2)
+        assert sorted(pending.origins, key=str) == [origin(1), origin(2)]
+
+
 def test_the_same_id_under_another_product_is_another_finding() -> None:
     assert (
         len(coalesce([Outbound(finding("a", "2024", product="p1")), Outbound(finding("a", "2024", product="p2"))])) == 2

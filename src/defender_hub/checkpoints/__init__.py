@@ -1,5 +1,11 @@
-"""The findings ledger (SQLite on one machine, DynamoDB shared) and, in `delivery`, the sink behind it; `opening`
-builds that sink from the settings.
+"""How far things are: each finding's and each shard's checkpoint, and what decides and records them.
+
+- The findings ledger (`ledger`; SQLite on one machine, DynamoDB shared) is the findings' checkpoint: what Security
+  Hub accepted last of each finding, and which archivals and workflow updates are still owed.
+- `delivery` is the sink behind the ledger: it plans each delivery against it and records what was accepted;
+  `opening` builds that sink from the settings; `sweeps` refresh what nears expiry and send parked findings again.
+- `shards` takes each shard's KCL checkpoint, once its records are delivered: the consumer's only way to say how far
+  a shard is.
 
 `delivery` and `opening` are imported on their own: they bring boto3, which the commands that only read the ledger's
 settings needn't load.

@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import msgspec
 
@@ -43,7 +44,7 @@ from defender_hub.sink import (
     Lane,
     Outbound,
     Pending,
-    SecurityHubSink,
+    Sender,
     WorkflowUpdate,
     as_document,
     coalesce,
@@ -93,7 +94,7 @@ class LedgeredSink:
 
     def __init__(
         self,
-        sink: SecurityHubSink,
+        sink: Sender,
         ledger: Ledger,
         *,
         clock: Clock = time.time,
@@ -112,15 +113,16 @@ class LedgeredSink:
         Raises SinkError (LedgerError among them) when that can't be done: nothing past these findings may be
         checkpointed.
         """
-        timely, facts_by_doc, refused = self._screened(outbound)
-        pending = coalesce(timely, lambda doc: facts_by_doc[id(doc)].order, own=True)
-        findings = [(item.doc, facts_by_doc[id(item.doc)]) for item in pending]
+        timely, refused = self._screened(outbound)
+        pending = coalesce(timely, _newness, own=True)
+        findings = [(item.doc, cast("Facts", item.tag)) for item in pending]
         keys = [facts.key for _, facts in findings]
         checks = list({facts.check for _, facts in findings} - {""})
         with _ledger_errors("reading"):
             entries = self._ledger.entries(keys)
             completions = self._ledger.completions(checks)
-        decided = plan(findings, entries, completions)
+        batch_completions = [facts.completion for item in timely if (facts := cast("Facts", item.tag)).completion]
+        decided = plan(findings, entries, completions, batch_completions)
         with _ledger_errors("recording completed checks"):
             self._ledger.record_completions(decided.completions)  # owed from now on, before anything is sent
         report = DeliveryReport()
@@ -128,7 +130,10 @@ class LedgeredSink:
         report.add(self._send(decided.send, dict(zip(keys, pending, strict=True)), written=written))
         owed = latest_per_check([*(c for c in completions.values() if not c.archived), *decided.completions])
         for completion in owed.values():
-            self._archive(completion, set(keys), report)
+            # What the batch reports of the completing task or a later one is current, whatever the ledger says (a
+            # parked lane's is not in it yet); a replay of an older task's report is not, and is archived with the rest.
+            current = {facts.key for _, facts in findings if facts.task_ms >= completion.task_ms}
+            self._archive(completion, current, report)
         # What this delivery owes Security Hub's workflow, and what earlier ones left owed for these findings (a kill
         # between the import and the update, a replay of it): the update is part of the delivery, before any
         # checkpoint.
@@ -140,26 +145,24 @@ class LedgeredSink:
         report.dead_lettered += refused
         return report
 
-    def _screened(self, outbound: Iterable[Outbound]) -> tuple[list[Outbound], dict[int, Facts], int]:
+    def _screened(self, outbound: Iterable[Outbound]) -> tuple[list[Outbound], int]:
         """Dead-letters findings whose news is from the future (beyond the clock skew allowed), each version on its
-        own, before coalescing lets one outrank the others; returns the rest as documents, their facts by the
-        document's identity, and how many were refused."""
+        own, before coalescing lets one outrank the others; returns the rest as documents, each tagged with its
+        facts, and how many were refused."""
         latest_ms = int(self._clock() * 1000) + self._max_skew_ms
         timely: list[Outbound] = []
-        facts_by_doc: dict[int, Facts] = {}
         letters: list[DeadLetter] = []
         for item in outbound:
             doc = as_document(item.finding)
             facts = facts_of(doc)
             reason = from_the_future(facts, latest_ms)
             if reason is None:
-                timely.append(Outbound(doc, item.origin))
-                facts_by_doc[id(doc)] = facts
+                timely.append(Outbound(doc, item.origin, facts))
             else:
                 letters += DeadLetter.for_finding(Pending.of(doc, [item.origin]), reason, "FutureEventTime")
         if letters:
             self._sink.dead_letters.put(letters)
-        return timely, facts_by_doc, len(letters)
+        return timely, len(letters)
 
     def _update_workflows(self, owed: Sequence[LedgerEntry], report: DeliveryReport) -> None:
         """Sets each owed Workflow.Status, then clears it in the ledger; what is left stays owed."""
@@ -215,7 +218,8 @@ class LedgeredSink:
     def _archive(self, completion: CheckCompletion, reported: set[str], report: DeliveryReport) -> None:
         """Archives, a page at a time, the check's ACTIVE findings its task no longer reported; then marks it done.
 
-        `reported` holds the keys delivered with the completion: those are current, whatever the ledger says.
+        `reported` holds the keys the batch reports of the completing task or a later one: those are current, whatever
+        the ledger says.
         """
         cursor, left = "", False
         while True:
@@ -334,6 +338,11 @@ class LedgeredSink:
             total.unreadable = len(unreadable)
             total.add(self._send(outgoing, park=False))
             log.info("refresh: %d due, %d re-sent, %d held by another sweep", len(due), len(outgoing), held_elsewhere)
+
+
+def _newness(_doc: Mapping[str, Any], facts: Facts) -> tuple[int, int]:
+    """What makes one version of a finding newer than another for the lifecycle: its facts' order."""
+    return facts.order
 
 
 def _from_ledger(make: Callable[[], Outgoing | None], entry: LedgerEntry, action: str) -> Outgoing | None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from defender_hub.backoff import exponential
 from defender_hub.codecs.asff_rules import WORKFLOW_STATUSES
 from defender_hub.errors import ConfigError, LedgerError
 from defender_hub.lifecycle import ACTIVE, CheckCompletion, LedgerEntry
@@ -215,7 +216,7 @@ class DynamoDbLedger:
             wanted: dict[str, Any] = {self.table: {"Keys": batch, "ConsistentRead": True}}
             for attempt in range(_UNPROCESSED_ATTEMPTS):
                 if attempt:  # DynamoDB left some keys unprocessed: it is busy, so give it a moment
-                    time.sleep(_UNPROCESSED_PAUSE_SECONDS * 2 ** (attempt - 1))
+                    time.sleep(exponential(attempt, _UNPROCESSED_PAUSE_SECONDS))
                 answer = self.client.batch_get_item(RequestItems=wanted)
                 yield from answer.get("Responses", {}).get(self.table, [])
                 wanted = answer.get("UnprocessedKeys") or {}

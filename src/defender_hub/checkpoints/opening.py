@@ -53,9 +53,12 @@ class DeliverySettings:
     None: each sink its own."""
 
     def environment(self) -> dict[str, str]:
-        """These settings as the variables `run` gives its shard processes, which read them with `of_environment`."""
+        """These settings as the variables `run` gives its shard processes, which read them with `of_environment`;
+        one that is not set is written empty, which reads as not set."""
+        # The daemon passes `run`'s own environment on beneath these: a variable left out would reach the shards from
+        # there (an import account `run` does not take, say) in place of what `run` decided.
         values = ((variable, getattr(self, name)) for name, variable in _ENVIRONMENT.items())
-        return {variable: str(value) for variable, value in values if value is not None}
+        return {variable: "" if value is None else str(value) for variable, value in values}
 
     @classmethod
     def of_environment(cls, environment: Mapping[str, str]) -> DeliverySettings:

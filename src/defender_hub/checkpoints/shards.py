@@ -13,11 +13,14 @@ from typing import Any
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 
+from defender_hub.backoff import exponential
+
 __all__ = ["CHECKPOINT_ATTEMPTS", "checkpoint"]
 
 log = logging.getLogger("defender_hub.consumer")
 
 CHECKPOINT_ATTEMPTS = 10
+_FIRST_PAUSE_SECONDS = 0.4  # after the first throttled attempt; doubled after each one that follows
 _MAX_PAUSE_SECONDS = 10.0
 
 
@@ -35,7 +38,7 @@ def checkpoint(
                 log.info("%s is shutting down: no checkpoint", shard)
                 return False
             if error.value == "ThrottlingException" and attempt < CHECKPOINT_ATTEMPTS:
-                time.sleep(min(_MAX_PAUSE_SECONDS, 0.2 * 2**attempt))
+                time.sleep(exponential(attempt, _FIRST_PAUSE_SECONDS, _MAX_PAUSE_SECONDS))
                 continue
             log.error("checkpoint of %s failed: %s; exiting", shard, error.value)
             raise SystemExit(1) from None

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from defender_hub.aws_config import quick_check_config
 from defender_hub.errors import NO_CREDENTIALS, ConfigError
 from defender_hub.logs import daemon_line
 from defender_hub.timestamps import format_iso, parse_epoch_seconds
@@ -174,12 +175,10 @@ def check_stream(stream: str, region: str) -> int:
     """Returns the retention of `stream` in hours; raises ConfigError when Kinesis can't be reached or has no such
     stream: better said at start than retried by the daemon."""
     import boto3  # noqa: PLC0415 - only `run` needs it
-    from botocore.config import Config  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: PLC0415
 
     endpoint = _endpoint("KINESIS")
-    config = Config(retries={"total_max_attempts": 2}, connect_timeout=3, read_timeout=10)
-    kinesis = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, config=config)
+    kinesis = boto3.client("kinesis", region_name=region, endpoint_url=endpoint, config=quick_check_config())
     where = endpoint or f"Kinesis in {region}"
     try:
         summary: dict[str, Any] = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
@@ -238,9 +237,8 @@ def lease_owners(application: str, region: str) -> set[str]:
     """The workers holding leases of `application` now, "" for a lease none holds; empty when it has no leases or its
     lease table can't be read (yet)."""
     import boto3  # noqa: PLC0415 - only `run` needs it
-    from botocore.config import Config  # noqa: PLC0415
 
-    config = Config(retries={"total_max_attempts": 2}, connect_timeout=3, read_timeout=10)
+    config = quick_check_config()
     dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=_endpoint("DYNAMODB"), config=config)
     try:
         # The KCL leaves out the leaseOwner of a lease none holds (one whose worker stopped, or not yet taken).

@@ -4,7 +4,7 @@ The seam is `SecurityHubSink.deliver`: it takes findings and returns when every 
 or is durably dead-lettered, and raises a `SinkError` when that can't be done (stop requested, dead letters broken).
 """
 
-from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy, Sink
+from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy, Sender, Sink
 from defender_hub.sink.batching import Outbound, Pending, RecordOrigin, as_document, coalesce
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters, JsonlDeadLetters, SqsDeadLetters, open_dead_letters
 from defender_hub.sink.lanes import Lane, SecurityHubClients, securityhub_clients
@@ -25,6 +25,7 @@ __all__ = [
     "RetryPolicy",
     "SecurityHubClients",
     "SecurityHubSink",
+    "Sender",
     "Sink",
     "SqsDeadLetters",
     "WorkflowReport",

@@ -11,11 +11,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+from defender_hub.backoff import full_jitter
 from defender_hub.config import OUTAGE_LIMIT_SECONDS
-from defender_hub.sink.batching import Outbound
+from defender_hub.sink.batching import Outbound, Pending
+from defender_hub.sink.deadletters import DeadLetters
 from defender_hub.sink.lanes import Lane
+from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate
 
-__all__ = ["Accepted", "Clients", "DeliveryReport", "RetryPolicy", "Sink"]
+__all__ = ["Accepted", "Clients", "DeliveryReport", "RetryPolicy", "Sender", "Sink"]
 
 
 class Clients(Protocol):
@@ -47,7 +50,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Returns the wait before retry number `attempt` (from 1)."""
-        return rng.uniform(0, min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1)))
+        return full_jitter(attempt, self.base_seconds, self.max_seconds, rng)
 
 
 @dataclass
@@ -91,4 +94,31 @@ class Sink(Protocol):
 
     def busy(self, lanes: Iterable[Lane]) -> bool:
         """Whether a request to any of `lanes` would now wait for the quota (False when it can't tell)."""
+        ...
+
+
+class Sender(Protocol):
+    """What the ledgered sink needs of the sink that sends (`SecurityHubSink`, or a test's own): findings already
+    planned and coalesced sent lane by lane, workflow updates, the dead letters and the quota's state."""
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """Where rejected findings go."""
+        ...
+
+    def deliver_pending(
+        self, pending: list[Pending], on_accepted: Accepted | None = None, *, park: bool = True
+    ) -> DeliveryReport:
+        """Delivers `pending`, one per finding; `on_accepted` hears of each request's accepted findings; without
+        `park`, a refused lane's findings are only counted (left owed). Raises SinkError."""
+        ...
+
+    def update_workflows(
+        self, updates: Iterable[WorkflowUpdate], still_owed: StillOwed | None = None
+    ) -> WorkflowReport:
+        """Sets the Workflow.Status of `updates`; returns what was processed and left owed. Raises SinkStopped."""
+        ...
+
+    def busy(self, lanes: Iterable[Lane]) -> bool:
+        """Whether a request to any of `lanes` would now wait for the quota."""
         ...

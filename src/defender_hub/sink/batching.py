@@ -36,6 +36,9 @@ class Outbound:
 
     finding: Finding | Mapping[str, Any]
     origin: RecordOrigin | None = None
+    tag: Any = None
+    """What the caller keeps with this version of the finding (the lifecycle's facts): `coalesce` hands it on with
+    the version that wins."""
 
 
 @dataclass(slots=True)
@@ -52,6 +55,8 @@ class Pending:
     sends): a dead letter keeps it, so a redrive sends the news, not a time."""
     failures: int = 0
     """Times Security Hub failed this finding alone (FailedFindings), for the sink to stop trying at some point."""
+    tag: Any = None
+    """The `Outbound.tag` of the version it is."""
 
     @classmethod
     def of(cls, doc: dict[str, Any], origins: list[RecordOrigin | None], version_ms: int | None = None) -> Pending:
@@ -73,7 +78,7 @@ def _instant(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _updated_at(doc: Mapping[str, Any]) -> Any:
+def _updated_at(doc: Mapping[str, Any], _tag: Any) -> Any:
     return _instant(doc.get("UpdatedAt"))
 
 
@@ -84,15 +89,16 @@ def as_document(finding: Finding | Mapping[str, Any]) -> dict[str, Any]:
 
 def coalesce(
     outbound: Iterable[Outbound],
-    newness: Callable[[Mapping[str, Any]], Any] = _updated_at,
+    newness: Callable[[Mapping[str, Any], Any], Any] = _updated_at,
     *,
     own: bool = False,
 ) -> list[Pending]:
     """Returns one pending finding per (ProductArn, Id), the newest winning and the later one on a tie.
 
-    Newest by `newness` (by default the latest UpdatedAt). The winner keeps the earliest CreatedAt of the versions
-    (the finding was first seen then), and stands for the origins of those it replaced: once it is delivered, so are
-    they. With `own`, the findings are dicts the caller hands over: each winner is one of them, not a copy.
+    Newest by `newness` of a version and its tag (by default the latest UpdatedAt). The winner keeps the earliest
+    CreatedAt of the versions (the finding was first seen then), carries its own tag, and stands for the origins of
+    those it replaced: once it is delivered, so are they. With `own`, the findings are dicts the caller hands over:
+    each winner is one of them, not a copy.
     """
     chosen: dict[tuple[Any, Any], Pending] = {}
     for item in outbound:
@@ -107,13 +113,14 @@ def coalesce(
         )
         previous = chosen.get(key)
         if previous is None:
-            chosen[key] = Pending.of(doc, [item.origin])
+            chosen[key] = pending = Pending.of(doc, [item.origin])
+            pending.tag = item.tag
             continue
-        if newness(doc) < newness(previous.doc):
+        if newness(doc, item.tag) < newness(previous.doc, previous.tag):
             winner, loser = previous, doc
             winner.origins.append(item.origin)
         else:
-            winner, loser = Pending(doc, b"", [*previous.origins, item.origin]), previous.doc
+            winner, loser = Pending(doc, b"", [*previous.origins, item.origin], tag=item.tag), previous.doc
             del chosen[key]  # re-inserted below, so the request order follows the latest version
             chosen[key] = winner
         if "CreatedAt" in loser and _instant(loser["CreatedAt"]) < _instant(winner.doc.get("CreatedAt")):

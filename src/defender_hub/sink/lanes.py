@@ -21,6 +21,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, CredentialProvider, DeferredRefreshableCredentials
 
+from defender_hub.aws_config import aws_config
 from defender_hub.codecs.asff import Finding
 from defender_hub.errors import NO_CREDENTIALS, ConfigError, LaneRefused
 from defender_hub.mapping.aws import region_problem
@@ -35,7 +36,7 @@ __all__ = [
     "securityhub_clients",
 ]
 
-DEFAULT_CONFIG = Config(retries={"mode": "adaptive", "total_max_attempts": 4}, connect_timeout=5, read_timeout=60)
+DEFAULT_CONFIG = aws_config(attempts=4)
 """botocore's adaptive retries: a few tries of throttling, 5xx and connection errors, and a client-side token
 bucket that follows throttling, which is what keeps several processes sharing one lane's quota from stampeding."""
 ROLE_SESSION_NAME = "defender-hub"
