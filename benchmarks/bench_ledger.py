@@ -26,16 +26,16 @@ from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.convert import EventConverter
 from defender_hub.local.aws import LocalAws
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import DeliveryReport, Outbound, Pending
+from defender_hub.sink import DeliveryReport, EncodedFinding, MappedFinding
 from defender_hub.synthetic import generate_events
 
 
-def batches(events: int, size: int) -> list[list[Outbound]]:
+def batches(events: int, size: int) -> list[list[MappedFinding]]:
     """The corpus's findings, in batches of `size` records, as the processor hands them on."""
     converter = EventConverter(MappingOptions())
     corpus = list(generate_events(events, seed=7))
     return [
-        [Outbound(finding) for data in corpus[start : start + size] for finding in converter.findings(data)]
+        [MappedFinding(finding) for data in corpus[start : start + size] for finding in converter.findings(data)]
         for start in range(0, len(corpus), size)
     ]
 
@@ -45,25 +45,25 @@ class AcceptAll:
 
     dead_letters = None
 
-    def deliver_pending(self, pending: list[Pending], on_accepted: Any, *, park: bool = True) -> DeliveryReport:
-        for start in range(0, len(pending), 100):
-            on_accepted([item.doc for item in pending[start : start + 100]])
-        return DeliveryReport(accepted=len(pending))
+    def deliver_encoded(self, encoded: list[EncodedFinding], on_accepted: Any, *, park: bool = True) -> DeliveryReport:
+        for start in range(0, len(encoded), 100):
+            on_accepted([item.doc for item in encoded[start : start + 100]])
+        return DeliveryReport(accepted=len(encoded))
 
 
-def one_pass(ledger: Ledger, work: list[list[Outbound]]) -> tuple[float, int, int]:
+def one_pass(ledger: Ledger, work: list[list[MappedFinding]]) -> tuple[float, int, int]:
     """Plans, "sends" and records every batch through the ledgered sink; returns seconds, findings in, findings sent."""
     sink = LedgeredSink(AcceptAll(), ledger, clock=lambda: 4_102_444_800.0)  # type: ignore[arg-type]
     findings = sent = 0
     started = time.perf_counter()
-    for outbound in work:
-        report = sink.deliver(outbound)
-        findings += len(outbound)
+    for batch in work:
+        report = sink.deliver(batch)
+        findings += len(batch)
         sent += report.accepted
     return time.perf_counter() - started, findings, sent
 
 
-def measure(name: str, open_ledger: Callable[[], Ledger], work: list[list[Outbound]]) -> None:
+def measure(name: str, open_ledger: Callable[[], Ledger], work: list[list[MappedFinding]]) -> None:
     ledger = open_ledger()
     for label in ("first", "replay"):
         seconds, findings, sent = one_pass(ledger, work)

@@ -45,12 +45,12 @@ from defender_hub.checkpoints import SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE, MAX_FINDINGS_PER_REQUEST
 from defender_hub.convert import EventConverter
-from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.loadgen import events_of_accounts, put_events
 from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub, RequestRecord
+from defender_hub.local.stack import LocalStack, consumer_command
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import JsonlDeadLetters, Outbound, SecurityHubClients, SecurityHubSink
+from defender_hub.sink import JsonlDeadLetters, MappedFinding, SecurityHubClients, SecurityHubSink
 from defender_hub.synthetic import generate_events
 
 REGION = "us-east-1"
@@ -385,7 +385,7 @@ def replay(records: int, shards: int, seed: int, timeout: float) -> dict[str, An
         up_to_date = LedgeredSink(AcceptAll(), SqliteLedger(ledger))  # type: ignore[arg-type]
         for start in range(0, len(events), 1000):
             up_to_date.deliver(
-                [Outbound(f) for event in events[start : start + 1000] for f in converter.findings(event)]
+                [MappedFinding(f) for event in events[start : start + 1000] for f in converter.findings(event)]
             )
         put_events(new_stream(stack, "replay", shards), "replay", events)
         stand_ins_before = stand_ins()
@@ -420,7 +420,7 @@ def flaky_import(findings: int, seed: int) -> dict[str, Any]:
         sink = SecurityHubSink(
             SecurityHubClients(session, endpoint_url=hub.endpoint_url), JsonlDeadLetters(Path(tmp) / "dl.jsonl")
         )
-        report = sink.deliver(Outbound(finding) for finding in chosen)
+        report = sink.deliver(MappedFinding(finding) for finding in chosen)
         stats = import_stats(hub)
     return {"scenario": "import, 1 % of Ids failing once", "findings": report.accepted, "of": len(chosen), **stats}
 

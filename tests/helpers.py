@@ -36,7 +36,7 @@ from defender_hub.mapping import MappingOptions
 from defender_hub.sink import (
     DeliveryReport,
     JsonlDeadLetters,
-    Outbound,
+    MappedFinding,
     RecordOrigin,
     RetryPolicy,
     SecurityHubClients,
@@ -163,10 +163,12 @@ _LOADER = botocore.loaders.create_loader()
 """The service models, loaded once for every test's session rather than once a session (a tenth of a second each)."""
 
 
-def many(template: dict[str, Any], count: int, **changes: Any) -> list[Outbound]:
+def many(template: dict[str, Any], count: int, **changes: Any) -> list[MappedFinding]:
     """`count` distinct findings, each from its own record."""
     return [
-        Outbound(copy.deepcopy(template) | {"Id": f"finding-{i}"} | changes, RecordOrigin("shard-1", str(1000 + i)))
+        MappedFinding(
+            copy.deepcopy(template) | {"Id": f"finding-{i}"} | changes, RecordOrigin("shard-1", str(1000 + i))
+        )
         for i in range(count)
     ]
 
@@ -192,12 +194,12 @@ class Pipeline:
 
     def deliver(self, *events: bytes) -> DeliveryReport:
         """Delivers the events' findings as one batch of records."""
-        outbound = []
+        findings = []
         for event in events:
             self._sequence += 1
             origin = RecordOrigin("shard-1", str(self._sequence))
-            outbound += [Outbound(finding, origin) for finding in self._converter.findings(event)]
-        return self.sink.deliver(outbound)
+            findings += [MappedFinding(finding, origin) for finding in self._converter.findings(event)]
+        return self.sink.deliver(findings)
 
     def finding_ids(self, event: bytes) -> list[str]:
         """The Ids of the findings `event` makes."""

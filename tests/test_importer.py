@@ -17,7 +17,7 @@ from defender_hub.importer import redrive
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import DeadLetter, DeliveryReport, JsonlDeadLetters, Lane, Outbound, RecordOrigin
+from defender_hub.sink import DeadLetter, DeliveryReport, JsonlDeadLetters, Lane, MappedFinding, RecordOrigin
 from tests.helpers import Convert, cli, local_aws_env, local_client, unique
 
 
@@ -210,8 +210,8 @@ def test_import_with_a_ledger_sends_only_what_changes_security_hub(
 class Unsent:
     """A sink that fails the test if anything is delivered to it."""
 
-    def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
-        raise AssertionError(f"sent {list(outbound)}")
+    def deliver(self, findings: Iterable[MappedFinding]) -> DeliveryReport:
+        raise AssertionError(f"sent {list(findings)}")
 
     def busy(self, lanes: Iterable[Lane]) -> bool:
         return False

@@ -9,7 +9,7 @@ from defender_hub.lifecycle import (
     ARCHIVED,
     CheckCompletion,
     LedgerEntry,
-    Outgoing,
+    PlannedFinding,
     archived_by,
     facts_of,
     from_the_future,
@@ -48,7 +48,7 @@ def detect(updated_ms: int, state: str = "ACTIVE", title: str = "in alarm") -> d
 def accepted(doc: dict[str, Any], read: LedgerEntry | None = None) -> LedgerEntry:
     """The ledger entry of `doc` once Security Hub accepted it as it is."""
     updated_ms = facts_of(doc).version_ms
-    return Outgoing(doc, facts_of(doc), read, updated_ms).entry()
+    return PlannedFinding(doc, facts_of(doc), read, updated_ms).entry()
 
 
 def planned(docs: list[dict[str, Any]], *entries: LedgerEntry, completions: tuple[CheckCompletion, ...] = ()) -> Any:
@@ -60,25 +60,25 @@ def test_an_updated_finding_keeps_the_created_at_of_the_ledger() -> None:
 
     decided = planned([later], accepted(first))
 
-    assert [o.doc["CreatedAt"] for o in decided.send] == [format_iso(T1 + 1000)]
+    assert [o.doc["CreatedAt"] for o in decided.planned] == [format_iso(T1 + 1000)]
 
 
 def test_the_same_content_later_is_not_sent_but_the_ledger_moves_on() -> None:
     first = detect(T1)
 
-    [outgoing] = planned([detect(T2)], accepted(first)).send
+    [finding] = planned([detect(T2)], accepted(first)).planned
 
-    assert not outgoing.send
-    assert (outgoing.entry().version_ms, outgoing.entry().updated_ms) == (T2, T1)
+    assert not finding.to_send
+    assert (finding.entry().version_ms, finding.entry().updated_ms) == (T2, T1)
 
 
 def test_news_goes_out_past_every_updated_at_sent_before_it() -> None:
     refreshed_entry = refreshed(accepted(detect(T1)), now_ms=T2 + 10_000).entry()  # a refresh after the news
 
-    [outgoing] = planned([detect(T2, "ARCHIVED", "cleared")], refreshed_entry).send
+    [finding] = planned([detect(T2, "ARCHIVED", "cleared")], refreshed_entry).planned
 
-    assert outgoing.doc["UpdatedAt"] == format_iso(T2 + 10_001)
-    assert outgoing.entry().version_ms == T2
+    assert finding.doc["UpdatedAt"] == format_iso(T2 + 10_001)
+    assert finding.entry().version_ms == T2
 
 
 def test_a_later_tasks_report_outranks_an_earlier_tasks_even_when_found_earlier() -> None:
@@ -86,7 +86,7 @@ def test_a_later_tasks_report_outranks_an_earlier_tasks_even_when_found_earlier(
 
     decided = planned([earlier_task_found_late], accepted(later_task_found_early))
 
-    assert (decided.send, decided.stale) == ([], 1)
+    assert (decided.planned, decided.stale) == ([], 1)
 
 
 def test_a_late_finding_of_the_completing_task_goes_out_past_the_archival() -> None:
@@ -96,10 +96,10 @@ def test_a_late_finding_of_the_completing_task_goes_out_past_the_archival() -> N
     assert archival is not None and archival.doc["RecordState"] == ARCHIVED
     late = audit("a", "t2", T2, T2)  # found at the task's very start
 
-    [outgoing] = planned([late], archival.entry(), completions=(completion,)).send
+    [finding] = planned([late], archival.entry(), completions=(completion,)).planned
 
-    assert outgoing.doc["RecordState"] == "ACTIVE"
-    assert outgoing.doc["UpdatedAt"] > archival.doc["UpdatedAt"]  # or Security Hub would keep it archived
+    assert finding.doc["RecordState"] == "ACTIVE"
+    assert finding.doc["UpdatedAt"] > archival.doc["UpdatedAt"]  # or Security Hub would keep it archived
 
 
 def test_archival_spares_what_was_reported_by_the_task_or_updated_after_it_began() -> None:
@@ -118,11 +118,11 @@ def test_a_redriven_archival_goes_out_though_its_check_was_completed_since() -> 
     archival = archived_by(completion, entry)
     assert archival is not None
 
-    [outgoing] = planned([archival.doc], entry, completions=(completion,)).send
+    [finding] = planned([archival.doc], entry, completions=(completion,)).planned
 
-    assert outgoing.send and outgoing.doc["RecordState"] == ARCHIVED
-    assert outgoing.doc["UpdatedAt"] > format_iso(T1)  # past what Security Hub shows
-    assert planned([archival.doc], outgoing.entry(), completions=(completion,)).send == []  # and only once
+    assert finding.to_send and finding.doc["RecordState"] == ARCHIVED
+    assert finding.doc["UpdatedAt"] > format_iso(T1)  # past what Security Hub shows
+    assert planned([archival.doc], finding.entry(), completions=(completion,)).planned == []  # and only once
 
 
 def test_a_refreshed_finding_is_updated_now_and_otherwise_the_same() -> None:
@@ -138,20 +138,20 @@ def test_a_refreshed_finding_is_updated_now_and_otherwise_the_same() -> None:
 def test_reconcile_lets_newer_news_win_past_both_sends() -> None:
     original = accepted(detect(T1))
     sweep = refreshed(original, now_ms=T2 + 60_000)  # read before the clearing, sent after it
-    cleared = planned([detect(T2, "ARCHIVED", "cleared")], original).send[0]
+    cleared = planned([detect(T2, "ARCHIVED", "cleared")], original).planned[0]
     current = cleared.entry()
 
     again = reconcile(sweep, current)
 
-    assert again is not None and again.send
+    assert again is not None and again.to_send
     assert (again.doc["Title"], again.doc["UpdatedAt"]) == ("cleared", format_iso(T2 + 60_001))
     assert reconcile(cleared, sweep.entry()).doc["Title"] == "cleared"  # type: ignore[union-attr]
 
 
 def test_reconcile_sends_nothing_when_security_hub_shows_the_winner() -> None:
     original = accepted(detect(T1))
-    older = planned([detect(T1 + 5, "ARCHIVED", "cleared")], original).send[0]
-    newer = planned([detect(T2, "ACTIVE", "again")], original).send[0]
+    older = planned([detect(T1 + 5, "ARCHIVED", "cleared")], original).planned[0]
+    newer = planned([detect(T2, "ACTIVE", "again")], original).planned[0]
 
     assert reconcile(older, newer.entry()) is None
 
@@ -163,24 +163,24 @@ def test_times_beyond_the_allowed_skew_are_from_the_future() -> None:
 
 def test_reconcile_resends_when_both_sends_carry_the_same_updated_at() -> None:
     original = refreshed(accepted(detect(T1)), now_ms=T2).entry()  # both go out just past the refresh
-    raised_again = planned([detect(T1 + 5, "ACTIVE", "again")], original).send[0]
-    cleared = planned([detect(T1 + 10, "ARCHIVED", "cleared")], original).send[0]
+    raised_again = planned([detect(T1 + 5, "ACTIVE", "again")], original).planned[0]
+    cleared = planned([detect(T1 + 10, "ARCHIVED", "cleared")], original).planned[0]
     assert raised_again.updated_ms == cleared.updated_ms  # Security Hub kept whichever arrived first
 
     again = reconcile(raised_again, cleared.entry())
 
-    assert again is not None and again.send
+    assert again is not None and again.to_send
     assert (again.doc["Title"], again.updated_ms) == ("cleared", cleared.updated_ms + 1)
 
 
 def test_reconcile_goes_past_a_claimed_send_that_may_have_been_made() -> None:
     original = accepted(detect(T1))
     claimed = original.claimed(sending_ms=T2 + 60_000)  # a sweep noted its send, then died
-    cleared = planned([detect(T1 + 10, "ARCHIVED", "cleared")], original).send[0]  # read before the claim
+    cleared = planned([detect(T1 + 10, "ARCHIVED", "cleared")], original).planned[0]  # read before the claim
 
     again = reconcile(cleared, claimed)
 
-    assert again is not None and again.send
+    assert again is not None and again.to_send
     assert again.updated_ms == T2 + 60_001
 
 
@@ -206,9 +206,9 @@ def workflow_after(*docs: dict[str, Any]) -> list[str]:
     """The Workflow.Status each of `docs` is owed when they arrive one after another, each accepted in turn."""
     owed, entry = [], None
     for doc in docs:
-        [outgoing] = planned([doc], *([entry] if entry is not None else [])).send
-        owed.append(outgoing.workflow)
-        entry = outgoing.entry()
+        [finding] = planned([doc], *([entry] if entry is not None else [])).planned
+        owed.append(finding.workflow)
+        entry = finding.entry()
     return owed
 
 
@@ -225,20 +225,20 @@ def test_other_config_transitions_owe_nothing_as_the_native_integration_sets_not
 
 
 def test_a_resolved_not_yet_set_stays_owed_through_newer_passed_news() -> None:
-    first = Outgoing(config(T1, "PASSED"), facts_of(config(T1, "PASSED")), None, T1, workflow="RESOLVED").entry()
+    first = PlannedFinding(config(T1, "PASSED"), facts_of(config(T1, "PASSED")), None, T1, workflow="RESOLVED").entry()
     later = {**config(T2, "PASSED"), "Title": "annotation changed"}
 
-    [outgoing] = planned([later], first).send
+    [finding] = planned([later], first).planned
 
-    assert outgoing.workflow == "RESOLVED"
+    assert finding.workflow == "RESOLVED"
 
 
 def test_news_security_hub_already_shows_keeps_what_the_ledger_owes() -> None:
-    first = Outgoing(config(T1, "PASSED"), facts_of(config(T1, "PASSED")), None, T1, workflow="RESOLVED").entry()
+    first = PlannedFinding(config(T1, "PASSED"), facts_of(config(T1, "PASSED")), None, T1, workflow="RESOLVED").entry()
 
-    [outgoing] = planned([config(T2, "PASSED")], first).send
+    [finding] = planned([config(T2, "PASSED")], first).planned
 
-    assert (outgoing.send, outgoing.entry().workflow) == (False, "RESOLVED")
+    assert (finding.to_send, finding.entry().workflow) == (False, "RESOLVED")
 
 
 def test_device_defender_and_health_findings_owe_no_workflow() -> None:
@@ -266,7 +266,7 @@ def test_each_source_says_which_findings_are_kept_alive() -> None:
 
 
 def test_a_refresh_carries_what_the_ledger_owes() -> None:
-    entry = Outgoing(config(T1, "FAILED"), facts_of(config(T1, "FAILED")), None, T1, workflow="RESOLVED").entry()
+    entry = PlannedFinding(config(T1, "FAILED"), facts_of(config(T1, "FAILED")), None, T1, workflow="RESOLVED").entry()
 
     again = refreshed(entry, T2)
 
@@ -275,8 +275,8 @@ def test_a_refresh_carries_what_the_ledger_owes() -> None:
 
 def test_a_reconciled_config_finding_owes_the_transition_from_what_the_ledger_holds_now() -> None:
     read = accepted(config(T1, "FAILED"))
-    [mine] = planned([config(T2 + 1000, "PASSED")], read).send
-    current = Outgoing(config(T2, "FAILED"), facts_of(config(T2, "FAILED")), read, T2).entry()  # another writer's
+    [mine] = planned([config(T2 + 1000, "PASSED")], read).planned
+    current = PlannedFinding(config(T2, "FAILED"), facts_of(config(T2, "FAILED")), read, T2).entry()  # another writer's
 
     again = reconcile(mine, current)
 

@@ -2,7 +2,7 @@
 
 `Simulation.deliver` delivers a batch of findings as `LedgeredSink.deliver` does: coalesced by key and newest by
 `Facts.order`, planned against the ledger (`plan`), the completed checks recorded before anything is sent, each
-finding sent and then recorded (`Outgoing.entry`) under the ledger's revision rule, a conflict reconciled
+finding sent and then recorded (`PlannedFinding.entry`) under the ledger's revision rule, a conflict reconciled
 (`reconcile`), and the archivals owed (`latest_per_check`, `archived_by`) made and then marked done. Security Hub
 accepts every finding sent and keeps, per finding, the import whose UpdatedAt is later than the one it shows (on a
 tie, the one it has), with the CreatedAt it first had: the rule of the local Security Hub (`FindingStore.put_import`).
@@ -37,7 +37,7 @@ from defender_hub.lifecycle import (
     CheckCompletion,
     Facts,
     LedgerEntry,
-    Outgoing,
+    PlannedFinding,
     archived_by,
     facts_of,
     finding_key,
@@ -48,7 +48,7 @@ from defender_hub.lifecycle import (
     refreshed,
 )
 from defender_hub.local.hub_core import instant
-from defender_hub.sink.batching import Outbound, Pending, RecordOrigin, coalesce, take_request
+from defender_hub.sink.batching import EncodedFinding, MappedFinding, RecordOrigin, coalesce, take_request
 from defender_hub.timestamps import format_iso
 
 ARN = "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default"
@@ -117,7 +117,7 @@ def by_order(_doc: Mapping[str, Any], facts: Facts) -> tuple[int, int]:
     return facts.order
 
 
-def tagged_facts(item: Pending) -> Facts:
+def tagged_facts(item: EncodedFinding) -> Facts:
     """The facts a coalesced finding carries as its tag."""
     assert isinstance(item.tag, Facts)
     return item.tag
@@ -131,7 +131,7 @@ class Sent:
     """A finding sent, and why (news, archival, refresh), the task of its check's last completion in the ledger then,
     and the RecordState Security Hub showed before it ("" for none)."""
 
-    outgoing: Outgoing
+    planned: PlannedFinding
     why: str
     completed_ms: int
     shown_before: str
@@ -139,20 +139,20 @@ class Sent:
 
 @dataclass
 class Simulation:
-    """A ledger and what Security Hub shows, in memory, with every finding sent and every Outgoing recorded."""
+    """A ledger and what Security Hub shows, in memory, with every finding sent and every PlannedFinding recorded."""
 
     entries: dict[str, LedgerEntry] = field(default_factory=dict)
     checks: dict[str, CheckCompletion] = field(default_factory=dict)
     shown: dict[str, dict[str, Any]] = field(default_factory=dict)
     sent: list[Sent] = field(default_factory=list)
-    recorded: list[Outgoing] = field(default_factory=list)
+    recorded: list[PlannedFinding] = field(default_factory=list)
 
     def deliver(self, batch: Iterable[Mapping[str, Any]]) -> None:
         """Delivers `batch` as `LedgeredSink.deliver` does, Security Hub accepting everything."""
         docs = [dict(doc) for doc in batch]  # as_document: copies, which coalesce may change
-        timely = [Outbound(doc, None, facts_of(doc)) for doc in docs]
-        pending = coalesce(timely, by_order, own=True)
-        findings = [(item.doc, tagged_facts(item)) for item in pending]
+        timely = [MappedFinding(doc, None, facts_of(doc)) for doc in docs]
+        coalesced = coalesce(timely, by_order, own=True)
+        findings = [(item.doc, tagged_facts(item)) for item in coalesced]
         keys = [facts.key for _, facts in findings]
         checks = {facts.check for _, facts in findings} - {""}
         entries = {key: self.entries[key] for key in keys if key in self.entries}
@@ -160,24 +160,24 @@ class Simulation:
         batch_completions = [facts.completion for item in timely if (facts := item.tag).completion]
         decided = plan(findings, entries, completions, batch_completions)
         self.record_completions(decided.completions)
-        self.send(decided.send, "news")
+        self.send(decided.planned, "news")
         owed = latest_per_check([*(c for c in completions.values() if not c.archived), *decided.completions])
         for completion in owed.values():
             self.archive(completion, {facts.key for _, facts in findings if facts.task_ms >= completion.task_ms})
 
-    def send(self, outgoing: Sequence[Outgoing], why: str) -> None:
-        """Sends and records `outgoing`, reconciling what another writer changed first (`LedgeredSink._send`)."""
+    def send(self, planned: Sequence[PlannedFinding], why: str) -> None:
+        """Sends and records `planned`, reconciling what another writer changed first (`LedgeredSink._send`)."""
         for _ in range(RECONCILE_ROUNDS):
-            if not outgoing:
+            if not planned:
                 return
-            conflicts = self.send_once(outgoing, why)
-            outgoing = [again for item in conflicts if (again := reconcile(item, self.entries.get(item.facts.key)))]
+            conflicts = self.send_once(planned, why)
+            planned = [again for item in conflicts if (again := reconcile(item, self.entries.get(item.facts.key)))]
         raise AssertionError("the ledger kept changing")
 
-    def send_once(self, outgoing: Sequence[Outgoing], why: str) -> list[Outgoing]:
+    def send_once(self, planned: Sequence[PlannedFinding], why: str) -> list[PlannedFinding]:
         """Records what is only to be recorded, then sends the rest and records it; returns the conflicts."""
-        conflicts = self.record([item for item in outgoing if not item.send])
-        sends = [item for item in outgoing if item.send]
+        conflicts = self.record([item for item in planned if not item.to_send])
+        sends = [item for item in planned if item.to_send]
         for item in sends:
             check = self.checks.get(item.facts.check)
             before = self.shown.get(item.facts.key, {}).get("RecordState", "")
@@ -205,12 +205,12 @@ class Simulation:
         for completion in [completion for completion in self.checks.values() if not completion.archived]:
             self.archive(completion, set())
         due = [entry for entry in self.entries.values() if entry.record_state == ACTIVE and entry.refresh]
-        outgoing = []
+        planned = []
         for entry in sorted(due, key=lambda entry: entry.updated_ms):
             if entry.updated_ms < now_ms:
                 again = refreshed(entry, now_ms)
-                outgoing.append(replace(again, read=self.claim(entry, again.updated_ms)))
-        self.send(outgoing, "refresh")
+                planned.append(replace(again, read=self.claim(entry, again.updated_ms)))
+        self.send(planned, "refresh")
 
     def claim(self, entry: LedgerEntry, sending_ms: int) -> LedgerEntry:
         """Notes in the ledger that `entry` is about to be sent at `sending_ms` (`Ledger.claim`), as no other sweep
@@ -219,7 +219,7 @@ class Simulation:
         self.entries[entry.key] = claimed
         return claimed
 
-    def record(self, accepted: Sequence[Outgoing]) -> list[Outgoing]:
+    def record(self, accepted: Sequence[PlannedFinding]) -> list[PlannedFinding]:
         """Writes each entry whose stored revision is the one before it (`Ledger.write`); returns the others."""
         conflicts = []
         for item in accepted:
@@ -422,7 +422,7 @@ def test_each_send_of_a_finding_goes_past_every_earlier_send_of_it(history: list
     """The UpdatedAt of each finding sent is later than that of every earlier send of the same finding."""
     last: dict[str, int] = {}
     for sent in simulated(history).sent:
-        item = sent.outgoing
+        item = sent.planned
         assert item.doc["UpdatedAt"] == format_iso(item.updated_ms)
         assert item.updated_ms > last.get(item.facts.key, -1)
         last[item.facts.key] = item.updated_ms
@@ -434,8 +434,8 @@ def test_created_at_never_changes_once_a_finding_was_accepted(history: list[Step
     simulation = simulated(history)
     created: dict[str, str] = {}
     for sent in simulation.sent:
-        doc = sent.outgoing.doc
-        assert doc["CreatedAt"] == created.setdefault(sent.outgoing.facts.key, doc["CreatedAt"])
+        doc = sent.planned.doc
+        assert doc["CreatedAt"] == created.setdefault(sent.planned.facts.key, doc["CreatedAt"])
 
     assert {key: entry.created_at for key, entry in simulation.entries.items()} == created
     assert {key: doc["CreatedAt"] for key, doc in simulation.shown.items()} == created
@@ -446,7 +446,7 @@ def test_no_send_revives_a_finding_of_a_task_older_than_its_checks_last_completi
     """No audit finding Security Hub shows ARCHIVED is sent ACTIVE from a task older than the last one that completed
     its check (recorded in the ledger before anything of its delivery is sent)."""
     for sent in simulated(history).sent:
-        item = sent.outgoing
+        item = sent.planned
         if sent.shown_before == ARCHIVED and item.doc["RecordState"] == ACTIVE and item.facts.check:
             assert item.facts.task_ms >= sent.completed_ms
 
@@ -456,7 +456,7 @@ def test_news_of_a_task_older_than_its_checks_last_completion_goes_out_archived(
     """Stronger, for what `plan` sends of news (a refresh re-sends what Security Hub shows): an audit finding of a task
     older than its check's last completion is sent ARCHIVED, whatever Security Hub showed."""
     for sent in simulated(history).sent:
-        item = sent.outgoing
+        item = sent.planned
         if sent.why == "news" and item.facts.report_type == "AuditFinding" and item.facts.task_ms < sent.completed_ms:
             assert item.doc["RecordState"] == ARCHIVED
 
@@ -479,7 +479,8 @@ def test_a_done_archival_leaves_active_only_what_its_task_reported_or_found_afte
 def test_reconciling_what_was_recorded_against_its_own_entry_sends_nothing(
     history: list[Step],
 ) -> None:
-    """`reconcile(item, item.entry())` is None for every Outgoing recorded: sent, only recorded, or an archival."""
+    """`reconcile(item, item.entry())` is None for every planned finding recorded: sent, only recorded, or an
+    archival."""
     for item in simulated(history).recorded:
         assert reconcile(item, item.entry()) is None
 
@@ -490,16 +491,16 @@ class Race:
     `theirs` holds (nothing, or a claimed send that may or may not have been made)."""
 
     read: LedgerEntry | None
-    mine: Outgoing
+    mine: PlannedFinding
     current: LedgerEntry
     theirs: list[dict[str, Any]]
 
 
-def written(read: LedgerEntry | None, doc: Mapping[str, Any] | None, now_ms: int) -> Outgoing | None:
+def written(read: LedgerEntry | None, doc: Mapping[str, Any] | None, now_ms: int) -> PlannedFinding | None:
     """What a writer that read `read` sends or records: its plan of the news `doc`, or (None) a refresh at `now_ms`."""
     if doc is None:
         return refreshed(read, now_ms) if read is not None else None
-    decided = plan([(dict(doc), facts_of(doc))], {read.key: read} if read is not None else {}, {}).send
+    decided = plan([(dict(doc), facts_of(doc))], {read.key: read} if read is not None else {}, {}).planned
     return decided[0] if decided else None
 
 
@@ -520,7 +521,7 @@ def races(draw: st.DrawFn) -> Race:
         other = written(read, draw(finding | st.none()), draw(now_ms))
         assume(other is not None)  # no other write: no race
         assert other is not None
-        current, theirs = other.entry(), [other.doc] if other.send else []
+        current, theirs = other.entry(), [other.doc] if other.to_send else []
     assume(mine is not None)
     assert mine is not None
     return Race(read, mine, current, theirs)
@@ -534,8 +535,8 @@ def test_reconcile_shows_the_newer_news_and_reconciling_its_answer_again_sends_n
     again = reconcile(mine, current)
     newer = mine.doc if mine.facts.order > current.order else json.loads(current.finding)
 
-    ours = [mine.doc] if mine.send else []
-    answer = [again.doc] if again is not None and again.send else []
+    ours = [mine.doc] if mine.to_send else []
+    answer = [again.doc] if again is not None and again.to_send else []
     for arrivals in (race.theirs + ours, ours + race.theirs):
         hub = Simulation()
         if race.read is not None:
@@ -555,15 +556,17 @@ def test_reconcile_shows_the_newer_news_and_reconciling_its_answer_again_sends_n
 def test_coalesce_keeps_the_newest_version_per_key_and_every_origin(docs: list[dict[str, Any]]) -> None:
     """One finding per key: the version newest by `Facts.order` (the later on a tie), handed over itself with its
     tag, with the earliest CreatedAt of the versions, standing for the origins of them all, its body its JSON."""
-    handed = [Outbound(dict(doc), RecordOrigin("shard", str(line)), facts_of(doc)) for line, doc in enumerate(docs)]
-    versions: dict[str, list[tuple[dict[str, Any], Outbound]]] = {}
+    handed = [
+        MappedFinding(dict(doc), RecordOrigin("shard", str(line)), facts_of(doc)) for line, doc in enumerate(docs)
+    ]
+    versions: dict[str, list[tuple[dict[str, Any], MappedFinding]]] = {}
     for doc, version in zip(docs, handed, strict=True):
         versions.setdefault(finding_key(doc), []).append((doc, version))
 
-    pending = coalesce(handed, by_order, own=True)
+    coalesced = coalesce(handed, by_order, own=True)
 
-    assert sorted(finding_key(item.doc) for item in pending) == sorted(versions)
-    for item in pending:
+    assert sorted(finding_key(item.doc) for item in coalesced) == sorted(versions)
+    for item in coalesced:
         of_it = versions[finding_key(item.doc)]
         newest_order = max(facts_of(doc).order for doc, _ in of_it)
         original, winner = [(doc, given) for doc, given in of_it if facts_of(doc).order == newest_order][-1]
@@ -575,14 +578,14 @@ def test_coalesce_keeps_the_newest_version_per_key_and_every_origin(docs: list[d
         assert item.body == json.dumps(item.doc).encode()
 
 
-def request_size(batch: Sequence[Pending]) -> int:
+def request_size(batch: Sequence[EncodedFinding]) -> int:
     """The size of the BatchImportFindings request for `batch` as botocore encodes it (json.dumps' defaults)."""
     return len(b'{"Findings": [' + b", ".join(item.body for item in batch) + b"]}")
 
 
-def pending(sizes: Iterable[int]) -> list[Pending]:
+def encoded(sizes: Iterable[int]) -> list[EncodedFinding]:
     """Findings whose bodies have these sizes."""
-    return [Pending({"Id": str(n)}, b"x" * size, [None]) for n, size in enumerate(sizes)]
+    return [EncodedFinding({"Id": str(n)}, b"x" * size, [None]) for n, size in enumerate(sizes)]
 
 
 @st.composite
@@ -606,16 +609,16 @@ queues = st.one_of(
     mixed_sizes(),
     sizes_filling_a_request(),
     st.lists(st.integers(0, 50), min_size=95, max_size=205),
-).map(pending)
+).map(encoded)
 """Findings to request: of random sizes, filling a request to about its 6 MB, or filling one to 100 findings."""
 
 
 @given(queues)
-def test_take_request_makes_requests_within_the_limits_and_loses_nothing(findings: list[Pending]) -> None:
+def test_take_request_makes_requests_within_the_limits_and_loses_nothing(findings: list[EncodedFinding]) -> None:
     """Each request has 1 to 100 findings and at most 6 MB, takes as many as fit, and the requests hold every finding
     once, in order."""
     queue = deque(findings)
-    taken: list[Pending] = []
+    taken: list[EncodedFinding] = []
     while queue:
         batch = take_request(queue)
         assert 1 <= len(batch) <= MAX_FINDINGS_PER_REQUEST

@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import REGISTRY
 
 from defender_hub.cli import main
 from defender_hub.convert import EventConverter
 from defender_hub.local.aws import free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.metrics import reason_label, serve
-from defender_hub.sink import JsonlDeadLetters, Outbound, SecurityHubSink
+from defender_hub.metrics import reason_label, serve, worker_registry
+from defender_hub.sink import JsonlDeadLetters, MappedFinding, SecurityHubSink
 from tests.helpers import ACCOUNT, health_event, hub_clients, violation
 
 SHARD = "shardId-000000000000"
@@ -106,9 +105,7 @@ class ShardProcess:
 
     def sample(self, name: str, **labels: str) -> float | None:
         """A sample of the metrics as `run --metrics-port` serves them: summed over the folder's processes."""
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(self.folder))  # type: ignore[no-untyped-call]
-        return registry.get_sample_value(name, labels)
+        return worker_registry(self.folder).get_sample_value(name, labels)
 
 
 @pytest.fixture
@@ -129,6 +126,16 @@ def test_a_shard_s_lag_is_in_seconds_while_its_process_lives_and_gone_once_it_en
     assert shard.sample("defender_hub_seconds_behind_latest", shard=SHARD) is None  # no stale lag of a dead process
     assert shard.sample("defender_hub_records_total", shard=SHARD) == 1  # what it did stays counted
     assert shard.sample("defender_hub_millis_behind_latest", shard=SHARD) is None
+
+
+def test_the_lag_of_a_shard_process_killed_is_not_served(shard: ShardProcess) -> None:
+    shard.process([violation("in-alarm", NOW_MS, NOW_MS)], behind_ms=9_500)
+    assert shard.sample("defender_hub_seconds_behind_latest", shard=SHARD) == 9.5
+
+    shard.kill()  # SIGKILL, the OOM killer: it never says it ended
+
+    assert shard.sample("defender_hub_seconds_behind_latest", shard=SHARD) is None
+    assert shard.sample("defender_hub_records_total", shard=SHARD) == 1
 
 
 def test_the_label_sets_a_dashboard_needs_are_there_at_start_at_zero(shard: ShardProcess) -> None:
@@ -192,7 +199,7 @@ def test_the_sink_counts_by_account_and_region(hub: LocalSecurityHub, tmp_path: 
     before = counted("defender_hub_lane_findings_total", outcome="accepted"), counted("defender_hub_requests_total")
     finding = EventConverter(MappingOptions()).findings(violation("in-alarm", NOW_MS, NOW_MS, "by-lane"))[0]
 
-    SecurityHubSink(hub_clients(hub), JsonlDeadLetters(tmp_path / "dl.jsonl")).deliver([Outbound(finding, None)])
+    SecurityHubSink(hub_clients(hub), JsonlDeadLetters(tmp_path / "dl.jsonl")).deliver([MappedFinding(finding, None)])
 
     after = counted("defender_hub_lane_findings_total", outcome="accepted"), counted("defender_hub_requests_total")
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1]

@@ -1,10 +1,8 @@
-"""`defender-hub local` and `defender-hub demo`: the whole pipeline on 127.0.0.1, nothing but the project and Java."""
+"""`defender-hub demo`: generated events through the real consumer into the local Security Hub, and what arrived."""
 
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,18 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from defender_hub.codecs.config import CONFIG_SOURCE
 from defender_hub.codecs.health import HEALTH_SOURCE
 from defender_hub.config import state_dir
 from defender_hub.convert import EventConverter
-from defender_hub.errors import ConfigError, EventSkipped, PortTaken
+from defender_hub.errors import EventSkipped
 from defender_hub.loadgen import put_events as put_load
-from defender_hub.loadgen import put_lines
-from defender_hub.local import AWS_PORT, DEMO_EVENTS
-from defender_hub.local.aws import LocalAws, port_is_free
+from defender_hub.local import DEMO_EVENTS
 from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.local.stack import LocalStack, consumer_command, fresh_folder, local_stack
 from defender_hub.mapping import MappingOptions
 from defender_hub.mapping.common import (
     CHECK_SUMMARY,
@@ -39,73 +34,10 @@ from defender_hub.mapping.common import (
 )
 from defender_hub.synthetic import EventMix, generate_events
 
-__all__ = ["LocalStack", "consumer_command", "local_stack", "run_demo"]
+__all__ = ["explain", "run_demo"]
 
-DEMO_REGION = "us-east-1"
 DEMO_MIX = EventMix(config=0.25, health=0.1)
 """The demo's stream: Device Defender's events, with AWS Config's and AWS Health's beside them (a fifth of it)."""
-
-
-class LocalStack:
-    """The running local stack: Kinesis, DynamoDB and SQS (moto) and the strict local Security Hub."""
-
-    def __init__(self, aws: LocalAws, hub: LocalSecurityHub) -> None:
-        self.aws, self.hub = aws, hub
-
-    def environment(self) -> dict[str, str]:
-        """The variables that point AWS tools, defender-hub among them, at this stack and nowhere else."""
-        return {
-            "AWS_REGION": DEMO_REGION,
-            "AWS_DEFAULT_REGION": DEMO_REGION,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_ENDPOINT_URL_KINESIS": self.aws.endpoint_url,
-            "AWS_ENDPOINT_URL_DYNAMODB": self.aws.endpoint_url,
-            "AWS_ENDPOINT_URL_SQS": self.aws.endpoint_url,
-            "AWS_ENDPOINT_URL_S3": self.aws.endpoint_url,
-            "AWS_ENDPOINT_URL_STS": self.aws.endpoint_url,
-            "AWS_ENDPOINT_URL_SECURITYHUB": self.hub.endpoint_url,
-            "DEFENDER_HUB_KCL_PROPERTIES": LOCAL_KCL_PROPERTIES,
-        }
-
-    def client(self, service: str) -> Any:
-        """A client of one of the stack's services."""
-        env = self.environment()
-        return boto3.client(
-            service,
-            endpoint_url=env[f"AWS_ENDPOINT_URL_{service.upper()}"],
-            region_name=DEMO_REGION,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - throw-away credentials of the local stack
-        )
-
-
-@contextmanager
-def local_stack(aws_port: int = 0, hub_port: int = 0) -> Iterator[LocalStack]:
-    """Runs the local stack on 127.0.0.1 for the duration of the block."""
-    if hub_port and not port_is_free(hub_port):
-        raise PortTaken(hub_port)  # before moto's start, which takes seconds
-    with LocalAws(aws_port) as aws, LocalSecurityHub(port=hub_port, sts_endpoint=aws.endpoint_url) as hub:
-        yield LocalStack(aws, hub)
-
-
-def consumer_command(
-    stream: str, application: str, worker: str, dead_letters: Path, ledger: str, *flags: str
-) -> list[str]:
-    """Returns the command line of `defender-hub run` for a stream of the local stack."""
-    return [
-        sys.executable, "-m", "defender_hub", "run", "--stream", stream, "--application", application,
-        "--worker-id", worker, "--dead-letter", str(dead_letters), "--ledger", ledger, *flags,
-    ]  # fmt: skip
-
-
-def _wait_active(kinesis: Any, stream: str) -> None:
-    for _ in range(60):
-        if kinesis.describe_stream(StreamName=stream)["StreamDescription"]["StreamStatus"] == "ACTIVE":
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"stream {stream} did not become active")
 
 
 def _table(findings: list[dict[str, Any]]) -> str:
@@ -118,16 +50,9 @@ def _table(findings: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-LOCAL_KCL_PROPERTIES = "leaseAssignmentIntervalMillis=1000;workerMetricsReporterFreqInMillis=1000"
-"""KCL 3 assigns leases once its workers reported their metrics, every 20 s by default: a minute to the first
-record. On the local stack it does so every second; against AWS, the defaults stand (each pass reads the tables)."""
-
-
-def put_events(stack: LocalStack, stream: str, shards: int, events: int) -> list[bytes]:
+def _put_events(stack: LocalStack, stream: str, shards: int, events: int) -> list[bytes]:
     """Creates `stream` on the stack with `shards` shards and puts `events` generated events on it; returns them."""
-    kinesis = stack.client("kinesis")
-    kinesis.create_stream(StreamName=stream, ShardCount=shards)
-    _wait_active(kinesis, stream)
+    kinesis = stack.create_stream(stream, shards)
     payloads = list(generate_events(events, seed=2026, mix=DEMO_MIX))
     put_load(kinesis, stream, payloads)
     return payloads
@@ -168,7 +93,7 @@ def run_demo(
     started = time.monotonic()
     with _demo_folder(keep) as folder, local_stack() as stack:
         print(f"local stack: AWS {stack.aws.endpoint_url}, Security Hub {stack.hub.endpoint_url}", file=out)
-        payloads = put_events(stack, "defender-hub-demo", shards, events)
+        payloads = _put_events(stack, "defender-hub-demo", shards, events)
         ends = _stream_ends(stack.client("kinesis"), "defender-hub-demo")
         made, skipped = _expected(payloads)
         expected = set(made)
@@ -272,8 +197,7 @@ def _stay_up(stack: LocalStack, folder: Path, out: Any) -> None:
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
-    environment = stack.environment() | {"DEFENDER_HUB_STATE_DIR": str(folder)}  # the consumer's ledger, not yours
-    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in environment.items())
+    exports = "\n".join(stack.exports(folder))  # the consumer's ledger, not yours
     print(
         f"\nKept: the consumer's log, ledger and dead letters in {folder}. The stack stays up until Ctrl-C; to look "
         f"around from another shell:\n{exports}\n  defender-hub findings",
@@ -300,21 +224,6 @@ def _follow(hub: LocalSecurityHub, expected: int, consumer: Any, deadline: float
     return arrived
 
 
-OWNED = ".defender-hub"
-"""The file that marks a folder of the state directory as defender-hub's own, to empty at will."""
-
-
-def fresh_folder(folder: Path) -> Path:
-    """Empties `folder` (making it if missing) and marks it defender-hub's; a ConfigError if it holds anything and
-    is not marked: a state directory set to a home folder must not cost its `local` or `demo` subfolder."""
-    if folder.exists() and not (folder / OWNED).exists() and any(folder.iterdir()):
-        raise ConfigError(f"{folder} is not defender-hub's, so it is left alone: move it, or pick another --state-dir")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    (folder / OWNED).write_text("made by defender-hub, which empties this folder when it needs it afresh\n")
-    return folder
-
-
 @contextmanager
 def _demo_folder(keep: bool) -> Iterator[Path]:
     """A folder for the demo's files: `demo` in the state directory (emptied first) to keep, else a temporary one."""
@@ -323,54 +232,3 @@ def _demo_folder(keep: bool) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="defender-hub-demo-") as temporary:
         yield Path(temporary)
-
-
-def serve_local(
-    aws_port: int,
-    hub_port: int,
-    *,
-    stream: str | None = None,
-    shards: int = 2,
-    events: int = 0,
-    put_files: list[Path] | None = None,
-    out: Any = sys.stdout,
-) -> int:
-    """Runs the local stack until SIGINT or SIGTERM: first makes `stream` with `shards` shards and puts `events`
-    generated events and the events of `put_files` on it, then prints a ready line, the environment that points tools
-    at the stack (also written to local.env in the state directory) and the next commands. That environment keeps
-    the consumer's state in the state directory's `local` folder, emptied here: it starts empty, as the hub does."""
-    stop = threading.Event()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, lambda *_: stop.set())
-    # The consumer's ledger must start empty with this stack's Security Hub, or it would hold back what the hub has
-    # not got: while pointed at the stack, state goes to a folder of this stack's port, emptied as the stack starts.
-    suffix = "" if aws_port == AWS_PORT else f"-{aws_port}"
-    session = fresh_folder(state_dir() / f"local{suffix}")
-    with local_stack(aws_port, hub_port) as stack:
-        lines = [
-            f"# defender-hub local: ready. Kinesis, DynamoDB, SQS, S3 and STS at {stack.aws.endpoint_url}; the local "
-            f"Security Hub at {stack.hub.endpoint_url} (its findings: {stack.hub.endpoint_url}/_local/findings)"
-        ]
-        if stream is not None:
-            kinesis = stack.client("kinesis")
-            kinesis.create_stream(StreamName=stream, ShardCount=shards)
-            _wait_active(kinesis, stream)
-            put = put_load(kinesis, stream, generate_events(events, seed=2026)) if events else 0
-            for path in put_files or []:
-                with path.open("rb") as file:
-                    put += put_lines(kinesis, stream, [file], sys.stderr)[0]
-            lines.append(f"# stream {stream}: {shards} shards, {put} events put")
-        environment = stack.environment() | {"DEFENDER_HUB_STATE_DIR": str(session)}
-        exports = [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
-        env_file = state_dir() / f"local{suffix}.env"
-        env_file.write_text("\n".join(exports) + "\n")
-        lines += exports
-        lines += [
-            f"# next, in another shell: . {shlex.quote(str(env_file))}",
-            f"#   defender-hub run --stream {stream or 'STREAM'} --application local   # the consumer; Ctrl-C stops it",
-            "#   defender-hub findings                                      # what the local Security Hub holds",
-            "# Ctrl-C stops the stack.",
-        ]
-        print("\n".join(lines), file=out, flush=True)
-        stop.wait()
-    return 0

@@ -11,7 +11,7 @@ import msgspec
 from defender_hub.convert import EventConverter
 from defender_hub.errors import EventError, EventSkipped, SinkError, SinkStopped
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, Outbound, RecordOrigin, Sink
+from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, MappedFinding, RecordOrigin, Sink
 from defender_hub.sink.deadletters import Select
 
 __all__ = ["CHUNK_FINDINGS", "import_findings", "redrive"]
@@ -30,15 +30,15 @@ def _unless_stopped(stop: threading.Event | None, what: str) -> None:
 
 def _chunks(
     source: BinaryIO, dead_letters: DeadLetters, report: DeliveryReport, stop: threading.Event | None
-) -> Iterator[list[Outbound]]:
-    chunk: list[Outbound] = []
+) -> Iterator[list[MappedFinding]]:
+    chunk: list[MappedFinding] = []
     for number, line in enumerate(source, start=1):
         # Checked at each line: input that sends nothing (bad lines, or findings the ledger has) still stops.
         _unless_stopped(stop, "the input was still being read")
         if not line.strip():
             continue
         try:
-            chunk.append(Outbound(_object.decode(line), RecordOrigin(line=number)))
+            chunk.append(MappedFinding(_object.decode(line), RecordOrigin(line=number)))
         except msgspec.DecodeError as exc:
             dead_letters.put(
                 [DeadLetter.for_record(line.rstrip(b"\n"), f"not a JSON object: {exc}", RecordOrigin(line=number))]
@@ -92,21 +92,21 @@ def redrive(
     try:
         for letters, forget in dead_letters.drain(select):
             _unless_stopped(stop, "dead letters were still unsent")
-            outbound: list[Outbound] = []
+            findings: list[MappedFinding] = []
             for letter in letters:
                 finding = letter.redriven_finding()
                 if finding is not None:
-                    outbound.append(Outbound(finding, letter.origin))
+                    findings.append(MappedFinding(finding, letter.origin))
                     continue
                 record = letter.record_bytes() or b""
                 try:
-                    outbound += [Outbound(finding, letter.origin) for finding in converter.findings(record)]
+                    findings += [MappedFinding(finding, letter.origin) for finding in converter.findings(record)]
                 except EventError as exc:
                     dead_letters.put([DeadLetter.for_record(record, str(exc), letter.origin)])
                     report.dead_lettered += 1
                 except EventSkipped:
                     continue  # well-formed, and by its source's rules no finding: nothing is owed for it
-            report.add(sink.deliver(outbound))
+            report.add(sink.deliver(findings))
             forget()
             progress(report)
     except SinkError:

@@ -44,8 +44,8 @@ __all__ = [
     "CheckCompletion",
     "Facts",
     "LedgerEntry",
-    "Outgoing",
     "Plan",
+    "PlannedFinding",
     "archived_by",
     "facts_of",
     "finding_key",
@@ -170,8 +170,9 @@ class LedgerEntry:
 
 
 @dataclass(slots=True)
-class Outgoing:
-    """A finding to send (or, with `send` False, only to record), the facts it carries and the revision it read."""
+class PlannedFinding:
+    """The lifecycle's decision for one finding: the finding to send (or, with `to_send` False, only to record), the
+    facts it carries and the ledger revision it was decided on."""
 
     doc: dict[str, Any]
     """The finding with the UpdatedAt it goes out with, or (not sent) the one Security Hub shows it with."""
@@ -180,7 +181,9 @@ class Outgoing:
     """The ledger entry the decision was made on; None when the ledger had none."""
     updated_ms: int
     """The finding's UpdatedAt."""
-    send: bool = True
+    to_send: bool = True
+    """Whether it goes to Security Hub; when False, only the ledger moves on (Security Hub shows its content
+    already)."""
     workflow: str = ""
     """The Workflow.Status owed once it is accepted (`LedgerEntry.workflow`)."""
 
@@ -208,8 +211,8 @@ class Outgoing:
 class Plan:
     """What to send, and what was left out."""
 
-    send: list[Outgoing] = field(default_factory=list)
-    """What to send, and to record once accepted; also (send False) newer news Security Hub already shows."""
+    planned: list[PlannedFinding] = field(default_factory=list)
+    """What to send, and to record once accepted; also (`to_send` False) newer news Security Hub already shows."""
     completions: list[CheckCompletion] = field(default_factory=list)
     """Checks completed by the check summaries sent, newer than the ledger's: their archivals are owed."""
     stale: int = 0
@@ -303,21 +306,21 @@ def _past(entry: LedgerEntry | None) -> int:
     return max(entry.sent_ms, entry.updated_ms) + 1 if entry is not None else 0
 
 
-def _outgoing(
+def _planned(
     doc: dict[str, Any],
     facts: Facts,
     read: LedgerEntry | None,
     updated_ms: int,
     *,
-    send: bool = True,
+    to_send: bool = True,
     workflow: str = "",
-) -> Outgoing:
+) -> PlannedFinding:
     """`doc` at `updated_ms`, keeping the CreatedAt the ledger has for it; `doc` itself when that changes nothing."""
     updated_at = format_iso(updated_ms)
     created_at = read.created_at if read is not None and read.created_at else doc.get("CreatedAt")
     if doc.get("UpdatedAt") != updated_at or doc.get("CreatedAt") != created_at:
         doc = {**doc, "UpdatedAt": updated_at, "CreatedAt": created_at}
-    return Outgoing(doc, facts, read, updated_ms, send, workflow)
+    return PlannedFinding(doc, facts, read, updated_ms, to_send, workflow)
 
 
 def _archived(doc: Mapping[str, Any], facts: Facts, version_ms: int) -> tuple[dict[str, Any], Facts]:
@@ -383,15 +386,17 @@ def plan(
                 continue
             if fingerprint(doc) == entry.fingerprint:
                 result.unchanged += 1  # newer news Security Hub already shows: only the ledger moves on
-                result.send.append(_outgoing(doc, facts, entry, entry.updated_ms, send=False, workflow=entry.workflow))
+                result.planned.append(
+                    _planned(doc, facts, entry, entry.updated_ms, to_send=False, workflow=entry.workflow)
+                )
                 continue
         workflow = workflow_owed(doc, entry)
-        result.send.append(_outgoing(doc, facts, entry, max(facts.version_ms, past), workflow=workflow))
+        result.planned.append(_planned(doc, facts, entry, max(facts.version_ms, past), workflow=workflow))
         result.archived_late += late
     return result
 
 
-def archived_by(completion: CheckCompletion, entry: LedgerEntry) -> Outgoing | None:
+def archived_by(completion: CheckCompletion, entry: LedgerEntry) -> PlannedFinding | None:
     """`entry` ARCHIVED as of `completion`'s task, when that task no longer reported it; else None.
 
     An entry updated after the task began is newer than what the task says, and is left as it is.
@@ -402,7 +407,7 @@ def archived_by(completion: CheckCompletion, entry: LedgerEntry) -> Outgoing | N
         return None
     facts = _entry_facts(entry)
     doc, facts = _archived(_decode(entry.finding), facts, completion.task_ms)
-    return _outgoing(doc, facts, entry, max(completion.task_ms, _past(entry)))
+    return _planned(doc, facts, entry, max(completion.task_ms, _past(entry)))
 
 
 def _entry_facts(entry: LedgerEntry) -> Facts:
@@ -412,14 +417,14 @@ def _entry_facts(entry: LedgerEntry) -> Facts:
     )
 
 
-def refreshed(entry: LedgerEntry, now_ms: int) -> Outgoing:
+def refreshed(entry: LedgerEntry, now_ms: int) -> PlannedFinding:
     """The finding of `entry` again, updated now and of the same version, so Security Hub keeps it another 90 days."""
-    again = _outgoing(_decode(entry.finding), _entry_facts(entry), entry, max(now_ms, _past(entry)))
+    again = _planned(_decode(entry.finding), _entry_facts(entry), entry, max(now_ms, _past(entry)))
     again.workflow = entry.workflow  # the same content: what it was owed, it is owed still
     return again
 
 
-def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
+def reconcile(mine: PlannedFinding, current: LedgerEntry | None) -> PlannedFinding | None:
     """What to send or record after another writer changed the ledger between our read and our write; None: nothing.
 
     `mine` was sent (or was only to be recorded) on an older read; `current` is what the ledger holds now, whose
@@ -428,8 +433,12 @@ def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
     The newer news wins: unless Security Hub surely shows its content, it goes again, past every send.
     """
     if current is None:  # the entry we read is gone: ours is all there is
-        return Outgoing(mine.doc, mine.facts, None, mine.updated_ms, workflow=mine.workflow) if mine.send else None
-    sent_ms = mine.updated_ms if mine.send else 0
+        return (
+            PlannedFinding(mine.doc, mine.facts, None, mine.updated_ms, workflow=mine.workflow)
+            if mine.to_send
+            else None
+        )
+    sent_ms = mine.updated_ms if mine.to_send else 0
     theirs_ms = max(current.updated_ms, current.sent_ms)
     ours = fingerprint(mine.doc)
     if sent_ms > theirs_ms:
@@ -447,5 +456,5 @@ def reconcile(mine: Outgoing, current: LedgerEntry | None) -> Outgoing | None:
     if shown == {winner}:  # Security Hub surely shows the winning content: only the ledger may have to catch up
         if winner == current.fingerprint and facts is not mine.facts:
             return None
-        return _outgoing(doc, facts, current, max(sent_ms, current.updated_ms), send=False, workflow=workflow)
-    return _outgoing(doc, facts, current, max(facts.version_ms, sent_ms + 1, _past(current)), workflow=workflow)
+        return _planned(doc, facts, current, max(sent_ms, current.updated_ms), to_send=False, workflow=workflow)
+    return _planned(doc, facts, current, max(facts.version_ms, sent_ms + 1, _past(current)), workflow=workflow)

@@ -11,12 +11,16 @@ Regions): never a finding's Id, nor text an event or a service's message carries
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from defender_hub.errors import ConfigError
 
@@ -44,6 +48,7 @@ __all__ = [
     "check_address",
     "reason_label",
     "serve",
+    "worker_registry",
 ]
 
 DEFAULT_ADDRESS = "127.0.0.1"
@@ -128,12 +133,52 @@ def check_address(address: str | None) -> None:
         raise ConfigError(f"metrics address {address!r} is not an IP address") from None
 
 
+_PROCESS_FILE = re.compile(r"_(\d+)\.db")
+"""The end of a process's file in the multiprocess folder: its pid."""
+
+
+class _LiveProcessesCollector(Collector):
+    """The sum of the processes' metrics, once the live gauges of the processes that are gone are forgotten.
+
+    A shard process that ends says so (`mark_process_dead`), but one killed (SIGKILL, the OOM killer) cannot: its last
+    lag would be served as the worker's until `run` restarts. What the processes counted stays counted.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._sum = MultiProcessCollector(None, path=str(folder))  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        """The metrics summed, after forgetting the live gauges of the processes that are gone."""
+        pids = {int(found.group(1)) for path in self._folder.glob("*.db") if (found := _PROCESS_FILE.search(path.name))}
+        for pid in pids - {os.getpid()}:
+            if not _alive(pid):
+                mark_process_dead(pid, str(self._folder))  # type: ignore[no-untyped-call]
+        return self._sum.collect()  # type: ignore[no-untyped-call,no-any-return]
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process `pid` still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
+def worker_registry(folder: Path) -> CollectorRegistry:
+    """The worker's metrics: the sum of what its processes wrote to `folder`, the live gauges of live ones only."""
+    registry = CollectorRegistry()
+    registry.register(_LiveProcessesCollector(folder))
+    return registry
+
+
 def serve(port: int, folder: Path, address: str | None = None) -> WSGIServer:
     """Serves the sum of the processes' metrics written to `folder` on `port` at `address` (None: DEFAULT_ADDRESS;
     0.0.0.0 in a container, for the scraper to reach); returns the server, which serves until shut down."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(folder))  # type: ignore[no-untyped-call]
-    server, _ = start_http_server(port, addr=address or DEFAULT_ADDRESS, registry=registry)
+    server, _ = start_http_server(port, addr=address or DEFAULT_ADDRESS, registry=worker_registry(folder))
     return server
 
 

@@ -18,7 +18,7 @@ from defender_hub.checkpoints.opening import DeliverySettings
 from defender_hub.config import default_ledger
 from defender_hub.errors import LedgerError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
-from defender_hub.sink import DeliveryReport, Outbound, RecordOrigin
+from defender_hub.sink import DeliveryReport, MappedFinding, RecordOrigin
 from defender_hub.sink.lane_delivery import MAX_FINDING_FAILURES
 from defender_hub.synthetic import generate_events
 from defender_hub.timestamps import format_iso
@@ -168,7 +168,7 @@ def test_an_archival_security_hub_refuses_is_dead_lettered_once_and_its_redrive_
     [letter] = [json.loads(line) for line in (tmp_path / "dead-letters.jsonl").read_text().splitlines()]
     assert pipeline.stored()[b]["RecordState"] == "ACTIVE"
 
-    pipeline.sink.deliver([Outbound(letter["finding"], RecordOrigin("shard-1", "redriven"))])  # as `redrive` does
+    pipeline.sink.deliver([MappedFinding(letter["finding"], RecordOrigin("shard-1", "redriven"))])  # as `redrive` does
 
     assert pipeline.stored()[b]["RecordState"] == "ARCHIVED"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError, SSLError
 
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.commands.aws import aws_failure
@@ -264,6 +264,18 @@ def test_a_connection_closed_without_an_answer_is_a_run_time_failure_not_configu
     assert done.stderr.decode().splitlines() == [
         f"defender-hub: {hanging_up}/findings closed the connection without an answer: run again later"
     ]
+
+
+def test_a_certificate_refused_is_configuration_not_a_run_time_failure() -> None:
+    refused = SSLError(endpoint_url="https://127.0.0.1:8443/", error="CERTIFICATE_VERIFY_FAILED")
+
+    status, line = aws_failure(refused) or (0, "")
+
+    assert status == EXIT_USAGE
+    assert line.startswith("configuration error: the TLS connection to https://127.0.0.1:8443/ failed (")
+    assert line.endswith(
+        "check the endpoint's URL, and AWS_CA_BUNDLE where a proxy or a private endpoint has its own certificate"
+    )
 
 
 def test_a_read_timeout_is_a_run_time_failure_not_configuration() -> None:

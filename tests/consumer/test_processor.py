@@ -34,9 +34,9 @@ from defender_hub.checkpoints import SqliteLedger
 from defender_hub.codecs.asff_rules import IMPORT_BURST
 from defender_hub.consumer.processor import DELIVERY_RECORDS, HOLD_RECORDS, HOLD_SECONDS, FindingsProcessor
 from defender_hub.convert import EventConverter
-from defender_hub.demo import LocalStack, consumer_command
 from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.local.stack import LocalStack, consumer_command
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
 from defender_hub.sink.quota import SharedQuota

@@ -10,9 +10,9 @@ import pytest
 
 from defender_hub import __version__
 from defender_hub.consumer.launcher import kcl_version
-from defender_hub.demo import LocalStack
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.local.stack import LocalStack
 from defender_hub.synthetic import EventMix, generate_events
 from tests.consumer.test_processor import (
     POISON,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from defender_hub.sink.batching import Outbound, RecordOrigin, coalesce, requests
+from defender_hub.sink.batching import MappedFinding, RecordOrigin, coalesce, requests
 
 
 def finding(finding_id: str, updated: str, title: str = "t", product: str = "p", size: int = 0) -> dict[str, Any]:
@@ -20,16 +20,16 @@ def origin(n: int) -> RecordOrigin:
 
 
 def test_the_latest_version_of_a_finding_wins_and_stands_for_the_others() -> None:
-    pending = coalesce(
+    coalesced = coalesce(
         [
-            Outbound(finding("a", "2024-01-02T00:00:00.000Z", "newest"), origin(1)),
-            Outbound(finding("a", "2024-01-01T00:00:00.000Z", "older"), origin(2)),
-            Outbound(finding("b", "2024-01-01T00:00:00.000Z"), origin(3)),
+            MappedFinding(finding("a", "2024-01-02T00:00:00.000Z", "newest"), origin(1)),
+            MappedFinding(finding("a", "2024-01-01T00:00:00.000Z", "older"), origin(2)),
+            MappedFinding(finding("b", "2024-01-01T00:00:00.000Z"), origin(3)),
         ]
     )
 
-    assert [(p.doc["Id"], p.doc["Title"]) for p in pending] == [("a", "newest"), ("b", "t")]
-    assert pending[0].origins == [origin(1), origin(2)]
+    assert [(p.doc["Id"], p.doc["Title"]) for p in coalesced] == [("a", "newest"), ("b", "t")]
+    assert coalesced[0].origins == [origin(1), origin(2)]
 
 
 def test_the_winner_keeps_the_earliest_created_at_whichever_order_they_come_in() -> None:
@@ -37,55 +37,60 @@ def test_the_winner_keeps_the_earliest_created_at_whichever_order_they_come_in()
     second = finding("a", "2024-01-02T00:00:00.000Z", "newest") | {"CreatedAt": "2024-01-02T00:00:00.000Z"}
 
     for order in ([first, second], [second, first]):
-        [pending] = coalesce([Outbound(doc, origin(n)) for n, doc in enumerate(order)])
-        assert (pending.doc["Title"], pending.doc["CreatedAt"]) == ("newest", "2024-01-01T00:00:00.000Z")
-        assert json.loads(pending.body) == pending.doc
+        [encoded] = coalesce([MappedFinding(doc, origin(n)) for n, doc in enumerate(order)])
+        assert (encoded.doc["Title"], encoded.doc["CreatedAt"]) == ("newest", "2024-01-01T00:00:00.000Z")
+        assert json.loads(encoded.body) == encoded.doc
 
 
 def test_on_a_tie_the_later_one_wins() -> None:
-    pending = coalesce(
+    coalesced = coalesce(
         [
-            Outbound(finding("a", "2024-01-01T00:00:00Z", "first")),
-            Outbound(finding("a", "2024-01-01T00:00:00.000+00:00", "second")),
+            MappedFinding(finding("a", "2024-01-01T00:00:00Z", "first")),
+            MappedFinding(finding("a", "2024-01-01T00:00:00.000+00:00", "second")),
         ]
     )
 
-    assert [p.doc["Title"] for p in pending] == ["second"]
+    assert [p.doc["Title"] for p in coalesced] == ["second"]
 
 
 def test_the_winner_carries_its_own_tag_and_is_chosen_by_the_newness_of_each_version_and_tag() -> None:
-    older_but_ranked_higher = Outbound(finding("a", "2024-01-02T00:00:00.000Z", "tagged 2"), origin(1), 2)
-    newer_but_ranked_lower = Outbound(finding("a", "2024-01-03T00:00:00.000Z", "tagged 1"), origin(2), 1)
+    older_but_ranked_higher = MappedFinding(finding("a", "2024-01-02T00:00:00.000Z", "tagged 2"), origin(1), 2)
+    newer_but_ranked_lower = MappedFinding(finding("a", "2024-01-03T00:00:00.000Z", "tagged 1"), origin(2), 1)
 
     for order in ([older_but_ranked_higher, newer_but_ranked_lower], [newer_but_ranked_lower, older_but_ranked_higher]):
-        [pending] = coalesce(order, lambda _doc, rank: rank, own=True)
-        assert (pending.doc["Title"], pending.tag) == ("tagged 2", 2)
-        assert sorted(pending.origins, key=str) == [origin(1), origin(2)]
+        [encoded] = coalesce(order, lambda _doc, rank: rank, own=True)
+        assert (encoded.doc["Title"], encoded.tag) == ("tagged 2", 2)
+        assert sorted(encoded.origins, key=str) == [origin(1), origin(2)]
 
 
 def test_the_same_id_under_another_product_is_another_finding() -> None:
     assert (
-        len(coalesce([Outbound(finding("a", "2024", product="p1")), Outbound(finding("a", "2024", product="p2"))])) == 2
+        len(
+            coalesce(
+                [MappedFinding(finding("a", "2024", product="p1")), MappedFinding(finding("a", "2024", product="p2"))]
+            )
+        )
+        == 2
     )
 
 
 def test_the_body_is_what_botocore_sends() -> None:
-    [pending] = coalesce([Outbound(finding("a", "2024", title="设备"))])
+    [encoded] = coalesce([MappedFinding(finding("a", "2024", title="设备"))])
 
-    assert pending.body == json.dumps(pending.doc).encode()
-    assert b"\\u8bbe" in pending.body  # non-ASCII escaped, as on the wire
+    assert encoded.body == json.dumps(encoded.doc).encode()
+    assert b"\\u8bbe" in encoded.body  # non-ASCII escaped, as on the wire
 
 
 def test_requests_hold_at_most_100_findings() -> None:
-    pending = coalesce(Outbound(finding(str(i), "2024")) for i in range(250))
+    coalesced = coalesce(MappedFinding(finding(str(i), "2024")) for i in range(250))
 
-    assert [len(batch) for batch in requests(pending)] == [100, 100, 50]
+    assert [len(batch) for batch in requests(coalesced)] == [100, 100, 50]
 
 
 def test_requests_stay_under_6_mb() -> None:
-    pending = coalesce(Outbound(finding(str(i), "2024", size=200_000)) for i in range(70))
+    coalesced = coalesce(MappedFinding(finding(str(i), "2024", size=200_000)) for i in range(70))
 
-    batches = list(requests(pending))
+    batches = list(requests(coalesced))
 
     assert len(batches) == 3
     for batch in batches:

@@ -11,7 +11,14 @@ from botocore.config import Config
 
 from defender_hub.errors import DeadLetterError
 from defender_hub.local.aws import LocalAws
-from defender_hub.sink import DeadLetter, JsonlDeadLetters, Pending, RecordOrigin, SqsDeadLetters, open_dead_letters
+from defender_hub.sink import (
+    DeadLetter,
+    EncodedFinding,
+    JsonlDeadLetters,
+    RecordOrigin,
+    SqsDeadLetters,
+    open_dead_letters,
+)
 from defender_hub.sink.deadletters import S3Overflow
 from tests.helpers import local_client, unique
 
@@ -22,7 +29,7 @@ def test_both_kinds_of_letter_survive_the_file(tmp_path: Path) -> None:
     store = JsonlDeadLetters(tmp_path / "letters.jsonl")
     store.put(
         [
-            *DeadLetter.for_finding(Pending.of({"Id": "f-1"}, [ORIGIN]), "refused", "InvalidInput"),
+            *DeadLetter.for_finding(EncodedFinding.of({"Id": "f-1"}, [ORIGIN]), "refused", "InvalidInput"),
             DeadLetter.for_record(b"\xff not json", "not UTF-8", ORIGIN),
         ]
     )
@@ -141,7 +148,9 @@ def test_no_letter_is_lost_to_an_append_racing_a_redrive(tmp_path: Path) -> None
 
 
 def parked_and_poison() -> list[DeadLetter]:
-    parked = DeadLetter.for_finding(Pending.of({"Id": "f-1"}, [ORIGIN]), "refused", "InvalidAccess", "111/us-east-1")
+    parked = DeadLetter.for_finding(
+        EncodedFinding.of({"Id": "f-1"}, [ORIGIN]), "refused", "InvalidAccess", "111/us-east-1"
+    )
     return [DeadLetter.for_record(b"poison", "not JSON", ORIGIN), *parked, DeadLetter.for_record(b"two", "x", None)]
 
 

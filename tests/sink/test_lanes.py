@@ -91,7 +91,7 @@ def test_each_account_is_imported_as_itself_and_a_disabled_one_is_parked(
         (MEMBER, 200),
         (DISABLED, 401),
     }
-    sent = [outbound.finding for outbound in findings]
+    sent = [item.finding for item in findings]
     assert {(f["AwsAccountId"], f["Id"]) for f in hub.findings()} == {(f["AwsAccountId"], f["Id"]) for f in sent}  # type: ignore[index]
     parked = letters(dead_letters)
     assert {(letter["lane"], letter["error_code"]) for letter in parked} == {

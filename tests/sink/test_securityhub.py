@@ -17,7 +17,7 @@ from defender_hub.convert import EventConverter
 from defender_hub.errors import DeadLetterError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import JsonlDeadLetters, Outbound, RecordOrigin, SecurityHubSink
+from defender_hub.sink import JsonlDeadLetters, MappedFinding, RecordOrigin, SecurityHubSink
 from tests.helpers import ACCOUNT, FAST, hub_clients, many
 
 
@@ -48,7 +48,7 @@ def test_mapped_findings_go_to_the_region_their_product_arn_names(
     converter = EventConverter(MappingOptions())
     findings = [f for event in reference_events for f in converter.findings(json.dumps(event).encode())]
 
-    report = sink.deliver(Outbound(finding) for finding in findings)
+    report = sink.deliver(MappedFinding(finding) for finding in findings)
 
     assert (report.accepted, report.dead_lettered) == (3, 0)
     assert {(f["Id"], f["Region"]) for f in hub.findings()} == {
@@ -98,10 +98,10 @@ def test_only_the_failed_findings_are_retried(
 def test_invalid_findings_are_dead_lettered_with_reason_and_origin_without_being_sent(
     hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
 ) -> None:
-    outbound = many(template, 3)
-    outbound[1].finding["Title"] = "x" * 300  # type: ignore[index]
+    findings = many(template, 3)
+    findings[1].finding["Title"] = "x" * 300  # type: ignore[index]
 
-    report = sink.deliver(outbound)
+    report = sink.deliver(findings)
 
     assert (report.accepted, report.dead_lettered) == (2, 1)
     assert hub.requests("BatchImportFindings")[0].findings == 2
@@ -139,10 +139,10 @@ def test_a_request_refused_whole_is_bisected_to_the_finding_at_fault(
 def test_a_finding_botocore_will_not_send_is_dead_lettered_not_retried_forever(
     hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
 ) -> None:
-    outbound = many(template, 20)
-    outbound[13].finding["Confidence"] = "very"  # type: ignore[index]  # an integer in ASFF; not in the strict check
+    findings = many(template, 20)
+    findings[13].finding["Confidence"] = "very"  # type: ignore[index]  # an integer in ASFF; not in the strict check
 
-    report = sink.deliver(outbound)
+    report = sink.deliver(findings)
 
     assert (report.accepted, report.dead_lettered) == (19, 1)
     [letter] = letters(dead_letters)
@@ -150,11 +150,11 @@ def test_a_finding_botocore_will_not_send_is_dead_lettered_not_retried_forever(
     assert "Confidence" in letter["reason"]
 
 
-def as_account(template: dict[str, Any], account: str, count: int, region: str = "us-east-1") -> list[Outbound]:
+def as_account(template: dict[str, Any], account: str, count: int, region: str = "us-east-1") -> list[MappedFinding]:
     """`count` findings of `account` in `region`, each from its own record."""
     product = f"arn:aws:securityhub:{region}:{account}:product/{account}/default"
     return [
-        Outbound(
+        MappedFinding(
             template | {"Id": f"{account}-{i}", "AwsAccountId": account, "ProductArn": product},
             RecordOrigin("shard-1", f"{account}{i}"),
         )
@@ -288,23 +288,23 @@ def test_dead_letters_that_cannot_be_kept_stop_the_delivery(
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     sink = SecurityHubSink(hub_clients(hub), JsonlDeadLetters(blocked / "letters.jsonl"), policy=FAST)
-    outbound = many(template, 2)
-    outbound[0].finding["Title"] = ""  # type: ignore[index]
+    findings = many(template, 2)
+    findings[0].finding["Title"] = ""  # type: ignore[index]
 
     with pytest.raises(DeadLetterError):
-        sink.deliver(outbound)
+        sink.deliver(findings)
 
 
 def test_the_sink_never_reports_delivered_what_was_not_stored(
     hub: LocalSecurityHub, sink: SecurityHubSink, dead_letters: JsonlDeadLetters, template: dict[str, Any]
 ) -> None:
-    outbound = many(template, 600)
-    outbound[5].finding["Types"] = ["Nonsense"]  # type: ignore[index]
+    findings = many(template, 600)
+    findings[5].finding["Types"] = ["Nonsense"]  # type: ignore[index]
     hub.fail([f"finding-{i}" for i in range(0, 600, 7)], "InternalError", "flaky", times=2)
     hub.fail([f"finding-{i}" for i in range(3, 600, 50)], "InvalidInput", "refused", times=None)
     threading.Timer(0.2, hub.outage, args=(1.0,)).start()
 
-    report = sink.deliver(outbound)
+    report = sink.deliver(findings)
 
     dead = {letter["finding"]["Id"] for letter in letters(dead_letters)}
     assert report.accepted == len(stored_ids(hub))

@@ -27,7 +27,7 @@ from defender_hub.lifecycle import (
     CheckCompletion,
     Facts,
     LedgerEntry,
-    Outgoing,
+    PlannedFinding,
     archived_by,
     facts_of,
     finding_key,
@@ -41,9 +41,9 @@ from defender_hub.metrics import LEDGER_SECONDS
 from defender_hub.sink import (
     DeadLetter,
     DeliveryReport,
+    EncodedFinding,
     Lane,
-    Outbound,
-    Pending,
+    MappedFinding,
     Sender,
     WorkflowUpdate,
     as_document,
@@ -107,59 +107,59 @@ class LedgeredSink:
         """Whether a request to any of `lanes` would now wait for the quota."""
         return self._sink.busy(lanes)
 
-    def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
+    def deliver(self, findings: Iterable[MappedFinding]) -> DeliveryReport:
         """Delivers what changes Security Hub and records it; returns once all of it was accepted or dead-lettered.
 
         Raises SinkError (LedgerError among them) when that can't be done: nothing past these findings may be
         checkpointed.
         """
-        timely, refused = self._screened(outbound)
-        pending = coalesce(timely, _newness, own=True)
-        findings = [(item.doc, cast("Facts", item.tag)) for item in pending]
-        keys = [facts.key for _, facts in findings]
-        checks = list({facts.check for _, facts in findings} - {""})
+        timely, refused = self._screened(findings)
+        coalesced = coalesce(timely, _newness, own=True)
+        to_plan = [(item.doc, cast("Facts", item.tag)) for item in coalesced]
+        keys = [facts.key for _, facts in to_plan]
+        checks = list({facts.check for _, facts in to_plan} - {""})
         with _ledger_errors("reading"):
             entries = self._ledger.entries(keys)
             completions = self._ledger.completions(checks)
         batch_completions = [facts.completion for item in timely if (facts := cast("Facts", item.tag)).completion]
-        decided = plan(findings, entries, completions, batch_completions)
+        decided = plan(to_plan, entries, completions, batch_completions)
         with _ledger_errors("recording completed checks"):
             self._ledger.record_completions(decided.completions)  # owed from now on, before anything is sent
         report = DeliveryReport()
         written: dict[str, LedgerEntry] = {}
-        report.add(self._send(decided.send, dict(zip(keys, pending, strict=True)), written=written))
+        report.add(self._send(decided.planned, dict(zip(keys, coalesced, strict=True)), written=written))
         owed = latest_per_check([*(c for c in completions.values() if not c.archived), *decided.completions])
         for completion in owed.values():
             # What the batch reports of the completing task or a later one is current, whatever the ledger says (a
             # parked lane's is not in it yet); a replay of an older task's report is not, and is archived with the rest.
-            current = {facts.key for _, facts in findings if facts.task_ms >= completion.task_ms}
+            current = {facts.key for _, facts in to_plan if facts.task_ms >= completion.task_ms}
             self._archive(completion, current, report)
         # What this delivery owes Security Hub's workflow, and what earlier ones left owed for these findings (a kill
         # between the import and the update, a replay of it): the update is part of the delivery, before any
         # checkpoint.
         left = [entry for key, entry in entries.items() if entry.workflow and key not in written]
         self._update_workflows([*(e for e in written.values() if e.workflow), *left], report)
-        report.superseded = sum(len(item.origins) - 1 for item in pending)
+        report.superseded = sum(len(item.origins) - 1 for item in coalesced)
         report.unchanged = decided.stale + decided.unchanged
         report.archived += decided.archived_late
         report.dead_lettered += refused
         return report
 
-    def _screened(self, outbound: Iterable[Outbound]) -> tuple[list[Outbound], int]:
+    def _screened(self, findings: Iterable[MappedFinding]) -> tuple[list[MappedFinding], int]:
         """Dead-letters findings whose news is from the future (beyond the clock skew allowed), each version on its
         own, before coalescing lets one outrank the others; returns the rest as documents, each tagged with its
         facts, and how many were refused."""
         latest_ms = int(self._clock() * 1000) + self._max_skew_ms
-        timely: list[Outbound] = []
+        timely: list[MappedFinding] = []
         letters: list[DeadLetter] = []
-        for item in outbound:
+        for item in findings:
             doc = as_document(item.finding)
             facts = facts_of(doc)
             reason = from_the_future(facts, latest_ms)
             if reason is None:
-                timely.append(Outbound(doc, item.origin, facts))
+                timely.append(MappedFinding(doc, item.origin, facts))
             else:
-                letters += DeadLetter.for_finding(Pending.of(doc, [item.origin]), reason, "FutureEventTime")
+                letters += DeadLetter.for_finding(EncodedFinding.of(doc, [item.origin]), reason, "FutureEventTime")
         if letters:
             self._sink.dead_letters.put(letters)
         return timely, len(letters)
@@ -251,8 +251,8 @@ class LedgeredSink:
 
     def _send(
         self,
-        outgoing: Sequence[Outgoing],
-        coalesced: dict[str, Pending] | None = None,
+        planned: Sequence[PlannedFinding],
+        coalesced: dict[str, EncodedFinding] | None = None,
         *,
         park: bool = True,
         written: dict[str, LedgerEntry] | None = None,
@@ -264,30 +264,30 @@ class LedgeredSink:
         report = DeliveryReport()
         written = {} if written is None else written
         for _ in range(RECONCILE_ROUNDS):
-            if not outgoing:
+            if not planned:
                 return report
-            conflicts = self._send_once(outgoing, coalesced, report, park, written)
+            conflicts = self._send_once(planned, coalesced, report, park, written)
             if not conflicts:
                 return report
             with _ledger_errors("reading what another writer changed"):
                 current = self._ledger.entries([item.facts.key for item in conflicts])
-            outgoing = [again for item in conflicts if (again := reconcile(item, current.get(item.facts.key)))]
+            planned = [again for item in conflicts if (again := reconcile(item, current.get(item.facts.key)))]
             coalesced = None
-        raise LedgerError(f"other writers kept changing {len(outgoing)} findings; the delivery is tried again")
+        raise LedgerError(f"other writers kept changing {len(planned)} findings; the delivery is tried again")
 
     def _send_once(
         self,
-        outgoing: Sequence[Outgoing],
-        coalesced: dict[str, Pending] | None,
+        planned: Sequence[PlannedFinding],
+        coalesced: dict[str, EncodedFinding] | None,
         report: DeliveryReport,
         park: bool,
         written: dict[str, LedgerEntry],
-    ) -> list[Outgoing]:
-        """Sends and records `outgoing` once; returns what another writer changed in the ledger meanwhile."""
-        by_key = {item.facts.key: item for item in outgoing}
-        conflicts: list[Outgoing] = []
+    ) -> list[PlannedFinding]:
+        """Sends and records `planned` once; returns what another writer changed in the ledger meanwhile."""
+        by_key = {item.facts.key: item for item in planned}
+        conflicts: list[PlannedFinding] = []
 
-        def record(accepted: Iterable[Outgoing]) -> None:
+        def record(accepted: Iterable[PlannedFinding]) -> None:
             entries = [item.entry() for item in accepted]
             if not entries:
                 return
@@ -296,10 +296,10 @@ class LedgeredSink:
             conflicts.extend(by_key[key] for key in taken)
             written.update((entry.key, entry) for entry in entries if entry.key not in taken)
 
-        record(item for item in outgoing if not item.send)
-        sends = [_pending(item, coalesced) for item in outgoing if item.send]
+        record(item for item in planned if not item.to_send)
+        sends = [_encoded(item, coalesced) for item in planned if item.to_send]
         report.add(
-            self._sink.deliver_pending(sends, lambda docs: record(by_key[finding_key(d)] for d in docs), park=park)
+            self._sink.deliver_encoded(sends, lambda docs: record(by_key[finding_key(d)] for d in docs), park=park)
         )
         return conflicts
 
@@ -321,7 +321,7 @@ class LedgeredSink:
             due = [entry for entry in due if entry.key not in unreadable]
             if not due:
                 return total
-            outgoing, held_elsewhere = [], 0
+            planned, held_elsewhere = [], 0
             for entry in due:
                 again = _from_ledger(functools.partial(refreshed, entry, now_ms), entry, "refresh")
                 if again is None:
@@ -332,12 +332,12 @@ class LedgeredSink:
                 if claimed is None:
                     held_elsewhere += 1
                 else:
-                    outgoing.append(replace(again, read=claimed))
+                    planned.append(replace(again, read=claimed))
             total.due += len(due)
             total.claimed_elsewhere += held_elsewhere
             total.unreadable = len(unreadable)
-            total.add(self._send(outgoing, park=False))
-            log.info("refresh: %d due, %d re-sent, %d held by another sweep", len(due), len(outgoing), held_elsewhere)
+            total.add(self._send(planned, park=False))
+            log.info("refresh: %d due, %d re-sent, %d held by another sweep", len(due), len(planned), held_elsewhere)
 
 
 def _newness(_doc: Mapping[str, Any], facts: Facts) -> tuple[int, int]:
@@ -345,7 +345,7 @@ def _newness(_doc: Mapping[str, Any], facts: Facts) -> tuple[int, int]:
     return facts.order
 
 
-def _from_ledger(make: Callable[[], Outgoing | None], entry: LedgerEntry, action: str) -> Outgoing | None:
+def _from_ledger(make: Callable[[], PlannedFinding | None], entry: LedgerEntry, action: str) -> PlannedFinding | None:
     """`make()`, or None when the ledger's copy of the finding can't be read: logged, and one bad row stops nothing."""
     try:
         return make()
@@ -360,11 +360,12 @@ def _workflow_update(entry: LedgerEntry) -> WorkflowUpdate:
     return WorkflowUpdate(entry.key, finding_id, product_arn, entry.workflow, Lane.of({"ProductArn": product_arn}))
 
 
-def _pending(item: Outgoing, coalesced: dict[str, Pending] | None) -> Pending:
-    """`item` on its way for the records its coalesced version came from; encoded again only if the plan changed it."""
+def _encoded(item: PlannedFinding, coalesced: dict[str, EncodedFinding] | None) -> EncodedFinding:
+    """`item` encoded as the request carries it, standing for the records its coalesced version came from; encoded
+    again only if the plan changed it."""
     source = coalesced.get(item.facts.key) if coalesced is not None else None
     if source is None:  # an archival, a refresh, a reconciliation: no record of this batch
-        return Pending.of(item.doc, [None], item.facts.version_ms)
+        return EncodedFinding.of(item.doc, [None], item.facts.version_ms)
     if item.doc is source.doc:
         return source  # as mapped: its UpdatedAt is its version
-    return Pending.of(item.doc, source.origins, item.facts.version_ms)
+    return EncodedFinding.of(item.doc, source.origins, item.facts.version_ms)

@@ -126,6 +126,11 @@ def _connection_failed(error: BotoCoreError) -> tuple[int, str]:
             else f"configuration error: cannot reach AWS: {type(error).__name__}: check the network"
         )
     where = _shown(url) if url else "AWS"
+    if isinstance(error, aws.SSLError):  # a certificate no retry will change: the endpoint or the trust store
+        return EXIT_USAGE, (
+            f"configuration error: the TLS connection to {where} failed ({_one_line(str(error))[:200]}): check the "
+            "endpoint's URL, and AWS_CA_BUNDLE where a proxy or a private endpoint has its own certificate"
+        )
     if isinstance(error, aws.ReadTimeoutError):
         return EXIT_FAILURES, f"{where} did not answer in time (a read timeout): run again later"
     if isinstance(error, aws.ConnectionClosedError):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE
 from defender_hub.commands.common import EXIT_OK
 from defender_hub.commands.deadline import stop_on_signals
+from defender_hub.config import state_dir
 from defender_hub.errors import ConfigError, PortTaken
 from defender_hub.local import AWS_PORT, DEMO_EVENTS, LOCAL_STREAM, SECURITYHUB_PORT
 from defender_hub.local.securityhub import DEFAULT_ACCOUNT, DEFAULT_REGION, LocalSecurityHub
@@ -117,24 +120,56 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from defender_hub.demo import serve_local  # noqa: PLC0415
-
     stream = args.stream or (LOCAL_STREAM if args.put or args.events else None)
     for path in args.put or []:
         if not path.is_file():
             raise ConfigError(f"--put {path}: no such file")
     try:
-        return serve_local(
-            args.aws_port,
-            args.securityhub_port,
-            stream=stream,
-            shards=args.shards,
-            events=args.events,
-            put_files=args.put,
-        )
+        return _serve(args, stream)
     except PortTaken as taken:
         flag = "--aws-port" if taken.port == args.aws_port else "--securityhub-port"
         raise ConfigError(f"{taken}: stop it, or pick another port with {flag} PORT") from None
+
+
+def _serve(args: argparse.Namespace, stream: str | None) -> int:
+    """Runs the local stack until SIGINT or SIGTERM. Given a stream, it first makes it and puts on it the generated
+    events and those of the --put files. Then it prints a ready line, the environment that points tools at the stack
+    (also written to local.env in the state directory) and the next commands. That environment keeps the consumer's
+    state in the state directory's `local` folder, which is emptied here so that it starts empty, as the hub does."""
+    from defender_hub.loadgen import put_events, put_lines  # noqa: PLC0415 - boto3 loads only for the commands using AWS
+    from defender_hub.local.stack import fresh_folder, local_stack  # noqa: PLC0415
+    from defender_hub.synthetic import generate_events  # noqa: PLC0415
+
+    stop = stop_on_signals()
+    # The consumer's ledger must start empty with this stack's Security Hub, or it would hold back what the hub has
+    # not got: while pointed at the stack, state goes to a folder of this stack's port, emptied as the stack starts.
+    suffix = "" if args.aws_port == AWS_PORT else f"-{args.aws_port}"
+    session = fresh_folder(state_dir() / f"local{suffix}")
+    with local_stack(args.aws_port, args.securityhub_port) as stack:
+        lines = [
+            f"# defender-hub local: ready. Kinesis, DynamoDB, SQS, S3 and STS at {stack.aws.endpoint_url}; the local "
+            f"Security Hub at {stack.hub.endpoint_url} (its findings: {stack.hub.endpoint_url}/_local/findings)"
+        ]
+        if stream is not None:
+            kinesis = stack.create_stream(stream, args.shards)
+            put = put_events(kinesis, stream, generate_events(args.events, seed=2026)) if args.events else 0
+            for path in args.put or []:
+                with path.open("rb") as file:
+                    put += put_lines(kinesis, stream, [file], sys.stderr)[0]
+            lines.append(f"# stream {stream}: {args.shards} shards, {put} events put")
+        exports = stack.exports(session)
+        env_file = state_dir() / f"local{suffix}.env"
+        env_file.write_text("\n".join(exports) + "\n")
+        lines += exports
+        lines += [
+            f"# next, in another shell: . {shlex.quote(str(env_file))}",
+            f"#   defender-hub run --stream {stream or 'STREAM'} --application local   # the consumer; Ctrl-C stops it",
+            "#   defender-hub findings                                      # what the local Security Hub holds",
+            "# Ctrl-C stops the stack.",
+        ]
+        print("\n".join(lines), flush=True)
+        stop.wait()
+    return EXIT_OK
 
 
 def _local_securityhub(args: argparse.Namespace) -> int:

@@ -69,7 +69,7 @@ from defender_hub.metrics import (
     WHAT_SKIPPED,
     reason_label,
 )
-from defender_hub.sink import DeadLetter, DeadLetters, Lane, Outbound, RecordOrigin, SecurityHubSink, Sink
+from defender_hub.sink import DeadLetter, DeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink, Sink
 from defender_hub.sink.answers import ACCESS_CODES, REFUSED_STATUSES
 
 __all__ = ["FindingsProcessor", "main"]
@@ -135,7 +135,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         self._shard = "unknown"
         self._stopping = False
         self._held: list[Any] = []
-        self._held_outbound: list[Outbound] = []
+        self._held_findings: list[MappedFinding] = []
         self._held_poison: list[DeadLetter] = []
         self._held_since: float | None = None
         self._set_aside: Counter[tuple[str, str]] = Counter()
@@ -213,9 +213,9 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
 
     def _hold(self, records: list[Any]) -> None:
         """Keeps a small batch, mapped, for a request it may share with the next."""
-        outbound, poison = self._map(records)
+        findings, poison = self._map(records)
         self._held += records
-        self._held_outbound += outbound
+        self._held_findings += findings
         self._held_poison += poison
         if self._held_since is None:
             self._held_since = time.monotonic()
@@ -224,26 +224,26 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         """Whether what is held may wait for the next batch: it is young, and a request now would wait anyway."""
         if self._held_since is None or time.monotonic() - self._held_since >= HOLD_SECONDS:
             return False
-        lanes = {Lane.of_finding(item.finding) for item in self._held_outbound}
+        lanes = {Lane.of_finding(item.finding) for item in self._held_findings}
         return bool(lanes) and self._sink.busy(lanes)
 
     def _flush(self, checkpointer: Any) -> bool:
         """Delivers what is held and checkpoints past it; returns False when the shard was handed on."""
-        held, outbound, poison = self._held, self._held_outbound, self._held_poison
-        self._held, self._held_outbound, self._held_poison, self._held_since = [], [], [], None
-        return self._deliver_and_checkpoint(checkpointer, held, outbound, poison)
+        held, findings, poison = self._held, self._held_findings, self._held_poison
+        self._held, self._held_findings, self._held_poison, self._held_since = [], [], [], None
+        return self._deliver_and_checkpoint(checkpointer, held, findings, poison)
 
-    def _map(self, records: list[Any]) -> tuple[list[Outbound], list[DeadLetter]]:
+    def _map(self, records: list[Any]) -> tuple[list[MappedFinding], list[DeadLetter]]:
         """The findings of `records`, and the dead letters of those that make none."""
         with self._best_effort("metrics"):
             RECORDS.labels(self._shard).inc(len(records))
-        outbound: list[Outbound] = []
+        findings: list[MappedFinding] = []
         poison: list[DeadLetter] = []
         for record in records:
             origin = RecordOrigin(self._shard, record.sequence_number, record.sub_sequence_number)
             data = record.binary_data
             try:
-                outbound += [Outbound(finding, origin) for finding in self._converter.findings(data)]
+                findings += [MappedFinding(finding, origin) for finding in self._converter.findings(data)]
             except EventSkipped as skipped:  # nothing wrong with it: counted, and checkpointed past like the rest
                 self._set_aside[WHAT_SKIPPED, reason_label(skipped.reason)] += 1
                 with self._best_effort("metrics"):
@@ -257,24 +257,24 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
                 self._set_aside[WHAT_DEAD_LETTERED, MAPPING_DEFECT] += 1
         # Counted once a batch, not once a finding: a metric's update costs as much as a finding's mapping.
         with self._best_effort("metrics"):
-            for product, count in Counter(item.finding.product_name for item in outbound).items():  # type: ignore[union-attr]
+            for product, count in Counter(item.finding.product_name for item in findings).items():  # type: ignore[union-attr]
                 SOURCE_FINDINGS.labels(SOURCE_OF_PRODUCT.get(product, OTHER)).inc(count)
-        return outbound, poison
+        return findings, poison
 
     def _deliver_and_checkpoint(
-        self, checkpointer: Any, records: list[Any], outbound: list[Outbound], poison: list[DeadLetter]
+        self, checkpointer: Any, records: list[Any], findings: list[MappedFinding], poison: list[DeadLetter]
     ) -> bool:
         """Delivers, then checkpoints at the last of `records`; returns False when the shard was handed on."""
-        self._deliver(records, outbound, poison)
+        self._deliver(records, findings, poison)
         last = records[-1]
         return checkpoint(checkpointer, self._shard, last.sequence_number, last.sub_sequence_number)
 
-    def _deliver(self, records: list[Any], outbound: list[Outbound], poison: list[DeadLetter]) -> None:
-        """Delivers `outbound` and dead-letters `poison`, the findings of `records`; exits if that can't be done."""
+    def _deliver(self, records: list[Any], findings: list[MappedFinding], poison: list[DeadLetter]) -> None:
+        """Delivers `findings` and dead-letters `poison`, the findings of `records`; exits if that can't be done."""
         started = time.monotonic()
         try:
             self._dead_letters.put(poison)
-            report = self._sink.deliver(outbound)
+            report = self._sink.deliver(findings)
         except SinkStopped:
             log.warning("stopping before %d records were delivered; not checkpointing past them", len(records))
             raise SystemExit(0) from None
@@ -314,7 +314,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
 
     def lease_lost(self, lease_lost_input: Any) -> None:
         """Another worker has the shard now: nothing to checkpoint, nothing in flight or held survives this call."""
-        self._held, self._held_outbound, self._held_poison, self._held_since = [], [], [], None
+        self._held, self._held_findings, self._held_poison, self._held_since = [], [], [], None
         if self._stopping:  # the KCL lets go of the lease after a stop it asked for: that is no news
             log.debug("lease of %s let go on stopping", self._shard)
         else:

@@ -5,7 +5,7 @@ or is durably dead-lettered, and raises a `SinkError` when that can't be done (s
 """
 
 from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy, Sender, Sink
-from defender_hub.sink.batching import Outbound, Pending, RecordOrigin, as_document, coalesce
+from defender_hub.sink.batching import EncodedFinding, MappedFinding, RecordOrigin, as_document, coalesce
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters, JsonlDeadLetters, SqsDeadLetters, open_dead_letters
 from defender_hub.sink.lanes import Lane, SecurityHubClients, securityhub_clients
 from defender_hub.sink.securityhub import SecurityHubSink
@@ -17,10 +17,10 @@ __all__ = [
     "DeadLetter",
     "DeadLetters",
     "DeliveryReport",
+    "EncodedFinding",
     "JsonlDeadLetters",
     "Lane",
-    "Outbound",
-    "Pending",
+    "MappedFinding",
     "RecordOrigin",
     "RetryPolicy",
     "SecurityHubClients",

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from defender_hub.backoff import full_jitter
 from defender_hub.config import OUTAGE_LIMIT_SECONDS
-from defender_hub.sink.batching import Outbound, Pending
+from defender_hub.sink.batching import EncodedFinding, MappedFinding
 from defender_hub.sink.deadletters import DeadLetters
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate
@@ -88,8 +88,8 @@ class Sink(Protocol):
     The processor, `import`, `redrive` and the sweeps depend on this, not on what is behind it.
     """
 
-    def deliver(self, outbound: Iterable[Outbound]) -> DeliveryReport:
-        """Delivers `outbound`; raises SinkError when that can't be done, and nothing past it may be checkpointed."""
+    def deliver(self, findings: Iterable[MappedFinding]) -> DeliveryReport:
+        """Delivers `findings`; raises SinkError when that can't be done, and nothing past it may be checkpointed."""
         ...
 
     def busy(self, lanes: Iterable[Lane]) -> bool:
@@ -106,10 +106,10 @@ class Sender(Protocol):
         """Where rejected findings go."""
         ...
 
-    def deliver_pending(
-        self, pending: list[Pending], on_accepted: Accepted | None = None, *, park: bool = True
+    def deliver_encoded(
+        self, encoded: list[EncodedFinding], on_accepted: Accepted | None = None, *, park: bool = True
     ) -> DeliveryReport:
-        """Delivers `pending`, one per finding; `on_accepted` hears of each request's accepted findings; without
+        """Delivers `encoded`, one per finding; `on_accepted` hears of each request's accepted findings; without
         `park`, a refused lane's findings are only counted (left owed). Raises SinkError."""
         ...
 

@@ -14,7 +14,7 @@ import msgspec
 from defender_hub.codecs.asff import Finding, encode_finding
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES
 
-__all__ = ["Outbound", "Pending", "RecordOrigin", "as_document", "coalesce", "requests", "take_request"]
+__all__ = ["EncodedFinding", "MappedFinding", "RecordOrigin", "as_document", "coalesce", "requests", "take_request"]
 
 _as_json = msgspec.json.Decoder(dict[str, Any]).decode
 _REQUEST_OVERHEAD = len(b'{"Findings": []}')
@@ -31,8 +31,9 @@ class RecordOrigin(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 @dataclass(frozen=True, slots=True)
-class Outbound:
-    """A finding to deliver (a mapped `Finding`, or ASFF as parsed JSON) and where it came from."""
+class MappedFinding:
+    """A finding handed to a sink, as a source's mapping made it (a `Finding`) or as ASFF parsed from JSON (`import`,
+    `redrive`), with where it came from and what the caller keeps with it."""
 
     finding: Finding | Mapping[str, Any]
     origin: RecordOrigin | None = None
@@ -42,8 +43,9 @@ class Outbound:
 
 
 @dataclass(slots=True)
-class Pending:
-    """A finding on its way: as the request will carry it, its size there, and every origin it stands for."""
+class EncodedFinding:
+    """A finding encoded as a request carries it: its document, its body and size there, and every origin it stands
+    for (after `coalesce`, those of the versions it replaced too)."""
 
     doc: dict[str, Any]
     body: bytes
@@ -56,11 +58,13 @@ class Pending:
     failures: int = 0
     """Times Security Hub failed this finding alone (FailedFindings), for the sink to stop trying at some point."""
     tag: Any = None
-    """The `Outbound.tag` of the version it is."""
+    """The `MappedFinding.tag` of the version it is."""
 
     @classmethod
-    def of(cls, doc: dict[str, Any], origins: list[RecordOrigin | None], version_ms: int | None = None) -> Pending:
-        """A pending finding with its body encoded as botocore will send it."""
+    def of(
+        cls, doc: dict[str, Any], origins: list[RecordOrigin | None], version_ms: int | None = None
+    ) -> EncodedFinding:
+        """The finding `doc` with its body encoded as botocore will send it."""
         return cls(doc, json.dumps(doc).encode(), origins, version_ms)
 
     @property
@@ -88,20 +92,20 @@ def as_document(finding: Finding | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def coalesce(
-    outbound: Iterable[Outbound],
+    findings: Iterable[MappedFinding],
     newness: Callable[[Mapping[str, Any], Any], Any] = _updated_at,
     *,
     own: bool = False,
-) -> list[Pending]:
-    """Returns one pending finding per (ProductArn, Id), the newest winning and the later one on a tie.
+) -> list[EncodedFinding]:
+    """Returns one encoded finding per (ProductArn, Id), the newest winning and the later one on a tie.
 
     Newest by `newness` of a version and its tag (by default the latest UpdatedAt). The winner keeps the earliest
     CreatedAt of the versions (the finding was first seen then), carries its own tag, and stands for the origins of
     those it replaced: once it is delivered, so are they. With `own`, the findings are dicts the caller hands over:
     each winner is one of them, not a copy.
     """
-    chosen: dict[tuple[Any, Any], Pending] = {}
-    for item in outbound:
+    chosen: dict[tuple[Any, Any], EncodedFinding] = {}
+    for item in findings:
         doc = item.finding if own and isinstance(item.finding, dict) else as_document(item.finding)
         product_arn, finding_id = doc.get("ProductArn"), doc.get("Id")
         # An Id or ProductArn that is no text names no finding: the finding goes on alone, to be screened and
@@ -113,14 +117,14 @@ def coalesce(
         )
         previous = chosen.get(key)
         if previous is None:
-            chosen[key] = pending = Pending.of(doc, [item.origin])
-            pending.tag = item.tag
+            chosen[key] = encoded = EncodedFinding.of(doc, [item.origin])
+            encoded.tag = item.tag
             continue
         if newness(doc, item.tag) < newness(previous.doc, previous.tag):
             winner, loser = previous, doc
             winner.origins.append(item.origin)
         else:
-            winner, loser = Pending(doc, b"", [*previous.origins, item.origin], tag=item.tag), previous.doc
+            winner, loser = EncodedFinding(doc, b"", [*previous.origins, item.origin], tag=item.tag), previous.doc
             del chosen[key]  # re-inserted below, so the request order follows the latest version
             chosen[key] = winner
         if "CreatedAt" in loser and _instant(loser["CreatedAt"]) < _instant(winner.doc.get("CreatedAt")):
@@ -131,16 +135,16 @@ def coalesce(
     return list(chosen.values())
 
 
-def requests(pending: Sequence[Pending]) -> Iterator[list[Pending]]:
+def requests(encoded: Sequence[EncodedFinding]) -> Iterator[list[EncodedFinding]]:
     """Yields the findings in order, grouped into requests of at most 100 findings and 6 MB."""
-    queue = deque(pending)
+    queue = deque(encoded)
     while queue:
         yield take_request(queue)
 
 
-def take_request(queue: deque[Pending]) -> list[Pending]:
+def take_request(queue: deque[EncodedFinding]) -> list[EncodedFinding]:
     """Takes from the front of `queue` the findings of one request: as many as fit in 100 findings and 6 MB."""
-    batch: list[Pending] = []
+    batch: list[EncodedFinding] = []
     size = _REQUEST_OVERHEAD
     while queue:
         item_size = len(queue[0].body) + _SEPARATOR

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Protocol
 import msgspec
 
 from defender_hub.errors import ConfigError, DeadLetterError
-from defender_hub.sink.batching import Pending, RecordOrigin
+from defender_hub.sink.batching import EncodedFinding, RecordOrigin
 from defender_hub.timestamps import format_iso
 
 __all__ = ["DeadLetter", "DeadLetters", "JsonlDeadLetters", "S3Overflow", "SqsDeadLetters", "open_dead_letters"]
@@ -53,7 +53,7 @@ class DeadLetter(msgspec.Struct, omit_defaults=True):
 
     @classmethod
     def for_finding(
-        cls, item: Pending, reason: str, error_code: str | None, lane: str | None = None
+        cls, item: EncodedFinding, reason: str, error_code: str | None, lane: str | None = None
     ) -> list[DeadLetter]:
         """Returns the letters, one per origin, for a finding Security Hub rejected, would reject, or parked."""
         finding = msgspec.json.decode(item.body, type=dict[str, Any])

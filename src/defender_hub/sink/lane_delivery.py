@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from defender_hub.errors import LaneRefused, SinkStopped
 from defender_hub.sink.answers import ACCESS_CODES, INPUT_CODES, is_throttling, refuses_lane
 from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy
-from defender_hub.sink.batching import Pending, take_request
+from defender_hub.sink.batching import EncodedFinding, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.outages import Outages
@@ -57,7 +57,7 @@ class _Refused(Exception):
     """Security Hub refused a lane, or has failed it for too long (`outage`): `items` are the findings still to
     deliver in it."""
 
-    def __init__(self, reason: str, code: str, items: list[Pending], *, outage: bool = False) -> None:
+    def __init__(self, reason: str, code: str, items: list[EncodedFinding], *, outage: bool = False) -> None:
         super().__init__(reason)
         self.reason, self.code, self.items, self.outage = reason, code, items, outage
 
@@ -70,7 +70,7 @@ class LaneDelivery:
         self,
         kit: LaneKit,
         lane: Lane,
-        items: list[Pending],
+        items: list[EncodedFinding],
         *,
         accepted: Accepted,
         park: bool,
@@ -109,7 +109,7 @@ class LaneDelivery:
             )
             self._parked([*refused.items, *queue], reason, refused.code)
 
-    def _drain(self, queue: deque[Pending]) -> None:
+    def _drain(self, queue: deque[EncodedFinding]) -> None:
         """Sends the queue's findings, each request filled to the limits: findings to retry go back to its front, to
         ride with the next request. Waits only after a request that got nothing through; raises _Refused (the
         findings in hand in it, the rest left in `queue`) when the lane is refused."""
@@ -124,7 +124,7 @@ class LaneDelivery:
             if fruitless:
                 self._wait(self._kit.policy.delay(fruitless, self._rng))
 
-    def _parked(self, items: list[Pending], reason: str, code: str) -> None:
+    def _parked(self, items: list[EncodedFinding], reason: str, code: str) -> None:
         """Parks `items`: kept in the dead letters with their lane, to be sent again once it answers."""
         if self._park:
             letters = [
@@ -149,7 +149,7 @@ class LaneDelivery:
                 return
         raise SinkStopped("stop requested while findings were still undelivered")
 
-    def _attempt(self, batch: list[Pending]) -> tuple[list[Pending], bool]:
+    def _attempt(self, batch: list[EncodedFinding]) -> tuple[list[EncodedFinding], bool]:
         """Sends one request; returns the findings to try again and whether any finding got through (accepted or
         dead-lettered). Raises _Refused when Security Hub refuses the lane."""
         sent_at = time.monotonic()  # a client made first may fail too (STS, for its own account)
@@ -172,7 +172,7 @@ class LaneDelivery:
         self._kit.outages.answered(self.lane)
         return self._partly_failed(batch, answer)
 
-    def _failed(self, batch: list[Pending], code: str, sent_at: float) -> list[Pending]:
+    def _failed(self, batch: list[EncodedFinding], code: str, sent_at: float) -> list[EncodedFinding]:
         """Notes a request sent at `sent_at` that failed in a way that may pass (5xx, no connection); returns the
         findings to try again, or raises _Refused once the lane has failed for as long as an outage takes."""
         out = self._kit.outages.failed(self.lane, sent_at, code)
@@ -180,7 +180,9 @@ class LaneDelivery:
             raise _Refused(out, code, batch, outage=True)
         return batch
 
-    def _request_failed(self, batch: list[Pending], exc: ClientError, sent_at: float) -> tuple[list[Pending], bool]:
+    def _request_failed(
+        self, batch: list[EncodedFinding], exc: ClientError, sent_at: float
+    ) -> tuple[list[EncodedFinding], bool]:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", ""), str(error.get("Message", ""))[:500]
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -196,7 +198,7 @@ class LaneDelivery:
             return batch, False
         return self._failed(batch, code or str(status), sent_at), False
 
-    def _refused_whole(self, batch: list[Pending], reason: str, code: str) -> list[Pending]:
+    def _refused_whole(self, batch: list[EncodedFinding], reason: str, code: str) -> list[EncodedFinding]:
         """Handles a request refused as a whole, though each finding passed the strict check: halves find the one
         refused, which is dead-lettered; returns what is still to send."""
         if len(batch) > 1:
@@ -213,7 +215,7 @@ class LaneDelivery:
         self.report.dead_lettered += 1
         return []
 
-    def _partly_failed(self, batch: list[Pending], answer: dict[str, Any]) -> tuple[list[Pending], bool]:
+    def _partly_failed(self, batch: list[EncodedFinding], answer: dict[str, Any]) -> tuple[list[EncodedFinding], bool]:
         failures = {failure.get("Id"): failure for failure in answer.get("FailedFindings") or []}
         accepted = [item for item in batch if item.id not in failures]
         self.report.accepted += len(accepted)
@@ -221,7 +223,7 @@ class LaneDelivery:
             self._accepted([item.doc for item in accepted])
         if not failures:
             return [], True
-        retry: list[Pending] = []
+        retry: list[EncodedFinding] = []
         rejected: list[DeadLetter] = []
         refusal: dict[str, Any] | None = None
         left_owed = 0

@@ -25,7 +25,7 @@ from defender_hub.errors import SinkStopped
 from defender_hub.metrics import LANE_FINDINGS, REQUESTS, THROTTLED
 from defender_hub.sink.answers import THROTTLING_CODES
 from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy
-from defender_hub.sink.batching import Outbound, Pending, coalesce
+from defender_hub.sink.batching import EncodedFinding, MappedFinding, coalesce
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lane_delivery import LaneDelivery, LaneKit
 from defender_hub.sink.lanes import Lane
@@ -101,27 +101,27 @@ class SecurityHubSink:
         """The findings this sink parked, by lane."""
         return self._parked.findings()
 
-    def deliver(self, outbound: Iterable[Outbound], on_accepted: Accepted | None = None) -> DeliveryReport:
+    def deliver(self, findings: Iterable[MappedFinding], on_accepted: Accepted | None = None) -> DeliveryReport:
         """Returns once every finding was accepted by Security Hub, durably dead-lettered or parked.
 
         Several versions of a finding are coalesced into its latest. `on_accepted` hears of each request's accepted
         findings as Security Hub accepts them. Raises SinkStopped when a stop is requested first, DeadLetterError
         when a rejected finding can't be kept: in either case nothing past these findings may be checkpointed.
         """
-        pending = coalesce(outbound)
-        report = self.deliver_pending(pending, on_accepted)
-        report.superseded = sum(len(item.origins) - 1 for item in pending)
+        coalesced = coalesce(findings)
+        report = self.deliver_encoded(coalesced, on_accepted)
+        report.superseded = sum(len(item.origins) - 1 for item in coalesced)
         return report
 
-    def deliver_pending(
-        self, pending: list[Pending], on_accepted: Accepted | None = None, *, park: bool = True
+    def deliver_encoded(
+        self, encoded: list[EncodedFinding], on_accepted: Accepted | None = None, *, park: bool = True
     ) -> DeliveryReport:
         """Delivers findings already coalesced, one per finding, as `deliver` does: each lane on its own, several at
         once. A refused lane's findings are parked in the dead letters, or, without `park`, only counted (for work
         the ledger keeps owed, such as a sweep's)."""
         report = DeliveryReport()
-        by_lane: dict[Lane, list[Pending]] = {}
-        for item in self._screen(pending, report):
+        by_lane: dict[Lane, list[EncodedFinding]] = {}
+        for item in self._screen(encoded, report):
             by_lane.setdefault(Lane.of(item.doc), []).append(item)
         heard = threading.Lock()
 
@@ -168,11 +168,11 @@ class SecurityHubSink:
             raise next((e for e in errors if not isinstance(e, SinkStopped)), errors[0])
         return report
 
-    def _screen(self, pending: list[Pending], report: DeliveryReport) -> list[Pending]:
+    def _screen(self, encoded: list[EncodedFinding], report: DeliveryReport) -> list[EncodedFinding]:
         """Dead-letters what Security Hub would refuse, so it is not sent to fail; returns the rest."""
         rejected: list[DeadLetter] = []
-        valid: list[Pending] = []
-        for item in pending:
+        valid: list[EncodedFinding] = []
+        for item in encoded:
             problems = finding_problems(
                 item.doc, encoded_size=len(item.body), account_id=Lane.of(item.doc).account or None
             )
@@ -183,7 +183,7 @@ class SecurityHubSink:
                 valid.append(item)
         if rejected:
             self.dead_letters.put(rejected)
-            report.dead_lettered += len(pending) - len(valid)
+            report.dead_lettered += len(encoded) - len(valid)
         return valid
 
     def _client(self, lane: Lane, report: DeliveryReport) -> Any:
