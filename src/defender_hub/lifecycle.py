@@ -214,7 +214,8 @@ class Plan:
     planned: list[PlannedFinding] = field(default_factory=list)
     """What to send, and to record once accepted; also (`to_send` False) newer news Security Hub already shows."""
     completions: list[CheckCompletion] = field(default_factory=list)
-    """Checks completed by the check summaries sent, newer than the ledger's: their archivals are owed."""
+    """Checks completed by the batch's check summaries (every version of them, sent or not), newer than the ledger's:
+    their archivals are owed."""
     stale: int = 0
     """Not newer than what Security Hub has."""
     unchanged: int = 0

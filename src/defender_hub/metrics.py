@@ -13,13 +13,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics_core import Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from defender_hub.errors import ConfigError
@@ -147,14 +148,17 @@ class _LiveProcessesCollector(Collector):
     def __init__(self, folder: Path) -> None:
         self._folder = folder
         self._sum = MultiProcessCollector(None, path=str(folder))  # type: ignore[no-untyped-call]
+        self._lock = threading.Lock()  # scrapes are answered in threads of their own
 
     def collect(self) -> Iterable[Metric]:
         """The metrics summed, after forgetting the live gauges of the processes that are gone."""
-        pids = {int(found.group(1)) for path in self._folder.glob("*.db") if (found := _PROCESS_FILE.search(path.name))}
-        for pid in pids - {os.getpid()}:
-            if not _alive(pid):
-                mark_process_dead(pid, str(self._folder))  # type: ignore[no-untyped-call]
-        return self._sum.collect()  # type: ignore[no-untyped-call,no-any-return]
+        with self._lock:
+            for path in self._folder.glob("gauge_live*_*.db"):
+                found = _PROCESS_FILE.search(path.name)
+                if found is not None and not _alive(int(found.group(1))):
+                    # A process that ended may also be forgetting its own, at this moment: gone is gone.
+                    path.unlink(missing_ok=True)
+            return self._sum.collect()  # type: ignore[no-untyped-call,no-any-return]
 
 
 def _alive(pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
@@ -76,6 +78,20 @@ def test_a_shuffled_replay_never_moves_a_finding_backwards(pipeline: Pipeline) -
         pipeline.deliver(*shuffled[start : start + 20])
 
     assert {i: f["UpdatedAt"] for i, f in pipeline.stored().items()} == before
+
+
+def test_the_ledger_s_operations_are_timed_under_snake_case_names(pipeline: Pipeline) -> None:
+    pipeline.deliver(audit_finding("task-1", T0, "A"), audit_task("task-1", T0, 1))
+
+    operations = {
+        sample.labels["operation"]
+        for metric in REGISTRY.collect()
+        if metric.name == "defender_hub_ledger_seconds"
+        for sample in metric.samples
+    }
+
+    assert {"reading", "recording_accepted_findings"} <= operations
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", operation) for operation in operations), operations
 
 
 def test_a_later_task_archives_what_it_no_longer_reports_and_keeps_created_at(pipeline: Pipeline) -> None:

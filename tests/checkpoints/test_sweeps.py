@@ -15,7 +15,7 @@ from defender_hub.checkpoints.sweeps import retry_parked_once, start_periodic_re
 from defender_hub.errors import ConfigError
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import DeadLetter, JsonlDeadLetters, Lane, RecordOrigin
-from tests.helpers import ACCOUNT, DAY_MS, Pipeline, hub_clients, violation
+from tests.helpers import ACCOUNT, DAY_MS, Pipeline, hub_clients, violation, wait_for
 
 T0 = 1_790_000_000_000
 
@@ -44,7 +44,20 @@ def test_periodic_sweeps_refresh_what_falls_due_as_the_clock_moves(hub: LocalSec
         assert pipeline.stored()["late"]["UpdatedAt"] == "2027-01-04T14:13:20.000Z"
         assert pipeline.stored()["early"]["UpdatedAt"] == "2026-12-15T14:13:20.000Z"
     finally:
-        stop.set()
+        stop.end()
+
+
+def test_ending_the_sweeps_waits_for_the_one_under_way(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    pipeline = Pipeline(hub, SqliteLedger(tmp_path / "ledger.sqlite3"), tmp_path / "dl.jsonl")
+    pipeline.deliver(violation("in-alarm", T0, T0, "due"))
+    hub.outage(60)  # the sweep retries until it is told to stop
+    sweeps = start_periodic_refresh(settings(hub, tmp_path), every_seconds=60, clock=lambda: (T0 + 85 * DAY_MS) / 1000)
+    wait_for("the sweep under way", lambda: hub.requests("BatchImportFindings")[-1].status == 500, 20)
+
+    sweeps.end()
+
+    # `run` removes the folders the sweep uses (the quota's) right after: a sweep still running would fail in them.
+    assert not [thread for thread in threading.enumerate() if thread.name == "refresh"]
 
 
 def test_a_sweep_outside_security_hubs_retention_is_refused(hub: LocalSecurityHub, tmp_path: Path) -> None:

@@ -243,7 +243,7 @@ def test_a_sweep_carries_on_after_an_unexpected_error(hub: LocalSecurityHub, tmp
         assert pipeline.stored()["bad"]["UpdatedAt"] == "2026-12-15T14:13:20.000Z"
         assert pipeline.stored()["good"]["UpdatedAt"] == "2026-12-15T14:13:20.000Z"
     finally:
-        stop.set()
+        stop.end()
         database.close()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -69,9 +70,9 @@ Clock = Callable[[], float]
 @contextmanager
 def _ledger_errors(action: str) -> Iterator[None]:
     """Turns any failure of the ledger's storage into LedgerError, which stops the delivery before a checkpoint; times
-    the operation."""
+    the operation, under `action` in snake_case."""
     try:
-        with LEDGER_SECONDS.labels(action).time():
+        with LEDGER_SECONDS.labels(_operation(action)).time():
             yield
     except LedgerError:
         raise
@@ -338,6 +339,13 @@ class LedgeredSink:
             total.unreadable = len(unreadable)
             total.add(self._send(planned, park=False))
             log.info("refresh: %d due, %d re-sent, %d held by another sweep", len(due), len(planned), held_elsewhere)
+
+
+@functools.cache  # one of this module's few fixed phrases: worked out once each
+def _operation(action: str) -> str:
+    """The `operation` label of `action`: its words in snake_case ("reading a check's findings":
+    reading_a_check_findings)."""
+    return "_".join(re.findall(r"[a-z]+", re.sub(r"'s\b", "", action.lower())))
 
 
 def _newness(_doc: Mapping[str, Any], facts: Facts) -> tuple[int, int]:

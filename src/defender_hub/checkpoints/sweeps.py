@@ -26,7 +26,10 @@ from defender_hub.mapping import MappingOptions
 from defender_hub.sink import DeadLetter, Lane
 from defender_hub.sink.outages import Outages
 
-__all__ = ["retry_parked_once", "start_periodic_refresh", "start_periodic_retry", "sweep_once"]
+__all__ = ["PeriodicSweep", "retry_parked_once", "start_periodic_refresh", "start_periodic_retry", "sweep_once"]
+
+END_SECONDS = 60.0
+"""How long ending a sweep waits for the one under way: told to stop, a sweep ends at its next request or wait."""
 
 log = logging.getLogger("defender_hub.refresh")
 
@@ -78,8 +81,24 @@ def _remembering_outages(settings: DeliverySettings) -> DeliverySettings:
     return replace(settings, outages=settings.outages or Outages(settings.outage_limit_seconds))
 
 
-def _periodically(name: str, every_seconds: float, sweep: Callable[[threading.Event], None]) -> threading.Event:
-    """Runs `sweep` now and then every `every_seconds`, in a thread, until the returned event is set.
+class PeriodicSweep:
+    """A sweep run now and then in a thread of its own, until it is ended."""
+
+    def __init__(self, stop: threading.Event, thread: threading.Thread) -> None:
+        self._stop, self._thread = stop, thread
+
+    def end(self) -> None:
+        """Stops the sweeps and waits for the one under way: what it uses (the quota's folder) may go right after."""
+        self._stop.set()
+        self._thread.join(END_SECONDS)
+        if self._thread.is_alive():
+            log.warning(
+                "the %s sweep did not end within %.0f s; left to end on its own", self._thread.name, END_SECONDS
+            )
+
+
+def _periodically(name: str, every_seconds: float, sweep: Callable[[threading.Event], None]) -> PeriodicSweep:
+    """Runs `sweep` now and then every `every_seconds`, in a thread, until it is ended.
 
     A sweep that fails, however it fails, is logged and tried again next time: what it was to do is still owed (due
     findings, parked letters), and the next sweep takes it.
@@ -96,14 +115,15 @@ def _periodically(name: str, every_seconds: float, sweep: Callable[[threading.Ev
                 log.exception("%s sweep failed unexpectedly; trying again in %.0f s", name, every_seconds)
             stop.wait(every_seconds)
 
-    threading.Thread(target=sweep_forever, name=name, daemon=True).start()
-    return stop
+    thread = threading.Thread(target=sweep_forever, name=name, daemon=True)
+    thread.start()
+    return PeriodicSweep(stop, thread)
 
 
 def start_periodic_refresh(
     settings: DeliverySettings, every_seconds: float, after_days: float = REFRESH_AFTER_DAYS, clock: Clock = time.time
-) -> threading.Event:
-    """Refresh sweeps now and then every `every_seconds`, in a thread, until the returned event is set."""
+) -> PeriodicSweep:
+    """Refresh sweeps now and then every `every_seconds`, in a thread, until ended."""
     settings = _remembering_outages(settings)
 
     def sweep(stop: threading.Event) -> None:
@@ -117,8 +137,8 @@ def start_periodic_refresh(
 
 def start_periodic_retry(
     settings: DeliverySettings, every_seconds: float = PARKED_RETRY_SECONDS, clock: Clock = time.time
-) -> threading.Event:
-    """Sends parked findings again now and then every `every_seconds`, in a thread, until the returned event is set;
+) -> PeriodicSweep:
+    """Sends parked findings again now and then every `every_seconds`, in a thread, until ended;
     says which lanes are parked still, and how many findings wait in each."""
     settings = _remembering_outages(settings)
 

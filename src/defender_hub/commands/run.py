@@ -9,10 +9,9 @@ import shutil
 import socket
 import sys
 import tempfile
-import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from defender_hub.checkpoints import open_ledger, parse_ledger_url
 from defender_hub.commands.accounts import default_account_flag
@@ -30,6 +29,9 @@ from defender_hub.consumer.launcher import INITIAL_POSITIONS, MAX_RECORDS, RETRI
 from defender_hub.errors import ConfigError
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.logs import LOG_FORMATS, configure
+
+if TYPE_CHECKING:
+    from defender_hub.checkpoints.sweeps import PeriodicSweep
 
 __all__ = ["add"]
 
@@ -183,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
     quota_dir = tempfile.mkdtemp(prefix="defender-hub-quota-")
     metrics_dir = tempfile.mkdtemp(prefix="defender-hub-metrics-") if args.metrics_port else None
-    sweeps: list[threading.Event] = []
+    sweeps: list[PeriodicSweep] = []
     try:
         delivery = replace(  # the sweeps', and the shard processes' through the environment
             chosen,
@@ -217,8 +219,8 @@ def _run(args: argparse.Namespace) -> int:
             on_start=functools.partial(note_daemon, Path(args.health_dir)) if args.health_dir else lambda _: None,
         )
     finally:
-        for stop in sweeps:
-            stop.set()
+        for sweep in sweeps:
+            sweep.end()  # before the folders go: a sweep under way uses the quota's
         for folder in (quota_dir, metrics_dir):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
