@@ -14,12 +14,7 @@ arrives late (a lagging or replayed stream) must still reach Security Hub past t
 - An ACTIVE finding not updated for a while is re-sent with a new UpdatedAt, its version unchanged (`refreshed`).
 - When a ledger write finds that another writer came first, `reconcile` says what Security Hub must hold now.
 
-Each source keeps rules of its own here, read from the finding's ProductName:
-- Device Defender: the audit rules above; every ACTIVE finding is refreshed.
-- AWS Config: a finding is refreshed only while its compliance is FAILED or WARNING, and it is owed
-  Workflow.Status RESOLVED (set through BatchUpdateFindings once the import is accepted, since an import can't set
-  Workflow) when it is created PASSED or goes from FAILED to PASSED, as the native integration does.
-- AWS Health: a finding is refreshed only while its event is open or upcoming; a closed one is left to expire.
+Each source keeps rules of its own (what is kept alive, Config's RESOLVED): `source_rules` holds them.
 """
 
 from __future__ import annotations
@@ -32,7 +27,7 @@ from typing import Any
 import msgspec
 
 from defender_hub.errors import EventDecodeError
-from defender_hub.mapping.common import PRODUCT_NAME_CONFIG, PRODUCT_NAME_HEALTH
+from defender_hub.source_rules import RESOLVED, kept_alive, resolved_owed
 from defender_hub.timestamps import format_iso, to_epoch_ms
 
 __all__ = [
@@ -59,13 +54,6 @@ __all__ = [
 ]
 
 ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
-RESOLVED = "RESOLVED"
-"""The Workflow.Status a Config finding is owed when it is created PASSED or goes from FAILED to PASSED."""
-_PASSED, _FAILED = "PASSED", "FAILED"
-_CONFIG_REFRESHED = frozenset({_FAILED, "WARNING"})
-"""Config compliance statuses whose findings are kept alive: the ones that still ask for attention."""
-_HEALTH_REFRESHED = frozenset({"open", "upcoming"})
-"""Health event statuses whose findings are kept alive; a closed event's finding is left to expire."""
 REFRESH_AFTER_DAYS = 80.0
 """Re-send an ACTIVE finding this long after its last update: ten days before Security Hub would delete it."""
 MAX_CLOCK_SKEW_MINUTES = 15
@@ -76,19 +64,6 @@ _NOT_CONTENT = frozenset({"CreatedAt", "UpdatedAt"})
 _encode = msgspec.json.Encoder().encode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-class _Compliance(msgspec.Struct, gc=False):
-    status: str = msgspec.field(default="", name="Status")
-
-
-class _Accepted(msgspec.Struct, gc=False):
-    """The one member of an accepted finding the Config rules look back at."""
-
-    compliance: _Compliance = msgspec.field(default_factory=_Compliance, name="Compliance")
-
-
-_decode_accepted = msgspec.json.Decoder(_Accepted).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +220,7 @@ def facts_of(doc: Mapping[str, Any]) -> Facts:
     version_ms = _ms(doc.get("UpdatedAt"))
     if report_type not in (AUDIT_FINDING, CHECK_SUMMARY):
         record_state = str(doc.get("RecordState", ACTIVE))
-        return Facts(finding_key(doc), version_ms, record_state, "", "", 0, None, _refreshed(doc, fields))
+        return Facts(finding_key(doc), version_ms, record_state, "", "", 0, None, kept_alive(doc, fields))
     check = f"{doc.get('ProductArn', '')}|{fields.get('CheckName', '')}"
     task_ms = _ms(fields.get("TaskStartTime")) or version_ms  # no task time: the finding's own
     completion = None
@@ -255,34 +230,10 @@ def facts_of(doc: Mapping[str, Any]) -> Facts:
     return Facts(finding_key(doc), version_ms, record_state, report_type, check, task_ms, completion)
 
 
-def _compliance(doc: Mapping[str, Any]) -> str:
-    compliance = doc.get("Compliance")
-    return str(compliance.get("Status", "")) if isinstance(compliance, Mapping) else ""
-
-
-def _refreshed(doc: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
-    """Whether the finding's source keeps it alive while it is ACTIVE: Config while it fails, Health while its event
-    is not closed, anything else always."""
-    product = doc.get("ProductName")
-    if product == PRODUCT_NAME_CONFIG:
-        return _compliance(doc) in _CONFIG_REFRESHED
-    if product == PRODUCT_NAME_HEALTH:
-        return fields.get("StatusCode") in _HEALTH_REFRESHED
-    return True
-
-
 def workflow_owed(doc: Mapping[str, Any], entry: LedgerEntry | None) -> str:
     """The Workflow.Status `doc` is owed once accepted, given the ledger's `entry` for it: RESOLVED for a Config
     finding created PASSED or going from FAILED to PASSED (or PASSED still, with its RESOLVED not yet set); else ""."""
-    if doc.get("ProductName") != PRODUCT_NAME_CONFIG or _compliance(doc) != _PASSED:
-        return ""
-    if entry is None or entry.workflow == RESOLVED:
-        return RESOLVED
-    try:
-        before = _decode_accepted(entry.finding).compliance.status
-    except msgspec.DecodeError:
-        return ""  # the ledger's copy can't be read: no transition can be told, and none is made up
-    return RESOLVED if before == _FAILED else ""
+    return resolved_owed(doc, None if entry is None else entry.finding, "" if entry is None else entry.workflow)
 
 
 def fingerprint(doc: Mapping[str, Any]) -> str:
