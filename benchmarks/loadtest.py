@@ -204,7 +204,7 @@ def consumer(stack: LocalStack, stream: str, folder: Path, ledger: Path, *flags:
             yield run
         finally:
             for use in filter(None, map(process_use, descendants(process.pid))):
-                if "defender_hub.consumer.processor" in use.command:
+                if "-m defender_hub.consumer" in use.command:
                     run.processors.append(use)
                 elif "java" in use.command:
                     run.daemon.append(use)

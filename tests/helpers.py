@@ -26,7 +26,7 @@ import msgspec
 from botocore.config import Config
 
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
-from defender_hub.checkpoints.delivery import LedgeredSink
+from defender_hub.checkpoints.opening import DeliverySettings, open_delivery
 from defender_hub.cli import main
 from defender_hub.convert import EventConverter
 from defender_hub.errors import EventSkipped
@@ -35,12 +35,10 @@ from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import (
     DeliveryReport,
-    JsonlDeadLetters,
     MappedFinding,
     RecordOrigin,
     RetryPolicy,
     SecurityHubClients,
-    SecurityHubSink,
 )
 from defender_hub.timestamps import format_iso
 
@@ -187,8 +185,10 @@ class Pipeline:
     def __init__(self, hub: LocalSecurityHub, ledger: Ledger, dead_letters: Path) -> None:
         self.hub, self.ledger = hub, ledger
         self.stop = threading.Event()
-        sink = SecurityHubSink(hub_clients(hub), JsonlDeadLetters(dead_letters), policy=FAST, stop=self.stop)
-        self.sink = LedgeredSink(sink, ledger, clock=lambda: TESTS_NOW_MS / 1000)
+        settings = DeliverySettings(str(dead_letters), None, clients=hub_clients(hub))
+        self.delivery = open_delivery(settings, self.stop, lambda: TESTS_NOW_MS / 1000, ledger=ledger, policy=FAST)
+        assert self.delivery.ledgered is not None
+        self.sink = self.delivery.ledgered
         self._converter = EventConverter(MappingOptions())
         self._sequence = 0
 

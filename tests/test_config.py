@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from defender_hub.cli import parse
 from defender_hub.config import default_dead_letters, default_ledger, load_mapping_options, state_dir
 from defender_hub.errors import ConfigError
 from defender_hub.local.securityhub import LocalSecurityHub
@@ -96,11 +97,11 @@ def test_the_state_directory_is_the_flag_then_the_environment_then_the_users_sta
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     assert state_dir() == tmp_path / "xdg" / "defender-hub"
     monkeypatch.setenv("DEFENDER_HUB_STATE_DIR", str(tmp_path / "env"))
-    assert state_dir() == tmp_path / "env"
-    assert state_dir(tmp_path / "flag") == tmp_path / "flag"
+    assert state_dir(parse(["redrive"]).state_dir) == tmp_path / "env"
+    assert state_dir(parse(["redrive", "--state-dir", str(tmp_path / "flag")]).state_dir) == tmp_path / "flag"
 
     assert stat.S_IMODE((tmp_path / "xdg" / "defender-hub").stat().st_mode) == 0o700
-    assert default_ledger() == f"sqlite:///{tmp_path / 'env' / 'ledger.sqlite3'}"
+    assert default_ledger(parse(["redrive"]).state_dir) == f"sqlite:///{tmp_path / 'env' / 'ledger.sqlite3'}"
     assert default_dead_letters(tmp_path / "flag") == str(tmp_path / "flag" / "dead-letters.jsonl")
 
 

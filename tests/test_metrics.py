@@ -33,7 +33,7 @@ NOW_MS = int(time.time() * 1000)
 
 
 class ShardProcess:
-    """A shard's processor as the daemon runs it (`python -m defender_hub.consumer.processor`), delivering to the
+    """A shard's processor as the daemon runs it (`python -m defender_hub.consumer`), delivering to the
     local hub with a SQLite ledger, its metrics written to `folder`; spoken to in the daemon's protocol."""
 
     def __init__(self, hub: LocalSecurityHub, tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ class ShardProcess:
             "PROMETHEUS_MULTIPROC_DIR": str(self.folder),
         }
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "defender_hub.consumer.processor"],
+            [sys.executable, "-m", "defender_hub.consumer"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log.open("wb"),

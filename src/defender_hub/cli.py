@@ -12,8 +12,9 @@ from defender_hub.commands import ALL
 from defender_hub.commands.aws import aws_failure
 from defender_hub.commands.common import EXIT_FAILURES, EXIT_USAGE
 from defender_hub.errors import ConfigError
+from defender_hub.settings import resolve
 
-__all__ = ["main"]
+__all__ = ["main", "parse"]
 
 
 class _Version(argparse.Action):
@@ -38,11 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command and its settings that `argv` gives, each setting resolved (flag, variable, settings file, default)
+    and checked; raises ConfigError, or SystemExit for flags argparse refuses."""
+    return resolve(_parser().parse_args(argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status: 1 for a failure at run time, 2 for bad usage or configuration,
     said in one line on stderr."""
-    args = _parser().parse_args(argv)
     try:
+        args = parse(argv)
         status: int = args.handler(args)
     except ConfigError as exc:
         print(f"defender-hub: configuration error: {exc}", file=sys.stderr)

@@ -17,14 +17,10 @@ from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SE
 __all__ = [
     "DEAD_LETTERS_FILE",
     "LEDGER_FILE",
-    "OUTAGE_LIMIT_SECONDS",
-    "PARKED_RETRY_SECONDS",
-    "RUN_SETTINGS",
-    "STATE_DIR_HELP",
     "default_dead_letters",
     "default_ledger",
     "load_mapping_options",
-    "load_run_settings",
+    "read_settings_file",
     "refuse_former_defaults",
     "state_dir",
 ]
@@ -33,50 +29,14 @@ DEAD_LETTERS_FILE = "dead-letters.jsonl"
 """Where rejected findings and records go unless told otherwise: this file of the state directory."""
 LEDGER_FILE = "ledger.sqlite3"
 """The findings ledger unless told otherwise: this SQLite file of the state directory."""
-STATE_DIR_HELP = (
-    "where state files go unless told otherwise: the ledger and the dead letters (DEFENDER_HUB_STATE_DIR; default: "
-    "defender-hub in $XDG_STATE_HOME, else ~/.local/state/defender-hub; /var/lib/defender-hub in the image)"
-)
-
-PARKED_RETRY_SECONDS = 60
-"""How often `run` sends parked lanes' findings again."""
-OUTAGE_LIMIT_SECONDS = 300
-"""How long a lane may fail every request (5xx, no connection) before its findings are parked as a refused lane's
-are (`sink.outages`)."""
 _TOP_KEYS = frozenset({"account_id", "region", "partition", "company_name", "detect", "run"})
-RUN_SETTINGS: Mapping[str, type] = MappingProxyType(
-    {
-        "stream": str,
-        "application": str,
-        "worker_id": str,
-        "initial_position": str,
-        "timestamp": str,
-        "dead_letter": str,
-        "dead_letter_overflow": str,
-        "retrieval_mode": str,
-        "max_records": int,
-        "ledger": str,
-        "refresh_hours": int,
-        "max_clock_skew": int,
-        "assume_role": str,
-        "external_id": str,
-        "parked_retry_seconds": int,
-        "outage_limit": int,
-        "log_format": str,
-        "health_dir": str,
-        "metrics_port": int,
-        "metrics_address": str,
-        "state_dir": str,
-    }
-)
-"""The `[run]` table's settings of `defender-hub run`, and their types."""
 _DETECT_KEYS = frozenset({"severity", "security_profile_severity", "behavior_severity"})
 
 
 def state_dir(given: str | Path | None = None) -> Path:
-    """The state directory, made if missing (readable by its owner only): `given`, else DEFENDER_HUB_STATE_DIR, else
+    """The state directory, made if missing (readable by its owner only): `given` (the `state_dir` setting), else
     defender-hub under the user's state directory."""
-    chosen = given or os.environ.get("DEFENDER_HUB_STATE_DIR")
+    chosen = given
     if not chosen:
         base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
         chosen = Path(base) / "defender-hub"
@@ -116,7 +76,7 @@ def default_ledger(state: str | Path | None = None) -> str:
     return f"sqlite:///{state_dir(state) / LEDGER_FILE}"
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_settings_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
             return tomllib.load(file)
@@ -160,7 +120,7 @@ def load_mapping_options(
     config_file: Path | None = None,
 ) -> MappingOptions:
     """Returns the mapping options from flags over the file's settings; raises ConfigError naming what is wrong."""
-    settings = _read(config_file) if config_file is not None else {}
+    settings = read_settings_file(config_file) if config_file is not None else {}
     where = str(config_file)
     _unknown(settings, _TOP_KEYS, where)
     detect = settings.get("detect", {})
@@ -193,19 +153,3 @@ def load_mapping_options(
         ),
         behavior_severity=_labels(detect.get("behavior_severity", {}), f"{where}: detect.behavior_severity"),
     )
-
-
-def load_run_settings(config_file: Path | None) -> dict[str, Any]:
-    """Returns the `[run]` table of the settings file (empty without a file); raises ConfigError for a bad one."""
-    if config_file is None:
-        return {}
-    table = _read(config_file).get("run", {})
-    where = f"{config_file}: [run]"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
-    _unknown(table, frozenset(RUN_SETTINGS), where)
-    for key, value in table.items():
-        expected = RUN_SETTINGS[key]
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise ConfigError(f"{where}.{key} must be a {expected.__name__}")
-    return dict(table)

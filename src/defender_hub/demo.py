@@ -32,6 +32,7 @@ from defender_hub.mapping.common import (
     PRODUCT_NAME_DETECT,
     PRODUCT_NAME_HEALTH,
 )
+from defender_hub.settings import from_environment
 from defender_hub.synthetic import EventMix, generate_events
 
 __all__ = ["explain", "run_demo"]
@@ -228,7 +229,7 @@ def _follow(hub: LocalSecurityHub, expected: int, consumer: Any, deadline: float
 def _demo_folder(keep: bool) -> Iterator[Path]:
     """A folder for the demo's files: `demo` in the state directory (emptied first) to keep, else a temporary one."""
     if keep:
-        yield fresh_folder(state_dir() / "demo")
+        yield fresh_folder(state_dir(from_environment("state_dir")) / "demo")
         return
     with tempfile.TemporaryDirectory(prefix="defender-hub-demo-") as temporary:
         yield Path(temporary)

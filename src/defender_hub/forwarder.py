@@ -28,6 +28,7 @@ from defender_hub.aws_config import aws_config
 from defender_hub.backoff import full_jitter
 from defender_hub.codecs.decoding import arn_context
 from defender_hub.errors import ConfigError, ForwardError
+from defender_hub.settings import from_environment, variable
 
 __all__ = ["MAX_PUT_ATTEMPTS", "PUT_RECORDS", "Forwarder", "Record", "handler", "put_records", "sns_messages"]
 
@@ -205,14 +206,14 @@ def sns_messages(lines: Iterable[bytes | str]) -> Iterator[tuple[str, str | None
             raise ForwardError("not an SNS notification: no Type Notification with a Message")
 
 
-def forwarder_from_environment() -> Forwarder:
-    """A forwarder for DEFENDER_HUB_STREAM, with clients from the standard AWS configuration and botocore's adaptive
-    retries (ListAuditFindings is throttled at a few requests a second)."""
+def forwarder_from_environment(stream: str | None = None) -> Forwarder:
+    """A forwarder for `stream`, else the stream setting's variable, with clients from the standard AWS configuration
+    and botocore's adaptive retries (ListAuditFindings is throttled at a few requests a second)."""
     import boto3  # noqa: PLC0415 - the Lambda loads it once, at its first invocation
 
-    stream = os.environ.get("DEFENDER_HUB_STREAM")
+    stream = stream or from_environment("stream")
     if not stream:
-        raise ConfigError("the forwarder needs DEFENDER_HUB_STREAM: the Kinesis stream to put records on")
+        raise ConfigError(f"the forwarder needs {variable('stream')}: the Kinesis stream to put records on")
     config = aws_config(attempts=10, read_timeout=30)
     region = os.environ.get("AWS_REGION") or None
     return Forwarder(

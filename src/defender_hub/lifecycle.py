@@ -47,6 +47,7 @@ __all__ = [
     "fingerprint",
     "from_the_future",
     "latest_per_check",
+    "newness",
     "plan",
     "reconcile",
     "refreshed",
@@ -210,6 +211,11 @@ def _ms(value: Any) -> int:
         return to_epoch_ms(int(value) if isinstance(value, str) and value.isdigit() else value, "time")
     except (EventDecodeError, TypeError, ValueError):
         return 0
+
+
+def newness(_doc: Mapping[str, Any], facts: Facts) -> tuple[int, int]:
+    """What makes one version of a finding newer than another for the lifecycle: its facts' order."""
+    return facts.order
 
 
 def facts_of(doc: Mapping[str, Any]) -> Facts:

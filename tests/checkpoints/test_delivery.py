@@ -16,8 +16,6 @@ from prometheus_client import REGISTRY
 
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
-from defender_hub.checkpoints.opening import DeliverySettings
-from defender_hub.config import default_ledger
 from defender_hub.errors import LedgerError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import DeliveryReport, MappedFinding, RecordOrigin
@@ -25,7 +23,6 @@ from defender_hub.sink.lane_delivery import MAX_FINDING_FAILURES
 from defender_hub.synthetic import generate_events
 from defender_hub.timestamps import format_iso
 from tests.helpers import (
-    ACCOUNT,
     DAY_MS,
     TESTS_NOW_MS,
     Pipeline,
@@ -346,35 +343,6 @@ def test_a_ledger_that_fails_stops_the_delivery_with_a_ledger_error(
     assert pipeline.sent() == 0  # planned against nothing, nothing was sent: the records come again
 
 
-def test_settings_reach_the_shard_processes_whole_through_the_environment() -> None:
-    given = DeliverySettings(
-        "/var/lib/defender-hub/dead-letters.jsonl",
-        "dynamodb://ledger",
-        ACCOUNT,
-        7.5,
-        dead_letter_overflow="s3://bucket/letters",
-        assume_role="defender-hub-import",
-        external_id="org-1234",
-        quota_dir="/tmp/quota",
-        outage_limit_seconds=90.0,
-    )
-    bare = DeliverySettings("dead-letters.jsonl", None)
-
-    environment = given.environment()
-
-    assert all(name.startswith("DEFENDER_HUB_") for name in environment)
-    assert environment["DEFENDER_HUB_IMPORT_ACCOUNT"] == ACCOUNT  # not the mapping's default account
-    assert DeliverySettings.of_environment(environment) == given
-    assert DeliverySettings.of_environment(bare.environment()) == DeliverySettings(
-        "dead-letters.jsonl", default_ledger()
-    )
-    # What `run` leaves unset is unset in the shards too, whatever `run`'s own environment holds: the daemon passes
-    # that environment on beneath the settings.
-    inherited = {"DEFENDER_HUB_IMPORT_ACCOUNT": "210987654321", "DEFENDER_HUB_ASSUME_ROLE": "someone-else"}
-    assert DeliverySettings.of_environment(inherited | bare.environment()).account_id is None
-    assert DeliverySettings.of_environment(inherited | bare.environment()).assume_role is None
-
-
 def workflow(pipeline: Pipeline, resource: str) -> tuple[str, str]:
     """The stored Config finding of S3 bucket `resource`: its compliance and its Workflow.Status."""
     [finding] = [f for f in pipeline.hub.findings() if f["Resources"][0]["Id"] == f"arn:aws:s3:::{resource}"]
@@ -492,7 +460,7 @@ def test_a_sweep_s_owed_resolved_read_before_newer_news_does_not_land_on_it(pipe
     pipeline.hub.fail_updates([finding_id], times=0)
     pipeline.deliver(config_change("flapping", "NON_COMPLIANT", T0 + DAY_MS, before="COMPLIANT"))
 
-    late = LedgeredSink(pipeline.sink._sink, _ReadEarlier(pipeline.ledger, read_then))
+    late = LedgeredSink(pipeline.delivery.hub, _ReadEarlier(pipeline.ledger, read_then))
     report = DeliveryReport()
     late.finish_workflows(report)
 

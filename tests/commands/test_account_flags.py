@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from defender_hub.cli import _parser
+from defender_hub.cli import parse
 from defender_hub.commands.common import EXIT_USAGE, delivery_settings
 from defender_hub.local.aws import free_port
 from tests.helpers import cli, local_aws_env
@@ -61,9 +61,9 @@ def test_account_id_still_works_in_convert_with_a_warning_naming_default_account
 @pytest.mark.parametrize("command", DELIVERING)
 def test_import_account_is_the_account_imported_into(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEFENDER_HUB_ACCOUNT_ID", raising=False)
-    by_flag = _parser().parse_args([command, "--import-account", ACCOUNT])
+    by_flag = parse([command, "--import-account", ACCOUNT])
     monkeypatch.setenv("DEFENDER_HUB_IMPORT_ACCOUNT", ACCOUNT)
-    by_variable = _parser().parse_args([command])
+    by_variable = parse([command])
 
     assert delivery_settings(by_flag).account_id == delivery_settings(by_variable).account_id == ACCOUNT
 
@@ -74,10 +74,10 @@ def test_account_id_still_works_where_it_meant_the_account_imported_into_with_a_
 ) -> None:
     monkeypatch.delenv("DEFENDER_HUB_IMPORT_ACCOUNT", raising=False)
     monkeypatch.delenv("DEFENDER_HUB_ACCOUNT_ID", raising=False)
-    by_flag = _parser().parse_args([command, "--account-id", ACCOUNT])
+    by_flag = parse([command, "--account-id", ACCOUNT])
     flag_warning = capsys.readouterr().err
     monkeypatch.setenv("DEFENDER_HUB_ACCOUNT_ID", ACCOUNT)
-    by_variable = _parser().parse_args([command])
+    by_variable = parse([command])
     variable_warning = capsys.readouterr().err
 
     assert delivery_settings(by_flag).account_id == delivery_settings(by_variable).account_id == ACCOUNT
@@ -97,7 +97,7 @@ def test_the_new_variable_wins_over_the_old_one_and_nothing_is_said(
     monkeypatch.setenv("DEFENDER_HUB_ACCOUNT_ID", "111122223333")
     monkeypatch.setenv("DEFENDER_HUB_IMPORT_ACCOUNT", ACCOUNT)
 
-    parsed = _parser().parse_args(["import"])
+    parsed = parse(["import"])
 
     assert delivery_settings(parsed).account_id == ACCOUNT
     assert capsys.readouterr().err == ""
@@ -113,7 +113,7 @@ def test_the_new_variable_wins_over_the_old_one_and_nothing_is_said(
 )
 def test_each_account_flag_is_only_where_it_means_something(command: str, flag: str) -> None:
     with pytest.raises(SystemExit) as refused:
-        _parser().parse_args([command, flag, ACCOUNT])
+        parse([command, flag, ACCOUNT])
 
     assert refused.value.code == EXIT_USAGE
 
@@ -142,8 +142,6 @@ def test_run_checks_its_default_account_before_it_starts(flags: list[str], varia
 def test_run_imports_as_its_own_account_not_as_its_default_account(monkeypatch: pytest.MonkeyPatch) -> None:
     # A hub account's `run --assume-role R --default-account 111`: 111's findings go through the role in 111.
     monkeypatch.delenv("DEFENDER_HUB_ACCOUNT_ID", raising=False)
-    parsed = _parser().parse_args(
-        ["run", "--assume-role", "importer", "--default-account", ACCOUNT, "--outage-limit", "300"]
-    )
+    parsed = parse(["run", "--assume-role", "importer", "--default-account", ACCOUNT, "--outage-limit", "300"])
 
     assert delivery_settings(parsed).account_id is None  # STS says, once a role is to be assumed

@@ -33,7 +33,7 @@ def test_real_aws_gets_no_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     written = parse(properties(SETTINGS))
 
     assert (written["streamName"], written["applicationName"], written["regionName"]) == ("s", "a", "eu-west-1")
-    assert written["executableName"].endswith("-m defender_hub.consumer.processor")
+    assert written["executableName"].endswith("-m defender_hub.consumer")
     assert not {"kinesisEndpoint", "dynamoDBEndpoint", "metricsLevel"} & written.keys()
 
 

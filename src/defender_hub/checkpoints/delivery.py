@@ -13,10 +13,10 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import cast
 
 import msgspec
 
@@ -34,6 +34,7 @@ from defender_hub.lifecycle import (
     finding_key,
     from_the_future,
     latest_per_check,
+    newness,
     plan,
     reconcile,
     refreshed,
@@ -115,7 +116,7 @@ class LedgeredSink:
         checkpointed.
         """
         timely, refused = self._screened(findings)
-        coalesced = coalesce(timely, _newness, own=True)
+        coalesced = coalesce(timely, newness, own=True)
         to_plan = [(item.doc, cast("Facts", item.tag)) for item in coalesced]
         keys = [facts.key for _, facts in to_plan]
         checks = list({facts.check for _, facts in to_plan} - {""})
@@ -346,11 +347,6 @@ def _operation(action: str) -> str:
     """The `operation` label of `action`: its words in snake_case ("reading a check's findings":
     reading_a_check_findings)."""
     return "_".join(re.findall(r"[a-z]+", re.sub(r"'s\b", "", action.lower())))
-
-
-def _newness(_doc: Mapping[str, Any], facts: Facts) -> tuple[int, int]:
-    """What makes one version of a finding newer than another for the lifecycle: its facts' order."""
-    return facts.order
 
 
 def _from_ledger(make: Callable[[], PlannedFinding | None], entry: LedgerEntry, action: str) -> PlannedFinding | None:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from defender_hub.checkpoints import open_ledger
+from defender_hub.checkpoints import Ledger, open_ledger
 from defender_hub.checkpoints.delivery import Clock, LedgeredSink
 from defender_hub.codecs.asff_rules import UPDATE_BURST, UPDATE_RATE
-from defender_hub.config import OUTAGE_LIMIT_SECONDS, default_dead_letters, default_ledger
 from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
+from defender_hub.settings import OUTAGE_LIMIT_SECONDS
 from defender_hub.sink import Clients, DeadLetters, SecurityHubSink, Sink, open_dead_letters, securityhub_clients
 from defender_hub.sink.base import RetryPolicy
 from defender_hub.sink.outages import Outages
@@ -52,49 +51,6 @@ class DeliverySettings:
     """The lanes' spells of failure, shared by the sinks opened with these settings (a long-lived process's sweeps);
     None: each sink its own."""
 
-    def environment(self) -> dict[str, str]:
-        """These settings as the variables `run` gives its shard processes, which read them with `of_environment`;
-        one that is not set is written empty, which reads as not set."""
-        # The daemon passes `run`'s own environment on beneath these: a variable left out would reach the shards from
-        # there (an import account `run` does not take, say) in place of what `run` decided.
-        values = ((variable, getattr(self, name)) for name, variable in _ENVIRONMENT.items())
-        return {variable: "" if value is None else str(value) for variable, value in values}
-
-    @classmethod
-    def of_environment(cls, environment: Mapping[str, str]) -> DeliverySettings:
-        """The settings `environment` carries (as `environment()` made it), with the state directory's files where
-        it names no dead letters or ledger."""
-
-        def given(name: str) -> str | None:
-            return environment.get(_ENVIRONMENT[name]) or None
-
-        skew, outage_limit = given("max_clock_skew_minutes"), given("outage_limit_seconds")
-        return cls(
-            dead_letter=given("dead_letter") or default_dead_letters(),
-            ledger=given("ledger") or default_ledger(),
-            account_id=given("account_id"),
-            max_clock_skew_minutes=float(skew) if skew else MAX_CLOCK_SKEW_MINUTES,
-            dead_letter_overflow=given("dead_letter_overflow"),
-            assume_role=given("assume_role"),
-            external_id=given("external_id"),
-            quota_dir=given("quota_dir"),
-            outage_limit_seconds=float(outage_limit) if outage_limit else OUTAGE_LIMIT_SECONDS,
-        )
-
-
-_ENVIRONMENT: Mapping[str, str] = {
-    "dead_letter": "DEFENDER_HUB_DEAD_LETTER",
-    "ledger": "DEFENDER_HUB_LEDGER",
-    "account_id": "DEFENDER_HUB_IMPORT_ACCOUNT",
-    "max_clock_skew_minutes": "DEFENDER_HUB_MAX_CLOCK_SKEW",
-    "dead_letter_overflow": "DEFENDER_HUB_DEAD_LETTER_OVERFLOW",
-    "assume_role": "DEFENDER_HUB_ASSUME_ROLE",
-    "external_id": "DEFENDER_HUB_EXTERNAL_ID",
-    "quota_dir": "DEFENDER_HUB_QUOTA_DIR",
-    "outage_limit_seconds": "DEFENDER_HUB_OUTAGE_LIMIT",
-}
-"""Each setting's variable (`clients` has none: a shard process makes its own)."""
-
 
 @dataclass
 class Delivery:
@@ -117,10 +73,19 @@ class Delivery:
             self.ledgered.close()
 
 
-def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Clock = time.time) -> Delivery:
+def open_delivery(
+    settings: DeliverySettings,
+    stop: threading.Event,
+    clock: Clock = time.time,
+    *,
+    ledger: Ledger | None = None,
+    policy: RetryPolicy | None = None,
+) -> Delivery:
     """Builds the sink for `settings`: Security Hub behind the ledger (when there is one), with dead letters.
 
-    Raises ConfigError when the dead letters, the ledger or the credentials can't be had.
+    `ledger`, when given, is used in place of opening the settings' own (a test's ledger, wrapped to fail or to race);
+    `policy` in place of the default retry policy with the settings' outage limit (a test's quicker one). Raises
+    ConfigError when the dead letters, the ledger or the credentials can't be had.
     """
     dead_letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
     clients = settings.clients or securityhub_clients(
@@ -130,19 +95,18 @@ def open_delivery(settings: DeliverySettings, stop: threading.Event, clock: Cloc
     if settings.quota_dir:
         quota = SharedQuota(Path(settings.quota_dir))
         update_quota = SharedQuota(Path(settings.quota_dir) / "batch-update", UPDATE_RATE, UPDATE_BURST - BURST_SLACK)
-    policy = RetryPolicy(outage_seconds=settings.outage_limit_seconds)
     hub = SecurityHubSink(
         clients,
         dead_letters,
-        policy=policy,
+        policy=policy or RetryPolicy(outage_seconds=settings.outage_limit_seconds),
         stop=stop,
         quota=quota,
         update_quota=update_quota,
         outages=settings.outages,
     )
-    if settings.ledger is None:
+    if ledger is None and settings.ledger is not None:
+        ledger = open_ledger(settings.ledger)
+    if ledger is None:
         return Delivery(hub, dead_letters, None)
-    ledgered = LedgeredSink(
-        hub, open_ledger(settings.ledger), clock=clock, max_clock_skew_minutes=settings.max_clock_skew_minutes
-    )
+    ledgered = LedgeredSink(hub, ledger, clock=clock, max_clock_skew_minutes=settings.max_clock_skew_minutes)
     return Delivery(hub, dead_letters, ledgered)

@@ -18,11 +18,11 @@ from dataclasses import replace
 from defender_hub.checkpoints.delivery import Clock, RefreshReport
 from defender_hub.checkpoints.opening import DeliverySettings, open_delivery
 from defender_hub.codecs.asff_rules import RETENTION_DAYS
-from defender_hub.config import PARKED_RETRY_SECONDS
 from defender_hub.errors import ConfigError, SinkError
 from defender_hub.importer import redrive
 from defender_hub.lifecycle import REFRESH_AFTER_DAYS
 from defender_hub.mapping import MappingOptions
+from defender_hub.settings import PARKED_RETRY_SECONDS
 from defender_hub.sink import DeadLetter, Lane
 from defender_hub.sink.outages import Outages
 

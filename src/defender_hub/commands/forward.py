@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, env
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK
 from defender_hub.commands.deadline import stop_on_signals
 from defender_hub.errors import ForwardError
+from defender_hub.settings import add_flags
 
 __all__ = ["add"]
 
@@ -26,7 +26,7 @@ def add(commands: Any) -> None:
             "then its notification. Exit status 1 when a message could not be forwarded (it is named on stderr)."
         ),
     )
-    forward.add_argument("--stream", default=env("STREAM"), help="the Kinesis stream (DEFENDER_HUB_STREAM; required)")
+    add_flags(forward, "stream")
     forward.add_argument("--sqs-queue", metavar="URL", help="read from this queue until interrupted (default: stdin)")
     forward.set_defaults(handler=_forward)
 
@@ -34,9 +34,7 @@ def add(commands: Any) -> None:
 def _forward(args: argparse.Namespace) -> int:
     from defender_hub.forwarder import forwarder_from_environment, sns_messages  # noqa: PLC0415 - boto3
 
-    if args.stream:
-        os.environ["DEFENDER_HUB_STREAM"] = args.stream
-    forwarder = forwarder_from_environment()
+    forwarder = forwarder_from_environment(args.stream)
     if args.sqs_queue:
         return _from_queue(forwarder, args.sqs_queue)
     failed = put = 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from defender_hub.commands.common import EXIT_OK, env
+from defender_hub.commands.common import EXIT_OK
 from defender_hub.consumer.health import STALL_SECONDS, check
+from defender_hub.settings import add_flags, said
 
 __all__ = ["add"]
 
@@ -26,13 +26,7 @@ def add(commands: Any) -> None:
             "shard has made progress for --stall-seconds while records were waiting; 0 otherwise. Says why."
         ),
     )
-    health.add_argument(
-        "--health-dir",
-        type=Path,
-        default=env("HEALTH_DIR"),
-        metavar="DIR",
-        help="the folder `run --health-dir` writes (DEFENDER_HUB_HEALTH_DIR; required)",
-    )
+    add_flags(health, "health_dir")
     health.add_argument(
         "--stall-seconds",
         type=float,
@@ -44,7 +38,7 @@ def add(commands: Any) -> None:
 
 def _health(args: argparse.Namespace) -> int:
     if args.health_dir is None:
-        print("defender-hub: health: give --health-dir (or DEFENDER_HUB_HEALTH_DIR), as `run` has", file=sys.stderr)
+        print(f"defender-hub: health: give {said('health_dir')}, as `run` has", file=sys.stderr)
         return EXIT_UNHEALTHY
     verdict = check(args.health_dir, args.stall_seconds)
     print(f"{'healthy' if verdict.healthy else 'unhealthy'}: {verdict.reason}")

@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from defender_hub.commands.aws import aws_region
-from defender_hub.commands.common import EXIT_OK, env
+from defender_hub.commands.common import EXIT_OK
 from defender_hub.errors import ConfigError
+from defender_hub.settings import add_flags, said
 from defender_hub.synthetic import MIX_SOURCES, parse_mix
 
 __all__ = ["add"]
@@ -26,7 +27,7 @@ def add(commands: Any) -> None:
             "once, or --rate R a second for --duration seconds. Against the local stack (AWS_ENDPOINT_URL) or AWS."
         ),
     )
-    loadgen.add_argument("--stream", default=env("STREAM"), help="the stream (DEFENDER_HUB_STREAM; required)")
+    add_flags(loadgen, "stream")
     loadgen.add_argument("--backlog", type=int, help="put this many events at once (this or --rate is required)")
     loadgen.add_argument("--rate", type=float, help="events a second, for --duration (this or --backlog is required)")
     loadgen.add_argument("--duration", type=float, default=60.0, help="seconds, with --rate (default: 60)")
@@ -56,7 +57,7 @@ def _loadgen(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--mix: {exc}") from None
     if not args.stream:
-        raise ConfigError("loadgen needs --stream (or DEFENDER_HUB_STREAM)")
+        raise ConfigError(f"loadgen needs {said('stream')}")
     if (args.backlog is None) == (args.rate is None):
         raise ConfigError("give either --backlog N or --rate R (with --duration)")
     if args.accounts < 1 or (args.rate is not None and args.rate <= 0) or (args.backlog or 0) < 0:

@@ -15,6 +15,7 @@ from defender_hub.config import state_dir
 from defender_hub.errors import ConfigError, PortTaken
 from defender_hub.local import AWS_PORT, DEMO_EVENTS, LOCAL_STREAM, SECURITYHUB_PORT
 from defender_hub.local.securityhub import DEFAULT_ACCOUNT, DEFAULT_REGION, LocalSecurityHub
+from defender_hub.settings import from_environment
 
 __all__ = ["add"]
 
@@ -144,7 +145,8 @@ def _serve(args: argparse.Namespace, stream: str | None) -> int:
     # The consumer's ledger must start empty with this stack's Security Hub, or it would hold back what the hub has
     # not got: while pointed at the stack, state goes to a folder of this stack's port, emptied as the stack starts.
     suffix = "" if args.aws_port == AWS_PORT else f"-{args.aws_port}"
-    session = fresh_folder(state_dir() / f"local{suffix}")
+    state = state_dir(from_environment("state_dir"))
+    session = fresh_folder(state / f"local{suffix}")
     with local_stack(args.aws_port, args.securityhub_port) as stack:
         lines = [
             f"# defender-hub local: ready. Kinesis, DynamoDB, SQS, S3 and STS at {stack.aws.endpoint_url}; the local "
@@ -158,7 +160,7 @@ def _serve(args: argparse.Namespace, stream: str | None) -> int:
                     put += put_lines(kinesis, stream, [file], sys.stderr)[0]
             lines.append(f"# stream {stream}: {args.shards} shards, {put} events put")
         exports = stack.exports(session)
-        env_file = state_dir() / f"local{suffix}.env"
+        env_file = state / f"local{suffix}.env"
         env_file.write_text("\n".join(exports) + "\n")
         lines += exports
         lines += [

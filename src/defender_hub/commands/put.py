@@ -12,7 +12,7 @@ from typing import Any
 
 from defender_hub.codecs.asff_rules import WORKFLOW_STATUSES
 from defender_hub.commands.aws import aws_region
-from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK, env
+from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK
 from defender_hub.errors import ConfigError
 from defender_hub.mapping.common import (
     PRODUCT_NAME_AUDIT,
@@ -20,6 +20,7 @@ from defender_hub.mapping.common import (
     PRODUCT_NAME_DETECT,
     PRODUCT_NAME_HEALTH,
 )
+from defender_hub.settings import add_flags, said
 
 __all__ = ["SOURCES", "add", "findings_table"]
 
@@ -55,7 +56,7 @@ def add(commands: Any) -> None:
         ),
     )
     put.add_argument("files", nargs="*", type=Path, metavar="FILE", help="JSON-lines files (default: stdin)")
-    put.add_argument("--stream", default=env("STREAM"), help="the Kinesis stream (DEFENDER_HUB_STREAM; required)")
+    add_flags(put, "stream")
     put.set_defaults(handler=_put)
     findings = commands.add_parser(
         "findings",
@@ -92,7 +93,7 @@ def _put(args: argparse.Namespace) -> int:
     from defender_hub.loadgen import put_lines  # noqa: PLC0415 - boto3 for AWS commands only
 
     if not args.stream:
-        raise ConfigError("put needs --stream (or DEFENDER_HUB_STREAM)")
+        raise ConfigError(f"put needs {said('stream')}")
     kinesis = boto3.client("kinesis", region_name=aws_region())
     try:
         kinesis.describe_stream_summary(StreamName=args.stream)

@@ -20,10 +20,10 @@ from typing import IO, Any
 from defender_hub.aws_config import quick_check_config
 from defender_hub.errors import NO_CREDENTIALS, ConfigError
 from defender_hub.logs import daemon_line
+from defender_hub.settings import INITIAL_POSITIONS, MAX_RECORDS, RETRIEVAL_MODES, from_environment, variable
 from defender_hub.timestamps import format_iso, parse_epoch_seconds
 
 __all__ = [
-    "MAX_RECORDS",
     "DaemonSettings",
     "check_daemon",
     "check_start",
@@ -38,12 +38,7 @@ __all__ = [
     "tuning",
 ]
 
-MAX_RECORDS = 10_000
-"""The most records a GetRecords call returns, and what the KCL asks for by default. Each batch ends in a partial
-BatchImportFindings request per lane, so a backlog read in the largest batches fills its requests best."""
-INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 _NEEDS_TIMESTAMP = "--initial-position AT_TIMESTAMP needs --timestamp (ISO 8601 or epoch seconds)"
-RETRIEVAL_MODES = ("POLLING", "FANOUT")
 LOG_CONFIGURATION = Path(__file__).with_name("logback.xml")
 """The daemon's logging: the processor's lines once, per-batch chatter off."""
 
@@ -67,8 +62,8 @@ class DaemonSettings:
 
 
 def kcl_jars() -> Path:
-    """Returns the folder of the KCL jars: DEFENDER_HUB_KCL_JARS, else those amazon_kclpy ships."""
-    configured = os.environ.get("DEFENDER_HUB_KCL_JARS")
+    """Returns the folder of the KCL jars: the kcl_jars setting's, else those amazon_kclpy ships."""
+    configured = from_environment("kcl_jars")
     if configured:
         folder = Path(configured)
     else:
@@ -79,7 +74,7 @@ def kcl_jars() -> Path:
         except ImportError:
             raise ConfigError("amazon_kclpy is not installed (the kcl dependency group, or amazon-kclpy)") from None
     if not any(folder.glob("*.jar")):
-        raise ConfigError(f"no KCL jars in {folder}: install amazon-kclpy with its jars, or set DEFENDER_HUB_KCL_JARS")
+        raise ConfigError(f"no KCL jars in {folder}: install amazon-kclpy with its jars, or set {variable('kcl_jars')}")
     return folder
 
 
@@ -125,7 +120,7 @@ def properties(settings: DaemonSettings) -> str:
     else:
         position = {"initialPositionInStream": settings.initial_position}
     lines = {
-        "executableName": f"{sys.executable} -m defender_hub.consumer.processor",
+        "executableName": f"{sys.executable} -m defender_hub.consumer",
         "streamName": settings.stream,
         "applicationName": settings.application,
         "workerId": settings.worker_id,
@@ -152,7 +147,7 @@ def properties(settings: DaemonSettings) -> str:
         lines["cloudWatchClient.endpointOverride"] = cloudwatch
     elif kinesis:
         lines["metricsLevel"] = "NONE"  # a local stack has no CloudWatch to publish to
-    lines |= tuning(os.environ.get("DEFENDER_HUB_KCL_PROPERTIES", ""))
+    lines |= tuning(from_environment("kcl_properties") or "")
     return "".join(f"{key} = {value}\n" for key, value in lines.items())
 
 
@@ -160,13 +155,14 @@ _PROPERTY = re.compile(r"\s*([A-Za-z][A-Za-z0-9.]*)\s*=\s*([^;\n]*?)\s*")
 
 
 def tuning(spec: str) -> dict[str, str]:
-    """Further daemon properties from `NAME=VALUE;NAME=VALUE` (DEFENDER_HUB_KCL_PROPERTIES); raises ConfigError for
+    """Further daemon properties from `NAME=VALUE;NAME=VALUE` (the kcl_properties setting); raises ConfigError for
     anything else."""
+
     tuned: dict[str, str] = {}
     for part in filter(str.strip, spec.split(";")):
         matched = _PROPERTY.fullmatch(part)
         if matched is None or not matched.group(2):
-            raise ConfigError(f"DEFENDER_HUB_KCL_PROPERTIES: {part[:80]!r} is not NAME=VALUE")
+            raise ConfigError(f"{variable('kcl_properties')}: {part[:80]!r} is not NAME=VALUE")
         tuned[matched.group(1)] = matched.group(2)
     return tuned
 

@@ -1,8 +1,8 @@
 """The KCL record processor: records → findings → Security Hub, checkpointed only after Security Hub accepted them.
 
-Runs as the MultiLangDaemon's child program (`python -m defender_hub.consumer.processor`), one process per shard
-lease. Its stdout is the daemon's protocol channel: everything it has to say goes to the log on stderr. Settings
-come from the environment `defender-hub run` gives it (DEFENDER_HUB_*).
+Runs in the MultiLangDaemon's child program (`python -m defender_hub.consumer`), one process per shard lease, which
+`defender_hub.worker` builds. Its stdout is the daemon's protocol channel: everything it has to say goes to the log
+on stderr.
 
 amazon_kclpy catches every exception a callback raises, prints it and reports the call done, so the daemon would
 carry on and a later checkpoint would skip what was never delivered. When records can't be delivered, the
@@ -16,8 +16,6 @@ import contextlib
 import functools
 import logging
 import os
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -25,15 +23,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from amazon_kclpy import kcl
 from amazon_kclpy.v3 import processor
 from prometheus_client.multiprocess import mark_process_dead
 
-from defender_hub.checkpoints.opening import DeliverySettings, open_delivery
 from defender_hub.checkpoints.shards import checkpoint
 from defender_hub.codecs.config import CONFIG_SOURCE, NOT_A_COMPLIANCE_CHANGE
 from defender_hub.codecs.health import HEALTH_SOURCE, NOT_A_HEALTH_EVENT
-from defender_hub.config import load_mapping_options
 from defender_hub.consumer.health import note_shard
 from defender_hub.convert import EventConverter
 from defender_hub.errors import (
@@ -45,7 +40,6 @@ from defender_hub.errors import (
     SinkStopped,
     UnknownEventError,
 )
-from defender_hub.logs import configure
 from defender_hub.mapping.common import (
     PRODUCT_NAME_AUDIT,
     PRODUCT_NAME_CONFIG,
@@ -72,7 +66,7 @@ from defender_hub.metrics import (
 from defender_hub.sink import DeadLetter, DeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink, Sink
 from defender_hub.sink.answers import ACCESS_CODES, REFUSED_STATUSES
 
-__all__ = ["FindingsProcessor", "main"]
+__all__ = ["FindingsProcessor"]
 
 log = logging.getLogger("defender_hub.consumer")
 
@@ -372,32 +366,3 @@ def _count_from_zero(shard: str) -> None:
         SET_ASIDE.labels(WHAT_DEAD_LETTERED, reason_label(reason))
     for code in (*ACCESS_CODES, *map(str, REFUSED_STATUSES)):
         SET_ASIDE.labels(WHAT_PARKED, reason_label(code))
-
-
-def main() -> None:
-    """Runs the processor for the daemon, with the settings `defender-hub run` passed in the environment."""
-    env = os.environ
-    configure(env.get("DEFENDER_HUB_LOG_FORMAT") or "text")
-    config = env.get("DEFENDER_HUB_CONFIG")
-    options = load_mapping_options(
-        account_id=env.get("DEFENDER_HUB_DEFAULT_ACCOUNT"),
-        region=env.get("DEFENDER_HUB_REGION"),
-        partition=env.get("DEFENDER_HUB_PARTITION"),
-        config_file=Path(config) if config else None,
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    delivery = open_delivery(DeliverySettings.of_environment(env), stop)
-    health = env.get("DEFENDER_HUB_HEALTH_DIR")
-    findings = FindingsProcessor(
-        EventConverter(options), delivery.sink, delivery.dead_letters, Path(health) if health else None
-    )
-    findings.count_letters_of(delivery.hub)
-    try:
-        kcl.KCLProcess(findings).run()
-    finally:  # however it ends, SystemExit included
-        findings.ended()
-
-
-if __name__ == "__main__":
-    main()

@@ -16,6 +16,7 @@ import boto3
 from defender_hub.errors import ConfigError, PortTaken
 from defender_hub.local.aws import LocalAws, port_is_free
 from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.settings import variable
 
 __all__ = ["LOCAL_KCL_PROPERTIES", "REGION", "LocalStack", "consumer_command", "fresh_folder", "local_stack"]
 
@@ -50,13 +51,13 @@ class LocalStack:
             "AWS_ENDPOINT_URL_S3": self.aws.endpoint_url,
             "AWS_ENDPOINT_URL_STS": self.aws.endpoint_url,
             "AWS_ENDPOINT_URL_SECURITYHUB": self.hub.endpoint_url,
-            "DEFENDER_HUB_KCL_PROPERTIES": LOCAL_KCL_PROPERTIES,
+            variable("kcl_properties"): LOCAL_KCL_PROPERTIES,
         }
 
     def exports(self, state: Path) -> list[str]:
         """The shell's `export` lines of the stack's environment, with the consumer's state kept in the folder
         `state`."""
-        environment = self.environment() | {"DEFENDER_HUB_STATE_DIR": str(state)}
+        environment = self.environment() | {variable("state_dir"): str(state)}
         return [f"export {name}={shlex.quote(value)}" for name, value in environment.items()]
 
     def client(self, service: str) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from defender_hub.backoff import full_jitter
-from defender_hub.config import OUTAGE_LIMIT_SECONDS
+from defender_hub.settings import OUTAGE_LIMIT_SECONDS
 from defender_hub.sink.batching import EncodedFinding, MappedFinding
 from defender_hub.sink.deadletters import DeadLetters
 from defender_hub.sink.lanes import Lane

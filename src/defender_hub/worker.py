@@ -1,0 +1,158 @@
+"""The one place that builds a worker's parts from resolved settings: the delivery settings of every command, a shard
+process's processor, and what `run` sets up around its daemon (the quota's folder, the metrics, the sweeps and the
+environment of its shard processes).
+
+Settings arrive resolved (`settings.resolve` for the commands, `settings.shard_settings` in a shard process), as a
+mapping from each setting's name to its value.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from defender_hub.checkpoints import parse_ledger_url
+from defender_hub.checkpoints.opening import Delivery, DeliverySettings, open_delivery
+from defender_hub.config import default_dead_letters, default_ledger, load_mapping_options, refuse_former_defaults
+from defender_hub.errors import ConfigError
+from defender_hub.settings import shard_environment
+
+if TYPE_CHECKING:
+    from defender_hub.checkpoints.sweeps import PeriodicSweep
+    from defender_hub.consumer.processor import FindingsProcessor
+
+__all__ = ["RunWorker", "ShardWorker", "delivery_settings", "open_shard"]
+
+
+def delivery_settings(values: Mapping[str, Any], *, ledger_by_default: bool = True) -> DeliverySettings:
+    """The delivery settings of `values`, with the state directory's files where they name none (and, without
+    `ledger_by_default`, no ledger unless one is named); raises ConfigError for a role or an external ID no lane could
+    use, before anything starts (else every member account's findings would fail one by one)."""
+    from defender_hub.sink.lanes import check_external_id, check_role  # noqa: PLC0415 - boto3 for AWS commands only
+
+    if values["assume_role"] is not None:
+        check_role(values["assume_role"])
+    if values["external_id"] is not None:
+        check_external_id(values["external_id"])
+    state = values["state_dir"]
+    refuse_former_defaults(
+        ledger_given=bool(values["ledger"]) or not ledger_by_default,
+        dead_letter_given=bool(values["dead_letter"]),
+        state=state,
+    )
+    return DeliverySettings(
+        values["dead_letter"] or default_dead_letters(state),
+        values["ledger"] or (default_ledger(state) if ledger_by_default else None),
+        values["import_account"],
+        values["max_clock_skew"],
+        dead_letter_overflow=values["dead_letter_overflow"],
+        assume_role=values["assume_role"],
+        external_id=values["external_id"],
+        quota_dir=values.get("quota_dir"),
+        outage_limit_seconds=values["outage_limit"],
+    )
+
+
+@dataclass
+class ShardWorker:
+    """A shard process's parts: its processor, and the delivery it sends through (closed with it)."""
+
+    processor: FindingsProcessor
+    delivery: Delivery
+
+
+def open_shard(values: Mapping[str, Any], stop: threading.Event) -> ShardWorker:
+    """Builds a shard process's processor from `values` (as `run` handed them on): records become findings, findings
+    go through the ledger to Security Hub, and each letter kept is counted. Raises ConfigError."""
+    from defender_hub.consumer.processor import FindingsProcessor  # noqa: PLC0415 - the KCL for shard processes only
+    from defender_hub.convert import EventConverter  # noqa: PLC0415 - likewise
+
+    options = load_mapping_options(
+        account_id=values["default_account"],
+        region=values["region"],
+        partition=values["partition"],
+        config_file=values["config"],
+    )
+    delivery = open_delivery(delivery_settings(values), stop)
+    processor = FindingsProcessor(EventConverter(options), delivery.sink, delivery.dead_letters, values["health_dir"])
+    processor.count_letters_of(delivery.hub)
+    return ShardWorker(processor, delivery)
+
+
+def absolute_ledger(url: str | None) -> str:
+    """The ledger URL, checked, with a SQLite path made absolute: the shard processes may start elsewhere."""
+    if url is None:
+        raise ConfigError("run needs a ledger")  # delivery_settings gives run the state directory's by default
+    kind, target = parse_ledger_url(url)
+    return f"sqlite:///{Path(target).resolve()}" if kind == "sqlite" else url
+
+
+@dataclass
+class RunWorker:
+    """What `run` sets up around its daemon, while entered: the quota's folder its shard processes share, the metrics
+    they report into and their server, the sweeps (parked lanes, refresh), and the shard processes' environment."""
+
+    values: Mapping[str, Any]
+    """`run`'s resolved settings."""
+    delivery: DeliverySettings
+    verbose: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+    """The shard processes' environment, once entered."""
+    _folders: list[str] = field(default_factory=list)
+    _sweeps: list[PeriodicSweep] = field(default_factory=list)
+
+    def __enter__(self) -> RunWorker:
+        from defender_hub.checkpoints.sweeps import start_periodic_refresh, start_periodic_retry  # noqa: PLC0415
+
+        try:
+            # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
+            quota_dir = self._folder("defender-hub-quota-")
+            metrics_dir = self._folder("defender-hub-metrics-") if self.values["metrics_port"] else None
+            dead_letter = self.delivery.dead_letter
+            delivery = replace(  # the sweeps', and through the environment the shard processes'
+                self.delivery,
+                dead_letter=dead_letter if "://" in dead_letter else str(Path(dead_letter).resolve()),
+                ledger=absolute_ledger(self.delivery.ledger),
+                quota_dir=quota_dir,
+            )
+            health = self.values["health_dir"]
+            self.environment = shard_environment(
+                {
+                    **self.values,
+                    "dead_letter": delivery.dead_letter,
+                    "ledger": delivery.ledger,
+                    "import_account": delivery.account_id,
+                    "quota_dir": quota_dir,
+                    "health_dir": Path(health).resolve() if health else None,
+                    "daemon_log_level": "INFO" if self.verbose else "WARN",
+                    "daemon_start_log_level": "INFO" if self.verbose else "ERROR",
+                }
+            )
+            if metrics_dir is not None:
+                from defender_hub.metrics import serve  # noqa: PLC0415 - only with --metrics-port
+
+                self.environment["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+                serve(self.values["metrics_port"], Path(metrics_dir), self.values["metrics_address"])
+            self._sweeps.append(start_periodic_retry(delivery, self.values["parked_retry_seconds"]))
+            if self.values["refresh_hours"] > 0:
+                self._sweeps.append(start_periodic_refresh(delivery, self.values["refresh_hours"] * 3600))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _folder(self, prefix: str) -> str:
+        folder = tempfile.mkdtemp(prefix=prefix)
+        self._folders.append(folder)
+        return folder
+
+    def __exit__(self, *_: object) -> None:
+        for sweep in self._sweeps:
+            sweep.end()  # before the folders go: a sweep under way uses the quota's
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
