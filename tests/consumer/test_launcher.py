@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def test_real_aws_gets_no_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (written["streamName"], written["applicationName"], written["regionName"]) == ("s", "a", "eu-west-1")
     assert written["executableName"].endswith("-m defender_hub.consumer")
     assert not {"kinesisEndpoint", "dynamoDBEndpoint", "metricsLevel"} & written.keys()
+
+
+def test_the_wait_between_a_shards_reads_is_the_poll_setting() -> None:
+    assert parse(properties(SETTINGS))["idleTimeBetweenReadsInMillis"] == "1000"  # the KCL's own default
+    assert parse(properties(replace(SETTINGS, poll_millis=250)))["idleTimeBetweenReadsInMillis"] == "250"
 
 
 def test_local_endpoints_come_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:

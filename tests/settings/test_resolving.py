@@ -63,6 +63,7 @@ def test_the_settings_file_is_itself_taken_from_its_variable(tmp_path: Path, mon
         ("DEFENDER_HUB_OUTAGE_LIMIT", "soon", "DEFENDER_HUB_OUTAGE_LIMIT: 'soon' is not a whole number"),
         ("DEFENDER_HUB_OUTAGE_LIMIT", "0", "outage limit 0 is not a whole number of seconds, 1 or more"),
         ("DEFENDER_HUB_MAX_RECORDS", "10001", "--max-records must be 1..10000"),
+        ("DEFENDER_HUB_POLL_MILLIS", "100", "poll millis 100 is not a whole number of milliseconds, 200 or more"),
         ("DEFENDER_HUB_RETRIEVAL_MODE", "PUSH", "retrieval mode 'PUSH' is not one of POLLING, FANOUT"),
         ("DEFENDER_HUB_METRICS_PORT", "70000", "metrics port 70000 is not a port number"),
         ("DEFENDER_HUB_METRICS_ADDRESS", "localhost", "metrics address 'localhost' is not an IP address"),

@@ -48,6 +48,7 @@ def add(commands: Any) -> None:
         "worker_id",
         "retrieval_mode",
         "max_records",
+        "poll_millis",
         "refresh_hours",
         "parked_retry_seconds",
         "log_format",
@@ -112,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         timestamp=start,
         retrieval_mode=args.retrieval_mode,
         max_records=args.max_records,
+        poll_millis=args.poll_millis,
     )
     configure(args.log_format)
     with RunWorker(vars(args), chosen, verbose=args.verbose) as worker:

@@ -20,7 +20,14 @@ from typing import IO, Any
 from defender_hub.aws_config import quick_check_config
 from defender_hub.errors import NO_CREDENTIALS, ConfigError
 from defender_hub.logs import daemon_line
-from defender_hub.settings import INITIAL_POSITIONS, MAX_RECORDS, RETRIEVAL_MODES, from_environment, variable
+from defender_hub.settings import (
+    INITIAL_POSITIONS,
+    MAX_RECORDS,
+    POLL_MILLIS,
+    RETRIEVAL_MODES,
+    from_environment,
+    variable,
+)
 from defender_hub.timestamps import format_iso, parse_epoch_seconds
 
 __all__ = [
@@ -56,7 +63,7 @@ class DaemonSettings:
     """With AT_TIMESTAMP: where shards without a checkpoint start, in whole epoch seconds (see `start_timestamp`)."""
     retrieval_mode: str = "POLLING"
     max_records: int = MAX_RECORDS
-    idle_millis: int = 1000
+    poll_millis: int = POLL_MILLIS
     failover_millis: int = 10_000
     shutdown_grace_millis: int = 15_000
 
@@ -130,7 +137,7 @@ def properties(settings: DaemonSettings) -> str:
         **position,
         "retrievalMode": settings.retrieval_mode,
         "maxRecords": str(settings.max_records),
-        "idleTimeBetweenReadsInMillis": str(settings.idle_millis),
+        "idleTimeBetweenReadsInMillis": str(settings.poll_millis),
         "failoverTimeMillis": str(settings.failover_millis),
         "shutdownGraceMillis": str(settings.shutdown_grace_millis),
         "shardSyncIntervalMillis": "1000",

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_RECORDS",
     "OUTAGE_LIMIT_SECONDS",
     "PARKED_RETRY_SECONDS",
+    "POLL_MILLIS",
     "REFRESH_HOURS",
     "RETRIEVAL_MODES",
     "ROWS",
@@ -44,6 +45,8 @@ INITIAL_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
 """Where a shard without a checkpoint may start."""
 RETRIEVAL_MODES = ("POLLING", "FANOUT")
 """How the KCL may read the stream: GetRecords, or enhanced fan-out."""
+POLL_MILLIS = 1000
+"""The KCL's own default wait between GetRecords calls of a shard (`idleTimeBetweenReadsInMillis`)."""
 OUTAGE_LIMIT_SECONDS = 300
 """How long a lane may fail every request (5xx, no connection) before its findings are parked as a refused lane's
 are (`sink.outages`)."""
@@ -185,6 +188,16 @@ ROWS = (
         kind=int,
         default=MAX_RECORDS,
         check=_max_records,
+        in_file=True,
+    ),
+    Setting(
+        "poll_millis",
+        "milliseconds between a shard's GetRecords calls when the last brought nothing new: Kinesis allows 5 a second "
+        "a shard, shared by every consumer of the stream that polls",
+        kind=int,
+        default=POLL_MILLIS,
+        metavar="MILLISECONDS",
+        check=_at_least(200, "milliseconds"),
         in_file=True,
     ),
     Setting(
