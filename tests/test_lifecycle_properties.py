@@ -1,8 +1,8 @@
 """Properties of the finding lifecycle and of batching, the lifecycle's through the real `LedgeredSink`.
 
 Each history is delivered by `LedgeredSink.deliver` and swept by `LedgeredSink.refresh` (after 0 days, so that every
-ACTIVE finding updated before the sweep is due), the sink built as `open_delivery` builds it, over the SQLite ledger
-`open_ledger` opens in memory, on a fake clock that stands past all the news. Behind it, in place of
+ACTIVE finding updated before the sweep is due). The sink is made with the arguments `open_delivery` gives it, over
+the SQLite ledger `open_ledger` opens in memory, on a fake clock that stands past all the news. Behind it, in place of
 `SecurityHubSink`, `MemoryHub` answers the `Sender` protocol: Security Hub in memory, which accepts every finding sent
 and keeps, per finding, the import whose UpdatedAt is later than the one it shows (on a tie, the one it has), with the
 CreatedAt it first had: the rule of the local Security Hub (`FindingStore.put_import`). The hub notes every send, and

@@ -12,7 +12,7 @@ from defender_hub.commands import ALL
 from defender_hub.commands.aws import aws_failure
 from defender_hub.commands.common import EXIT_FAILURES, EXIT_USAGE
 from defender_hub.errors import ConfigError
-from defender_hub.settings import resolve
+from defender_hub.settings.resolving import resolve
 
 __all__ = ["main", "parse"]
 

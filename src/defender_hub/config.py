@@ -13,10 +13,9 @@ from defender_hub.codecs.asff_rules import ACCOUNT_ID, PARTITIONS, SEVERITY_LABE
 from defender_hub.errors import ConfigError
 from defender_hub.mapping.aws import REGION, region_problem
 from defender_hub.mapping.options import DEFAULT_COMPANY_NAME, DEFAULT_DETECT_SEVERITY, MappingOptions
+from defender_hub.settings.table import DEAD_LETTERS_FILE, LEDGER_FILE
 
 __all__ = [
-    "DEAD_LETTERS_FILE",
-    "LEDGER_FILE",
     "default_dead_letters",
     "default_ledger",
     "load_mapping_options",
@@ -25,10 +24,6 @@ __all__ = [
     "state_dir",
 ]
 
-DEAD_LETTERS_FILE = "dead-letters.jsonl"
-"""Where rejected findings and records go unless told otherwise: this file of the state directory."""
-LEDGER_FILE = "ledger.sqlite3"
-"""The findings ledger unless told otherwise: this SQLite file of the state directory."""
 _TOP_KEYS = frozenset({"account_id", "region", "partition", "company_name", "detect", "run"})
 _DETECT_KEYS = frozenset({"severity", "security_profile_severity", "behavior_severity"})
 
@@ -77,6 +72,7 @@ def default_ledger(state: str | Path | None = None) -> str:
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
+    """The TOML settings file at `path`, read; raises ConfigError naming the file when it can't be read."""
     try:
         with path.open("rb") as file:
             return tomllib.load(file)

@@ -33,7 +33,6 @@ from defender_hub.timestamps import format_iso, to_epoch_ms
 __all__ = [
     "ACTIVE",
     "ARCHIVED",
-    "MAX_CLOCK_SKEW_MINUTES",
     "REFRESH_AFTER_DAYS",
     "RESOLVED",
     "CheckCompletion",
@@ -57,8 +56,6 @@ __all__ = [
 ACTIVE, ARCHIVED = "ACTIVE", "ARCHIVED"
 REFRESH_AFTER_DAYS = 80.0
 """Re-send an ACTIVE finding this long after its last update: ten days before Security Hub would delete it."""
-MAX_CLOCK_SKEW_MINUTES = 15
-"""How far in the future an event's time may be (by default) before it is refused as from a bad clock."""
 AUDIT_FINDING, CHECK_SUMMARY = "AuditFinding", "CheckSummary"
 _COMPLETED_RUNS = frozenset({"COMPLETED_COMPLIANT", "COMPLETED_NON_COMPLIANT"})
 _NOT_CONTENT = frozenset({"CreatedAt", "UpdatedAt"})

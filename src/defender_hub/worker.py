@@ -1,8 +1,8 @@
-"""The one place that builds a worker's parts from resolved settings: the delivery settings of every command, a shard
-process's processor, and what `run` sets up around its daemon (the quota's folder, the metrics, the sweeps and the
-environment of its shard processes).
+"""This module is the one place that builds a worker's parts from resolved settings: the delivery settings of every
+delivering command, a shard process's processor, and what `run` sets up around its daemon (the quota's folder, the
+metrics, the sweeps and the environment of its shard processes).
 
-Settings arrive resolved (`settings.resolve` for the commands, `settings.shard_settings` in a shard process), as a
+Settings arrive resolved (by `settings.resolving.resolve` for the commands, `shard_settings` in a shard process), as a
 mapping from each setting's name to its value.
 """
 
@@ -19,22 +19,23 @@ from typing import TYPE_CHECKING, Any
 from defender_hub.checkpoints import parse_ledger_url
 from defender_hub.checkpoints.opening import Delivery, DeliverySettings, open_delivery
 from defender_hub.config import default_dead_letters, default_ledger, load_mapping_options, refuse_former_defaults
+from defender_hub.convert import EventConverter
 from defender_hub.errors import ConfigError
-from defender_hub.settings import shard_environment
+from defender_hub.settings import named
+from defender_hub.settings.resolving import shard_environment
+from defender_hub.sink.lanes import check_external_id, check_role
 
 if TYPE_CHECKING:
     from defender_hub.checkpoints.sweeps import PeriodicSweep
     from defender_hub.consumer.processor import FindingsProcessor
 
-__all__ = ["RunWorker", "ShardWorker", "delivery_settings", "open_shard"]
+__all__ = ["RunWorker", "ShardWorker", "absolute_ledger", "delivery_settings", "open_shard"]
 
 
 def delivery_settings(values: Mapping[str, Any], *, ledger_by_default: bool = True) -> DeliverySettings:
     """The delivery settings of `values`, with the state directory's files where they name none (and, without
     `ledger_by_default`, no ledger unless one is named); raises ConfigError for a role or an external ID no lane could
     use, before anything starts (else every member account's findings would fail one by one)."""
-    from defender_hub.sink.lanes import check_external_id, check_role  # noqa: PLC0415 - boto3 for AWS commands only
-
     if values["assume_role"] is not None:
         check_role(values["assume_role"])
     if values["external_id"] is not None:
@@ -60,7 +61,8 @@ def delivery_settings(values: Mapping[str, Any], *, ledger_by_default: bool = Tr
 
 @dataclass
 class ShardWorker:
-    """A shard process's parts: its processor, and the delivery it sends through (closed with it)."""
+    """A shard process's parts: its processor, and the delivery it sends through, which the process closes as it
+    ends."""
 
     processor: FindingsProcessor
     delivery: Delivery
@@ -69,8 +71,8 @@ class ShardWorker:
 def open_shard(values: Mapping[str, Any], stop: threading.Event) -> ShardWorker:
     """Builds a shard process's processor from `values` (as `run` handed them on): records become findings, findings
     go through the ledger to Security Hub, and each letter kept is counted. Raises ConfigError."""
-    from defender_hub.consumer.processor import FindingsProcessor  # noqa: PLC0415 - the KCL for shard processes only
-    from defender_hub.convert import EventConverter  # noqa: PLC0415 - likewise
+    # The processor needs amazon_kclpy, which only a shard process loads.
+    from defender_hub.consumer.processor import FindingsProcessor  # noqa: PLC0415
 
     options = load_mapping_options(
         account_id=values["default_account"],
@@ -82,6 +84,10 @@ def open_shard(values: Mapping[str, Any], stop: threading.Event) -> ShardWorker:
     processor = FindingsProcessor(EventConverter(options), delivery.sink, delivery.dead_letters, values["health_dir"])
     processor.count_letters_of(delivery.hub)
     return ShardWorker(processor, delivery)
+
+
+_DAEMON_LOG_LEVELS = ("daemon_log_level", "daemon_start_log_level")
+"""The settings of the daemon's logging (its `logback.xml`), each at INFO with `run --verbose`."""
 
 
 def absolute_ledger(url: str | None) -> str:
@@ -100,6 +106,7 @@ class RunWorker:
     values: Mapping[str, Any]
     """`run`'s resolved settings."""
     delivery: DeliverySettings
+    """Where findings go, the ledger's URL absolute (`absolute_ledger`)."""
     verbose: bool = False
     environment: dict[str, str] = field(default_factory=dict)
     """The shard processes' environment, once entered."""
@@ -117,10 +124,10 @@ class RunWorker:
             delivery = replace(  # the sweeps', and through the environment the shard processes'
                 self.delivery,
                 dead_letter=dead_letter if "://" in dead_letter else str(Path(dead_letter).resolve()),
-                ledger=absolute_ledger(self.delivery.ledger),
                 quota_dir=quota_dir,
             )
-            health = self.values["health_dir"]
+            # The shard processes may start in another folder: every path they are given is absolute.
+            health, state = self.values["health_dir"], self.values["state_dir"]
             self.environment = shard_environment(
                 {
                     **self.values,
@@ -129,8 +136,8 @@ class RunWorker:
                     "import_account": delivery.account_id,
                     "quota_dir": quota_dir,
                     "health_dir": Path(health).resolve() if health else None,
-                    "daemon_log_level": "INFO" if self.verbose else "WARN",
-                    "daemon_start_log_level": "INFO" if self.verbose else "ERROR",
+                    "state_dir": Path(state).resolve() if state else None,
+                    **{level: "INFO" if self.verbose else named(level).default for level in _DAEMON_LOG_LEVELS},
                 }
             )
             if metrics_dir is not None:

@@ -9,7 +9,8 @@ import pytest
 
 from defender_hub.cli import parse
 from defender_hub.errors import ConfigError
-from defender_hub.settings import OUTAGE_LIMIT_SECONDS, shard_environment, shard_settings
+from defender_hub.settings import OUTAGE_LIMIT_SECONDS
+from defender_hub.settings.resolving import shard_environment, shard_settings
 from defender_hub.worker import delivery_settings
 
 ACCOUNT = "210987654321"

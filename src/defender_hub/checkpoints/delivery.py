@@ -24,7 +24,6 @@ from defender_hub.checkpoints.ledger import ARCHIVAL_PAGE, Ledger
 from defender_hub.codecs.asff_rules import RETENTION_DAYS
 from defender_hub.errors import LedgerError
 from defender_hub.lifecycle import (
-    MAX_CLOCK_SKEW_MINUTES,
     CheckCompletion,
     Facts,
     LedgerEntry,
@@ -40,6 +39,7 @@ from defender_hub.lifecycle import (
     refreshed,
 )
 from defender_hub.metrics import LEDGER_SECONDS
+from defender_hub.settings import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.sink import (
     DeadLetter,
     DeliveryReport,

@@ -14,8 +14,7 @@ from pathlib import Path
 from defender_hub.checkpoints import Ledger, open_ledger
 from defender_hub.checkpoints.delivery import Clock, LedgeredSink
 from defender_hub.codecs.asff_rules import UPDATE_BURST, UPDATE_RATE
-from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
-from defender_hub.settings import OUTAGE_LIMIT_SECONDS
+from defender_hub.settings import MAX_CLOCK_SKEW_MINUTES, OUTAGE_LIMIT_SECONDS
 from defender_hub.sink import Clients, DeadLetters, SecurityHubSink, Sink, open_dead_letters, securityhub_clients
 from defender_hub.sink.base import RetryPolicy
 from defender_hub.sink.outages import Outages

@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from defender_hub.settings import add_flags, named, say_deprecated
+from defender_hub.settings import named
+from defender_hub.settings.resolving import add_flags, say_deprecated
 
 __all__ = ["default_account_flag", "import_account_flag"]
 

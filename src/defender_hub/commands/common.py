@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from defender_hub.settings import add_flags
+from defender_hub.settings.resolving import add_flags
 
 if TYPE_CHECKING:
     from defender_hub.checkpoints.opening import DeliverySettings

@@ -9,7 +9,7 @@ from typing import Any
 from defender_hub.commands.common import EXIT_FAILURES, EXIT_OK
 from defender_hub.commands.deadline import stop_on_signals
 from defender_hub.errors import ForwardError
-from defender_hub.settings import add_flags
+from defender_hub.settings.resolving import add_flags
 
 __all__ = ["add"]
 
@@ -26,7 +26,7 @@ def add(commands: Any) -> None:
             "then its notification. Exit status 1 when a message could not be forwarded (it is named on stderr)."
         ),
     )
-    add_flags(forward, "stream")
+    add_flags(forward, "stream", required=("stream",))
     forward.add_argument("--sqs-queue", metavar="URL", help="read from this queue until interrupted (default: stdin)")
     forward.set_defaults(handler=_forward)
 

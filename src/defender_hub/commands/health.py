@@ -8,7 +8,8 @@ from typing import Any
 
 from defender_hub.commands.common import EXIT_OK
 from defender_hub.consumer.health import STALL_SECONDS, check
-from defender_hub.settings import add_flags, said
+from defender_hub.settings import said
+from defender_hub.settings.resolving import add_flags
 
 __all__ = ["add"]
 
@@ -26,7 +27,7 @@ def add(commands: Any) -> None:
             "shard has made progress for --stall-seconds while records were waiting; 0 otherwise. Says why."
         ),
     )
-    add_flags(health, "health_dir")
+    add_flags(health, "health_dir", required=("health_dir",))
     health.add_argument(
         "--stall-seconds",
         type=float,

@@ -10,7 +10,8 @@ from typing import Any
 from defender_hub.commands.aws import aws_region
 from defender_hub.commands.common import EXIT_OK
 from defender_hub.errors import ConfigError
-from defender_hub.settings import add_flags, said
+from defender_hub.settings import said
+from defender_hub.settings.resolving import add_flags
 from defender_hub.synthetic import MIX_SOURCES, parse_mix
 
 __all__ = ["add"]
@@ -27,7 +28,7 @@ def add(commands: Any) -> None:
             "once, or --rate R a second for --duration seconds. Against the local stack (AWS_ENDPOINT_URL) or AWS."
         ),
     )
-    add_flags(loadgen, "stream")
+    add_flags(loadgen, "stream", required=("stream",))
     loadgen.add_argument("--backlog", type=int, help="put this many events at once (this or --rate is required)")
     loadgen.add_argument("--rate", type=float, help="events a second, for --duration (this or --backlog is required)")
     loadgen.add_argument("--duration", type=float, default=60.0, help="seconds, with --rate (default: 60)")

@@ -20,7 +20,8 @@ from defender_hub.mapping.common import (
     PRODUCT_NAME_DETECT,
     PRODUCT_NAME_HEALTH,
 )
-from defender_hub.settings import add_flags, said
+from defender_hub.settings import said
+from defender_hub.settings.resolving import add_flags
 
 __all__ = ["SOURCES", "add", "findings_table"]
 
@@ -56,7 +57,7 @@ def add(commands: Any) -> None:
         ),
     )
     put.add_argument("files", nargs="*", type=Path, metavar="FILE", help="JSON-lines files (default: stdin)")
-    add_flags(put, "stream")
+    add_flags(put, "stream", required=("stream",))
     put.set_defaults(handler=_put)
     findings = commands.add_parser(
         "findings",

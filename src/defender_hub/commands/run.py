@@ -18,8 +18,8 @@ from defender_hub.config import load_mapping_options
 from defender_hub.consumer.health import note_daemon
 from defender_hub.errors import ConfigError
 from defender_hub.logs import configure
-from defender_hub.settings import add_flags, said
-from defender_hub.worker import RunWorker, absolute_ledger
+from defender_hub.settings import said
+from defender_hub.settings.resolving import add_flags
 
 __all__ = ["add"]
 
@@ -53,6 +53,7 @@ def add(commands: Any) -> None:
         "parked_retry_seconds",
         "log_format",
         from_file=True,
+        required=("stream", "application"),
     )
     running.add_argument(
         "--verbose",
@@ -78,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         run_daemon,
         start_timestamp,
     )
+    from defender_hub.worker import RunWorker, absolute_ledger  # noqa: PLC0415 - boto3 for the AWS commands only
 
     chosen = delivery_settings(args)  # the state directory's files unless told otherwise
     region = _checked(args)

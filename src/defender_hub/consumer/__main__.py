@@ -10,7 +10,7 @@ import threading
 from amazon_kclpy import kcl
 
 from defender_hub.logs import configure
-from defender_hub.settings import shard_settings
+from defender_hub.settings.resolving import shard_settings
 from defender_hub.worker import open_shard
 
 __all__ = ["main"]
@@ -27,6 +27,7 @@ def main() -> None:
         kcl.KCLProcess(shard.processor).run()
     finally:  # however it ends, SystemExit included
         shard.processor.ended()
+        shard.delivery.close()
 
 
 if __name__ == "__main__":

@@ -1,27 +1,21 @@
-"""The one resolver of settings (flag, then variable, then the settings file, then the default), the flags it
-resolves, and the environment `run` hands its shard processes, written and read here alone."""
+"""This module resolves settings: it adds their flags to a command, gives each its value (the flag, then the
+variable, then the settings file, then the default), and writes and reads the environment `run` hands its shard
+processes, which nothing else writes or reads."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from defender_hub.config import read_settings_file
 from defender_hub.errors import ConfigError
 from defender_hub.settings.table import ROWS, SETTINGS, Setting, from_environment, named
 
-__all__ = ["add_flags", "resolve", "said", "say_deprecated", "shard_environment", "shard_settings"]
-
-
-def said(name: str) -> str:
-    """How a message names where setting `name` is given: its flag (where it has one) or its variable."""
-    row = named(name)
-    return f"{row.option} (or {row.variable})" if row.flag else row.variable
+__all__ = ["add_flags", "resolve", "say_deprecated", "shard_environment", "shard_settings"]
 
 
 def say_deprecated(former: str, current: str, meaning: str) -> None:
@@ -34,16 +28,20 @@ def add_flags(
     parser: argparse.ArgumentParser,
     *names: str,
     from_file: bool = False,
+    required: Collection[str] = (),
     default_help: Mapping[str, str] | None = None,
 ) -> None:
     """Adds the flags of the settings `names` to `parser`, with their help from the table; `resolve` gives each its
-    value once parsed. `from_file`: the settings file's `[run]` table may set them too. `default_help` says a
-    default in other words where this command's differs (or has none)."""
+    value once parsed. With `from_file`, the settings file's `[run]` table may set this command's settings too.
+    The help says `required` for the settings this command can't go without (it says so itself when one is
+    missing), and says a default in the words of `default_help` where this command's default differs."""
     for name in names:
         row = named(name)
+        if not row.flag:
+            raise ValueError(f"setting {name} is read from its variable alone: it has no flag")
         shown = (
             "required"
-            if row.required
+            if name in required
             else "default: " + ((default_help or {}).get(name) or row.default_help or _default_words(row))
         )
         parser.add_argument(
@@ -59,14 +57,14 @@ def add_flags(
 
 
 def _default_words(row: Setting) -> str:
-    default = row.fallback() if not callable(row.default) else None
-    return "none" if default is None else str(default)
+    """The default as the help says it; a default worked out when needed (the host name) has its own words."""
+    return "none" if row.default is None or callable(row.default) else str(row.default)
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Gives each setting `add_flags` added to the command its value in `args`: the flag, else the variable, else the
     settings file's `[run]` table (where the command reads it), else the default, each checked. Raises ConfigError
-    naming what is wrong and where it came from."""
+    naming what is wrong: the variable or the file when their text can't be read, else the setting."""
     names: Sequence[str] = getattr(args, "_settings", ())
     if "config" in names:  # first: the file may set the others
         args.config = _resolved(named("config"), args.config, {})
@@ -98,10 +96,6 @@ def _resolved(row: Setting, given: Any, from_file: Mapping[str, Any]) -> Any:
     return value
 
 
-_FILE_TYPES: Mapping[Callable[[str], Any], type] = MappingProxyType({str: str, int: int, Path: str})
-"""The TOML type a `[run]` key of each kind holds."""
-
-
 def _file_values(config_file: Path) -> dict[str, Any]:
     """The `[run]` table of the settings file; raises ConfigError for an unknown key or a value of the wrong type."""
     table = read_settings_file(config_file).get("run", {})
@@ -114,16 +108,16 @@ def _file_values(config_file: Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in table.items():
         row = named(key)
-        expected = _FILE_TYPES[row.kind]
+        expected = int if row.kind is int else str  # the TOML type of the key
         if not isinstance(value, expected) or isinstance(value, bool):
             raise ConfigError(f"{where}.{key} must be a {expected.__name__}")
-        values[key] = Path(str(value)) if row.kind is Path else value
+        values[key] = value if isinstance(value, int) else row.kind(value)
     return values
 
 
 def shard_environment(values: Mapping[str, Any]) -> dict[str, str]:
-    """The variables `run` gives its shard processes: each setting they read, from `values` by name, one without a
-    value written empty, which `shard_settings` reads as unset."""
+    """Returns the variables `run` gives its shard processes: each setting they read, from `values` by name, with a
+    setting that has no value written empty, which `shard_settings` reads as unset."""
     # The daemon passes `run`'s own environment on beneath these: a variable left out would reach the shards from
     # there (an import account `run` does not take, say) in place of what `run` decided.
     return {

@@ -1,7 +1,9 @@
-"""The table of every setting: its flag, its environment variable (`DEFENDER_HUB_` and its name in capitals),
-whether the settings file's `[run]` table may set it, its type, its default, its check and its help.
+"""This module holds the table of every setting. Each row gives a setting's flag, its environment variable
+(`DEFENDER_HUB_` and its name in capitals), whether the settings file's `[run]` table may set it, its type, its
+default, its check and its help.
 
-Adding a setting is one row here and its use where it is used.
+A setting that only `run` takes is a row here, its name in `run`'s list of flags and its use. A delivery setting also
+needs its field in `DeliverySettings`, which `worker.delivery_settings` fills.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from defender_hub.config import DEAD_LETTERS_FILE, LEDGER_FILE
 from defender_hub.errors import ConfigError
-from defender_hub.lifecycle import MAX_CLOCK_SKEW_MINUTES
 from defender_hub.logs import LOG_FORMATS
 
 __all__ = [
+    "DEAD_LETTERS_FILE",
     "INITIAL_POSITIONS",
+    "LEDGER_FILE",
+    "MAX_CLOCK_SKEW_MINUTES",
     "MAX_RECORDS",
     "OUTAGE_LIMIT_SECONDS",
     "PARKED_RETRY_SECONDS",
     "POLL_MILLIS",
+    "PREFIX",
     "REFRESH_HOURS",
     "RETRIEVAL_MODES",
     "ROWS",
@@ -32,8 +36,14 @@ __all__ = [
     "Setting",
     "from_environment",
     "named",
+    "said",
     "variable",
 ]
+
+DEAD_LETTERS_FILE = "dead-letters.jsonl"
+"""Where rejected findings and records go unless told otherwise: this file of the state directory."""
+LEDGER_FILE = "ledger.sqlite3"
+"""The findings ledger unless told otherwise: this SQLite file of the state directory."""
 
 PREFIX = "DEFENDER_HUB_"
 """What every variable of defender-hub starts with."""
@@ -47,6 +57,8 @@ RETRIEVAL_MODES = ("POLLING", "FANOUT")
 """How the KCL may read the stream: GetRecords, or enhanced fan-out."""
 POLL_MILLIS = 1000
 """The KCL's own default wait between GetRecords calls of a shard (`idleTimeBetweenReadsInMillis`)."""
+MAX_CLOCK_SKEW_MINUTES = 15
+"""How far in the future an event's time may be (by default) before it is refused as from a bad clock."""
 OUTAGE_LIMIT_SECONDS = 300
 """How long a lane may fail every request (5xx, no connection) before its findings are parked as a refused lane's
 are (`sink.outages`)."""
@@ -68,6 +80,11 @@ def _at_least(low: int, unit: str) -> Check:
         return f"{words} {value!r} is not a whole number of {unit}, {low} or more"
 
     return check
+
+
+def _path(text: str) -> Path | None:
+    """The path `text` names; None for an empty text, which names none (not the working directory)."""
+    return Path(text) if text else None
 
 
 def _max_records(words: str, value: Any) -> str | None:
@@ -104,9 +121,7 @@ class Setting:
     default: Any = None
     """The value when nothing gives one; a function is called for it, once it is needed."""
     default_help: str | None = None
-    """The default in words, when the default's own text would not say it (or there is none and that means more)."""
-    required: bool = False
-    """Whether the commands that take it need it (each says so when it is missing); for the help."""
+    """How the help says the default, where the default's own value would not say it well."""
     choices: Sequence[str] | None = None
     metavar: str | None = None
     check: Check | None = None
@@ -154,11 +169,10 @@ class Setting:
 
 ROWS = (
     # Where the stream is, and how the KCL reads it: `run`'s.
-    Setting("stream", "the Kinesis stream", required=True, in_file=True),
+    Setting("stream", "the Kinesis stream", in_file=True),
     Setting(
         "application",
         "the KCL application: the name of its lease table, shared by its workers",
-        required=True,
         in_file=True,
     ),
     Setting(
@@ -227,7 +241,7 @@ ROWS = (
     Setting(
         "health_dir",
         "the folder of the daemon's and the shards' progress: `run` writes it, `defender-hub health` reads it",
-        kind=Path,
+        kind=_path,
         metavar="DIR",
         in_file=True,
         to_shards=True,
@@ -336,7 +350,7 @@ ROWS = (
     ),
     Setting("region", "Region for events that carry none, e.g. us-east-1", to_shards=True),
     Setting("partition", "aws, aws-cn or aws-us-gov", default_help="the Region's", to_shards=True),
-    Setting("config", "TOML settings file", kind=Path, metavar="FILE", to_shards=True),
+    Setting("config", "TOML settings file", kind=_path, metavar="FILE", to_shards=True),
     # Read from the environment alone: where the KCL is, what else the daemon is told, how much it logs.
     Setting("kcl_jars", "the folder of the KCL jars", default_help="those amazon-kclpy ships", flag=False),
     Setting("kcl_properties", "further daemon properties, NAME=VALUE;NAME=VALUE", flag=False),
@@ -362,6 +376,12 @@ def named(name: str) -> Setting:
 def variable(name: str) -> str:
     """The environment variable of the setting called `name`."""
     return named(name).variable
+
+
+def said(name: str) -> str:
+    """How a message names where setting `name` is given: its flag (where it has one) or its variable."""
+    row = named(name)
+    return f"{row.option} (or {row.variable})" if row.flag else row.variable
 
 
 def from_environment(name: str, environment: Mapping[str, str] | None = None) -> Any:
