@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from defender_hub.checkpoints.dynamodb_items import INDEXES, KEY_ATTRIBUTES, index_definition
 from defender_hub.mapping.health import CRITICAL_EVENT_TYPE_CODES, SECURITY_SERVICES, is_security_related
 
 ROOT = Path(__file__).parents[1]
@@ -470,3 +471,13 @@ def test_findings_are_updated_only_to_resolve_them_and_only_in_the_own_hub() -> 
     for statement in updates:
         assert statement["Resource"] == {"Sub": hub}
         assert statement["Condition"] == {"StringEquals": {"securityhub:ASFFSyntaxPath/Workflow.Status": "RESOLVED"}}
+
+
+def test_the_ledger_table_has_the_indexes_the_ledger_makes_and_the_role_may_query_them() -> None:
+    template = load("consumer.yaml")
+    table = template["Resources"]["Ledger"]["Properties"]
+    [grant] = [s for name, s in statements() if name == "consumer.yaml" and s.get("Sid") == "TheLedger"]
+
+    assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == KEY_ATTRIBUTES
+    assert table["GlobalSecondaryIndexes"] == [index_definition(name) for name in INDEXES]
+    assert {f"${{Ledger.Arn}}/index/{name}" for name in INDEXES} <= {r.get("Sub") for r in grant["Resource"]}

@@ -1,13 +1,20 @@
 """The shared ledger: one DynamoDB table for every worker, written with conditions so no writer moves it backwards.
 
-Every read that decides what to send or archive is strongly consistent. The index of ACTIVE findings by check can't
-be read that way, so what it lists is read again, consistently, before it is acted on.
+Every read that decides what to send or archive is strongly consistent. The indexes can't be read that way, so what
+they list is read again, consistently, before it is acted on.
+
+Each sweep queries a sparse index of what it looks for (what is due for refresh, the archivals and workflow updates
+owed), so that it reads what it will act on, not the table: at ten million findings a scan reads some 10 GB a sweep.
+A table made before an index scans instead (add the index to it to save the reads). So does a table written, in
+part, by a defender-hub that did not write the keys of the sweeps' own indexes (its schema marker lacks
+`sweep_keys`): its findings written then are in no index, and a query would miss them until they expire.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import heapq
+import itertools
 import json
 import os
 import time
@@ -16,32 +23,33 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from defender_hub.backoff import exponential
+from defender_hub.checkpoints.dynamodb_items import (
+    ACTIVE_BY_CHECK,
+    CHECK_PREFIX,
+    DUE_FOR_REFRESH,
+    DUE_SHARDS,
+    INDEXES,
+    KEY_ATTRIBUTES,
+    OWED,
+    OWED_ARCHIVAL,
+    OWED_WORKFLOW,
+    SWEEP_KEYS,
+    completion_of,
+    entry_of,
+    index_definition,
+    is_due,
+    item_of,
+    storage_key,
+)
 from defender_hub.codecs.asff_rules import WORKFLOW_STATUSES
 from defender_hub.errors import ConfigError, LedgerError
 from defender_hub.lifecycle import ACTIVE, CheckCompletion, LedgerEntry
 
-__all__ = [
-    "ACTIVE_BY_CHECK",
-    "MAX_KEY_BYTES",
-    "OWED_WORKFLOW",
-    "SCHEMA",
-    "DynamoDbLedger",
-    "dynamodb_client",
-    "storage_key",
-]
+__all__ = ["SCHEMA", "DynamoDbLedger", "dynamodb_client"]
 
-ACTIVE_BY_CHECK = "active-by-check"
-"""A sparse index: only ACTIVE audit findings carry its key, so an archival reads what it may archive and no more."""
-OWED_WORKFLOW = "owed-workflow"
-"""A sparse index: only findings owed a Workflow.Status carry its key, so the sweeps that run every minute read what
-is owed, not the table. A table made before it scans instead (add the index to it to save the reads)."""
 SCHEMA = 2
 """The ledger's layout; a table of another (an earlier defender-hub's) is refused, not misread."""
 _SCHEMA_KEY = "ledger|schema"
-_CHECK_PREFIX = "check|"
-MAX_KEY_BYTES = 1024
-"""Longer finding keys are stored under a digest: DynamoDB refuses a partition key over 2,048 bytes, and a 512-character
-Id of four-byte characters with its ProductArn is more than that."""
 _GET_BATCH = 100  # BatchGetItem's limit
 _WRITERS = 8  # conditional writes are one item a call: a few at once
 _UNPROCESSED_ATTEMPTS = 10
@@ -56,66 +64,6 @@ def dynamodb_client() -> Any:
     return boto3.client("dynamodb", region_name=os.environ.get("AWS_REGION") or None)
 
 
-def storage_key(key: str) -> str:
-    """The table key of a finding key: itself, or a stable digest of it when it is too long for DynamoDB."""
-    if len(key.encode()) <= MAX_KEY_BYTES:
-        return key
-    return "sha256|" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def _entry(item: dict[str, Any]) -> LedgerEntry:
-    updated_ms = int(item["updated_ms"]["N"])
-    return LedgerEntry(
-        key=item.get("finding_key", item["key"])["S"],
-        created_at=item["created_at"]["S"],
-        version_ms=int(item["version_ms"]["N"]),
-        updated_ms=updated_ms,
-        sent_ms=int(item["sent_ms"]["N"]),
-        record_state=item["record_state"]["S"],
-        fingerprint=item["fingerprint"]["S"],
-        check=item.get("check", {}).get("S", ""),
-        task_ms=int(item["task_ms"]["N"]),
-        finding=bytes(item["finding"]["B"]),
-        revision=int(item["revision"]["N"]),
-        # Both absent from items written before they existed: those were refreshed always, and owed nothing.
-        refresh=item.get("refresh", {}).get("BOOL", True),
-        workflow=item.get("workflow", {}).get("S", ""),
-    )
-
-
-def _item(entry: LedgerEntry) -> dict[str, Any]:
-    stored = storage_key(entry.key)
-    item: dict[str, Any] = {
-        "key": {"S": stored},
-        "created_at": {"S": entry.created_at},
-        "version_ms": {"N": str(entry.version_ms)},
-        "updated_ms": {"N": str(entry.updated_ms)},
-        "sent_ms": {"N": str(entry.sent_ms)},
-        "record_state": {"S": entry.record_state},
-        "fingerprint": {"S": entry.fingerprint},
-        "task_ms": {"N": str(entry.task_ms)},
-        "finding": {"B": entry.finding},
-        "revision": {"N": str(entry.revision)},
-        "claimed_until": {"N": "0"},
-    }
-    if stored != entry.key:
-        item["finding_key"] = {"S": entry.key}
-    if not entry.refresh:
-        item["refresh"] = {"BOOL": False}
-    if entry.workflow:  # present only while owed, so that what a sweep looks for is few items
-        item["workflow"] = {"S": entry.workflow}
-    if entry.check:
-        item["check"] = {"S": entry.check}
-        if entry.record_state == ACTIVE:  # what an archival may take, and nothing else, is in the index
-            item["active_check"] = {"S": entry.check}
-    return item
-
-
-def _completion(item: dict[str, Any]) -> CheckCompletion:
-    check = item["key"]["S"].removeprefix(_CHECK_PREFIX)
-    return CheckCompletion(check, item["task_id"]["S"], int(item["task_ms"]["N"]), item["archived"]["BOOL"])
-
-
 class DynamoDbLedger:
     """The ledger in a DynamoDB table (created on first use, on demand capacity), shared by every worker."""
 
@@ -123,7 +71,8 @@ class DynamoDbLedger:
         self.table = table
         self.client = client if client is not None else dynamodb_client()
         self._errors = self.client.exceptions
-        self._owed_index = True
+        self._indexes = set(INDEXES)
+        self._sweep_keys = True
         if create:
             self._ensure_table()
 
@@ -131,8 +80,7 @@ class DynamoDbLedger:
         try:
             table = self.client.describe_table(TableName=self.table)["Table"]
             status = table["TableStatus"]
-            indexes = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
-            self._owed_index = OWED_WORKFLOW in indexes
+            self._indexes = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
         except self._errors.ResourceNotFoundException:
             status = self._create_table()
         except Exception as exc:
@@ -150,23 +98,32 @@ class DynamoDbLedger:
             raise ConfigError(f"can't read the ledger table {self.table}: {exc}") from exc
 
     def _check_schema(self) -> None:
-        """Refuses a table of another layout; marks an empty one as this layout's."""
+        """Refuses a table of another layout; marks an empty one as this layout's; learns whether its items carry the
+        keys of the sweeps' own indexes."""
         key = {"key": {"S": _SCHEMA_KEY}}
         marker = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
         if marker is None:
             sample = self.client.scan(TableName=self.table, Limit=1, ConsistentRead=True)["Items"]
             if sample and not {"revision", "archived", "schema"} & sample[0].keys():  # not written by this layout
                 raise ConfigError(f"the ledger table {self.table} is of an earlier defender-hub: use a new table")
-        if marker is not None and int(marker["schema"]["N"]) != SCHEMA:
+            marker = self._mark(key)
+        if int(marker["schema"]["N"]) != SCHEMA:
             raise ConfigError(f"the ledger table {self.table} has layout {marker['schema']['N']}, not {SCHEMA}")
-        if marker is None:
-            with contextlib.suppress(self._errors.ConditionalCheckFailedException):  # another worker marked it
-                self.client.put_item(
-                    TableName=self.table,
-                    Item={**key, "schema": {"N": str(SCHEMA)}},
-                    ConditionExpression="attribute_not_exists(#key)",
-                    ExpressionAttributeNames={"#key": "key"},
-                )
+        self._sweep_keys = marker.get(SWEEP_KEYS, {}).get("BOOL", False)
+
+    def _mark(self, key: dict[str, Any]) -> dict[str, Any]:
+        """Marks the table as this layout's, every item of it written with the sweeps' keys; returns the marker kept."""
+        marker = {**key, "schema": {"N": str(SCHEMA)}, SWEEP_KEYS: {"BOOL": True}}
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=marker,
+                ConditionExpression="attribute_not_exists(#key)",
+                ExpressionAttributeNames={"#key": "key"},
+            )
+        except self._errors.ConditionalCheckFailedException:  # another worker marked it first: its marker stands
+            marker = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)["Item"]
+        return marker
 
     def _create_table(self) -> str:
         try:
@@ -174,26 +131,8 @@ class DynamoDbLedger:
                 TableName=self.table,
                 BillingMode="PAY_PER_REQUEST",
                 KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-                AttributeDefinitions=[
-                    {"AttributeName": "key", "AttributeType": "S"},
-                    {"AttributeName": "active_check", "AttributeType": "S"},
-                    {"AttributeName": "workflow", "AttributeType": "S"},
-                ],
-                GlobalSecondaryIndexes=[
-                    {
-                        "IndexName": ACTIVE_BY_CHECK,
-                        "KeySchema": [{"AttributeName": "active_check", "KeyType": "HASH"}],
-                        "Projection": {"ProjectionType": "KEYS_ONLY"},
-                    },
-                    {
-                        "IndexName": OWED_WORKFLOW,
-                        "KeySchema": [
-                            {"AttributeName": "workflow", "KeyType": "HASH"},
-                            {"AttributeName": "key", "KeyType": "RANGE"},
-                        ],
-                        "Projection": {"ProjectionType": "KEYS_ONLY"},
-                    },
-                ],
+                AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in KEY_ATTRIBUTES.items()],
+                GlobalSecondaryIndexes=[index_definition(name) for name in INDEXES],
             )
         except self._errors.ResourceInUseException:
             pass  # another worker created it first
@@ -203,12 +142,12 @@ class DynamoDbLedger:
 
     def entries(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
         """The entries of those `keys` that the ledger has (strongly consistent)."""
-        return {entry.key: entry for entry in map(_entry, self._get_many(list(dict.fromkeys(keys))))}
+        return {entry.key: entry for entry in map(entry_of, self._get_many(list(dict.fromkeys(keys))))}
 
     def completions(self, checks: Sequence[str]) -> dict[str, CheckCompletion]:
         """The last completion of those `checks` that the ledger has (strongly consistent)."""
-        items = self._get_many([_CHECK_PREFIX + check for check in dict.fromkeys(checks)])
-        return {completion.check: completion for completion in map(_completion, items)}
+        items = self._get_many([CHECK_PREFIX + check for check in dict.fromkeys(checks)])
+        return {completion.check: completion for completion in map(completion_of, items)}
 
     def _get_many(self, keys: list[str]) -> Iterator[dict[str, Any]]:
         for start in range(0, len(keys), _GET_BATCH):
@@ -240,7 +179,7 @@ class DynamoDbLedger:
             }
         )
         try:
-            self.client.put_item(TableName=self.table, Item=_item(entry), **condition)
+            self.client.put_item(TableName=self.table, Item=item_of(entry), **condition)
         except self._errors.ConditionalCheckFailedException:
             return entry.key
         return None
@@ -252,10 +191,11 @@ class DynamoDbLedger:
                 self.client.put_item(
                     TableName=self.table,
                     Item={
-                        "key": {"S": _CHECK_PREFIX + completion.check},
+                        "key": {"S": CHECK_PREFIX + completion.check},
                         "task_id": {"S": completion.task_id},
                         "task_ms": {"N": str(completion.task_ms)},
                         "archived": {"BOOL": False},
+                        "owed_archival": OWED,  # in the owed-archival index until the archival is done
                     },
                     ConditionExpression="attribute_not_exists(#key) OR task_ms < :task",
                     ExpressionAttributeNames={"#key": "key"},
@@ -270,21 +210,39 @@ class DynamoDbLedger:
         with contextlib.suppress(self._errors.ConditionalCheckFailedException):
             self.client.update_item(
                 TableName=self.table,
-                Key={"key": {"S": _CHECK_PREFIX + completion.check}},
-                UpdateExpression="SET archived = :done",
+                Key={"key": {"S": CHECK_PREFIX + completion.check}},
+                UpdateExpression="SET archived = :done REMOVE owed_archival",
                 ConditionExpression="task_ms = :task",
                 ExpressionAttributeValues={":done": {"BOOL": True}, ":task": {"N": str(completion.task_ms)}},
             )
 
+    def _queryable(self, index: str) -> bool:
+        """Whether `index` lists all its sweep looks for: the table has it, and every item carries the sweeps' keys."""
+        return index in self._indexes and self._sweep_keys
+
     def owed_archivals(self) -> list[CheckCompletion]:
-        """Every completion whose archival is not done (a scan: sweeps are rare)."""
+        """Every completion whose archival is not done: what the index lists, read again consistently."""
+        if not self._queryable(OWED_ARCHIVAL):
+            return self._scan_owed_archivals()
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            IndexName=OWED_ARCHIVAL,
+            KeyConditionExpression="owed_archival = :owed",
+            ExpressionAttributeValues={":owed": OWED},
+        )
+        listed = [item["key"]["S"].removeprefix(CHECK_PREFIX) for page in pages for item in page["Items"]]
+        found = self.completions(listed)
+        return [found[check] for check in listed if check in found and not found[check].archived]
+
+    def _scan_owed_archivals(self) -> list[CheckCompletion]:
+        """`owed_archivals` on a table its index can't serve: a scan of the whole table."""
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table,
             ConsistentRead=True,
             FilterExpression="archived = :owed",
             ExpressionAttributeValues={":owed": {"BOOL": False}},
         )
-        return [_completion(item) for page in pages for item in page["Items"]]
+        return [completion_of(item) for page in pages for item in page["Items"]]
 
     def archivable(self, check: str, before_task_ms: int, cursor: str, limit: int) -> tuple[list[LedgerEntry], str]:
         """A page of ACTIVE audit findings of `check` from tasks before `before_task_ms`; the index lists the
@@ -310,7 +268,38 @@ class DynamoDbLedger:
         return page, json.dumps(following) if following else ""
 
     def due_for_refresh(self, updated_before_ms: int, now_ms: int, limit: int) -> list[LedgerEntry]:
-        """Up to `limit` unclaimed ACTIVE findings last updated before `updated_before_ms` (a scan: sweeps are rare)."""
+        """Up to `limit` unclaimed ACTIVE findings kept alive, last updated before `updated_before_ms`, oldest first:
+        what the index lists, read again consistently."""
+        if not self._queryable(DUE_FOR_REFRESH):
+            return self._scan_due(updated_before_ms, now_ms, limit)
+        # Each shard lists its findings oldest first; merged, they are the oldest of all, read only as far as needed.
+        shards = (self._listed_due(shard, updated_before_ms, now_ms, limit) for shard in range(DUE_SHARDS))
+        listed = (key for _, key in heapq.merge(*shards))
+        due: list[LedgerEntry] = []
+        while len(due) < limit and (keys := list(itertools.islice(listed, min(limit - len(due), _GET_BATCH)))):
+            found = {item["key"]["S"]: item for item in self._get_many(keys)}
+            due += (entry_of(found[k]) for k in keys if k in found and is_due(found[k], updated_before_ms, now_ms))
+        return due
+
+    def _listed_due(self, shard: int, updated_before_ms: int, now_ms: int, page: int) -> Iterator[tuple[int, str]]:
+        """The unclaimed findings the index lists as due in `shard`, oldest first: (updated_ms, table key)."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            IndexName=DUE_FOR_REFRESH,
+            KeyConditionExpression="due_shard = :shard AND updated_ms < :before",
+            FilterExpression="claimed_until <= :now",
+            ExpressionAttributeValues={
+                ":shard": {"N": str(shard)},
+                ":before": {"N": str(updated_before_ms)},
+                ":now": {"N": str(now_ms)},
+            },
+            PaginationConfig={"PageSize": page},
+        )
+        for answer in pages:
+            yield from ((int(item["updated_ms"]["N"]), item["key"]["S"]) for item in answer["Items"])
+
+    def _scan_due(self, updated_before_ms: int, now_ms: int, limit: int) -> list[LedgerEntry]:
+        """`due_for_refresh` on a table its index can't serve: a scan of the whole table."""
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table,
             FilterExpression=(
@@ -326,14 +315,14 @@ class DynamoDbLedger:
         )
         due: list[LedgerEntry] = []
         for page in pages:
-            due += (_entry(item) for item in page["Items"])
+            due += (entry_of(item) for item in page["Items"])
             if len(due) >= limit:
                 break
         return sorted(due, key=lambda e: e.updated_ms)[:limit]
 
     def owed_workflows(self, limit: int) -> list[LedgerEntry]:
         """Up to `limit` entries owed a Workflow.Status: what the index lists, read again consistently."""
-        if not self._owed_index:
+        if OWED_WORKFLOW not in self._indexes:
             return self._scan_owed_workflows(limit)
         listed: list[str] = []
         for status in sorted(WORKFLOW_STATUSES):
@@ -357,7 +346,7 @@ class DynamoDbLedger:
         )
         owed: list[LedgerEntry] = []
         for page in pages:
-            owed += (_entry(item) for item in page["Items"])
+            owed += (entry_of(item) for item in page["Items"])
             if len(owed) >= limit:
                 break
         return owed[:limit]

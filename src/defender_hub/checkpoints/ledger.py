@@ -19,6 +19,9 @@ class Ledger(Protocol):
 
     A write names the revision it read: of two writers, the second learns that it was second (`write` returns its
     keys) and reconciles, so none overwrites what it did not see.
+
+    The sweeps' reads (`owed_archivals`, `due_for_refresh`, `owed_workflows`) go through an index of what they look
+    for, so that a sweep costs what is due, not what is stored.
     """
 
     def entries(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
