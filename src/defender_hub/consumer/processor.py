@@ -233,6 +233,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             RECORDS.labels(self._shard).inc(len(records))
         findings: list[MappedFinding] = []
         poison: list[DeadLetter] = []
+        skipped_by_source: Counter[str] = Counter()
         for record in records:
             origin = RecordOrigin(self._shard, record.sequence_number, record.sub_sequence_number)
             data = record.binary_data
@@ -240,8 +241,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
                 findings += [MappedFinding(finding, origin) for finding in self._converter.findings(data)]
             except EventSkipped as skipped:  # nothing wrong with it: counted, and checkpointed past like the rest
                 self._set_aside[WHAT_SKIPPED, reason_label(skipped.reason)] += 1
-                with self._best_effort("metrics"):
-                    SKIPPED.labels(skipped.source).inc()
+                skipped_by_source[skipped.source] += 1
             except EventError as exc:
                 poison.append(DeadLetter.for_record(data, str(exc), origin))
                 self._set_aside[WHAT_DEAD_LETTERED, reason_label(type(exc).__name__)] += 1
@@ -253,6 +253,8 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         with self._best_effort("metrics"):
             for product, count in Counter(item.finding.product_name for item in findings).items():  # type: ignore[union-attr]
                 SOURCE_FINDINGS.labels(SOURCE_OF_PRODUCT.get(product, OTHER)).inc(count)
+            for source, count in skipped_by_source.items():
+                SKIPPED.labels(source).inc(count)
         return findings, poison
 
     def _deliver_and_checkpoint(

@@ -163,7 +163,8 @@ class LaneDelivery:
             raise _Refused(exc.reason, exc.code, batch) from exc
         except ClientError as exc:
             return self._request_failed(batch, exc, sent_at)
-        except ParamValidationError as exc:  # botocore refused to send it: no retry will change that
+        # Only a client that validates (not SecurityHubClients') refuses to send: no retry will change that.
+        except ParamValidationError as exc:
             return self._refused_whole(batch, f"refused by botocore's validation: {exc}", "InvalidInput"), True
         except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
             log.warning("Security Hub unreachable (%s); retrying %d findings", type(exc).__name__, len(batch))

@@ -28,6 +28,7 @@ from defender_hub.mapping.aws import region_problem
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "UNVALIDATED",
     "Lane",
     "SecurityHubClients",
     "check_external_id",
@@ -39,6 +40,9 @@ __all__ = [
 DEFAULT_CONFIG = aws_config(attempts=4)
 """botocore's adaptive retries: a few tries of throttling, 5xx and connection errors, and a client-side token
 bucket that follows throttling, which is what keeps several processes sharing one lane's quota from stampeding."""
+UNVALIDATED = Config(parameter_validation=False)
+"""What every lane's client adds to its Config: botocore's parameter validation off, signing and retries as they
+are. Validating a request of 100 findings took more CPU than anything else a finding costs on its way."""
 ROLE_SESSION_NAME = "defender-hub"
 _ROLE_NAME = re.compile(r"[\w+=,.@/-]{1,512}")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", re.ASCII)
@@ -130,7 +134,7 @@ class _AssumedRole(CredentialProvider):  # type: ignore[misc]  # botocore has no
 
 class SecurityHubClients:
     """Security Hub clients by lane, made once each: the caller's own session for its own account, a role assumed in
-    any other (with `assume_role`).
+    any other (with `assume_role`). They send with botocore's parameter validation off, whatever `config` says.
 
     Raises LaneRefused for a lane no client can serve: a Region without Security Hub, another account without a
     role to assume.
@@ -151,7 +155,14 @@ class SecurityHubClients:
         if external_id is not None:
             check_external_id(external_id)
         self.assume_role, self._external_id = assume_role, external_id
-        self._session, self._own, self._config, self._overrides = session, own_account, config, overrides
+        # These clients make two calls and no other, each with parameters botocore's validation has nothing to add
+        # to. BatchImportFindings (lane_delivery.py) sends findings the sink has screened first, for Security Hub's
+        # rules (asff_rules.py) and for the shape botocore checked (shapes.py). BatchUpdateFindings (workflow.py)
+        # sends identifiers and a status that defender-hub builds itself, as strings, from the ledger's key of a
+        # finding Security Hub accepted and the lifecycle's status; whatever Security Hub then refuses in them is
+        # left owed, as botocore's refusal was. STS, for a role's credentials, has clients of its own.
+        self._config = config.merge(UNVALIDATED)
+        self._session, self._own, self._overrides = session, own_account, overrides
         self._made: dict[Lane, Any] = {}
         self._lock = threading.Lock()  # sessions are not thread-safe; lanes are delivered from several threads
         self._session_lock = threading.Lock()

@@ -32,6 +32,7 @@ from defender_hub.sink.lanes import Lane
 from defender_hub.sink.outages import Outages
 from defender_hub.sink.parked import ParkedLanes
 from defender_hub.sink.quota import SharedQuota
+from defender_hub.sink.shapes import shape_problem
 from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate, WorkflowUpdater
 
 __all__ = ["SecurityHubSink"]
@@ -169,13 +170,18 @@ class SecurityHubSink:
         return report
 
     def _screen(self, encoded: list[EncodedFinding], report: DeliveryReport) -> list[EncodedFinding]:
-        """Dead-letters what Security Hub would refuse, so it is not sent to fail; returns the rest."""
+        """Dead-letters what Security Hub would refuse or botocore would not send, so it is not sent to fail; returns
+        the rest."""
         rejected: list[DeadLetter] = []
         valid: list[EncodedFinding] = []
         for item in encoded:
             problems = finding_problems(
                 item.doc, encoded_size=len(item.body), account_id=Lane.of(item.doc).account or None
             )
+            # The clients send with botocore's validation off (lanes.py), so the shape it checked is checked here.
+            shape = shape_problem(item.doc)
+            if shape is not None:
+                problems.append(shape)
             if problems:
                 reason = "invalid finding: " + "; ".join(problems)
                 rejected += DeadLetter.for_finding(item, reason, "InvalidInput")

@@ -181,7 +181,8 @@ class WorkflowUpdater:
             else:
                 self._failed(lane, str(error.get("Code")), sent_at)
             return batch, ""
-        except ParamValidationError as exc:  # botocore would not send it: no retry changes that
+        # Only a client that validates (not SecurityHubClients') refuses to send: no retry changes that.
+        except ParamValidationError as exc:
             return [], f"refused by botocore's validation: {exc}"
         except BotoCoreError as exc:  # no connection, timeouts: Security Hub is unreachable
             log.warning("Security Hub unreachable (%s); retrying %d updates", type(exc).__name__, len(batch))
