@@ -25,6 +25,7 @@ from defender_hub.local.aws import free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
 from defender_hub.metrics import reason_label, serve, worker_registry
+from defender_hub.settings.resolving import shard_environment
 from defender_hub.sink import JsonlDeadLetters, MappedFinding, SecurityHubSink
 from tests.helpers import ACCOUNT, health_event, hub_clients, violation
 
@@ -45,11 +46,12 @@ class ShardProcess:
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_ENDPOINT_URL_SECURITYHUB": hub.endpoint_url,
-            "DEFENDER_HUB_ACCOUNT_ID": ACCOUNT,
-            "DEFENDER_HUB_DEAD_LETTER": str(tmp_path / "dl.jsonl"),
-            "DEFENDER_HUB_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
             "PROMETHEUS_MULTIPROC_DIR": str(self.folder),
         }
+        # As `run` hands them on: the shard process reads its settings through the same contract.
+        environment |= shard_environment(
+            {"dead_letter": tmp_path / "dl.jsonl", "ledger": f"sqlite:///{tmp_path / 'ledger.sqlite3'}"}
+        )
         self._process = subprocess.Popen(
             [sys.executable, "-m", "defender_hub.consumer"],
             stdin=subprocess.PIPE,
