@@ -1,5 +1,6 @@
 """The deployment: exactly the actions the README lists and the code calls, none wider than it must be; the rules that
-put AWS Config's and AWS Health's events on the stream match what they must and target only what they may."""
+put AWS Config's and AWS Health's events on the stream match what they must and target only what they may; what holds
+state outlives its stack; the external ID is a secret; fan-out is granted only with FANOUT."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cfnlint.data.AdditionalSpecs
 import pytest
 import yaml
+from cfnlint.helpers import load_resource
+from packaging.specifiers import SpecifierSet
 
 from defender_hub.checkpoints.dynamodb_items import INDEXES, KEY_ATTRIBUTES, index_definition
 from defender_hub.mapping.health import CRITICAL_EVENT_TYPE_CODES, SECURITY_SERVICES, is_security_related
+from defender_hub.settings import RETRIEVAL_MODES, variable
 
 ROOT = Path(__file__).parents[1]
 TEMPLATES = sorted((ROOT / "deploy").glob("*.yaml"))
@@ -42,7 +47,8 @@ def statements() -> Iterator[tuple[str, dict[str, Any]]]:
     for path in TEMPLATES:
         template = yaml.load(path.read_text(), Loader=_Template)
         for resource in template["Resources"].values():
-            for policy in resource.get("Properties", {}).get("Policies", []):
+            for written_policy in resource.get("Properties", {}).get("Policies", []):
+                policy = written_policy["If"][1] if "If" in written_policy else written_policy  # !If: granted branch
                 for written in policy["PolicyDocument"]["Statement"]:
                     yield path.name, written["If"][1] if "If" in written else written  # !If: its granted branch
 
@@ -71,12 +77,15 @@ def actions_of(statement: dict[str, Any]) -> list[str]:
 
 
 def readme_table() -> dict[str, str]:
-    """Action → who calls it, from the README's Deploy section."""
-    section = (ROOT / "README.md").read_text().split("## Deploy", 1)[1].split("\n## ", 1)[0]
+    """Action → who calls it, from the README's Deploy section and docs/deploy.md's IAM section (the grants a
+    parameter turns on, and what the encrypted topics ask of Device Defender's role)."""
+    readme = (ROOT / "README.md").read_text().split("## Deploy", 1)[1].split("\n## ", 1)[0]
+    deploy = (ROOT / "docs/deploy.md").read_text().split("\n## IAM", 1)[1].split("\n## ", 1)[0]
     called: dict[str, str] = {}
-    for row in re.findall(r"^\| (`[a-z0-9]+:[A-Za-z]+`.*?) \| .*? \| (.*?) \|$", section, re.MULTILINE):
-        for action in re.findall(r"`([a-z0-9]+:[A-Za-z]+)`", row[0]):
-            called[action] = called.get(action, "") + row[1]
+    for section in (readme, deploy):
+        for row in re.findall(r"^\| (`[a-z0-9]+:[A-Za-z]+`.*?) \| .*? \| (.*?) \|$", section, re.MULTILINE):
+            for action in re.findall(r"`([a-z0-9]+:[A-Za-z]+)`", row[0]):
+                called[action] = called.get(action, "") + row[1]
     return called
 
 
@@ -481,3 +490,202 @@ def test_the_ledger_table_has_the_indexes_the_ledger_makes_and_the_role_may_quer
     assert {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]} == KEY_ATTRIBUTES
     assert table["GlobalSecondaryIndexes"] == [index_definition(name) for name in INDEXES]
     assert {f"${{Ledger.Arn}}/index/{name}" for name in INDEXES} <= {r.get("Sub") for r in grant["Resource"]}
+
+
+# What a template makes under given parameters: its !If resolved by the conditions' values
+
+
+def resolved(node: Any, conditions: dict[str, bool]) -> Any:
+    """`node` with each !If replaced by its branch under `conditions`, and AWS::NoValue left out."""
+    if isinstance(node, dict):
+        if set(node) == {"If"}:
+            name, granted, otherwise = node["If"]
+            return resolved(granted if conditions[name] else otherwise, conditions)
+        kept = {key: resolved(value, conditions) for key, value in node.items()}
+        return {key: value for key, value in kept.items() if value != _NO_VALUE}
+    if isinstance(node, list):
+        return [item for item in (resolved(item, conditions) for item in node) if item != _NO_VALUE]
+    return node
+
+
+_NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def granted(template: str, role: str, conditions: dict[str, bool]) -> list[dict[str, Any]]:
+    """The statements of a role's policies under `conditions`."""
+    properties = resolved(load(template)["Resources"][role]["Properties"], conditions)
+    return [s for policy in properties.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+# State outlives its stack (docs/deploy.md, "What a deleted stack leaves")
+
+STATEFUL_TYPES = set(load_resource(cfnlint.data.AdditionalSpecs, "StatefulResources.json")["ResourceTypes"])
+"""What cfn-lint takes for stateful (I3011 checks those of them that CloudFormation can delete with data in them; the
+S3 bucket, which must be empty to go, is here too)."""
+REMADE_FROM_PARAMETERS = {("consumer.yaml", "ExternalIdSecret")}
+"""Stateful by type, but a copy of a parameter that the stack makes again: deleted with it."""
+
+
+def test_every_stateful_resource_is_retained_when_its_stack_is_deleted_or_it_is_replaced() -> None:
+    retained = set()
+    for path in TEMPLATES:
+        for name, resource in load(path.name)["Resources"].items():
+            if resource["Type"] not in STATEFUL_TYPES:
+                continue
+            policies = (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy"))
+            if (path.name, name) in REMADE_FROM_PARAMETERS:
+                assert policies == ("Delete", "Delete"), f"{path.name}: {name}"
+            else:
+                assert policies == ("Retain", "Retain"), f"{path.name}: {name}"  # none of these types has Snapshot
+                retained.add((path.name, resource["Type"]))
+
+    assert retained == {
+        ("stream.yaml", "AWS::Kinesis::Stream"),
+        ("consumer.yaml", "AWS::DynamoDB::Table"),
+        ("consumer.yaml", "AWS::SQS::Queue"),
+        ("consumer.yaml", "AWS::S3::Bucket"),
+        ("consumer.yaml", "AWS::Logs::LogGroup"),
+        ("forwarder.yaml", "AWS::SQS::Queue"),
+        ("forwarder.yaml", "AWS::Logs::LogGroup"),
+        ("events.yaml", "AWS::SQS::Queue"),
+        ("member-account.yaml", "AWS::SQS::Queue"),
+    }
+
+
+def test_the_deploy_guide_names_the_kcls_own_tables_the_stacks_leave_behind() -> None:
+    guide = (ROOT / "docs/deploy.md").read_text()
+    tables = re.findall(r"table/\$\{Application\}(-\w+)?\"", (ROOT / "deploy/consumer.yaml").read_text())
+
+    assert sorted(tables) == ["", "-CoordinatorState", "-WorkerMetricStats"]  # KCL 3's: lease, coordinator, metrics
+    for suffix in tables:
+        assert f"`APP{suffix}`" in guide
+
+
+# The external ID: a secret the task reads, never in the task definition
+
+
+def test_the_external_id_reaches_the_container_as_a_secret_not_in_its_environment() -> None:
+    template = load("consumer.yaml")
+    resources = template["Resources"]
+    (container,) = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    secret = resources["ExternalIdSecret"]
+    name = variable("external_id")
+
+    assert template["Parameters"]["ExternalId"]["NoEcho"] is True
+    assert template["Conditions"]["WithExternalId"] == {"Not": [{"Equals": [{"Ref": "ExternalId"}, ""]}]}
+    assert (secret["Type"], secret["Condition"]) == ("AWS::SecretsManager::Secret", "WithExternalId")
+    assert secret["Properties"]["SecretString"] == {"Ref": "ExternalId"}
+    assert "KmsKeyId" not in secret["Properties"]  # aws/secretsmanager: the execution role needs no kms:Decrypt
+    assert name not in {variable["Name"] for variable in container["Environment"]}
+    assert resolved(container, {"WithExternalId": True})["Secrets"] == [
+        {"Name": name, "ValueFrom": {"Ref": "ExternalIdSecret"}}
+    ]
+    assert "Secrets" not in resolved(container, {"WithExternalId": False})
+    # the parameter goes into the secret and nowhere else
+    references = re.findall(r"!Ref ExternalId\b|\$\{ExternalId\}", (ROOT / "deploy/consumer.yaml").read_text())
+    assert len(references) == 2, references  # the condition's and the secret's
+
+
+def test_only_the_execution_role_may_read_the_secret_and_only_that_one() -> None:
+    assert granted("consumer.yaml", "ExecutionRole", {"WithExternalId": True}) == [
+        {
+            "Sid": "ReadTheExternalIdSecret",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": "ExternalIdSecret"},
+        }
+    ]
+    assert granted("consumer.yaml", "ExecutionRole", {"WithExternalId": False}) == []
+    reads = [s for _, s in statements() if any(a.startswith("secretsmanager:") for a in actions_of(s))]
+    assert len(reads) == 1
+
+
+# Enhanced fan-out: granted with RetrievalMode FANOUT only
+
+FAN_OUT_ACTIONS = {
+    "kinesis:RegisterStreamConsumer",
+    "kinesis:DescribeStreamConsumer",
+    "kinesis:SubscribeToShard",
+    "kinesis:ListStreamConsumers",
+    "kinesis:DeregisterStreamConsumer",
+}
+
+
+def test_the_retrieval_mode_is_a_parameter_passed_to_the_container() -> None:
+    template = load("consumer.yaml")
+    (container,) = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    parameter = template["Parameters"]["RetrievalMode"]
+
+    assert (tuple(parameter["AllowedValues"]), parameter["Default"]) == (RETRIEVAL_MODES, "POLLING")
+    assert {"Name": variable("retrieval_mode"), "Value": {"Ref": "RetrievalMode"}} in container["Environment"]
+    assert template["Conditions"]["FanOut"] == {"Equals": [{"Ref": "RetrievalMode"}, "FANOUT"]}
+
+
+def test_the_task_role_may_use_fan_out_only_with_fanout_and_only_the_applications_consumer() -> None:
+    stream = "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/${StreamName}"
+    others = {"SeveralAccounts": True, "WithExternalId": True}
+
+    def fan_out(mode: str) -> dict[str, set[str]]:
+        statements = granted("consumer.yaml", "TaskRole", {**others, "FanOut": mode == "FANOUT"})
+        grants: dict[str, set[str]] = {}
+        for statement in statements:
+            for action in set(actions_of(statement)) & FAN_OUT_ACTIONS:
+                grants.setdefault(action, set()).add(statement["Resource"]["Sub"])
+        return grants
+
+    assert fan_out("POLLING") == {}
+    # what the KCL (3.1.3) calls for it, besides DescribeStreamSummary and ListShards, which polling needs too: it
+    # registers the consumer (named after the application) on the stream, describes it by stream and name until it
+    # is ACTIVE, and subscribes to each shard through its ARN. It never lists nor deregisters consumers.
+    assert fan_out("FANOUT") == {
+        "kinesis:RegisterStreamConsumer": {stream},
+        "kinesis:DescribeStreamConsumer": {stream, f"{stream}/consumer/${{Application}}:*"},
+        "kinesis:SubscribeToShard": {f"{stream}/consumer/${{Application}}:*"},
+    }
+    polling = granted("consumer.yaml", "TaskRole", {**others, "FanOut": False})
+    assert {"kinesis:DescribeStreamSummary", "kinesis:ListShards"} <= {a for s in polling for a in actions_of(s)}
+
+
+# The encrypted topics: what Device Defender's role needs on their key
+
+
+def test_device_defender_may_publish_to_the_encrypted_topics_and_use_their_key_through_sns_for_them_only() -> None:
+    resources = load("forwarder.yaml")["Resources"]
+    topics = [{"Ref": name} for name, r in resources.items() if r["Type"] == "AWS::SNS::Topic"]
+    publish, key = role_statements("forwarder.yaml", "DeviceDefenderPublishes")
+
+    assert len(topics) == 2
+    assert all(resources[t["Ref"]]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns" for t in topics)
+    assert (publish["Action"], publish["Resource"]) == ("sns:Publish", topics)
+    # SNS's "publishers to an encrypted topic": kms:GenerateDataKey* and kms:Decrypt; SNS generates with
+    # GenerateDataKey, so that alone of the four GenerateDataKey* actions (and no action with a *)
+    assert sorted(actions_of(key)) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert key["Resource"] == {"Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}
+    assert key["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": {"Sub": "sns.${AWS::Region}.amazonaws.com"},
+            "kms:EncryptionContext:aws:sns:topicArn": topics,
+        }
+    }
+
+
+# The forwarder's runtime
+
+
+def test_the_forwarder_runs_a_python_the_project_supports_on_an_architecture_the_lock_has_wheels_for() -> None:
+    template = load("forwarder.yaml")
+    function = template["Resources"]["Forwarder"]["Properties"]
+    architecture = template["Parameters"]["Architecture"]
+    project = (ROOT / "pyproject.toml").read_text()
+    (requires,) = re.findall(r'^requires-python = "(.+)"$', project, re.MULTILINE)
+    version = re.fullmatch(r"python(3)\.(\d+)", function["Runtime"])
+    assert version is not None, function["Runtime"]
+    lock = (ROOT / "uv.lock").read_text()
+
+    assert function["Runtime"] == "python3.14"
+    assert f"{version[1]}.{version[2]}" in SpecifierSet(requires)
+    assert function["Architectures"] == [{"Ref": "Architecture"}]
+    assert (architecture["AllowedValues"], architecture["Default"]) == (["x86_64", "arm64"], "x86_64")
+    tag = f"cp{version[1]}{version[2]}"
+    for machine in ("x86_64", "aarch64"):  # Lambda's arm64 is manylinux's aarch64
+        assert re.search(rf"msgspec-[\d.]+-{tag}-{tag}-manylinux2014_{machine}\b", lock), (tag, machine)

@@ -4,9 +4,9 @@
 handler, so `convert` and `--help` start quickly.
 """
 
-from defender_hub.commands import convert, deliver, forward, health, loadgen, local, put, refresh, run
+from defender_hub.commands import build_forwarder, convert, deliver, forward, health, loadgen, local, put, refresh, run
 
 __all__ = ["ALL"]
 
-ALL = (convert, deliver, run, refresh, forward, put, loadgen, health, local)
+ALL = (convert, deliver, run, refresh, forward, build_forwarder, put, loadgen, health, local)
 """In the order `defender-hub --help` lists them."""
