@@ -352,3 +352,13 @@ def test_arrivals_are_when_each_finding_was_first_stored(finding: dict[str, Any]
         hub_client.batch_import_findings(Findings=[newer, variant(finding, 1)])
 
         assert hub.arrivals() == {finding["Id"]: 5.0, variant(finding, 1)["Id"]: 9.0}
+
+
+def test_arrivals_are_served_with_the_hubs_clock_for_another_process(finding: dict[str, Any]) -> None:
+    now = [5.0]
+    with LocalSecurityHub(clock=lambda: now[0]) as hub:
+        client(hub).batch_import_findings(Findings=[finding])
+        now[0] = 7.5
+
+        with urllib.request.urlopen(hub.endpoint_url + "/_local/arrivals", timeout=10) as answer:
+            assert json.load(answer) == {"Arrivals": {finding["Id"]: 5.0}, "Now": 7.5}

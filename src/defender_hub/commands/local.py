@@ -82,7 +82,7 @@ def add(commands: Any) -> None:
         description=(
             "Serves BatchImportFindings, BatchUpdateFindings and GetFindings on 127.0.0.1 with Security Hub's limits, "
             "validation, update and workflow rules and throttling (each operation its own quota), plus "
-            "/_local/findings, /_local/requests, /_local/outage, /_local/throttle, /_local/fail, /_local/fail-updates, "
+            "/_local/findings, /_local/requests, /_local/arrivals, /_local/outage, /_local/throttle, /_local/fail, /_local/fail-updates, "
             "/_local/disable, /_local/enable and /_local/reset for inspection and faults. Prints its "
             "endpoint URL, then serves until SIGINT or SIGTERM."
         ),

@@ -43,6 +43,9 @@ def control(hub: LocalSecurityHub, path: str, body: bytes) -> Any:
         return {"Findings": hub.findings()}
     if path == "/_local/requests":
         return {"Requests": [asdict(record) for record in hub.requests()]}
+    if path == "/_local/arrivals":
+        # Read on the hub's clock, with that clock's reading now: another process lines them up with its own.
+        return {"Arrivals": hub.arrivals(), "Now": hub.now()}
     try:
         request = json.loads(body or b"{}")
         if path == "/_local/reset":

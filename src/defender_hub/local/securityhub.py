@@ -24,8 +24,8 @@ UpdatedAt overwrite a newer one and ignores GetFindings filters. This one does n
 - Faults for tests: outages answered with HTTP 500 or with refused connections, forced throttling, forced failures
   of chosen finding Ids (imports) and forced unprocessed identifiers (updates), whole requests refused for carrying a
   chosen Id, accounts and Regions not enabled.
-- Inspection: the stored findings, their workflow statuses and a log of every request, from Python or at `/_local/*`
-  over HTTP (`hub_http`).
+- Inspection: the stored findings, their workflow statuses, when each was first stored and a log of every request,
+  from Python or at `/_local/*` over HTTP (`hub_http`).
 """
 
 from __future__ import annotations
@@ -251,6 +251,10 @@ class LocalSecurityHub:
         """When each finding Id was first stored, on the hub's clock: a load test's latencies end here."""
         with self._lock:
             return self._store.arrivals()
+
+    def now(self) -> float:
+        """The hub's clock now: the clock of `arrivals()` and of the request log's `at`."""
+        return self._clock()
 
     def finding(self, finding_id: str) -> dict[str, Any] | None:
         """Returns a copy of the stored finding with this Id, or None."""
