@@ -113,8 +113,8 @@ class LedgerError(SinkError):
 
 
 class PortTaken(ConfigError):
-    """A port on 127.0.0.1 that the local stack was to listen on is another process's."""
+    """A port that the local stack was to listen on is another process's."""
 
-    def __init__(self, port: int) -> None:
-        super().__init__(f"port {port} on 127.0.0.1 is taken by another process")
-        self.port = port
+    def __init__(self, port: int, host: str) -> None:
+        super().__init__(f"port {port} on {host} is taken by another process")
+        self.port, self.host = port, host

@@ -1,4 +1,5 @@
-"""`defender-hub local`: a ready line, your events on a stream, the next commands; a taken port said in one line."""
+"""`defender-hub local`: a ready line, your events on a stream, the next commands; a taken port said in one line; the
+address it listens on."""
 
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ import pytest
 
 from defender_hub.local.aws import LOOPBACK, free_port
 from tests.helpers import GOLDEN, cli, local_aws_env
+from tests.local.test_aws import OTHER_LOOPBACK, refused
 
 CLI = (sys.executable, "-m", "defender_hub")
 
 
 @contextmanager
-def listening() -> Iterator[int]:
+def listening(host: str = LOOPBACK) -> Iterator[int]:
     with socket.socket() as other:
-        other.bind((LOOPBACK, free_port()))
+        other.bind((host, free_port(host)))
         other.listen()
         yield other.getsockname()[1]
 
@@ -120,3 +122,66 @@ def test_a_folder_it_did_not_make_is_never_emptied(command: list[str], tmp_path:
     assert done.returncode == 2
     assert f"{folder} is not defender-hub's" in done.stderr.decode()
     assert (folder / "precious.txt").read_text() == "someone's"
+
+
+def test_the_stack_listens_on_the_listen_address_and_its_environment_points_there(tmp_path: Path) -> None:
+    aws_port, hub_port = free_port(OTHER_LOOPBACK), free_port(OTHER_LOOPBACK)
+    local = subprocess.Popen(
+        [*CLI, "local", "--listen-address", OTHER_LOOPBACK, "--aws-port", str(aws_port),
+         "--securityhub-port", str(hub_port), "--stream", "listening", "--shards", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)),
+    )  # fmt: skip
+    try:
+        assert local.stdout is not None
+        ready = [local.stdout.readline().rstrip()]
+        while not ready[-1].startswith("# Ctrl-C"):
+            ready.append(local.stdout.readline().rstrip())
+            assert local.poll() is None, local.stderr.read() if local.stderr else ""
+        aws, hub = f"http://{OTHER_LOOPBACK}:{aws_port}", f"http://{OTHER_LOOPBACK}:{hub_port}"
+        listened = {port: refused(LOOPBACK, port) for port in (aws_port, hub_port)}
+    finally:
+        local.send_signal(signal.SIGINT)
+        local.wait(timeout=30)
+
+    assert f"STS at {aws}; the local Security Hub at {hub} " in ready[0]
+    assert "# stream listening: 1 shards, 0 events put" in ready
+    environment = exports(ready)
+    assert environment["AWS_ENDPOINT_URL_KINESIS"] == environment["AWS_ENDPOINT_URL_STS"] == aws
+    assert environment["AWS_ENDPOINT_URL_SECURITYHUB"] == hub
+    assert listened == {aws_port: True, hub_port: True}  # nothing of the stack on 127.0.0.1
+
+
+def test_a_taken_port_is_said_on_the_listen_address(tmp_path: Path) -> None:
+    with listening(OTHER_LOOPBACK) as port:
+        done = cli(
+            "local", "--listen-address", OTHER_LOOPBACK, "--aws-port", str(port),
+            "--securityhub-port", str(free_port(OTHER_LOOPBACK)),
+            env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)),
+        )  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines() == [
+        f"defender-hub: configuration error: port {port} on {OTHER_LOOPBACK} is taken by another process: stop it, "
+        "or pick another port with --aws-port PORT"
+    ]
+
+
+@pytest.mark.parametrize("address", ["localhost", "::1", "127.0.0.256"])
+def test_a_listen_address_that_is_not_an_ipv4_address_is_refused_before_anything_starts(
+    address: str, tmp_path: Path
+) -> None:
+    done = cli("local", "--listen-address", address, env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)))
+
+    assert done.returncode == 2
+    assert f"argument --listen-address: {address!r} is not an IPv4 address" in done.stderr.decode()
+    assert not list(tmp_path.iterdir())  # no state folder emptied or made
+
+
+def test_the_listen_address_defaults_to_127_0_0_1_and_its_help_says_what_0_0_0_0_is_for() -> None:
+    done = cli("local", "--help")
+
+    text = " ".join(done.stdout.decode().split())
+    assert "--listen-address IP" in text
+    assert "(default: 127.0.0.1, this host only)" in text
+    assert "0.0.0.0 is for the stack in a container on a compose network, where it reaches only that network" in text

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from defender_hub import __version__
+
 ROOT = Path(__file__).parents[2]
 IMAGE = "localhost/defender-hub:test"
 LOCAL_BASE = "localhost/bookworm-python:local"
@@ -40,6 +42,17 @@ class Podman:
         return done
 
 
+def build(*build_args: str) -> list[str]:
+    """`podman build`'s arguments as a user's build, on the local base, with these `--build-arg`s; the context last."""
+    secret = ["--secret", f"id=ca,src={CA_BUNDLE}"] if CA_BUNDLE.exists() else []
+    arguments = [f"BASE_IMAGE={LOCAL_BASE}", *build_args]
+    return [
+        "build", "--format", "docker", "--network", "host", *secret,
+        *(part for argument in arguments for part in ("--build-arg", argument)),
+        "-f", str(ROOT / "docker" / "Dockerfile"),
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
@@ -61,12 +74,7 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory, pytestconfig
             check=True, capture_output=True, timeout=600,
         )  # fmt: skip
         podman("import", str(base), LOCAL_BASE)
-    secret = ["--secret", f"id=ca,src={CA_BUNDLE}"] if CA_BUNDLE.exists() else []
-    podman(
-        "build", "--format", "docker", "--network", "host", *secret, "--build-arg", f"BASE_IMAGE={LOCAL_BASE}",
-        "-t", IMAGE, "-f", str(ROOT / "docker" / "Dockerfile"), str(ROOT),
-        timeout=1200,
-    )  # fmt: skip
+    podman(*build(f"VERSION={__version__}"), "-t", IMAGE, str(ROOT), timeout=1200)  # the label's: pyproject's
     size = int(podman("image", "inspect", IMAGE, "--format", "{{.Size}}").stdout)
     version = podman("run", "--rm", "--network", "host", IMAGE, "--version").stdout.strip()
     capture = pytestconfig.pluginmanager.get_plugin("capturemanager")

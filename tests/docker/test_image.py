@@ -23,7 +23,7 @@ from tests.consumer.test_processor import (
     wait_for,
     wait_until_all_delivered,
 )
-from tests.docker.conftest import Podman
+from tests.docker.conftest import ROOT, Podman, build
 
 STOP_SECONDS = 60
 """`podman stop`'s grace: the daemon drains and checkpoints in about 15 s (its shutdown grace)."""
@@ -77,6 +77,20 @@ def test_the_image_reports_the_versions_the_tests_run(podman: Podman, image: str
     printed = podman("run", "--rm", "--network", "host", image, "--version").stdout.strip()
 
     assert printed == f"defender-hub {__version__} (KCL {kcl_version()})"
+
+
+def test_the_images_version_label_is_the_packages(podman: Podman, image: str) -> None:
+    label = podman("image", "inspect", image, "--format", '{{index .Labels "org.opencontainers.image.version"}}')
+
+    assert label.stdout.strip() == __version__
+
+
+def test_a_version_that_is_not_the_packages_fails_the_build(podman: Podman, image: str) -> None:
+    # After `image`, so that the build stage's layers are cached: only the check runs again
+    done = podman(*build("VERSION=0.0.0-not-it"), "--target", "build", str(ROOT), check=False, timeout=1200)
+
+    assert done.returncode != 0
+    assert f"--build-arg VERSION=0.0.0-not-it is not the package version {__version__}" in done.stdout + done.stderr
 
 
 def test_the_container_delivers_a_stream_as_a_non_root_user_with_json_logs_and_a_health_check(

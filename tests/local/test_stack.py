@@ -5,14 +5,17 @@ from __future__ import annotations
 import shlex
 import socket
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from defender_hub.errors import ConfigError, PortTaken
 from defender_hub.local.aws import LOOPBACK, LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.local.stack import LocalStack, fresh_folder, local_stack
-from tests.helpers import unique
+from tests.helpers import Convert, local_client, unique
+from tests.local.test_aws import OTHER_LOOPBACK, refused
 
 
 def test_the_exports_are_the_environment_with_the_state_folder_as_a_shell_reads_them(
@@ -48,6 +51,40 @@ def test_a_taken_security_hub_port_is_said_before_moto_starts() -> None:
 
         with pytest.raises(PortTaken, match=f"port {port} "), local_stack(hub_port=port):
             pass
+
+
+def test_the_stack_listens_on_the_address_given_and_its_hub_still_asks_its_sts(
+    convert: Convert, reference_events: list[dict[str, Any]]
+) -> None:
+    other = "210987654321"
+    with local_stack(host=OTHER_LOOPBACK) as stack:
+        hub_port = int(stack.hub.endpoint_url.rsplit(":", 1)[1])
+        environment = stack.environment()
+        assert {value for name, value in environment.items() if name.startswith("AWS_ENDPOINT_URL_")} == {
+            f"http://{OTHER_LOOPBACK}:{stack.aws.port}",
+            f"http://{OTHER_LOOPBACK}:{hub_port}",
+        }
+        assert refused(LOOPBACK, stack.aws.port) and refused(LOOPBACK, hub_port)
+        # The hub learns a caller's account from moto's STS, at the address the stack was given
+        role = stack.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{other}:role/defender-hub-import", RoleSessionName="test"
+        )["Credentials"]
+        as_other = boto3.client(
+            "securityhub",
+            endpoint_url=stack.hub.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=role["AccessKeyId"],
+            aws_secret_access_key=role["SecretAccessKey"],
+            aws_session_token=role["SessionToken"],
+        )
+        finding = convert(reference_events[2] | {"region": "us-east-1"})[0] | {
+            "AwsAccountId": other,
+            "ProductArn": f"arn:aws:securityhub:us-east-1:{other}:product/{other}/default",
+        }
+
+        assert as_other.batch_import_findings(Findings=[finding])["SuccessCount"] == 1
+        assert [(r.caller, r.accepted) for r in stack.hub.requests("BatchImportFindings")] == [(other, 1)]
+        assert local_client("kinesis", environment["AWS_ENDPOINT_URL_KINESIS"]).list_streams()["StreamNames"] == []
 
 
 def test_a_fresh_folder_is_made_marked_and_emptied_when_it_is_defender_hubs(tmp_path: Path) -> None:

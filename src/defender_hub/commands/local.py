@@ -14,6 +14,7 @@ from defender_hub.commands.deadline import stop_on_signals
 from defender_hub.config import state_dir
 from defender_hub.errors import ConfigError, PortTaken
 from defender_hub.local import AWS_PORT, DEMO_EVENTS, LOCAL_STREAM, SECURITYHUB_PORT
+from defender_hub.local.aws import LOOPBACK, listen_address
 from defender_hub.local.securityhub import DEFAULT_ACCOUNT, DEFAULT_REGION, LocalSecurityHub
 from defender_hub.settings import from_environment
 
@@ -48,20 +49,31 @@ def add(commands: Any) -> None:
         "local",
         help="run the local stack (Kinesis, DynamoDB, SQS, Security Hub) on 127.0.0.1 until interrupted",
         description=(
-            "Starts moto (Kinesis, DynamoDB, SQS, S3, STS) and the strict local Security Hub on 127.0.0.1, optionally "
+            "Starts moto (Kinesis, DynamoDB, SQS, S3, STS) and the strict local Security Hub on 127.0.0.1 (or "
+            "--listen-address), optionally "
             "makes a stream with your events (--put FILE) or generated ones (--events N) on it, prints a ready line, "
             "the environment that points AWS tools and defender-hub at the stack (also in local.env in the state "
             "directory) and the next commands; then serves until SIGINT or SIGTERM."
         ),
     )
     local.add_argument(
-        "--aws-port", type=int, default=AWS_PORT, help=f"port of moto on 127.0.0.1 (default: {AWS_PORT})"
+        "--aws-port", type=int, default=AWS_PORT, help=f"port of moto on --listen-address (default: {AWS_PORT})"
     )
     local.add_argument(
         "--securityhub-port",
         type=int,
         default=SECURITYHUB_PORT,
-        help=f"port of the local Security Hub on 127.0.0.1 (default: {SECURITYHUB_PORT})",
+        help=f"port of the local Security Hub on --listen-address (default: {SECURITYHUB_PORT})",
+    )
+    local.add_argument(
+        "--listen-address",
+        type=_listen_address,
+        default=LOOPBACK,
+        metavar="IP",
+        help=f"the IPv4 address moto and the local Security Hub listen on (default: {LOOPBACK}, this host only). "
+        "0.0.0.0 is for the stack in a container on a compose network, where it reaches only that network and the "
+        "container's own loopback; publish the ports on 127.0.0.1. The printed environment points at this address, "
+        "or at 127.0.0.1 for 0.0.0.0",
     )
     local.add_argument(
         "--put",
@@ -82,7 +94,8 @@ def add(commands: Any) -> None:
         description=(
             "Serves BatchImportFindings, BatchUpdateFindings and GetFindings on 127.0.0.1 with Security Hub's limits, "
             "validation, update and workflow rules and throttling (each operation its own quota), plus "
-            "/_local/findings, /_local/requests, /_local/arrivals, /_local/outage, /_local/throttle, /_local/fail, /_local/fail-updates, "
+            "/_local/findings, /_local/requests, /_local/arrivals, /_local/outage, /_local/throttle, /_local/fail, "
+            "/_local/fail-updates, "
             "/_local/disable, /_local/enable and /_local/reset for inspection and faults. Prints its "
             "endpoint URL, then serves until SIGINT or SIGTERM."
         ),
@@ -132,6 +145,14 @@ def _local(args: argparse.Namespace) -> int:
         raise ConfigError(f"{taken}: stop it, or pick another port with {flag} PORT") from None
 
 
+def _listen_address(value: str) -> str:
+    """--listen-address's value: an IPv4 address, as both servers of the stack take it."""
+    try:
+        return listen_address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IPv4 address") from None
+
+
 def _serve(args: argparse.Namespace, stream: str | None) -> int:
     """Runs the local stack until SIGINT or SIGTERM. Given a stream, it first makes it and puts on it the generated
     events and those of the --put files. Then it prints a ready line, the environment that points tools at the stack
@@ -147,7 +168,7 @@ def _serve(args: argparse.Namespace, stream: str | None) -> int:
     suffix = "" if args.aws_port == AWS_PORT else f"-{args.aws_port}"
     state = state_dir(from_environment("state_dir"))
     session = fresh_folder(state / f"local{suffix}")
-    with local_stack(args.aws_port, args.securityhub_port) as stack:
+    with local_stack(args.aws_port, args.securityhub_port, args.listen_address) as stack:
         lines = [
             f"# defender-hub local: ready. Kinesis, DynamoDB, SQS, S3 and STS at {stack.aws.endpoint_url}; the local "
             f"Security Hub at {stack.hub.endpoint_url} (its findings: {stack.hub.endpoint_url}/_local/findings)"

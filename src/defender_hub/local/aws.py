@@ -1,7 +1,9 @@
-"""Local Kinesis, DynamoDB and SQS: moto served by hypercorn on 127.0.0.1, started as a child process."""
+"""Local Kinesis, DynamoDB and SQS: moto served by hypercorn on 127.0.0.1 (or the address given), started as a child
+process."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import subprocess
 import sys
@@ -11,51 +13,68 @@ import urllib.request
 
 from defender_hub.errors import PortTaken
 
-__all__ = ["PID_PATH", "LocalAws", "free_port", "port_is_free"]
+__all__ = ["LOOPBACK", "PID_PATH", "LocalAws", "free_port", "listen_address", "port_is_free", "reach_address"]
 
 LOOPBACK = "127.0.0.1"
+"""Where the local stack listens unless told otherwise: this host only."""
+ANY = "0.0.0.0"  # noqa: S104 - only where asked: a container's interfaces, on its compose network
 PID_PATH = "/_local/pid"
 """Where the local AWS server answers its process id and its parent's: a readiness check that another stack on the port
 can't pass."""
 
 
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen on `port` of 127.0.0.1 now."""
+def listen_address(address: str) -> str:
+    """`address` if it is an IPv4 address to listen on (as the local stack's servers take it); else ValueError."""
+    return str(ipaddress.IPv4Address(address))
+
+
+def reach_address(address: str) -> str:
+    """The address that reaches, from this host, a server listening on `address`: the address itself, but 127.0.0.1
+    for 0.0.0.0 (every interface, loopback among them)."""
+    return LOOPBACK if address == ANY else address
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could listen on `port` of `host` (127.0.0.1 unless told) now."""
     with socket.socket() as probe:
         # As servers bind: a port left in TIME_WAIT by a stack just stopped is free; one listened on is not.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((LOOPBACK, port))
+            probe.bind((host, port))
         except OSError:
             return False
         return True
 
 
-def free_port() -> int:
-    """Returns a port on 127.0.0.1 that nothing listens on now."""
+def free_port(host: str = LOOPBACK) -> int:
+    """Returns a port on `host` (127.0.0.1 unless told) that nothing listens on now."""
     with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
+        probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
 
 
 class LocalAws:
-    """moto behind hypercorn: start it, point endpoints at `endpoint_url`, stop it."""
+    """moto behind hypercorn: start it, point endpoints at `endpoint_url`, stop it.
 
-    def __init__(self, port: int = 0) -> None:
-        self.port = port or free_port()
+    It listens on `host`, 127.0.0.1 unless told: 0.0.0.0 is for a container on a compose network, where every
+    interface is the container's own (its loopback, and the network the other services reach it on)."""
+
+    def __init__(self, port: int = 0, *, host: str = LOOPBACK) -> None:
+        self.host = listen_address(host)
+        self.port = port or free_port(self.host)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint_url(self) -> str:
-        """The one endpoint of every local service."""
-        return f"http://{LOOPBACK}:{self.port}"
+        """The one endpoint of every local service, as this host reaches it (127.0.0.1 when listening on 0.0.0.0)."""
+        return f"http://{reach_address(self.host)}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> LocalAws:
         """Starts hypercorn and returns once it answers; raises PortTaken if the port is another process's, and
         RuntimeError if it does not answer."""
-        if not port_is_free(self.port):
-            raise PortTaken(self.port)
+        if not port_is_free(self.port, self.host):
+            raise PortTaken(self.port, self.host)
         command = [
             sys.executable,
             "-m",
@@ -63,7 +82,7 @@ class LocalAws:
             "--workers",
             "0",  # served by this process: a spawned worker would load moto again, a second slower
             "--bind",
-            f"{LOOPBACK}:{self.port}",
+            f"{self.host}:{self.port}",
             "defender_hub.local.moto_app:app",
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
@@ -81,7 +100,7 @@ class LocalAws:
             if self._process.pid in answered_by:
                 return self
             self.stop()  # another stack took the port between the check and the start
-            raise PortTaken(self.port)
+            raise PortTaken(self.port, self.host)
         self.stop()
         raise RuntimeError(f"the local AWS stack did not answer on {self.endpoint_url} within {timeout:.0f} s")
 

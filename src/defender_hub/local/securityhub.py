@@ -43,6 +43,7 @@ from typing import Any
 
 from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE, UPDATE_BURST, UPDATE_RATE
 from defender_hub.errors import PortTaken
+from defender_hub.local.aws import LOOPBACK, listen_address, reach_address
 from defender_hub.local.hub_core import (
     BATCH_IMPORT,
     BATCH_UPDATE,
@@ -66,8 +67,6 @@ from defender_hub.local.hub_store import DUPLICATED, FINDING_NOT_FOUND, FindingS
 from defender_hub.local.replies import serve_in_background
 
 __all__ = ["DEFAULT_ACCOUNT", "DEFAULT_REGION", "Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
-
-LOOPBACK = "127.0.0.1"
 
 
 def _force(failures: dict[str, list[Any]], ids: Iterable[str], code: str, message: str, times: int | None) -> None:
@@ -98,7 +97,10 @@ class LocalSecurityHub:
         sts_endpoint: str | None = None,
         update_rate: float = UPDATE_RATE,
         update_burst: int = UPDATE_BURST,
+        host: str = LOOPBACK,
     ) -> None:
+        """Serves on `host`, 127.0.0.1 unless told (0.0.0.0: a container's interfaces, on its compose network)."""
+        self.host = listen_address(host)
         self.account_id, self.region = account_id, region
         """The account of a caller the local STS does not know, or of every caller without one."""
         self._sts_endpoint = sts_endpoint
@@ -121,11 +123,11 @@ class LocalSecurityHub:
 
     @property
     def endpoint_url(self) -> str:
-        """The URL to give boto3 as `endpoint_url`."""
-        return f"http://{LOOPBACK}:{self._port}"
+        """The URL to give boto3 as `endpoint_url`, as this host reaches it (127.0.0.1 when serving on 0.0.0.0)."""
+        return f"http://{reach_address(self.host)}:{self._port}"
 
     def start(self) -> LocalSecurityHub:
-        """Starts serving on 127.0.0.1 (a free port unless one was given); returns self. Raises PortTaken if the
+        """Starts serving on its host (a free port unless one was given); returns self. Raises PortTaken if the
         port is another process's."""
         self._listen()
         return self
@@ -149,10 +151,10 @@ class LocalSecurityHub:
             local_hub = hub
 
         try:
-            server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
+            server = ThreadingHTTPServer((self.host, self._port), Handler)
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
-                raise PortTaken(self._port) from None
+                raise PortTaken(self._port, self.host) from None
             raise
         server.daemon_threads = True
         self._port = server.server_address[1]

@@ -1,4 +1,5 @@
-"""The local stack: moto's Kinesis, DynamoDB, SQS, S3 and STS and the local Security Hub, on 127.0.0.1 together."""
+"""The local stack: moto's Kinesis, DynamoDB, SQS, S3 and STS and the local Security Hub, on 127.0.0.1 together (or
+on the address given: 0.0.0.0 in a container on a compose network)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import boto3
 
 from defender_hub.errors import ConfigError, PortTaken
-from defender_hub.local.aws import LocalAws, port_is_free
+from defender_hub.local.aws import LOOPBACK, LocalAws, port_is_free
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.settings import variable
 
@@ -83,11 +84,15 @@ class LocalStack:
 
 
 @contextmanager
-def local_stack(aws_port: int = 0, hub_port: int = 0) -> Iterator[LocalStack]:
-    """Runs the local stack on 127.0.0.1 for the duration of the block."""
-    if hub_port and not port_is_free(hub_port):
-        raise PortTaken(hub_port)  # before moto's start, which takes seconds
-    with LocalAws(aws_port) as aws, LocalSecurityHub(port=hub_port, sts_endpoint=aws.endpoint_url) as hub:
+def local_stack(aws_port: int = 0, hub_port: int = 0, host: str = LOOPBACK) -> Iterator[LocalStack]:
+    """Runs the local stack on `host` (127.0.0.1 unless told) for the duration of the block. The hub asks moto's STS
+    at moto's endpoint as this host reaches it: on 0.0.0.0, that is 127.0.0.1, inside the stack's own container."""
+    if hub_port and not port_is_free(hub_port, host):
+        raise PortTaken(hub_port, host)  # before moto's start, which takes seconds
+    with (
+        LocalAws(aws_port, host=host) as aws,
+        LocalSecurityHub(port=hub_port, sts_endpoint=aws.endpoint_url, host=host) as hub,
+    ):
         yield LocalStack(aws, hub)
 
 
