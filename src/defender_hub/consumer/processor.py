@@ -63,6 +63,7 @@ from defender_hub.metrics import (
     WHAT_SKIPPED,
     reason_label,
 )
+from defender_hub.sender.client import SenderClient
 from defender_hub.sink import DeadLetter, DeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink, Sink
 from defender_hub.sink.answers import ACCESS_CODES, REFUSED_STATUSES
 
@@ -169,10 +170,11 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             _count_from_zero(self._shard)
         self._progressed(None)
 
-    def count_letters_of(self, hub: SecurityHubSink) -> None:
-        """Counts in SET_ASIDE each letter `hub` keeps, by what was set aside and why: where it puts a letter is the
-        one place that knows its kind and code."""
-        hub.dead_letters = _CountedLetters(hub.dead_letters, self._best_effort)
+    def count_letters_of(self, sender: SecurityHubSink | SenderClient) -> None:
+        """Counts in SET_ASIDE each letter `sender` keeps, by what was set aside and why: where it puts a letter is
+        the one place that knows its kind and code. (Through the worker's sender, that is the letters the shard
+        keeps itself: findings from the future.)"""
+        sender.dead_letters = _CountedLetters(sender.dead_letters, self._best_effort)
 
     def ended(self) -> None:
         """Takes this process's lag out of the worker's metrics as it ends: a shard process that ended is behind

@@ -11,8 +11,10 @@ refusal), so every finding must pass it before it is sent.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import threading
 from typing import Annotated, Any
 
 import msgspec
@@ -39,15 +41,25 @@ def _described(message: str) -> str:
     return f"{path or 'finding'}: {what[:1].lower()}{what[1:]} (botocore's model)"
 
 
+_BUILDING = threading.Lock()
+
+
 @functools.cache
 def _finding_type() -> Any:
-    """The msgspec type of a finding that botocore's validator would pass, built once from its service model."""
+    """The msgspec type of a finding that botocore's validator would pass, built once from its service model, with
+    msgspec's plan of it."""
     # botocore is loaded here, not at import, as everywhere else: commands that send nothing never load it.
     import botocore.session  # noqa: PLC0415
 
-    model = botocore.session.get_session().get_service_model("securityhub")
-    findings = model.operation_model("BatchImportFindings").input_shape.members["Findings"]
-    return _type(findings.member, {})
+    with _BUILDING:
+        model = botocore.session.get_session().get_service_model("securityhub")
+        findings = model.operation_model("BatchImportFindings").input_shape.members["Findings"]
+        finding = _type(findings.member, {})
+        # msgspec makes its plan of a struct type on first use, and two threads making it at once crash the
+        # interpreter (the worker's sender screens requests in several threads): it is made here, under the lock.
+        with contextlib.suppress(msgspec.ValidationError):
+            msgspec.convert({}, finding)
+        return finding
 
 
 def _type(shape: Any, made: dict[str, Any]) -> Any:
