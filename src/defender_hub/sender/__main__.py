@@ -3,6 +3,7 @@ settings it hands its shard processes in the environment."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -20,6 +21,8 @@ from defender_hub.worker import delivery_settings
 
 __all__ = ["main"]
 
+log = logging.getLogger("defender_hub.sender")
+
 
 def main() -> None:
     """Serves the worker's shard processes until `run` closes this process's standard input (as it ends, or dies)."""
@@ -35,6 +38,7 @@ def main() -> None:
     stop = threading.Event()
     hub = open_hub(settings, open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow), stop)
     server = SenderServer(hub, Path(values["sender_socket"]), values["send_wait_millis"] / 1000, stop)
+    log.info("the worker's sender listens on %s (pid %d)", values["sender_socket"], os.getpid())
     try:
         print(READY, flush=True)
         sys.stdin.buffer.read()
