@@ -3,6 +3,7 @@ settings it hands its shard processes in the environment."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from defender_hub.sender.process import READY
 from defender_hub.sender.server import SenderServer
 from defender_hub.settings.resolving import shard_settings
 from defender_hub.sink import open_dead_letters
+from defender_hub.sink.counted_letters import CountedLetters
 from defender_hub.worker import delivery_settings
 
 __all__ = ["main"]
@@ -36,7 +38,9 @@ def main() -> None:
         raise ConfigError("the sender needs its socket's path (DEFENDER_HUB_SENDER_SOCKET)")
     settings = delivery_settings(values)
     stop = threading.Event()
-    hub = open_hub(settings, open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow), stop)
+    letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
+    # Counted as the shard processes count theirs; a metric that can't be written costs no letter.
+    hub = open_hub(settings, CountedLetters(letters, lambda _: contextlib.suppress(OSError)), stop)
     server = SenderServer(hub, Path(values["sender_socket"]), values["send_wait_millis"] / 1000, stop)
     log.info("the worker's sender listens on %s (pid %d)", values["sender_socket"], os.getpid())
     try:
