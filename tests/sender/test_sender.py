@@ -15,6 +15,7 @@ import pytest
 
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
+from defender_hub.codecs.asff_rules import IMPORT_BURST
 from defender_hub.consumer.processor import FindingsProcessor
 from defender_hub.convert import EventConverter
 from defender_hub.errors import SinkError
@@ -27,7 +28,20 @@ from defender_hub.sender.server import SenderServer
 from defender_hub.settings.resolving import shard_environment, shard_settings
 from defender_hub.sink import JsonlDeadLetters, MappedFinding, RecordOrigin, SecurityHubSink
 from defender_hub.sink.quota import SharedQuota
-from tests.helpers import ACCOUNT, FAST, TESTS_NOW_MS, hub_clients, local_aws_env, many, read_jsonl, violation, wait_for
+from tests.helpers import (
+    ACCOUNT,
+    FAST,
+    TESTS_NOW_MS,
+    config_change,
+    hub_clients,
+    local_aws_env,
+    many,
+    read_jsonl,
+    violation,
+    wait_for,
+)
+
+T0 = 1_700_000_000_000
 
 
 @pytest.fixture
@@ -133,7 +147,7 @@ def test_shards_sending_through_the_sender_never_exceed_the_quota_and_fill_every
                 client.connect()
             # Three shards hand over uneven parts: alone, each would end in a partial request a part.
             parts = [
-                [shard_findings(template, f"shard-{n}", 250 + 37 * n, start) for start in (0, 1000)] for n in range(3)
+                [shard_findings(template, f"shard-{n}", 1000 + 37 * n, start) for start in (0, 5000)] for n in range(3)
             ]
 
             def deliver(n: int) -> None:
@@ -152,9 +166,10 @@ def test_shards_sending_through_the_sender_never_exceed_the_quota_and_fill_every
 
     statuses = [r.status for r in requests]
     assert 429 not in statuses and statuses.count(200) == len(statuses)
-    total = sum(2 * (250 + 37 * n) for n in range(3))
+    total = sum(2 * (1000 + 37 * n) for n in range(3))
     assert sum(r.accepted for r in requests) == total
-    assert len(requests) <= total // 100 + 3  # filled across shards: at most a partial request a round
+    assert len(requests) > IMPORT_BURST  # past the burst: the quota's rate held them
+    assert len(requests) <= total // 100 + 3  # filled across shards: a partial request a round, not one a part
 
 
 # -- the sender as `run` starts it: a process of its own, which may die
@@ -232,3 +247,24 @@ def test_a_deliver_raises_sink_error_when_no_sender_listens(tmp_path: Path, temp
     client = SenderClient(tmp_path / "nobody.sock", JsonlDeadLetters(tmp_path / "dl.jsonl"), threading.Event())
     with pytest.raises(SinkError, match="can't be reached"):
         ledgered(client, tmp_path / "ledger.sqlite3").deliver(many(template, 3))
+
+
+def test_workflow_updates_go_through_the_sender_asking_the_shard_what_is_still_owed(
+    hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path
+) -> None:
+    converter = EventConverter(MappingOptions())
+    shard = ledgered(sender.client(tmp_path), tmp_path / "ledger.sqlite3")
+    events = [config_change("born-passing", "COMPLIANT", T0), config_change("failing", "NON_COMPLIANT", T0)]
+    findings = [
+        MappedFinding(finding, RecordOrigin("shard-1", str(n)))
+        for n, event in enumerate(events)
+        for finding in converter.findings(event)
+    ]
+
+    report = shard.deliver(findings)
+
+    assert (report.accepted, report.workflow_updated, report.workflow_owed) == (2, 1, 0)
+    workflows = {f["Resources"][0]["Id"]: f["Workflow"]["Status"] for f in hub.findings()}
+    assert workflows == {"arn:aws:s3:::born-passing": "RESOLVED", "arn:aws:s3:::failing": "NEW"}
+    assert [r.findings for r in hub.requests("BatchUpdateFindings")] == [1]
+    assert SqliteLedger(tmp_path / "ledger.sqlite3").owed_workflows(10) == []
