@@ -239,10 +239,9 @@ class SenderServer:
             if connection.ticket is not None:
                 connection.ticket.over = True
             for lane_queue in self._queues.values():
-                gone = [handed for handed in lane_queue.pending if handed.ticket.connection is connection]
-                for handed in gone:
-                    lane_queue.pending.remove(handed)
-                    lane_queue.size -= len(handed.item.body) + _SEPARATOR
+                kept = deque(handed for handed in lane_queue.pending if handed.ticket.connection is not connection)
+                lane_queue.pending = kept
+                lane_queue.size = sum(len(handed.item.body) + _SEPARATOR for handed in kept)
             self._condition.notify_all()
         connection.sock.close()
 
@@ -320,29 +319,30 @@ class SenderServer:
         """Counts what became of each finding of a request sent, into its shard's delivery; answers each delivery
         that is over. The request's own counts (requests, throttling, retries) go to the delivery of its first
         finding, so that the shards' counts add up to the sender's."""
-        settled: dict[_Ticket, int] = {}
-        first = batch[0].ticket.report
-        first.requests += report.requests
-        first.throttled += report.throttled
-        first.retried += report.retried
-        for handed in batch:
-            counts = handed.ticket.report
-            if id(handed.item.doc) in accepted:
-                counts.accepted += 1
-            elif finding_key(handed.item.doc) in dead:
-                counts.dead_lettered += 1
-            else:  # parked, or without parking left owed
-                counts.parked += 1
-            settled[handed.ticket] = settled.get(handed.ticket, 0) + 1
-        for ticket, count in settled.items():
-            with self._condition:
+        answers: list[tuple[_Connection, Done]] = []
+        with self._condition:  # the counts of a delivery whose findings went in several requests at once
+            settled: dict[_Ticket, int] = {}
+            first = batch[0].ticket.report
+            first.requests += report.requests
+            first.throttled += report.throttled
+            first.retried += report.retried
+            for handed in batch:
+                counts = handed.ticket.report
+                if id(handed.item.doc) in accepted:
+                    counts.accepted += 1
+                elif finding_key(handed.item.doc) in dead:
+                    counts.dead_lettered += 1
+                else:  # parked, or without parking left owed
+                    counts.parked += 1
+                settled[handed.ticket] = settled.get(handed.ticket, 0) + 1
+            for ticket, count in settled.items():
                 ticket.left -= count
-                done = ticket.left == 0 and not ticket.over
-                if done:
+                if ticket.left == 0 and not ticket.over:
                     ticket.over = True
                     ticket.connection.waiting = False
-            if done:
-                ticket.connection.send(Done(dataclasses.asdict(ticket.report)))
+                    answers.append((ticket.connection, Done(dataclasses.asdict(ticket.report))))
+        for connection, answer in answers:
+            connection.send(answer)
 
     def _fail(self, ticket: _Ticket, error: Exception) -> None:
         """Ends a shard's delivery in `error`: nothing it handed may be checkpointed."""
