@@ -8,7 +8,10 @@ mapping from each setting's name to its value.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -21,13 +24,16 @@ from defender_hub.checkpoints.opening import Delivery, DeliverySettings, open_de
 from defender_hub.config import default_dead_letters, default_ledger, load_mapping_options, refuse_former_defaults
 from defender_hub.convert import EventConverter
 from defender_hub.errors import ConfigError
+from defender_hub.sender.client import SenderClient
 from defender_hub.settings import named
 from defender_hub.settings.resolving import shard_environment
+from defender_hub.sink import SecurityHubSink
 from defender_hub.sink.lanes import check_external_id, check_role
 
 if TYPE_CHECKING:
     from defender_hub.checkpoints.sweeps import PeriodicSweep
     from defender_hub.consumer.processor import FindingsProcessor
+    from defender_hub.sender.process import SenderProcess
 
 __all__ = ["RunWorker", "ShardWorker", "absolute_ledger", "delivery_settings", "open_shard"]
 
@@ -56,6 +62,7 @@ def delivery_settings(values: Mapping[str, Any], *, ledger_by_default: bool = Tr
         external_id=values["external_id"],
         quota_dir=values.get("quota_dir"),
         outage_limit_seconds=values["outage_limit"],
+        sender_socket=values.get("sender_socket"),
     )
 
 
@@ -82,7 +89,11 @@ def open_shard(values: Mapping[str, Any], stop: threading.Event) -> ShardWorker:
     )
     delivery = open_delivery(delivery_settings(values), stop)
     processor = FindingsProcessor(EventConverter(options), delivery.sink, delivery.dead_letters, values["health_dir"])
-    processor.count_letters_of(delivery.hub)
+    if isinstance(delivery.sender, SenderClient):
+        # Connected as the shard starts: the sender then knows of every shard that may add to a request.
+        delivery.sender.connect()
+    if isinstance(delivery.sender, SenderClient | SecurityHubSink):
+        processor.count_letters_of(delivery.sender)
     return ShardWorker(processor, delivery)
 
 
@@ -100,8 +111,9 @@ def absolute_ledger(url: str | None) -> str:
 
 @dataclass
 class RunWorker:
-    """What `run` sets up around its daemon, while entered: the quota's folder its shard processes share, the metrics
-    they report into and their server, the sweeps (parked lanes, refresh), and the shard processes' environment."""
+    """What `run` sets up around its daemon, while entered: the quota's folder its processes share, the metrics they
+    report into and their server, the worker's sender (watched: if it dies, the daemon is stopped), the sweeps
+    (parked lanes, refresh), and the shard processes' environment."""
 
     values: Mapping[str, Any]
     """`run`'s resolved settings."""
@@ -110,11 +122,16 @@ class RunWorker:
     verbose: bool = False
     environment: dict[str, str] = field(default_factory=dict)
     """The shard processes' environment, once entered."""
+    sender_died: bool = False
+    """Whether the sender ended while the daemon ran: the run failed, whatever the daemon's status."""
     _folders: list[str] = field(default_factory=list)
     _sweeps: list[PeriodicSweep] = field(default_factory=list)
+    _sender: SenderProcess | None = None
+    _daemon: int | None = None
 
     def __enter__(self) -> RunWorker:
         from defender_hub.checkpoints.sweeps import start_periodic_refresh, start_periodic_retry  # noqa: PLC0415
+        from defender_hub.sender.process import SenderProcess  # noqa: PLC0415 - `run`'s alone
 
         try:
             # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
@@ -135,6 +152,7 @@ class RunWorker:
                     "ledger": delivery.ledger,
                     "import_account": delivery.account_id,
                     "quota_dir": quota_dir,
+                    "sender_socket": str(Path(self._folder("defender-hub-sender-")) / "sender.sock"),
                     "health_dir": Path(health).resolve() if health else None,
                     "state_dir": Path(state).resolve() if state else None,
                     **{level: "INFO" if self.verbose else named(level).default for level in _DAEMON_LOG_LEVELS},
@@ -145,6 +163,9 @@ class RunWorker:
 
                 self.environment["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
                 serve(self.values["metrics_port"], Path(metrics_dir), self.values["metrics_address"])
+            # Started before the daemon, so the first shard process finds it listening.
+            self._sender = SenderProcess(self.environment, self._sender_ended)
+            # The sweeps still send on their own, sharing the worker's quota with the sender through its folder.
             self._sweeps.append(start_periodic_retry(delivery, self.values["parked_retry_seconds"]))
             if self.values["refresh_hours"] > 0:
                 self._sweeps.append(start_periodic_refresh(delivery, self.values["refresh_hours"] * 3600))
@@ -152,6 +173,20 @@ class RunWorker:
             self.__exit__()
             raise
         return self
+
+    def daemon_started(self, pid: int) -> None:
+        """Notes the daemon's process, to stop should the sender die."""
+        self._daemon = pid
+        if self.sender_died:
+            os.kill(pid, signal.SIGTERM)
+
+    def _sender_ended(self, _status: int) -> None:
+        """Stops the daemon: its shard processes can deliver nothing without the sender, and exit without
+        checkpoint; `run` then exits non-zero."""
+        self.sender_died = True
+        if self._daemon is not None:
+            with contextlib.suppress(ProcessLookupError):  # the daemon has ended already
+                os.kill(self._daemon, signal.SIGTERM)
 
     def _folder(self, prefix: str) -> str:
         folder = tempfile.mkdtemp(prefix=prefix)
@@ -161,5 +196,7 @@ class RunWorker:
     def __exit__(self, *_: object) -> None:
         for sweep in self._sweeps:
             sweep.end()  # before the folders go: a sweep under way uses the quota's
+        if self._sender is not None:
+            self._sender.end()  # after the daemon, whose shard processes drained through it
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)

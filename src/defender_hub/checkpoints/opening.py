@@ -14,13 +14,23 @@ from pathlib import Path
 from defender_hub.checkpoints import Ledger, open_ledger
 from defender_hub.checkpoints.delivery import Clock, LedgeredSink
 from defender_hub.codecs.asff_rules import UPDATE_BURST, UPDATE_RATE
+from defender_hub.errors import ConfigError
+from defender_hub.sender.client import SenderClient
 from defender_hub.settings import MAX_CLOCK_SKEW_MINUTES, OUTAGE_LIMIT_SECONDS
-from defender_hub.sink import Clients, DeadLetters, SecurityHubSink, Sink, open_dead_letters, securityhub_clients
+from defender_hub.sink import (
+    Clients,
+    DeadLetters,
+    SecurityHubSink,
+    Sender,
+    Sink,
+    open_dead_letters,
+    securityhub_clients,
+)
 from defender_hub.sink.base import RetryPolicy
 from defender_hub.sink.outages import Outages
 from defender_hub.sink.quota import BURST_SLACK, SharedQuota
 
-__all__ = ["Delivery", "DeliverySettings", "open_delivery"]
+__all__ = ["Delivery", "DeliverySettings", "open_delivery", "open_hub"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,9 @@ class DeliverySettings:
     outages: Outages | None = None
     """The lanes' spells of failure, shared by the sinks opened with these settings (a long-lived process's sweeps);
     None: each sink its own."""
+    sender_socket: str | None = None
+    """Where the worker's sender listens (`defender_hub.sender`), for a shard process to send through it; None: this
+    process sends itself."""
 
 
 @dataclass
@@ -56,20 +69,29 @@ class Delivery:
     """The pipeline's output end, built in one place: the sink every entry point sends through, and its dead
     letters."""
 
-    hub: SecurityHubSink
+    hub: SecurityHubSink | None
+    """This process's own Security Hub sink; None when it sends through the worker's sender."""
     dead_letters: DeadLetters
     ledgered: LedgeredSink | None
     """The sink behind the ledger, when there is a ledger (sweeps need it)."""
+    sender: Sender
+    """What sends: `hub`, or the client of the worker's sender."""
 
     @property
     def sink(self) -> Sink:
         """What to deliver to: the ledgered sink when there is a ledger, else Security Hub itself."""
-        return self.ledgered if self.ledgered is not None else self.hub
+        if self.ledgered is not None:
+            return self.ledgered
+        if self.hub is None:
+            raise ConfigError("a delivery through the worker's sender needs a ledger")
+        return self.hub
 
     def close(self) -> None:
-        """Closes the ledger, if any."""
+        """Closes the ledger, if any, and the connection to the worker's sender."""
         if self.ledgered is not None:
             self.ledgered.close()
+        if isinstance(self.sender, SenderClient):
+            self.sender.close()
 
 
 def open_delivery(
@@ -87,6 +109,24 @@ def open_delivery(
     ConfigError when the dead letters, the ledger or the credentials can't be had.
     """
     dead_letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
+    hub: SecurityHubSink | None = None
+    if settings.sender_socket:
+        sender: Sender = SenderClient(Path(settings.sender_socket), dead_letters, stop)
+    else:
+        sender = hub = open_hub(settings, dead_letters, stop, policy)
+    if ledger is None and settings.ledger is not None:
+        ledger = open_ledger(settings.ledger)
+    if ledger is None:
+        return Delivery(hub, dead_letters, None, sender)
+    ledgered = LedgeredSink(sender, ledger, clock=clock, max_clock_skew_minutes=settings.max_clock_skew_minutes)
+    return Delivery(hub, dead_letters, ledgered, sender)
+
+
+def open_hub(
+    settings: DeliverySettings, dead_letters: DeadLetters, stop: threading.Event, policy: RetryPolicy | None = None
+) -> SecurityHubSink:
+    """The Security Hub sink of `settings` (the worker's quota when they name its folder), keeping its letters in
+    `dead_letters`. Raises ConfigError when there are no credentials."""
     clients = settings.clients or securityhub_clients(
         assume_role=settings.assume_role, external_id=settings.external_id, own_account=settings.account_id
     )
@@ -94,7 +134,7 @@ def open_delivery(
     if settings.quota_dir:
         quota = SharedQuota(Path(settings.quota_dir))
         update_quota = SharedQuota(Path(settings.quota_dir) / "batch-update", UPDATE_RATE, UPDATE_BURST - BURST_SLACK)
-    hub = SecurityHubSink(
+    return SecurityHubSink(
         clients,
         dead_letters,
         policy=policy or RetryPolicy(outage_seconds=settings.outage_limit_seconds),
@@ -103,9 +143,3 @@ def open_delivery(
         update_quota=update_quota,
         outages=settings.outages,
     )
-    if ledger is None and settings.ledger is not None:
-        ledger = open_ledger(settings.ledger)
-    if ledger is None:
-        return Delivery(hub, dead_letters, None)
-    ledgered = LedgeredSink(hub, ledger, clock=clock, max_clock_skew_minutes=settings.max_clock_skew_minutes)
-    return Delivery(hub, dead_letters, ledgered)

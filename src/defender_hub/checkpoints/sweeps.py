@@ -72,7 +72,8 @@ def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: 
         delivery.close()
     if report.accepted or report.unchanged:
         log.info("parked lanes: %d findings delivered, %d no longer news", report.accepted, report.unchanged)
-    return delivery.hub.parked_findings
+    # A sweep sends on its own (its settings name no sender), so its sink counts what it parked.
+    return delivery.hub.parked_findings if delivery.hub is not None else Counter()
 
 
 def _remembering_outages(settings: DeliverySettings) -> DeliverySettings:

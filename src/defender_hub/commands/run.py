@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import sys
 from dataclasses import replace
@@ -51,6 +50,7 @@ def add(commands: Any) -> None:
         "poll_millis",
         "refresh_hours",
         "parked_retry_seconds",
+        "send_wait_millis",
         "log_format",
         from_file=True,
         required=("stream", "application"),
@@ -119,12 +119,16 @@ def _run(args: argparse.Namespace) -> int:
     )
     configure(args.log_format)
     with RunWorker(vars(args), chosen, verbose=args.verbose) as worker:
-        status = run_daemon(
-            settings,
-            worker.environment,
-            json_logs=args.log_format == "json",
-            on_start=functools.partial(note_daemon, Path(args.health_dir)) if args.health_dir else lambda _: None,
-        )
+
+        def started(pid: int) -> None:
+            worker.daemon_started(pid)
+            if args.health_dir:
+                note_daemon(Path(args.health_dir), pid)
+
+        status = run_daemon(settings, worker.environment, json_logs=args.log_format == "json", on_start=started)
+        if worker.sender_died:
+            log.error("the worker's sender died: each shard stopped at its last checkpoint; what followed comes again")
+            return EXIT_FAILURES
     if status == 0:
         log.info("stopped: each shard checkpointed at what was delivered")
     return EXIT_OK if status == 0 else EXIT_FAILURES

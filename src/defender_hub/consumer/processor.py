@@ -18,8 +18,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -63,8 +62,10 @@ from defender_hub.metrics import (
     WHAT_SKIPPED,
     reason_label,
 )
+from defender_hub.sender.client import SenderClient
 from defender_hub.sink import DeadLetter, DeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink, Sink
 from defender_hub.sink.answers import ACCESS_CODES, REFUSED_STATUSES
+from defender_hub.sink.counted_letters import CountedLetters
 
 __all__ = ["FindingsProcessor"]
 
@@ -169,10 +170,11 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
             _count_from_zero(self._shard)
         self._progressed(None)
 
-    def count_letters_of(self, hub: SecurityHubSink) -> None:
-        """Counts in SET_ASIDE each letter `hub` keeps, by what was set aside and why: where it puts a letter is the
-        one place that knows its kind and code."""
-        hub.dead_letters = _CountedLetters(hub.dead_letters, self._best_effort)
+    def count_letters_of(self, sender: SecurityHubSink | SenderClient) -> None:
+        """Counts in SET_ASIDE each letter `sender` keeps, by what was set aside and why: where it puts a letter is
+        the one place that knows its kind and code. (Through the worker's sender, that is the letters the shard
+        keeps itself: findings from the future.)"""
+        sender.dead_letters = CountedLetters(sender.dead_letters, self._best_effort)
 
     def ended(self) -> None:
         """Takes this process's lag out of the worker's metrics as it ends: a shard process that ended is behind
@@ -332,28 +334,6 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         checkpoint(shutdown_requested_input.checkpointer, self._shard)
         self._stopping = True
         log.info("%s: stopping, checkpointed at what was delivered", self._shard)
-
-
-class _CountedLetters:
-    """Dead letters that count each letter once it is kept (SET_ASIDE): a parked one by its lane's refusal code, any
-    other by its error code."""
-
-    def __init__(self, kept: DeadLetters, best_effort: Callable[[str], AbstractContextManager[None]]) -> None:
-        self._kept, self._best_effort = kept, best_effort
-
-    def __getattr__(self, name: str) -> Any:  # drain and unreadable: the kept letters' own
-        return getattr(self._kept, name)
-
-    def put(self, letters: Sequence[DeadLetter]) -> None:
-        """Keeps `letters`, then counts them."""
-        self._kept.put(letters)
-        kinds = Counter(
-            (WHAT_PARKED if letter.lane is not None else WHAT_DEAD_LETTERED, reason_label(letter.error_code))
-            for letter in letters
-        )
-        with self._best_effort("metrics"):
-            for (what, reason), count in kinds.items():
-                SET_ASIDE.labels(what, reason).inc(count)
 
 
 def _count_from_zero(shard: str) -> None:

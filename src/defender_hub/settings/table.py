@@ -32,6 +32,7 @@ __all__ = [
     "REFRESH_HOURS",
     "RETRIEVAL_MODES",
     "ROWS",
+    "SEND_WAIT_MILLIS",
     "SETTINGS",
     "Setting",
     "from_environment",
@@ -66,6 +67,8 @@ PARKED_RETRY_SECONDS = 60
 """How often `run` sends parked lanes' findings again."""
 REFRESH_HOURS = 24
 """Hours between `run`'s sweeps that refresh findings near Security Hub's 90-day expiry."""
+SEND_WAIT_MILLIS = 250
+"""How long the worker's sender waits at most for a lane's request to fill with what its shard processes hand it."""
 
 Check = Callable[[str, Any], str | None]
 """Says what is wrong with a setting's value, given the setting's name in words; None when nothing is."""
@@ -231,6 +234,17 @@ ROWS = (
         in_file=True,
     ),
     Setting(
+        "send_wait_millis",
+        "milliseconds the worker's sender waits at most for a request of an account and Region to fill (100 "
+        "findings or 6 MB) with what the shard processes hand it; it sends at once when every shard waits on it",
+        kind=int,
+        default=SEND_WAIT_MILLIS,
+        metavar="MILLISECONDS",
+        check=_at_least(0, "milliseconds"),
+        in_file=True,
+        to_shards=True,
+    ),
+    Setting(
         "log_format",
         "text, or json: one object a line",
         default="text",
@@ -335,7 +349,13 @@ ROWS = (
     ),
     Setting(
         "quota_dir",
-        "where a worker's shard processes share each lane's quota: the worker's own folder",
+        "where a worker's processes share each lane's quota: the worker's own folder",
+        to_shards=True,
+        flag=False,
+    ),
+    Setting(
+        "sender_socket",
+        "the Unix socket of the worker's sender, which the shard processes send through: in the worker's own folder",
         to_shards=True,
         flag=False,
     ),

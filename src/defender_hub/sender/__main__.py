@@ -1,0 +1,58 @@
+"""The worker's sender as a process (`python -m defender_hub.sender`), which `run` starts before its daemon, with the
+settings it hands its shard processes in the environment."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from defender_hub.checkpoints.opening import open_hub
+from defender_hub.errors import ConfigError
+from defender_hub.logs import configure
+from defender_hub.sender.process import READY
+from defender_hub.sender.server import SenderServer
+from defender_hub.settings.resolving import shard_settings
+from defender_hub.sink import open_dead_letters
+from defender_hub.sink.counted_letters import CountedLetters
+from defender_hub.sink.shapes import shape_problem
+from defender_hub.worker import delivery_settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("defender_hub.sender")
+
+
+def main() -> None:
+    """Serves the worker's shard processes until `run` closes this process's standard input (as it ends, or dies)."""
+    values = shard_settings(os.environ)
+    configure(values["log_format"])
+    # A stop signal to the whole process group (Ctrl-C, a unit's stop) must not end the sender before the shards
+    # have drained through it: `run` ends it once the daemon is gone, by closing its standard input.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not values["sender_socket"]:
+        raise ConfigError("the sender needs its socket's path (DEFENDER_HUB_SENDER_SOCKET)")
+    settings = delivery_settings(values)
+    stop = threading.Event()
+    letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
+    # Counted as the shard processes count theirs; a metric that can't be written costs no letter.
+    hub = open_hub(settings, CountedLetters(letters, lambda _: contextlib.suppress(OSError)), stop)
+    # The finding's shape is built from botocore's model (a second of CPU) before the shards may send, rather than
+    # while the first request waits for it.
+    shape_problem({})
+    server = SenderServer(hub, Path(values["sender_socket"]), values["send_wait_millis"] / 1000, stop)
+    log.info("the worker's sender listens on %s (pid %d)", values["sender_socket"], os.getpid())
+    try:
+        print(READY, flush=True)
+        sys.stdin.buffer.read()
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

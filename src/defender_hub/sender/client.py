@@ -1,0 +1,168 @@
+"""A shard process's way to the worker's sender: the `Sender` its ledgered sink sends through, in place of a Security
+Hub sink of its own."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import msgspec
+
+from defender_hub.errors import DeadLetterError, LedgerError, SinkError, SinkStopped
+from defender_hub.sender.wire import (
+    Accepted,
+    Deliver,
+    Done,
+    FrameReader,
+    Owed,
+    StillOwed,
+    ToSender,
+    ToShard,
+    Update,
+    WireFinding,
+    WireUpdate,
+    decode_to_shard,
+    frame,
+)
+from defender_hub.sink import Accepted as OnAccepted
+from defender_hub.sink import DeadLetters, DeliveryReport, EncodedFinding, Lane
+from defender_hub.sink.workflow import StillOwed as StillOwedCheck
+from defender_hub.sink.workflow import WorkflowReport, WorkflowUpdate
+
+__all__ = ["SenderClient"]
+
+STOP_CHECK_SECONDS = 0.5
+"""How often a shard waiting on the sender looks whether it was told to stop."""
+_ERRORS: dict[str, type[SinkError]] = {
+    error.__name__: error for error in (SinkError, SinkStopped, DeadLetterError, LedgerError)
+}
+
+
+class SenderClient:
+    """Hands findings and workflow updates to the worker's sender at `path` and waits for its answers; raises
+    SinkError when the sender can't be reached or goes, so nothing past them is checkpointed."""
+
+    def __init__(self, path: Path, dead_letters: DeadLetters, stop: threading.Event) -> None:
+        self.path, self._stop = path, stop
+        self.dead_letters = dead_letters
+        """The shard's own dead letters, for what it refuses before sending (findings from the future); the
+        sender keeps those of what it sends."""
+        self._lock = threading.Lock()
+        self._connection: socket.socket | None = None
+        self._reader: FrameReader | None = None
+
+    def busy(self, lanes: Iterable[Lane]) -> bool:
+        """False: the sender fills each lane's requests across the worker's shards, so a shard's small batch need not
+        wait for its next to share one."""
+        return False
+
+    def deliver_encoded(
+        self, encoded: list[EncodedFinding], on_accepted: OnAccepted | None = None, *, park: bool = True
+    ) -> DeliveryReport:
+        """Hands `encoded` to the sender; `on_accepted` hears of each request's accepted findings; returns once the
+        sender answered for every one. Raises SinkError."""
+        if not encoded:
+            return DeliveryReport()
+        findings = [WireFinding(item.body, item.origins, item.version_ms) for item in encoded]
+        with self._lock:
+            answer = self._ask(Deliver(findings, park), encoded, on_accepted, None)
+        return DeliveryReport(**answer.counts)
+
+    def update_workflows(
+        self, updates: Iterable[WorkflowUpdate], still_owed: StillOwedCheck | None = None
+    ) -> WorkflowReport:
+        """Has the sender set the Workflow.Status of `updates`; `still_owed` is asked before each request. Raises
+        SinkError."""
+        wired = [
+            WireUpdate(u.key, u.finding_id, u.product_arn, u.status, (u.lane.partition, u.lane.account, u.lane.region))
+            for u in updates
+        ]
+        if not wired:
+            return WorkflowReport()
+        by_key = {update.key: update for update in updates}
+
+        def owed(keys: list[str]) -> set[str]:
+            return set(keys) if still_owed is None else still_owed([by_key[key] for key in keys])
+
+        with self._lock:
+            answer = self._ask(Update(wired), [], None, owed)
+        return WorkflowReport(processed=answer.processed, **answer.counts)
+
+    def connect(self) -> None:
+        """Connects to the sender now, rather than at the first delivery; raises SinkError when none listens."""
+        with self._lock:
+            try:
+                self._connected()
+            except OSError as exc:
+                raise SinkError(f"the worker's sender at {self.path} can't be reached: {exc}") from exc
+
+    def close(self) -> None:
+        """Closes the connection, if any."""
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = self._reader = None
+
+    def _ask(
+        self,
+        message: ToSender,
+        encoded: list[EncodedFinding],
+        on_accepted: OnAccepted | None,
+        still_owed: Callable[[list[str]], set[str]] | None,
+    ) -> Done:
+        """Sends `message` and reads the answers until its last; raises SinkError (the connection closed then, so an
+        answer meant for this never reads as one for the next)."""
+        try:
+            connection, reader = self._connected()
+            self._send(connection, message)
+            while True:
+                answer = self._read(reader)
+                if isinstance(answer, Accepted):
+                    if on_accepted is not None:
+                        on_accepted([encoded[index].doc for index in answer.indexes])
+                elif isinstance(answer, StillOwed):
+                    owed = answer.keys if still_owed is None else sorted(still_owed(answer.keys))
+                    self._send(connection, Owed(owed))
+                elif isinstance(answer, Done):
+                    return answer
+                else:
+                    raise _ERRORS.get(answer.error, SinkError)(answer.message)
+        except (OSError, EOFError, msgspec.DecodeError) as exc:
+            self.close()
+            problem = f"{type(exc).__name__}: {exc}"
+            raise SinkError(f"the worker's sender at {self.path} can't be reached: {problem}") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _send(connection: socket.socket, message: ToSender) -> None:
+        """Writes `message` whole, however long the sender takes to read it: only the reads look for a stop."""
+        connection.settimeout(None)
+        try:
+            connection.sendall(frame(message))
+        finally:
+            connection.settimeout(STOP_CHECK_SECONDS)
+
+    def _read(self, reader: FrameReader) -> ToShard:
+        """The sender's next answer, looking every STOP_CHECK_SECONDS whether a stop was asked; raises SinkStopped."""
+        while True:
+            try:
+                answer: ToShard = decode_to_shard(reader.read())
+                return answer
+            except TimeoutError:
+                if self._stop.is_set():
+                    raise SinkStopped("stop requested while the sender still had findings of this shard") from None
+
+    def _connected(self) -> tuple[socket.socket, FrameReader]:
+        if self._connection is None or self._reader is None:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                connection.connect(str(self.path))
+            except OSError:
+                connection.close()
+                raise
+            connection.settimeout(STOP_CHECK_SECONDS)
+            self._connection, self._reader = connection, FrameReader(connection)
+        return self._connection, self._reader

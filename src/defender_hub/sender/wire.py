@@ -1,0 +1,139 @@
+"""What a shard process and the worker's sender say to each other over the sender's Unix socket: msgpack messages,
+each framed by its length.
+
+A shard asks one thing at a time (`Deliver` or `Update`) and reads answers until the one that ends it (`Done` or
+`Failed`); on the way it hears of each request's accepted findings (`Accepted`) and, for workflow updates, is asked
+which are still owed (`StillOwed`, answered by `Owed`).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import msgspec
+
+from defender_hub.sink.batching import RecordOrigin
+
+__all__ = [
+    "Accepted",
+    "Deliver",
+    "Done",
+    "Failed",
+    "FrameReader",
+    "Owed",
+    "StillOwed",
+    "ToSender",
+    "ToShard",
+    "Update",
+    "WireFinding",
+    "WireUpdate",
+    "decode_to_sender",
+    "decode_to_shard",
+    "frame",
+]
+
+_LENGTH = struct.Struct(">I")
+
+
+class WireFinding(msgspec.Struct, array_like=True):
+    """A finding as a shard encoded it: its body (the request's JSON of it), its origins and its version."""
+
+    body: bytes
+    origins: list[RecordOrigin | None]
+    version_ms: int | None = None
+
+
+class WireUpdate(msgspec.Struct, array_like=True):
+    """A workflow update: the shard's key for it, the finding, the status, and its lane's partition, account and
+    Region."""
+
+    key: str
+    finding_id: str
+    product_arn: str
+    status: str
+    lane: tuple[str, str, str]
+
+
+class Deliver(msgspec.Struct, tag="deliver", array_like=True):
+    """Findings to send; without `park`, a refused lane's are left owed rather than parked."""
+
+    findings: list[WireFinding]
+    park: bool = True
+
+
+class Update(msgspec.Struct, tag="update", array_like=True):
+    """Workflow updates to set."""
+
+    updates: list[WireUpdate]
+
+
+class Owed(msgspec.Struct, tag="owed", array_like=True):
+    """The shard's answer to `StillOwed`: the keys still owed."""
+
+    keys: list[str]
+
+
+class Accepted(msgspec.Struct, tag="accepted", array_like=True):
+    """Security Hub accepted these findings of the delivery, by their place in it."""
+
+    indexes: list[int]
+
+
+class StillOwed(msgspec.Struct, tag="still_owed", array_like=True):
+    """Which of these updates' keys are still owed? Asked right before each request."""
+
+    keys: list[str]
+
+
+class Done(msgspec.Struct, tag="done", array_like=True):
+    """The delivery or the update is over: its counts (`DeliveryReport`'s, `WorkflowReport`'s) and, for an update,
+    the keys Security Hub processed."""
+
+    counts: dict[str, int]
+    processed: list[str] = []
+
+
+class Failed(msgspec.Struct, tag="failed", array_like=True):
+    """The delivery or the update can't be done: the error's class name and what it said."""
+
+    error: str
+    message: str
+
+
+ToSender = Deliver | Update | Owed
+ToShard = Accepted | StillOwed | Done | Failed
+
+_encoder = msgspec.msgpack.Encoder()
+decode_to_sender = msgspec.msgpack.Decoder(ToSender).decode
+decode_to_shard = msgspec.msgpack.Decoder(ToShard).decode
+
+
+def frame(message: ToSender | ToShard) -> bytes:
+    """`message` encoded, after its length."""
+    body = _encoder.encode(message)
+    return _LENGTH.pack(len(body)) + body
+
+
+class FrameReader:
+    """Reads whole frames from a socket, keeping what a timeout interrupted for the next read."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
+        self._buffer = bytearray()
+
+    def read(self) -> bytes:
+        """The next frame's body; raises EOFError when the other end closed, TimeoutError (socket.timeout) when the
+        socket's timeout passed first, with what came so far kept."""
+        while True:
+            if len(self._buffer) >= _LENGTH.size:
+                (length,) = _LENGTH.unpack_from(self._buffer)
+                end = _LENGTH.size + length
+                if len(self._buffer) >= end:
+                    body = bytes(self._buffer[_LENGTH.size : end])
+                    del self._buffer[:end]
+                    return body
+            chunk = self._connection.recv(1 << 20)
+            if not chunk:
+                raise EOFError("the other end closed the connection")
+            self._buffer += chunk

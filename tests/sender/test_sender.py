@@ -1,0 +1,270 @@
+"""The worker's sender: shards' findings handed over a Unix socket, sent in requests filled across shards within the
+lane's quota, and each shard answered for its own before it records or checkpoints anything."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from defender_hub.checkpoints import SqliteLedger
+from defender_hub.checkpoints.delivery import LedgeredSink
+from defender_hub.codecs.asff_rules import IMPORT_BURST
+from defender_hub.consumer.processor import FindingsProcessor
+from defender_hub.convert import EventConverter
+from defender_hub.errors import SinkError
+from defender_hub.lifecycle import finding_key
+from defender_hub.local.securityhub import LocalSecurityHub
+from defender_hub.mapping import MappingOptions
+from defender_hub.sender import SenderClient
+from defender_hub.sender.process import SenderProcess
+from defender_hub.sender.server import SenderServer
+from defender_hub.settings.resolving import shard_environment, shard_settings
+from defender_hub.sink import JsonlDeadLetters, MappedFinding, RecordOrigin, SecurityHubSink
+from defender_hub.sink.quota import SharedQuota
+from tests.helpers import (
+    ACCOUNT,
+    FAST,
+    TESTS_NOW_MS,
+    config_change,
+    hub_clients,
+    local_aws_env,
+    many,
+    read_jsonl,
+    violation,
+    wait_for,
+)
+
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture
+def template(convert: Any, reference_events: list[dict[str, Any]]) -> dict[str, Any]:
+    return convert(reference_events[2] | {"region": "us-east-1"})[0]
+
+
+class InProcessSender:
+    """The sender served from threads of the test's process, on the local hub, with the worker's quota."""
+
+    def __init__(self, hub: LocalSecurityHub, folder: Path, wait_seconds: float) -> None:
+        self.stop = threading.Event()
+        self.path = folder / "sender.sock"
+        self.dead_letters = folder / "sender-dead-letters.jsonl"
+        sink = SecurityHubSink(
+            hub_clients(hub),
+            JsonlDeadLetters(self.dead_letters),
+            policy=FAST,
+            stop=self.stop,
+            quota=SharedQuota(folder / "quota"),
+        )
+        self.server = SenderServer(sink, self.path, wait_seconds, self.stop)
+
+    def client(self, folder: Path) -> SenderClient:
+        """A shard's client, keeping its own letters in `folder`."""
+        return SenderClient(self.path, JsonlDeadLetters(folder / "shard-dead-letters.jsonl"), threading.Event())
+
+
+@pytest.fixture
+def sender(hub: LocalSecurityHub, tmp_path: Path) -> Iterator[InProcessSender]:
+    served = InProcessSender(hub, tmp_path, wait_seconds=2.0)
+    yield served
+    served.server.close()
+
+
+def shard_findings(template: dict[str, Any], shard: str, count: int, start: int = 0) -> list[MappedFinding]:
+    """`count` distinct findings of `shard`, each from its own record."""
+    return [
+        MappedFinding(copy.deepcopy(template) | {"Id": f"{shard}-finding-{i}"}, RecordOrigin(shard, str(1000 + i)))
+        for i in range(start, start + count)
+    ]
+
+
+def ledgered(client: SenderClient, path: Path) -> LedgeredSink:
+    return LedgeredSink(client, SqliteLedger(path), clock=lambda: TESTS_NOW_MS / 1000)
+
+
+def test_a_shard_records_exactly_what_the_hub_accepted_once_the_sender_answered(
+    hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    idle = sender.client(tmp_path)  # a second shard, connected and idle: the request waits for it to fill
+    idle.connect()
+    shard = ledgered(sender.client(tmp_path), tmp_path / "ledger.sqlite3")
+    findings = shard_findings(template, "shard-1", 5)
+    findings[2] = MappedFinding(findings[2].finding | {"Severity": {"Label": "NOT A LABEL"}}, findings[2].origin)
+    hub.fail(["shard-1-finding-3"], code="InvalidInput", times=None)  # refused by the hub for good
+
+    started = time.monotonic()
+    report = shard.deliver(findings)
+
+    assert time.monotonic() - started >= 1.5  # the sender waited for the request to fill, and the shard with it
+    assert (report.accepted, report.dead_lettered, report.parked) == (3, 2, 0)
+    stored = {finding_key(doc) for doc in hub.findings()}
+    keys = [finding_key(item.finding) for item in findings]  # type: ignore[arg-type]
+    recorded = set(SqliteLedger(tmp_path / "ledger.sqlite3").entries(keys))
+    assert recorded == stored and len(stored) == 3
+    letters = read_jsonl(sender.dead_letters)  # the sender keeps the letters of what it sends, with their origins
+    assert sorted(letter["origin"]["sequence_number"] for letter in letters) == ["1002", "1003"]
+
+
+def test_two_shards_findings_share_one_request(
+    hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    clients = [sender.client(tmp_path) for _ in range(2)]
+    for client in clients:
+        client.connect()  # as a shard process does as it starts
+    shards = [ledgered(client, tmp_path / f"ledger-{n}.sqlite3") for n, client in enumerate(clients)]
+    reports = []
+
+    def deliver(n: int) -> None:
+        reports.append(shards[n].deliver(shard_findings(template, f"shard-{n}", 30)))
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.2)  # one shard's findings wait in the sender for the other's
+    for thread in threads:
+        thread.join()
+
+    assert [(r.findings, r.accepted) for r in hub.requests("BatchImportFindings")] == [(60, 60)]
+    assert sorted(report.accepted for report in reports) == [30, 30]
+    assert sum(report.requests for report in reports) == 1
+
+
+def test_shards_sending_through_the_sender_never_exceed_the_quota_and_fill_every_request(
+    tmp_path: Path, template: dict[str, Any]
+) -> None:
+    with LocalSecurityHub(rate=10, burst=30) as hub:
+        served = InProcessSender(hub, tmp_path, wait_seconds=0.25)
+        try:
+            clients = [served.client(tmp_path) for _ in range(3)]
+            for client in clients:
+                client.connect()
+            # Three shards hand over uneven parts: alone, each would end in a partial request a part.
+            parts = [
+                [shard_findings(template, f"shard-{n}", 1000 + 37 * n, start) for start in (0, 5000)] for n in range(3)
+            ]
+
+            def deliver(n: int) -> None:
+                sink = LedgeredSink(clients[n], SqliteLedger(tmp_path / f"ledger-{n}.sqlite3"))
+                for part in parts[n]:
+                    sink.deliver(part)
+
+            threads = [threading.Thread(target=deliver, args=(n,)) for n in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            requests = hub.requests("BatchImportFindings")
+        finally:
+            served.server.close()
+
+    statuses = [r.status for r in requests]
+    assert 429 not in statuses and statuses.count(200) == len(statuses)
+    total = sum(2 * (1000 + 37 * n) for n in range(3))
+    assert sum(r.accepted for r in requests) == total
+    assert len(requests) > IMPORT_BURST  # past the burst: the quota's rate held them
+    assert len(requests) <= total // 100 + 3  # filled across shards: a partial request a round, not one a part
+
+
+# -- the sender as `run` starts it: a process of its own, which may die
+
+
+def sender_environment(hub: LocalSecurityHub, folder: Path, wait_millis: int) -> dict[str, str]:
+    values = shard_settings({}) | {
+        "dead_letter": str(folder / "sender-dead-letters.jsonl"),
+        "ledger": f"sqlite:///{folder / 'unused.sqlite3'}",
+        "state_dir": str(folder),
+        "import_account": ACCOUNT,
+        "quota_dir": str(folder / "quota"),
+        "sender_socket": str(folder / "sender.sock"),
+        "send_wait_millis": wait_millis,
+    }
+    return local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=hub.endpoint_url) | shard_environment(values)
+
+
+class Checkpoints:
+    def __init__(self) -> None:
+        self.taken: list[str | None] = []
+
+    def checkpoint(self, sequence_number: str | None, sub_sequence: int | None) -> None:
+        self.taken.append(sequence_number)
+
+
+def shard_processor(folder: Path, ledger: Path) -> tuple[FindingsProcessor, SenderClient]:
+    client = SenderClient(folder / "sender.sock", JsonlDeadLetters(folder / "shard.jsonl"), threading.Event())
+    sink = LedgeredSink(client, SqliteLedger(ledger))
+    processor = FindingsProcessor(EventConverter(MappingOptions()), sink, client.dead_letters)
+    processor.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
+    return processor, client
+
+
+def test_a_sender_killed_mid_request_loses_nothing(hub: LocalSecurityHub, tmp_path: Path) -> None:
+    environment = sender_environment(hub, tmp_path, wait_millis=0)
+    deaths: list[int] = []
+    first = SenderProcess(environment, deaths.append)
+    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"v-{n}") for n in range(150)]
+    records = [
+        SimpleNamespace(sequence_number=str(n), sub_sequence_number=None, binary_data=e) for n, e in enumerate(events)
+    ]
+    processor, _ = shard_processor(tmp_path, tmp_path / "ledger.sqlite3")
+    checkpoints = Checkpoints()
+    hub.throttle(60)  # every request is throttled: the sender keeps trying the shard's first request
+
+    def kill_once_a_request_is_under_way() -> None:
+        wait_for("a request of the sender", lambda: hub.requests("BatchImportFindings"), 30, every=0.05)
+        first.process.kill()
+
+    killer = threading.Thread(target=kill_once_a_request_is_under_way)
+    killer.start()
+    with pytest.raises(SystemExit) as exited:
+        processor.process_records(SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpoints))
+    killer.join()
+
+    assert exited.value.code == 1 and checkpoints.taken == []  # SinkError: no checkpoint past what was not answered
+    wait_for("the death of the sender noticed", lambda: deaths, 10, every=0.05)
+    assert SqliteLedger(tmp_path / "ledger.sqlite3").entries([finding_key(doc) for doc in hub.findings()]) == {}
+
+    hub.reset()  # the records come again, to a new run's sender
+    again = SenderProcess(environment, deaths.append)
+    try:
+        processor, client = shard_processor(tmp_path, tmp_path / "ledger.sqlite3")
+        processor.process_records(SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpoints))
+        client.close()
+    finally:
+        again.end()
+    assert checkpoints.taken == ["149"]
+    assert len(hub.findings()) == 150
+    assert len(deaths) == 1  # the second was ended, not dead
+
+
+def test_a_deliver_raises_sink_error_when_no_sender_listens(tmp_path: Path, template: dict[str, Any]) -> None:
+    client = SenderClient(tmp_path / "nobody.sock", JsonlDeadLetters(tmp_path / "dl.jsonl"), threading.Event())
+    with pytest.raises(SinkError, match="can't be reached"):
+        ledgered(client, tmp_path / "ledger.sqlite3").deliver(many(template, 3))
+
+
+def test_workflow_updates_go_through_the_sender_asking_the_shard_what_is_still_owed(
+    hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path
+) -> None:
+    converter = EventConverter(MappingOptions())
+    shard = ledgered(sender.client(tmp_path), tmp_path / "ledger.sqlite3")
+    events = [config_change("born-passing", "COMPLIANT", T0), config_change("failing", "NON_COMPLIANT", T0)]
+    findings = [
+        MappedFinding(finding, RecordOrigin("shard-1", str(n)))
+        for n, event in enumerate(events)
+        for finding in converter.findings(event)
+    ]
+
+    report = shard.deliver(findings)
+
+    assert (report.accepted, report.workflow_updated, report.workflow_owed) == (2, 1, 0)
+    workflows = {f["Resources"][0]["Id"]: f["Workflow"]["Status"] for f in hub.findings()}
+    assert workflows == {"arn:aws:s3:::born-passing": "RESOLVED", "arn:aws:s3:::failing": "NEW"}
+    assert [r.findings for r in hub.requests("BatchUpdateFindings")] == [1]
+    assert SqliteLedger(tmp_path / "ledger.sqlite3").owed_workflows(10) == []
