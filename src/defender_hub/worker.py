@@ -194,6 +194,7 @@ class RunWorker:
         return folder
 
     def __exit__(self, *_: object) -> None:
+        self._daemon = None  # ended by now: its process number may be another process's soon
         for sweep in self._sweeps:
             sweep.end()  # before the folders go: a sweep under way uses the quota's
         if self._sender is not None:

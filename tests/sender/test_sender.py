@@ -4,6 +4,7 @@ lane's quota, and each shard answered for its own before it records or checkpoin
 from __future__ import annotations
 
 import copy
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -268,3 +269,53 @@ def test_workflow_updates_go_through_the_sender_asking_the_shard_what_is_still_o
     assert workflows == {"arn:aws:s3:::born-passing": "RESOLVED", "arn:aws:s3:::failing": "NEW"}
     assert [r.findings for r in hub.requests("BatchUpdateFindings")] == [1]
     assert SqliteLedger(tmp_path / "ledger.sqlite3").owed_workflows(10) == []
+
+
+def test_a_shard_goes_on_while_another_shards_finding_of_their_request_is_tried_again(
+    hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    clients = {name: sender.client(tmp_path) for name in ("shard-a", "shard-b")}
+    for client in clients.values():
+        client.connect()
+    hub.fail(["shard-a-finding-0"], code="InternalException", times=9)  # accepted at its tenth try
+    requests_when_b_was_answered: list[int] = []
+
+    def deliver(name: str) -> None:
+        ledgered(clients[name], tmp_path / f"{name}.sqlite3").deliver(shard_findings(template, name, 1))
+        if name == "shard-b":
+            requests_when_b_was_answered.append(len(hub.requests("BatchImportFindings")))
+
+    threads = [threading.Thread(target=deliver, args=(name,)) for name in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    requests = hub.requests("BatchImportFindings")
+    assert [request.findings for request in requests[:1]] == [2]  # the two shards' findings shared a request
+    assert len(requests) == 10 and len(hub.findings()) == 2
+    # shard-b was answered once its finding was accepted, not after shard-a's nine failures more.
+    assert requests_when_b_was_answered and requests_when_b_was_answered[0] <= 2
+
+
+def test_a_shard_takes_a_sender_that_says_nothing_for_stuck_and_fails_its_delivery(
+    tmp_path: Path, template: dict[str, Any]
+) -> None:
+    path = tmp_path / "wedged.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    taken: list[socket.socket] = []
+    threading.Thread(target=lambda: taken.append(listener.accept()[0]), daemon=True).start()  # reads, never answers
+    client = SenderClient(path, JsonlDeadLetters(tmp_path / "dl.jsonl"), threading.Event(), silence_seconds=1.0)
+    shard = ledgered(client, tmp_path / "ledger.sqlite3")
+
+    findings = shard_findings(template, "shard-1", 3)
+    with pytest.raises(SinkError, match="said nothing for 1 s"):
+        shard.deliver(findings)
+
+    keys = [finding_key(item.finding) for item in findings]  # type: ignore[arg-type]
+    assert SqliteLedger(tmp_path / "ledger.sqlite3").entries(keys) == {}  # nothing recorded: nothing checkpointed
+    listener.close()
+    for connection in taken:
+        connection.close()

@@ -16,6 +16,7 @@ from defender_hub.errors import ConfigError
 from defender_hub.logs import configure
 from defender_hub.sender.process import READY
 from defender_hub.sender.server import SenderServer
+from defender_hub.settings import variable
 from defender_hub.settings.resolving import shard_settings
 from defender_hub.sink import open_dead_letters
 from defender_hub.sink.counted_letters import CountedLetters
@@ -36,7 +37,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not values["sender_socket"]:
-        raise ConfigError("the sender needs its socket's path (DEFENDER_HUB_SENDER_SOCKET)")
+        raise ConfigError(f"the sender needs its socket's path ({variable('sender_socket')})")
     settings = delivery_settings(values)
     stop = threading.Event()
     letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
@@ -49,6 +50,9 @@ def main() -> None:
     log.info("the worker's sender listens on %s (pid %d)", values["sender_socket"], os.getpid())
     try:
         print(READY, flush=True)
+        # Nobody reads this process's output after the ready line: anything written there later could fill the pipe
+        # and block the sender, so it goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.stdin.buffer.read()
     finally:
         server.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -35,6 +36,10 @@ __all__ = ["SenderClient"]
 
 STOP_CHECK_SECONDS = 0.5
 """How often a shard waiting on the sender looks whether it was told to stop."""
+SILENCE_LIMIT_SECONDS = 900.0
+"""How long a shard waits for a word of the sender before it takes the sender for stuck and fails its delivery (so
+it exits without checkpoint, and its lease can go to a worker that works): well past a lane's outage limit (300 s),
+after which the sender parks it, and a finding's ten tries."""
 _ERRORS: dict[str, type[SinkError]] = {
     error.__name__: error for error in (SinkError, SinkStopped, DeadLetterError, LedgerError)
 }
@@ -44,8 +49,14 @@ class SenderClient:
     """Hands findings and workflow updates to the worker's sender at `path` and waits for its answers; raises
     SinkError when the sender can't be reached or goes, so nothing past them is checkpointed."""
 
-    def __init__(self, path: Path, dead_letters: DeadLetters, stop: threading.Event) -> None:
-        self.path, self._stop = path, stop
+    def __init__(
+        self,
+        path: Path,
+        dead_letters: DeadLetters,
+        stop: threading.Event,
+        silence_seconds: float = SILENCE_LIMIT_SECONDS,
+    ) -> None:
+        self.path, self._stop, self._silence_seconds = path, stop, silence_seconds
         self.dead_letters = dead_letters
         """The shard's own dead letters, for what it refuses before sending (findings from the future); the
         sender keeps those of what it sends."""
@@ -75,6 +86,7 @@ class SenderClient:
     ) -> WorkflowReport:
         """Has the sender set the Workflow.Status of `updates`; `still_owed` is asked before each request. Raises
         SinkError."""
+        updates = list(updates)  # read twice: an iterator would leave the second read empty
         wired = [
             WireUpdate(u.key, u.finding_id, u.product_arn, u.status, (u.lane.partition, u.lane.account, u.lane.region))
             for u in updates
@@ -146,7 +158,9 @@ class SenderClient:
             connection.settimeout(STOP_CHECK_SECONDS)
 
     def _read(self, reader: FrameReader) -> ToShard:
-        """The sender's next answer, looking every STOP_CHECK_SECONDS whether a stop was asked; raises SinkStopped."""
+        """The sender's next answer, looking every STOP_CHECK_SECONDS whether a stop was asked; raises SinkStopped, or
+        SinkError when the sender says nothing for its silence limit."""
+        since = time.monotonic()
         while True:
             try:
                 answer: ToShard = decode_to_shard(reader.read())
@@ -154,6 +168,11 @@ class SenderClient:
             except TimeoutError:
                 if self._stop.is_set():
                     raise SinkStopped("stop requested while the sender still had findings of this shard") from None
+                if time.monotonic() - since > self._silence_seconds:
+                    raise SinkError(
+                        f"the worker's sender at {self.path} said nothing for {self._silence_seconds:g} s: taken "
+                        "for stuck"
+                    ) from None
 
     def _connected(self) -> tuple[socket.socket, FrameReader]:
         if self._connection is None or self._reader is None:

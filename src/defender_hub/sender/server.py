@@ -20,9 +20,9 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,9 @@ class _Ticket:
     left: int
     report: DeliveryReport = field(default_factory=DeliveryReport)
     over: bool = False
+    answering: threading.Lock = field(default_factory=threading.Lock)
+    """Held while what became of some of its findings is counted and told, so that its `Done` is written after
+    every `Accepted` of it, whichever request's thread counts last."""
 
 
 @dataclass(slots=True)
@@ -174,7 +177,9 @@ class SenderServer:
         self._queues: dict[tuple[Lane, bool], _LaneQueue] = {}
         self._connections: set[_Connection] = set()
         self._closed = False
-        self._pool = ThreadPoolExecutor(64, thread_name_prefix="sender-request")
+        # Each lane sends through threads of its own, so that a lane failing every request (an outage, until it is
+        # parked) holds no other lane's requests.
+        self._pools: dict[tuple[Lane, bool], ThreadPoolExecutor] = {}
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a socket a sender before this one left
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -200,7 +205,8 @@ class SenderServer:
         for connection in list(self._connections):
             with contextlib.suppress(OSError):
                 connection.sock.shutdown(socket.SHUT_RDWR)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in list(self._pools.values()):
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _accept(self) -> None:
         while True:
@@ -222,8 +228,14 @@ class SenderServer:
                 if isinstance(message, Deliver):
                     self._handed(connection, message)
                 elif isinstance(message, Update):
-                    connection.waiting = True
-                    self._pool.submit(self._update, connection, message)
+                    with self._condition:  # a shard that waits may be what lets a partial request go
+                        connection.waiting = True
+                        self._condition.notify_all()
+                    # A thread of its own: a shard has one call under way at a time, and its updates may wait on
+                    # a lane's outage for minutes.
+                    threading.Thread(
+                        target=self._update, args=(connection, message), name="sender-update", daemon=True
+                    ).start()
                 elif isinstance(message, Owed):
                     connection.owed.put(message.keys)
         except (EOFError, OSError, msgspec.DecodeError):
@@ -238,12 +250,16 @@ class SenderServer:
             self._connections.discard(connection)
             if connection.ticket is not None:
                 connection.ticket.over = True
-            for lane_queue in self._queues.values():
-                kept = deque(handed for handed in lane_queue.pending if handed.ticket.connection is not connection)
-                lane_queue.pending = kept
-                lane_queue.size = sum(len(handed.item.body) + _SEPARATOR for handed in kept)
+            self._drop(lambda handed: handed.ticket.connection is connection)
             self._condition.notify_all()
         connection.sock.close()
+
+    def _drop(self, dropped: Callable[[_Handed], bool]) -> None:
+        """Takes out of the lanes' queues what `dropped` says is not to be sent (called holding the condition)."""
+        for lane_queue in self._queues.values():
+            kept = deque(handed for handed in lane_queue.pending if not dropped(handed))
+            lane_queue.pending = kept
+            lane_queue.size = sum(len(handed.item.body) + _SEPARATOR for handed in kept)
 
     def _handed(self, connection: _Connection, message: Deliver) -> None:
         """Queues a shard's findings in their lanes."""
@@ -278,7 +294,10 @@ class SenderServer:
                             next_due = due if next_due is None else min(next_due, due)
                             break
                         lane_queue.in_flight += 1
-                        self._pool.submit(self._send, key, lane_queue, lane_queue.take())
+                        pool = self._pools.get(key)
+                        if pool is None:
+                            pool = self._pools[key] = ThreadPoolExecutor(MAX_IN_FLIGHT, f"sender-{key[0]}")
+                        pool.submit(self._send, key, lane_queue, lane_queue.take())
                     if not lane_queue.pending and not lane_queue.in_flight:
                         del self._queues[key]
                 self._condition.wait(None if next_due is None else max(0.0, next_due - now))
@@ -287,79 +306,97 @@ class SenderServer:
         """Sends one request's findings through the sink, and tells each shard what became of its own."""
         by_doc = {id(handed.item.doc): handed for handed in batch}
         accepted: set[int] = set()
+        answered: list[int] = []  # the requests that were accepted, each counted to a delivery as it was
 
         def heard(docs: list[dict[str, Any]]) -> None:
+            # Told and counted at once: a shard whose findings were all accepted goes on, while another's finding
+            # of the same request is still retried.
             by_ticket: dict[_Ticket, list[int]] = {}
             for doc in docs:
                 handed = by_doc[id(doc)]
                 accepted.add(id(doc))
                 by_ticket.setdefault(handed.ticket, []).append(handed.index)
-            for ticket, indexes in by_ticket.items():
-                if not ticket.over:
-                    ticket.connection.send(Accepted(indexes))
+            answered.append(1)
+            for number, (ticket, indexes) in enumerate(by_ticket.items()):
+                self._settled(ticket, accepted=indexes, requests=int(number == 0))
 
         error: Exception | None = None
-        report = DeliveryReport()
-        with self._letters.watching() as dead:
-            try:
+        try:
+            with self._letters.watching() as dead:
                 report = self._hub.deliver_encoded([handed.item for handed in batch], heard, park=key[1])
-            except Exception as exc:  # SinkError above all; anything else ends the shards' deliveries all the same
-                error = exc
-        with self._condition:
-            lane_queue.in_flight -= 1
-            self._condition.notify_all()
+            self._settle(batch, accepted, dead, replace(report, requests=report.requests - len(answered)))
+        except Exception as exc:  # SinkError above all; anything else ends the shards' deliveries all the same
+            error = exc
+        finally:
+            with self._condition:
+                lane_queue.in_flight -= 1
+                self._condition.notify_all()
         if error is not None:
             log.error("a request of lane %s failed: %s: %s", key[0], type(error).__name__, error)
             for ticket in {handed.ticket for handed in batch}:
                 self._fail(ticket, error)
-            return
-        self._settle(batch, accepted, dead, report)
 
     def _settle(self, batch: list[_Handed], accepted: set[int], dead: set[str], report: DeliveryReport) -> None:
-        """Counts what became of each finding of a request sent, into its shard's delivery; answers each delivery
-        that is over. The request's own counts (requests, throttling, retries) go to the delivery of its first
-        finding, so that the shards' counts add up to the sender's."""
-        answers: list[tuple[_Connection, Done]] = []
-        with self._condition:  # the counts of a delivery whose findings went in several requests at once
-            settled: dict[_Ticket, int] = {}
+        """Counts what became of each finding of a request sent that was not accepted (those were counted as they
+        were), into its shard's delivery. The request's own counts that were not counted as it was accepted
+        (requests that failed, throttling, retries) go to the delivery of its first finding, if that is not over."""
+        with self._condition:
             first = batch[0].ticket.report
             first.requests += report.requests
             first.throttled += report.throttled
             first.retried += report.retried
-            for handed in batch:
-                counts = handed.ticket.report
-                if id(handed.item.doc) in accepted:
-                    counts.accepted += 1
-                elif finding_key(handed.item.doc) in dead:
-                    counts.dead_lettered += 1
-                else:  # parked, or without parking left owed
-                    counts.parked += 1
-                settled[handed.ticket] = settled.get(handed.ticket, 0) + 1
-            for ticket, count in settled.items():
-                ticket.left -= count
-                if ticket.left == 0 and not ticket.over:
+        left: dict[_Ticket, list[int]] = {}
+        for handed in batch:
+            if id(handed.item.doc) not in accepted:
+                counts = left.setdefault(handed.ticket, [0, 0])
+                counts[0 if finding_key(handed.item.doc) in dead else 1] += 1
+        for ticket, (dead_lettered, parked) in left.items():  # parked, or without parking left owed
+            self._settled(ticket, dead_lettered=dead_lettered, parked=parked)
+
+    def _settled(
+        self,
+        ticket: _Ticket,
+        *,
+        accepted: Sequence[int] = (),
+        dead_lettered: int = 0,
+        parked: int = 0,
+        requests: int = 0,
+    ) -> None:
+        """Counts what became of some of a delivery's findings; tells the shard of those accepted, and answers its
+        delivery once every one of its findings is counted."""
+        with ticket.answering:
+            with self._condition:  # the counts of a delivery whose findings went in several requests at once
+                live = not ticket.over
+                ticket.report.accepted += len(accepted)
+                ticket.report.dead_lettered += dead_lettered
+                ticket.report.parked += parked
+                ticket.report.requests += requests
+                ticket.left -= len(accepted) + dead_lettered + parked
+                done = live and ticket.left == 0
+                if done:
                     ticket.over = True
                     ticket.connection.waiting = False
-                    answers.append((ticket.connection, Done(dataclasses.asdict(ticket.report))))
-        for connection, answer in answers:
-            connection.send(answer)
+                    self._condition.notify_all()
+            if live and accepted:
+                ticket.connection.send(Accepted(list(accepted)))
+            if done:
+                ticket.connection.send(Done(dataclasses.asdict(ticket.report)))
 
     def _fail(self, ticket: _Ticket, error: Exception) -> None:
         """Ends a shard's delivery in `error`: nothing it handed may be checkpointed."""
-        with self._condition:
-            if ticket.over:
-                return
-            ticket.over = True
-            ticket.connection.waiting = False
-        name = type(error).__name__ if isinstance(error, SinkError) else SinkError.__name__
-        ticket.connection.send(Failed(name, f"the worker's sender: {error}"))
+        with ticket.answering:
+            with self._condition:
+                if ticket.over:
+                    return
+                ticket.over = True
+                ticket.connection.waiting = False
+                self._drop(lambda handed: handed.ticket is ticket)  # nobody will record what it handed
+                self._condition.notify_all()
+            name = type(error).__name__ if isinstance(error, SinkError) else SinkError.__name__
+            ticket.connection.send(Failed(name, f"the worker's sender: {error}"))
 
     def _update(self, connection: _Connection, message: Update) -> None:
         """Sets workflow statuses for a shard, asking it before each request which are still owed."""
-        updates = [
-            WorkflowUpdate(wired.key, wired.finding_id, wired.product_arn, wired.status, Lane(*wired.lane))
-            for wired in message.updates
-        ]
 
         def still_owed(batch: list[WorkflowUpdate]) -> set[str]:
             connection.send(StillOwed([update.key for update in batch]))
@@ -369,6 +406,10 @@ class SenderServer:
             return set(keys)
 
         try:
+            updates = [
+                WorkflowUpdate(wired.key, wired.finding_id, wired.product_arn, wired.status, Lane(*wired.lane))
+                for wired in message.updates
+            ]
             report = self._hub.update_workflows(updates, still_owed)
         except Exception as exc:
             name = type(exc).__name__ if isinstance(exc, SinkError) else SinkError.__name__
@@ -376,5 +417,6 @@ class SenderServer:
         else:
             counts = {"left_owed": report.left_owed, "superseded": report.superseded, "requests": report.requests}
             answer = Done(counts, report.processed)
-        connection.waiting = False
+        with self._condition:
+            connection.waiting = False
         connection.send(answer)

@@ -16,6 +16,7 @@ import msgspec
 from defender_hub.sink.batching import RecordOrigin
 
 __all__ = [
+    "MAX_FRAME_BYTES",
     "Accepted",
     "Deliver",
     "Done",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 _LENGTH = struct.Struct(">I")
+MAX_FRAME_BYTES = 1 << 30
+"""The longest frame read: a shard's part of 2,500 records makes a few MB of findings, and a length past this is a
+broken peer, not a delivery to hold in memory."""
 
 
 class WireFinding(msgspec.Struct, array_like=True):
@@ -128,6 +132,8 @@ class FrameReader:
         while True:
             if len(self._buffer) >= _LENGTH.size:
                 (length,) = _LENGTH.unpack_from(self._buffer)
+                if length > MAX_FRAME_BYTES:
+                    raise EOFError(f"a frame of {length} bytes, over {MAX_FRAME_BYTES}: the connection is broken")
                 end = _LENGTH.size + length
                 if len(self._buffer) >= end:
                     body = bytes(self._buffer[_LENGTH.size : end])

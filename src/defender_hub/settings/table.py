@@ -90,6 +90,17 @@ def _path(text: str) -> Path | None:
     return Path(text) if text else None
 
 
+def _between(low: int, high: int, unit: str) -> Check:
+    """A check that the value is a whole number of `unit`, from `low` to `high`."""
+
+    def check(words: str, value: Any) -> str | None:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"{words} {value!r} is not a whole number of {unit}, {low} to {high}"
+
+    return check
+
+
 def _max_records(words: str, value: Any) -> str | None:
     if not isinstance(value, int) or isinstance(value, bool):
         return f"{words} {value!r} is not a whole number"
@@ -240,7 +251,7 @@ ROWS = (
         kind=int,
         default=SEND_WAIT_MILLIS,
         metavar="MILLISECONDS",
-        check=_at_least(0, "milliseconds"),
+        check=_between(0, 10_000, "milliseconds"),
         in_file=True,
         to_shards=True,
     ),
