@@ -52,6 +52,16 @@ def test_a_taken_port_is_one_line_naming_the_port_and_its_flag(flag: str, tmp_pa
     ]
 
 
+def ready_lines(local: subprocess.Popen[str]) -> list[str]:
+    """What `local` prints up to its Ctrl-C line, once it is ready."""
+    assert local.stdout is not None
+    ready = [local.stdout.readline().rstrip()]
+    while not ready[-1].startswith("# Ctrl-C"):
+        ready.append(local.stdout.readline().rstrip())
+        assert local.poll() is None, local.stderr.read() if local.stderr else ""
+    return ready
+
+
 def exports(ready: list[str]) -> dict[str, str]:
     """The variables of the `export NAME=VALUE` lines, as a shell would read them."""
     pairs = (shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in ready if line.startswith("export"))
@@ -68,11 +78,7 @@ def test_the_readme_walk_local_put_run_findings(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | state,
     )  # fmt: skip
     try:
-        assert local.stdout is not None
-        ready = [local.stdout.readline().rstrip()]
-        while not ready[-1].startswith("# Ctrl-C"):
-            ready.append(local.stdout.readline().rstrip())
-            assert local.poll() is None, local.stderr.read() if local.stderr else ""
+        ready = ready_lines(local)
         assert ready[0].startswith("# defender-hub local: ready.")
         assert "# stream device-defender: 2 shards, 3 events put" in ready
         environment = exports(ready)
@@ -133,11 +139,7 @@ def test_the_stack_listens_on_the_listen_address_and_its_environment_points_ther
         env=local_aws_env(DEFENDER_HUB_STATE_DIR=str(tmp_path)),
     )  # fmt: skip
     try:
-        assert local.stdout is not None
-        ready = [local.stdout.readline().rstrip()]
-        while not ready[-1].startswith("# Ctrl-C"):
-            ready.append(local.stdout.readline().rstrip())
-            assert local.poll() is None, local.stderr.read() if local.stderr else ""
+        ready = ready_lines(local)
         aws, hub = f"http://{OTHER_LOOPBACK}:{aws_port}", f"http://{OTHER_LOOPBACK}:{hub_port}"
         listened = {port: refused(LOOPBACK, port) for port in (aws_port, hub_port)}
     finally:
