@@ -394,7 +394,7 @@ def backlog(
         stand_ins_before = stand_ins()
         leases_at: list[float] = []
         with consumer(stack, "backlog", folder, folder / "ledger.db", *flags) as run:
-            timeline = CpuTimeline(run.process.pid)
+            timeline = CpuTimeline(run.process.pid, [(run.started, 0.0)])  # no CPU used yet as it started
 
             def drained() -> bool:
                 timeline.sample()
@@ -403,11 +403,14 @@ def backlog(
                 return stack.hub.count() >= expected
 
             wait_for(drained, run, timeout)
-            timeline.sample()  # one sample after the last import, to read the CPU at it
+            # One sample after the last import, to read the CPU at it: a request whose answer was logged just after
+            # the last finding was stored (the sender's last, of findings stored already) comes within the pause.
+            time.sleep(1.0)
+            timeline.sample()
             records = run.records()
         stats = import_stats(stack.hub)
         done = [r for r in stack.hub.requests("BatchImportFindings") if r.status == 200]
-        first, last = done[0].at, done[-1].at
+        first, last = done[0].at, min(done[-1].at, timeline.points[-1][0])
         cpu_first, cpu_last = timeline.at(first), timeline.at(last)
         stored = stack.hub.count()
         if chart_path is not None:
