@@ -45,6 +45,7 @@ from defender_hub.sender.wire import (
     frame,
 )
 from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, EncodedFinding, Lane, SecurityHubSink
+from defender_hub.sink.batching import REQUEST_OVERHEAD, SEPARATOR
 from defender_hub.sink.workflow import WorkflowUpdate
 
 __all__ = ["MAX_IN_FLIGHT", "SenderServer"]
@@ -54,9 +55,13 @@ log = logging.getLogger("defender_hub.sender")
 MAX_IN_FLIGHT = 4
 """Requests of one lane under way at once: the lane's quota spaces them, and a request's answer takes longer than
 the tenth of a second between two of its slots."""
-_REQUEST_OVERHEAD = len(b'{"Findings": []}')
-_SEPARATOR = len(b", ")
 _as_json = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _failed(error: Exception) -> Failed:
+    """The answer that ends a shard's call in `error`: a SinkError by its own name, anything else as a SinkError."""
+    name = type(error).__name__ if isinstance(error, SinkError) else SinkError.__name__
+    return Failed(name, f"the worker's sender: {error}")
 
 
 class _Connection:
@@ -109,7 +114,7 @@ class _LaneQueue:
 
     def full(self) -> bool:
         """Whether a whole request is waiting."""
-        return len(self.pending) >= MAX_FINDINGS_PER_REQUEST or self.size + _REQUEST_OVERHEAD >= MAX_REQUEST_BYTES
+        return len(self.pending) >= MAX_FINDINGS_PER_REQUEST or self.size + REQUEST_OVERHEAD >= MAX_REQUEST_BYTES
 
     def take(self) -> list[_Handed]:
         """Takes one request's findings from the front: as many as fit, no finding twice (two shards may hand two
@@ -117,10 +122,10 @@ class _LaneQueue:
         batch: list[_Handed] = []
         kept: list[_Handed] = []
         keys: set[str] = set()
-        size = _REQUEST_OVERHEAD
+        size = REQUEST_OVERHEAD
         while self.pending:
             handed = self.pending[0]
-            item_size = len(handed.item.body) + _SEPARATOR
+            item_size = len(handed.item.body) + SEPARATOR
             if batch and (len(batch) == MAX_FINDINGS_PER_REQUEST or size + item_size > MAX_REQUEST_BYTES):
                 break
             self.pending.popleft()
@@ -131,7 +136,7 @@ class _LaneQueue:
             keys.add(key)
             batch.append(handed)
             size += item_size
-            self.size -= len(handed.item.body) + _SEPARATOR
+            self.size -= len(handed.item.body) + SEPARATOR
         self.pending.extendleft(reversed(kept))
         return batch
 
@@ -259,7 +264,7 @@ class SenderServer:
         for lane_queue in self._queues.values():
             kept = deque(handed for handed in lane_queue.pending if not dropped(handed))
             lane_queue.pending = kept
-            lane_queue.size = sum(len(handed.item.body) + _SEPARATOR for handed in kept)
+            lane_queue.size = sum(len(handed.item.body) + SEPARATOR for handed in kept)
 
     def _handed(self, connection: _Connection, message: Deliver) -> None:
         """Queues a shard's findings in their lanes."""
@@ -277,7 +282,7 @@ class SenderServer:
             for one in handed:
                 lane_queue = self._queues.setdefault((Lane.of(one.item.doc), message.park), _LaneQueue())
                 lane_queue.pending.append(one)
-                lane_queue.size += len(one.item.body) + _SEPARATOR
+                lane_queue.size += len(one.item.body) + SEPARATOR
             self._condition.notify_all()
 
     def _dispatch(self) -> None:
@@ -392,8 +397,7 @@ class SenderServer:
                 ticket.connection.waiting = False
                 self._drop(lambda handed: handed.ticket is ticket)  # nobody will record what it handed
                 self._condition.notify_all()
-            name = type(error).__name__ if isinstance(error, SinkError) else SinkError.__name__
-            ticket.connection.send(Failed(name, f"the worker's sender: {error}"))
+            ticket.connection.send(_failed(error))
 
     def _update(self, connection: _Connection, message: Update) -> None:
         """Sets workflow statuses for a shard, asking it before each request which are still owed."""
@@ -412,8 +416,7 @@ class SenderServer:
             ]
             report = self._hub.update_workflows(updates, still_owed)
         except Exception as exc:
-            name = type(exc).__name__ if isinstance(exc, SinkError) else SinkError.__name__
-            answer: ToShard = Failed(name, f"the worker's sender: {exc}")
+            answer: ToShard = _failed(exc)
         else:
             counts = {"left_owed": report.left_owed, "superseded": report.superseded, "requests": report.requests}
             answer = Done(counts, report.processed)

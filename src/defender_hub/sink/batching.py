@@ -14,11 +14,23 @@ import msgspec
 from defender_hub.codecs.asff import Finding, encode_finding
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES
 
-__all__ = ["EncodedFinding", "MappedFinding", "RecordOrigin", "as_document", "coalesce", "requests", "take_request"]
+__all__ = [
+    "REQUEST_OVERHEAD",
+    "SEPARATOR",
+    "EncodedFinding",
+    "MappedFinding",
+    "RecordOrigin",
+    "as_document",
+    "coalesce",
+    "requests",
+    "take_request",
+]
 
 _as_json = msgspec.json.Decoder(dict[str, Any]).decode
-_REQUEST_OVERHEAD = len(b'{"Findings": []}')
-_SEPARATOR = len(b", ")
+REQUEST_OVERHEAD = len(b'{"Findings": []}')
+"""The bytes a BatchImportFindings request adds to its findings' bodies."""
+SEPARATOR = len(b", ")
+"""The bytes between two findings of a request."""
 
 
 class RecordOrigin(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -145,9 +157,9 @@ def requests(encoded: Sequence[EncodedFinding]) -> Iterator[list[EncodedFinding]
 def take_request(queue: deque[EncodedFinding]) -> list[EncodedFinding]:
     """Takes from the front of `queue` the findings of one request: as many as fit in 100 findings and 6 MB."""
     batch: list[EncodedFinding] = []
-    size = _REQUEST_OVERHEAD
+    size = REQUEST_OVERHEAD
     while queue:
-        item_size = len(queue[0].body) + _SEPARATOR
+        item_size = len(queue[0].body) + SEPARATOR
         if batch and (len(batch) == MAX_FINDINGS_PER_REQUEST or size + item_size > MAX_REQUEST_BYTES):
             break
         batch.append(queue.popleft())
