@@ -27,7 +27,7 @@ from defender_hub.sender import SenderClient
 from defender_hub.sender.process import SenderProcess
 from defender_hub.sender.server import SenderServer
 from defender_hub.settings.resolving import shard_environment, shard_settings
-from defender_hub.sink import JsonlDeadLetters, MappedFinding, RecordOrigin, SecurityHubSink
+from defender_hub.sink import JsonlDeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink
 from defender_hub.sink.quota import SharedQuota
 from tests.helpers import (
     ACCOUNT,
@@ -57,18 +57,24 @@ class InProcessSender:
         self.stop = threading.Event()
         self.path = folder / "sender.sock"
         self.dead_letters = folder / "sender-dead-letters.jsonl"
+        self.quota = SharedQuota(folder / "quota")
         sink = SecurityHubSink(
             hub_clients(hub),
             JsonlDeadLetters(self.dead_letters),
             policy=FAST,
             stop=self.stop,
-            quota=SharedQuota(folder / "quota"),
+            quota=self.quota,
         )
         self.server = SenderServer(sink, self.path, wait_seconds, self.stop)
 
     def client(self, folder: Path) -> SenderClient:
         """A shard's client, keeping its own letters in `folder`."""
         return SenderClient(self.path, JsonlDeadLetters(folder / "shard-dead-letters.jsonl"), threading.Event())
+
+    def keep_busy(self, finding: dict[str, Any]) -> None:
+        """Books `finding`'s lane as other requests would: busy for two seconds, its next slot a second off."""
+        for _ in range(IMPORT_BURST + 5):
+            self.quota.take(Lane.of(finding), lambda seconds: None)
 
 
 @pytest.fixture
@@ -93,8 +99,9 @@ def ledgered(client: SenderClient, path: Path) -> LedgeredSink:
 def test_a_shard_records_exactly_what_the_hub_accepted_once_the_sender_answered(
     hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path, template: dict[str, Any]
 ) -> None:
-    idle = sender.client(tmp_path)  # a second shard, connected and idle: the request waits for it to fill
+    idle = sender.client(tmp_path)  # a second shard, connected and idle: the busy lane's request waits for it to fill
     idle.connect()
+    sender.keep_busy(template)
     shard = ledgered(sender.client(tmp_path), tmp_path / "ledger.sqlite3")
     findings = shard_findings(template, "shard-1", 5)
     findings[2] = MappedFinding(findings[2].finding | {"Severity": {"Label": "NOT A LABEL"}}, findings[2].origin)
@@ -113,12 +120,31 @@ def test_a_shard_records_exactly_what_the_hub_accepted_once_the_sender_answered(
     assert sorted(letter["origin"]["sequence_number"] for letter in letters) == ["1002", "1003"]
 
 
-def test_two_shards_findings_share_one_request(
+def test_a_partial_request_of_an_idle_lane_goes_at_once_whatever_the_wait(
+    hub: LocalSecurityHub, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    served = InProcessSender(hub, tmp_path, wait_seconds=60.0)
+    try:
+        idle = served.client(tmp_path)  # connected and not waiting: it may hand nothing for a long while
+        idle.connect()
+        started = time.monotonic()
+        report = ledgered(served.client(tmp_path), tmp_path / "ledger.sqlite3").deliver(
+            shard_findings(template, "shard-1", 5)
+        )
+        took = time.monotonic() - started
+    finally:
+        served.server.close()
+    assert report.accepted == 5 and [r.findings for r in hub.requests("BatchImportFindings")] == [5]
+    assert took < 30  # not the minute a request of a busy lane may fill for
+
+
+def test_two_shards_findings_share_one_request_of_a_busy_lane(
     hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path, template: dict[str, Any]
 ) -> None:
     clients = [sender.client(tmp_path) for _ in range(2)]
     for client in clients:
         client.connect()  # as a shard process does as it starts
+    sender.keep_busy(template)  # a request now would take one of the lane's last slots: the first shard's waits
     shards = [ledgered(client, tmp_path / f"ledger-{n}.sqlite3") for n, client in enumerate(clients)]
     reports = []
 
@@ -278,6 +304,7 @@ def test_a_shard_goes_on_while_another_shards_finding_of_their_request_is_tried_
     for client in clients.values():
         client.connect()
     hub.fail(["shard-a-finding-0"], code="InternalException", times=9)  # accepted at its tenth try
+    sender.keep_busy(template)  # the first shard's finding waits for the second's
     requests_when_b_was_answered: list[int] = []
 
     def deliver(name: str) -> None:

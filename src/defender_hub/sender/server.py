@@ -2,10 +2,10 @@
 with what all of them hand it.
 
 Each shard process connects to its Unix socket and hands it planned findings (`wire.Deliver`). The findings wait in
-their lane's queue until a request of them is full (100 findings or 6 MB), the oldest has waited `wait_seconds`, or
-every shard connected is waiting on the sender (none can add to the request then). A request's findings go through
-one `SecurityHubSink`, which books the lane's quota, retries, parks and dead-letters as it does for a shard on its
-own; each shard hears of its accepted findings request by request, and of the end of its delivery once every one of
+their lane's queue until a request of them is full (100 findings or 6 MB), or until a partial request is due: at
+once while its lane is idle, else once it has filled for `wait_seconds` (`SenderServer._due`). A request's findings go
+through one `SecurityHubSink`, which books the lane's quota, retries, parks and dead-letters as it does for a shard on
+its own; each shard hears of its accepted findings request by request, and of the end of its delivery once every one of
 them was accepted, dead-lettered or parked. Workflow updates go through the same sink, in their own quota.
 """
 
@@ -111,6 +111,8 @@ class _LaneQueue:
         self.pending: deque[_Handed] = deque()
         self.size = 0
         self.in_flight = 0
+        self.taken_at = 0.0
+        """When the lane's last request was taken from the queue, on time.monotonic."""
 
     def full(self) -> bool:
         """Whether a whole request is waiting."""
@@ -286,7 +288,7 @@ class SenderServer:
             self._condition.notify_all()
 
     def _dispatch(self) -> None:
-        """Sends each lane's requests as they are due: full, old enough, or all that can come."""
+        """Sends each lane's requests as they are due (`_due`)."""
         with self._condition:
             while not self._closed:
                 now = time.monotonic()
@@ -294,11 +296,12 @@ class SenderServer:
                 next_due: float | None = None
                 for key, lane_queue in list(self._queues.items()):
                     while lane_queue.pending and lane_queue.in_flight < MAX_IN_FLIGHT:
-                        due = lane_queue.pending[0].at + self._wait
-                        if not (lane_queue.full() or now >= due or every_shard_waits):
+                        due = self._due(key[0], lane_queue, now, every_shard_waits)
+                        if due is not None:
                             next_due = due if next_due is None else min(next_due, due)
                             break
                         lane_queue.in_flight += 1
+                        lane_queue.taken_at = now
                         pool = self._pools.get(key)
                         if pool is None:
                             pool = self._pools[key] = ThreadPoolExecutor(MAX_IN_FLIGHT, f"sender-{key[0]}")
@@ -306,6 +309,24 @@ class SenderServer:
                     if not lane_queue.pending and not lane_queue.in_flight:
                         del self._queues[key]
                 self._condition.wait(None if next_due is None else max(0.0, next_due - now))
+
+    def _due(self, lane: Lane, lane_queue: _LaneQueue, now: float, every_shard_waits: bool) -> float | None:
+        """None when the lane's next request goes now, else the moment it will (called holding the condition).
+
+        A full request goes at once. A partial one goes at once too when nothing of its lane is under way and the lane
+        has quota to spare (a wait would save no slot worth saving: under light load that is latency for nothing), or
+        when nothing of its lane is under way and every shard waits on the sender (no shard can add to it). Otherwise
+        it fills for at most `wait_seconds` from when it could first have gone: from the later of its oldest finding's
+        coming and the lane's last request. Under a backlog the findings waited for the quota, not to fill; counting
+        from their coming would send the last of each part alone, while an answer under way frees a shard to hand its
+        next part.
+        """
+        if lane_queue.full():
+            return None
+        if not lane_queue.in_flight and (every_shard_waits or not self._hub.busy([lane])):
+            return None
+        due = max(lane_queue.pending[0].at, lane_queue.taken_at) + self._wait
+        return None if now >= due else due
 
     def _send(self, key: tuple[Lane, bool], lane_queue: _LaneQueue, batch: list[_Handed]) -> None:
         """Sends one request's findings through the sink, and tells each shard what became of its own."""
