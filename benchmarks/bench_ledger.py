@@ -47,7 +47,7 @@ class AcceptAll:
 
     def deliver_encoded(self, encoded: list[EncodedFinding], on_accepted: Any, *, park: bool = True) -> DeliveryReport:
         for start in range(0, len(encoded), 100):
-            on_accepted([item.doc for item in encoded[start : start + 100]])
+            on_accepted(encoded[start : start + 100])
         return DeliveryReport(accepted=len(encoded))
 
 

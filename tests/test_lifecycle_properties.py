@@ -193,7 +193,7 @@ class MemoryHub:
             self.sent.append(Sent(doc, facts, news, completed_ms, before))
             self.import_finding(doc)
         if encoded and on_accepted is not None:
-            on_accepted([item.doc for item in encoded])
+            on_accepted(encoded)
         return DeliveryReport(accepted=len(encoded), requests=1 if encoded else 0)
 
     def update_workflows(

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from defender_hub.errors import ConfigError
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
-from defender_hub.sink.lanes import check_external_id, role_arn
+from defender_hub.sink.batching import EncodedFinding
+from defender_hub.sink.lanes import EncodedFindings, check_external_id, role_arn
 from tests.helpers import ACCOUNT, FAST, hub_clients
 from tests.sink.test_securityhub import as_account, letters
 
@@ -177,3 +180,33 @@ def test_a_role_sts_refuses_with_a_4xx_parks_its_lane_and_the_others_go_on(
         (f"{MEMBER}/us-east-1", "ValidationError")
     }
     assert "AssumeRole" in letters(dead_letters)[0]["reason"]
+
+
+def test_a_lanes_client_sends_encoded_findings_as_the_very_body_botocore_would_have_built(
+    hub: LocalSecurityHub, template: dict[str, Any]
+) -> None:
+    findings = [template | {"Id": f"finding-{n}", "Title": f"ünïcode {n} \u2028"} for n in range(3)]
+    client = hub_clients(hub)(Lane.of(template))
+    bodies: list[bytes] = []
+    client.meta.events.register(
+        "before-send.securityhub.BatchImportFindings", lambda request, **_: bodies.append(request.body)
+    )
+
+    by_botocore = client.batch_import_findings(Findings=findings)
+    encoded = client.batch_import_findings(Findings=EncodedFindings(EncodedFinding.of(f, []).body for f in findings))
+
+    assert bodies[0] == bodies[1] and json.loads(bodies[1]) == {"Findings": findings}
+    assert by_botocore["SuccessCount"] == encoded["SuccessCount"] == 3  # signed, and taken by the hub, both ways
+
+
+def test_encoded_findings_refuse_a_client_that_would_send_none(hub: LocalSecurityHub, template: dict[str, Any]) -> None:
+    plain = boto3.client(
+        "securityhub",
+        endpoint_url=hub.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    with pytest.raises(TypeError, match="can't send them"):
+        plain.batch_import_findings(Findings=EncodedFindings([EncodedFinding.of(template, []).body]))
+    assert hub.requests("BatchImportFindings") == []

@@ -30,7 +30,6 @@ from defender_hub.lifecycle import (
     PlannedFinding,
     archived_by,
     facts_of,
-    finding_key,
     from_the_future,
     latest_per_check,
     newness,
@@ -299,10 +298,10 @@ class LedgeredSink:
             written.update((entry.key, entry) for entry in entries if entry.key not in taken)
 
         record(item for item in planned if not item.to_send)
-        sends = [_encoded(item, coalesced) for item in planned if item.to_send]
-        report.add(
-            self._sink.deliver_encoded(sends, lambda docs: record(by_key[finding_key(d)] for d in docs), park=park)
-        )
+        to_send = [item for item in planned if item.to_send]
+        sends = [_encoded(item, coalesced) for item in to_send]
+        by_send = {id(sent): item for sent, item in zip(sends, to_send, strict=True)}
+        report.add(self._sink.deliver_encoded(sends, lambda items: record(by_send[id(i)] for i in items), park=park))
         return conflicts
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 
 from defender_hub.errors import DeadLetterError, LedgerError, SinkError, SinkStopped
+from defender_hub.lifecycle import finding_key
 from defender_hub.sender.wire import (
     Accepted,
     Deliver,
@@ -29,6 +30,7 @@ from defender_hub.sender.wire import (
 )
 from defender_hub.sink import Accepted as OnAccepted
 from defender_hub.sink import DeadLetters, DeliveryReport, EncodedFinding, Lane
+from defender_hub.sink.securityhub import screen
 from defender_hub.sink.workflow import StillOwed as StillOwedCheck
 from defender_hub.sink.workflow import WorkflowReport, WorkflowUpdate
 
@@ -58,8 +60,8 @@ class SenderClient:
     ) -> None:
         self.path, self._stop, self._silence_seconds = path, stop, silence_seconds
         self.dead_letters = dead_letters
-        """The shard's own dead letters, for what it refuses before sending (findings from the future); the
-        sender keeps those of what it sends."""
+        """The shard's own dead letters, for what it refuses before sending (findings from the future, findings
+        Security Hub would refuse); the sender keeps those of what it sends."""
         self._lock = threading.Lock()
         self._connection: socket.socket | None = None
         self._reader: FrameReader | None = None
@@ -72,14 +74,26 @@ class SenderClient:
     def deliver_encoded(
         self, encoded: list[EncodedFinding], on_accepted: OnAccepted | None = None, *, park: bool = True
     ) -> DeliveryReport:
-        """Hands `encoded` to the sender; `on_accepted` hears of each request's accepted findings; returns once the
-        sender answered for every one. Raises SinkError."""
-        if not encoded:
-            return DeliveryReport()
-        findings = [WireFinding(item.body, item.origins, item.version_ms) for item in encoded]
+        """Screens `encoded` (what Security Hub would refuse goes to the shard's dead letters) and hands the rest to
+        the sender; `on_accepted` hears of each request's accepted findings; returns once the sender answered for
+        every one. Raises SinkError."""
+        valid, rejected = screen(encoded)
+        if rejected:
+            self.dead_letters.put(rejected)
+        report = DeliveryReport(dead_lettered=len(encoded) - len(valid))
+        if not valid:
+            return report
+        findings = []
+        for item in valid:
+            lane = Lane.of(item.doc)
+            wired_lane = (lane.partition, lane.account, lane.region)
+            findings.append(
+                WireFinding(item.body, finding_key(item.doc), item.id, wired_lane, item.origins, item.version_ms)
+            )
         with self._lock:
-            answer = self._ask(Deliver(findings, park), encoded, on_accepted, None)
-        return DeliveryReport(**answer.counts)
+            answer = self._ask(Deliver(findings, park), valid, on_accepted, None)
+        report.add(DeliveryReport(**answer.counts))
+        return report
 
     def update_workflows(
         self, updates: Iterable[WorkflowUpdate], still_owed: StillOwedCheck | None = None
@@ -132,7 +146,7 @@ class SenderClient:
                 answer = self._read(reader)
                 if isinstance(answer, Accepted):
                     if on_accepted is not None:
-                        on_accepted([encoded[index].doc for index in answer.indexes])
+                        on_accepted([encoded[index] for index in answer.indexes])
                 elif isinstance(answer, StillOwed):
                     owed = answer.keys if still_owed is None else sorted(still_owed(answer.keys))
                     self._send(connection, Owed(owed))

@@ -55,7 +55,6 @@ log = logging.getLogger("defender_hub.sender")
 MAX_IN_FLIGHT = 4
 """Requests of one lane under way at once: the lane's quota spaces them, and a request's answer takes longer than
 the tenth of a second between two of its slots."""
-_as_json = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def _failed(error: Exception) -> Failed:
@@ -99,6 +98,8 @@ class _Handed:
     """A finding a shard handed over: its place in the shard's delivery, and when it came."""
 
     item: EncodedFinding
+    key: str
+    """The finding's key in the ledger (`lifecycle.finding_key`): a request carries no finding twice."""
     ticket: _Ticket
     index: int
     at: float
@@ -131,11 +132,10 @@ class _LaneQueue:
             if batch and (len(batch) == MAX_FINDINGS_PER_REQUEST or size + item_size > MAX_REQUEST_BYTES):
                 break
             self.pending.popleft()
-            key = finding_key(handed.item.doc)
-            if key in keys:
+            if handed.key in keys:
                 kept.append(handed)
                 continue
-            keys.add(key)
+            keys.add(handed.key)
             batch.append(handed)
             size += item_size
             self.size -= len(handed.item.body) + SEPARATOR
@@ -277,12 +277,13 @@ class SenderServer:
         now = time.monotonic()
         handed = []
         for index, wired in enumerate(message.findings):
-            item = EncodedFinding(_as_json(wired.body), wired.body, wired.origins, wired.version_ms)
-            handed.append(_Handed(item, ticket, index, now))
+            # The body alone: the shard screened the finding, and told what the sender needs to know of it.
+            item = EncodedFinding(None, wired.body, wired.origins, wired.version_ms, finding_id=wired.finding_id)
+            handed.append((Lane(*wired.lane), _Handed(item, wired.key, ticket, index, now)))
         with self._condition:
             connection.ticket, connection.waiting = ticket, True
-            for one in handed:
-                lane_queue = self._queues.setdefault((Lane.of(one.item.doc), message.park), _LaneQueue())
+            for lane, one in handed:
+                lane_queue = self._queues.setdefault((lane, message.park), _LaneQueue())
                 lane_queue.pending.append(one)
                 lane_queue.size += len(one.item.body) + SEPARATOR
             self._condition.notify_all()
@@ -330,17 +331,17 @@ class SenderServer:
 
     def _send(self, key: tuple[Lane, bool], lane_queue: _LaneQueue, batch: list[_Handed]) -> None:
         """Sends one request's findings through the sink, and tells each shard what became of its own."""
-        by_doc = {id(handed.item.doc): handed for handed in batch}
+        by_item = {id(handed.item): handed for handed in batch}
         accepted: set[int] = set()
         answered: list[int] = []  # the requests that were accepted, each counted to a delivery as it was
 
-        def heard(docs: list[dict[str, Any]]) -> None:
+        def heard(items: list[EncodedFinding]) -> None:
             # Told and counted at once: a shard whose findings were all accepted goes on, while another's finding
             # of the same request is still retried.
             by_ticket: dict[_Ticket, list[int]] = {}
-            for doc in docs:
-                handed = by_doc[id(doc)]
-                accepted.add(id(doc))
+            for item in items:
+                handed = by_item[id(item)]
+                accepted.add(id(item))
                 by_ticket.setdefault(handed.ticket, []).append(handed.index)
             answered.append(1)
             for number, (ticket, indexes) in enumerate(by_ticket.items()):
@@ -349,7 +350,9 @@ class SenderServer:
         error: Exception | None = None
         try:
             with self._letters.watching() as dead:
-                report = self._hub.deliver_encoded([handed.item for handed in batch], heard, park=key[1])
+                report = self._hub.deliver_encoded(
+                    [handed.item for handed in batch], heard, park=key[1], screened_of=key[0]
+                )
             self._settle(batch, accepted, dead, replace(report, requests=report.requests - len(answered)))
         except Exception as exc:  # SinkError above all; anything else ends the shards' deliveries all the same
             error = exc
@@ -373,9 +376,9 @@ class SenderServer:
             first.retried += report.retried
         left: dict[_Ticket, list[int]] = {}
         for handed in batch:
-            if id(handed.item.doc) not in accepted:
+            if id(handed.item) not in accepted:
                 counts = left.setdefault(handed.ticket, [0, 0])
-                counts[0 if finding_key(handed.item.doc) in dead else 1] += 1
+                counts[0 if handed.key in dead else 1] += 1
         for ticket, (dead_lettered, parked) in left.items():  # parked, or without parking left owed
             self._settled(ticket, dead_lettered=dead_lettered, parked=parked)
 

@@ -41,9 +41,14 @@ broken peer, not a delivery to hold in memory."""
 
 
 class WireFinding(msgspec.Struct, array_like=True):
-    """A finding as a shard encoded it: its body (the request's JSON of it), its origins and its version."""
+    """A finding as a shard encoded and screened it: its body (the request's JSON of it), what the sender needs to
+    know of it without decoding the body (its ledger key, Id and lane's partition, account and Region), its origins
+    and its version."""
 
     body: bytes
+    key: str
+    finding_id: str
+    lane: tuple[str, str, str]
     origins: list[RecordOrigin | None]
     version_ms: int | None = None
 

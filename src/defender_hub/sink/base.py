@@ -33,7 +33,7 @@ class Clients(Protocol):
         ...
 
 
-Accepted = Callable[[list[dict[str, Any]]], None]
+Accepted = Callable[[list[EncodedFinding]], None]
 """Hears of the findings Security Hub accepted, one request at a time."""
 
 

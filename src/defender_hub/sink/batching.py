@@ -59,10 +59,12 @@ class EncodedFinding:
     """A finding encoded as a request carries it: its document, its body and size there, and every origin it stands
     for (after `coalesce`, those of the versions it replaced too)."""
 
-    doc: dict[str, Any]
+    document: dict[str, Any] | None
+    """The finding as parsed JSON; None until asked for (`doc`) where only its body came, as to the worker's
+    sender."""
     body: bytes
-    """The finding as botocore puts it on the wire (json.dumps' defaults: spaces, non-ASCII escaped), whose size
-    is what Security Hub's limits apply to."""
+    """The finding as the request carries it (json.dumps' defaults, as botocore's encoding: spaces, non-ASCII
+    escaped), whose size is what Security Hub's limits apply to."""
     origins: list[RecordOrigin | None] = field(default_factory=list)
     version_ms: int | None = None
     """The time of the news it carries, when that is not its UpdatedAt (the lifecycle moves UpdatedAt past earlier
@@ -71,6 +73,15 @@ class EncodedFinding:
     """Times Security Hub failed this finding alone (FailedFindings), for the sink to stop trying at some point."""
     tag: Any = None
     """The `MappedFinding.tag` of the version it is."""
+    finding_id: str | None = None
+    """Its Id where that came with the body; else read from the document."""
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        """The finding as parsed JSON, decoded from its body the first time where none came with it."""
+        if self.document is None:
+            self.document = _as_json(self.body)
+        return self.document
 
     @classmethod
     def of(
@@ -82,7 +93,7 @@ class EncodedFinding:
     @property
     def id(self) -> str:
         """The finding's Id, or "" when it has none (the strict check will say so)."""
-        value = self.doc.get("Id")
+        value = self.finding_id if self.finding_id is not None else self.doc.get("Id")
         return value if isinstance(value, str) else ""
 
 

@@ -23,7 +23,7 @@ from defender_hub.sink.answers import ACCESS_CODES, INPUT_CODES, is_throttling, 
 from defender_hub.sink.base import Accepted, Clients, DeliveryReport, RetryPolicy
 from defender_hub.sink.batching import EncodedFinding, take_request
 from defender_hub.sink.deadletters import DeadLetter, DeadLetters
-from defender_hub.sink.lanes import Lane
+from defender_hub.sink.lanes import EncodedFindings, Lane
 from defender_hub.sink.outages import Outages
 from defender_hub.sink.parked import ParkedLanes
 from defender_hub.sink.quota import SharedQuota
@@ -158,7 +158,7 @@ class LaneDelivery:
             if self._kit.quota is not None:
                 self._kit.quota.take(self.lane, self._wait)
                 sent_at = time.monotonic()  # the wait for the quota is no failure
-            answer = client.batch_import_findings(Findings=[item.doc for item in batch])
+            answer = client.batch_import_findings(Findings=EncodedFindings(item.body for item in batch))
         except LaneRefused as exc:
             raise _Refused(exc.reason, exc.code, batch) from exc
         except ClientError as exc:
@@ -221,7 +221,7 @@ class LaneDelivery:
         accepted = [item for item in batch if item.id not in failures]
         self.report.accepted += len(accepted)
         if accepted:
-            self._accepted([item.doc for item in accepted])
+            self._accepted(accepted)
         if not failures:
             return [], True
         retry: list[EncodedFinding] = []

@@ -35,7 +35,7 @@ from defender_hub.sink.quota import SharedQuota
 from defender_hub.sink.shapes import shape_problem
 from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate, WorkflowUpdater
 
-__all__ = ["SecurityHubSink"]
+__all__ = ["SecurityHubSink", "screen"]
 
 log = logging.getLogger(__name__)
 
@@ -115,21 +115,34 @@ class SecurityHubSink:
         return report
 
     def deliver_encoded(
-        self, encoded: list[EncodedFinding], on_accepted: Accepted | None = None, *, park: bool = True
+        self,
+        encoded: list[EncodedFinding],
+        on_accepted: Accepted | None = None,
+        *,
+        park: bool = True,
+        screened_of: Lane | None = None,
     ) -> DeliveryReport:
         """Delivers findings already coalesced, one per finding, as `deliver` does: each lane on its own, several at
         once. A refused lane's findings are parked in the dead letters, or, without `park`, only counted (for work
-        the ledger keeps owed, such as a sweep's)."""
+        the ledger keeps owed, such as a sweep's). `screened_of` says the findings were screened already (`screen`),
+        and are all of that lane: the worker's sender's, which come as bodies, are sent without being decoded."""
         report = DeliveryReport()
         by_lane: dict[Lane, list[EncodedFinding]] = {}
-        for item in self._screen(encoded, report):
-            by_lane.setdefault(Lane.of(item.doc), []).append(item)
+        if screened_of is not None:
+            by_lane = {screened_of: encoded} if encoded else {}
+        else:
+            valid, rejected = screen(encoded)
+            if rejected:
+                self.dead_letters.put(rejected)
+                report.dead_lettered += len(encoded) - len(valid)
+            for item in valid:
+                by_lane.setdefault(Lane.of(item.doc), []).append(item)
         heard = threading.Lock()
 
-        def accepted(docs: list[dict[str, Any]]) -> None:
+        def accepted(items: list[EncodedFinding]) -> None:
             if on_accepted is not None:
                 with heard:  # the ledger behind it is written one request at a time
-                    on_accepted(docs)
+                    on_accepted(items)
 
         abort = threading.Event()
         kit = LaneKit(
@@ -169,29 +182,6 @@ class SecurityHubSink:
             raise next((e for e in errors if not isinstance(e, SinkStopped)), errors[0])
         return report
 
-    def _screen(self, encoded: list[EncodedFinding], report: DeliveryReport) -> list[EncodedFinding]:
-        """Dead-letters what Security Hub would refuse or botocore would not send, so it is not sent to fail; returns
-        the rest."""
-        rejected: list[DeadLetter] = []
-        valid: list[EncodedFinding] = []
-        for item in encoded:
-            problems = finding_problems(
-                item.doc, encoded_size=len(item.body), account_id=Lane.of(item.doc).account or None
-            )
-            # The clients send with botocore's validation off (lanes.py), so the shape it checked is checked here.
-            shape = shape_problem(item.doc)
-            if shape is not None:
-                problems.append(shape)
-            if problems:
-                reason = "invalid finding: " + "; ".join(problems)
-                rejected += DeadLetter.for_finding(item, reason, "InvalidInput")
-            else:
-                valid.append(item)
-        if rejected:
-            self.dead_letters.put(rejected)
-            report.dead_lettered += len(encoded) - len(valid)
-        return valid
-
     def _client(self, lane: Lane, report: DeliveryReport) -> Any:
         """The lane's client, whose requests count into `report`; raises LaneRefused when it can have none."""
         client = self._clients(lane)
@@ -218,3 +208,21 @@ class SecurityHubSink:
                 self._counted(client, "throttled")
 
         return count
+
+
+def screen(encoded: Iterable[EncodedFinding]) -> tuple[list[EncodedFinding], list[DeadLetter]]:
+    """Splits what Security Hub would refuse or botocore would not send (so it is not sent to fail) from the rest:
+    returns the rest, and the dead letters of what it refused."""
+    rejected: list[DeadLetter] = []
+    valid: list[EncodedFinding] = []
+    for item in encoded:
+        problems = finding_problems(item.doc, encoded_size=len(item.body), account_id=Lane.of(item.doc).account or None)
+        # The clients send with botocore's validation off (lanes.py), so the shape it checked is checked here.
+        shape = shape_problem(item.doc)
+        if shape is not None:
+            problems.append(shape)
+        if problems:
+            rejected += DeadLetter.for_finding(item, "invalid finding: " + "; ".join(problems), "InvalidInput")
+        else:
+            valid.append(item)
+    return valid, rejected
