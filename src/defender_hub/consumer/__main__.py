@@ -11,7 +11,7 @@ from amazon_kclpy import kcl
 
 from defender_hub.logs import configure
 from defender_hub.settings.resolving import shard_settings
-from defender_hub.worker import open_shard
+from defender_hub.worker import freeze_startup, open_shard
 
 __all__ = ["main"]
 
@@ -23,6 +23,7 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     shard = open_shard(values, stop)
+    freeze_startup()
     try:
         kcl.KCLProcess(shard.processor).run()
     finally:  # however it ends, SystemExit included

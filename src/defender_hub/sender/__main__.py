@@ -20,8 +20,7 @@ from defender_hub.settings import variable
 from defender_hub.settings.resolving import shard_settings
 from defender_hub.sink import open_dead_letters
 from defender_hub.sink.counted_letters import CountedLetters
-from defender_hub.sink.shapes import shape_problem
-from defender_hub.worker import delivery_settings
+from defender_hub.worker import delivery_settings, freeze_startup
 
 __all__ = ["main"]
 
@@ -43,11 +42,9 @@ def main() -> None:
     letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
     # Counted as the shard processes count theirs; a metric that can't be written costs no letter.
     hub = open_hub(settings, CountedLetters(letters, lambda _: contextlib.suppress(OSError)), stop)
-    # The finding's shape is built from botocore's model (a second of CPU) before the shards may send, rather than
-    # while the first request waits for it.
-    shape_problem({})
     server = SenderServer(hub, Path(values["sender_socket"]), values["send_wait_millis"] / 1000, stop)
     log.info("the worker's sender listens on %s (pid %d)", values["sender_socket"], os.getpid())
+    freeze_startup()
     try:
         print(READY, flush=True)
         # Nobody reads this process's output after the ready line: anything written there later could fill the pipe

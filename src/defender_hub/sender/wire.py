@@ -40,7 +40,7 @@ MAX_FRAME_BYTES = 1 << 30
 broken peer, not a delivery to hold in memory."""
 
 
-class WireFinding(msgspec.Struct, array_like=True):
+class WireFinding(msgspec.Struct, array_like=True, gc=False):  # of bytes, text and origins: in no cycle
     """A finding as a shard encoded and screened it: its body (the request's JSON of it), what the sender needs to
     know of it without decoding the body (its ledger key, Id and lane's partition, account and Region), its origins
     and its version."""
@@ -53,7 +53,7 @@ class WireFinding(msgspec.Struct, array_like=True):
     version_ms: int | None = None
 
 
-class WireUpdate(msgspec.Struct, array_like=True):
+class WireUpdate(msgspec.Struct, array_like=True, gc=False):  # of text: in no cycle
     """A workflow update: the shard's key for it, the finding, the status, and its lane's partition, account and
     Region."""
 

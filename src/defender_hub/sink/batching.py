@@ -33,8 +33,9 @@ SEPARATOR = len(b", ")
 """The bytes between two findings of a request."""
 
 
-class RecordOrigin(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Where a finding came from, so a dead letter can be traced and re-driven."""
+class RecordOrigin(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """Where a finding came from, so a dead letter can be traced and re-driven. Never in a reference cycle (text and
+    numbers), so the garbage collector need not track the many a batch makes."""
 
     shard_id: str | None = None
     sequence_number: str | None = None
