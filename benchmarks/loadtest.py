@@ -137,29 +137,37 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def tree_cpu(root: int) -> float:
-    """The CPU seconds that `root` and every live process under it used so far."""
-    uses = filter(None, map(process_use, (root, *descendants(root))))
-    return sum(use.cpu_seconds for use in uses)
+PARTS = {"-m defender_hub.consumer": "shard processes", "-m defender_hub.sender": "sender", "java": "daemon"}
+"""The consumer's processes by a piece of their command line; any other (uv, `run`) is "run"."""
+
+
+def part_of(command: str) -> str:
+    return next((part for piece, part in PARTS.items() if piece in command), "run")
 
 
 @dataclass
 class CpuTimeline:
-    """A process tree's CPU seconds, sampled over a run, to read at any moment of it (on time.monotonic)."""
+    """A process tree's CPU seconds, sampled over a run by part of the consumer (`PARTS`), to read at any moment of
+    it (on time.monotonic)."""
 
     root: int
-    points: list[tuple[float, float]] = field(default_factory=list)
+    points: list[tuple[float, Counter[str]]] = field(default_factory=list)
 
     def sample(self) -> None:
-        self.points.append((time.monotonic(), tree_cpu(self.root)))
+        uses = filter(None, map(process_use, (self.root, *descendants(self.root))))
+        by_part: Counter[str] = Counter()
+        for use in uses:
+            by_part[part_of(use.command)] += use.cpu_seconds
+        self.points.append((time.monotonic(), by_part))
 
-    def at(self, moment: float) -> float:
-        """The CPU seconds used by `moment`: interpolated between the samples either side of it."""
+    def at(self, moment: float, part: str | None = None) -> float:
+        """The CPU seconds used by `moment` (of one part, or all): interpolated between the samples either side."""
         before = [point for point in self.points if point[0] <= moment]
         after = [point for point in self.points if point[0] >= moment]
         if not before or not after:
             raise SystemExit(f"no CPU samples either side of {moment:.1f} s: {len(self.points)} samples")
-        (t0, cpu0), (t1, cpu1) = before[-1], after[0]
+        (t0, parts0), (t1, parts1) = before[-1], after[0]
+        cpu0, cpu1 = (parts0[part] if part else parts0.total(), parts1[part] if part else parts1.total())
         return cpu0 if t1 == t0 else cpu0 + (cpu1 - cpu0) * (moment - t0) / (t1 - t0)
 
 
@@ -394,7 +402,7 @@ def backlog(
         stand_ins_before = stand_ins()
         leases_at: list[float] = []
         with consumer(stack, "backlog", folder, folder / "ledger.db", *flags) as run:
-            timeline = CpuTimeline(run.process.pid, [(run.started, 0.0)])  # no CPU used yet as it started
+            timeline = CpuTimeline(run.process.pid, [(run.started, Counter())])  # no CPU used yet as it started
 
             def drained() -> bool:
                 timeline.sample()
@@ -429,6 +437,12 @@ def backlog(
         "start-up s (to the first import)": first - run.started,
         "start-up s (to every lease held)": leases_at[0] - run.started if leases_at else math.nan,
         "start-up CPU s (consumer)": cpu_first,
+        **{
+            f"CPU s/1,000 findings, first to last import ({part})": 1000
+            * (timeline.at(last, part) - timeline.at(first, part))
+            / max(1, stored)
+            for part in ("daemon", "shard processes", "sender", "run")
+        },
         **stats,
         **used,
     }

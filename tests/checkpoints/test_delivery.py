@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.errors import LedgerError, SinkStopped
+from defender_hub.lifecycle import finding_key
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import DeliveryReport, MappedFinding, RecordOrigin
 from defender_hub.sink.lane_delivery import MAX_FINDING_FAILURES
@@ -483,3 +484,31 @@ def test_health_and_config_findings_are_refreshed_only_while_their_source_keeps_
     }
     assert refreshed == {"config-rule-s3-buc", "AWS_GUARDDUTY_SECURITY_NOTIFICATION"}
     assert swept.due == swept.accepted == 2
+
+
+class CountedWrites:
+    """A ledger whose writes are counted, by the entries each wrote."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger, self.writes = ledger, list[int]()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ledger, name)
+
+    def write(self, entries: Any) -> set[str]:
+        self.writes.append(len(entries))
+        return self._ledger.write(entries)
+
+
+def test_what_a_deliverys_requests_had_accepted_is_recorded_in_one_write(
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+) -> None:
+    counted = CountedWrites(ledger)
+    pipeline = Pipeline(hub, counted, tmp_path / "dead-letters.jsonl")  # type: ignore[arg-type]
+
+    report = pipeline.deliver(*(violation("in-alarm", T0, T0, f"violation-{n}") for n in range(250)))
+
+    assert report.accepted == 250
+    assert [r.findings for r in hub.requests("BatchImportFindings")] == [100, 100, 50]
+    assert counted.writes == [250]  # one transaction for the three requests, not one each
+    assert len(ledger.entries([finding_key(finding) for finding in hub.findings()])) == 250

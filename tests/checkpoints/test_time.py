@@ -110,9 +110,9 @@ def _archival_of_150_stopped_after_its_first_request(hub: LocalSecurityHub, ledg
     loader = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
     certificates = [f"cert-{n:03d}" for n in range(150)]
     loader.deliver(*(audit_finding("task-1", T0, c) for c in certificates), audit_task("task-1", T0, 150))
-    stopping_ledger = Interleaved(ledger, "write", None, call=2)  # the check summary, then the archival's first
-    stopping = Pipeline(hub, stopping_ledger, tmp_path / "dl.jsonl")  # type: ignore[arg-type]
-    stopping_ledger.then = stopping.stop.set  # as a SIGTERM would, once the first request was accepted
+    stopping = Pipeline(hub, ledger, tmp_path / "dl.jsonl")
+    # As a SIGTERM would, once the archival's first request was accepted (after the check summary's).
+    hub.after_imports(2, stopping.stop.set)
     with pytest.raises(SinkStopped):
         stopping.deliver(audit_task("task-2", T0 + DAY_MS, 0))
     states = [f["RecordState"] for f in loader.stored().values() if "/DEVICE_CERTIFICATE/" in f["Id"]]

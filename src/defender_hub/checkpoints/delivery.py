@@ -130,10 +130,14 @@ class LedgeredSink:
         written: dict[str, LedgerEntry] = {}
         report.add(self._send(decided.planned, dict(zip(keys, coalesced, strict=True)), written=written))
         owed = latest_per_check([*(c for c in completions.values() if not c.archived), *decided.completions])
+        reports_by_check: dict[str, list[Facts]] = {}  # an archival reads its own check's findings alone
+        for _, facts in to_plan:
+            reports_by_check.setdefault(facts.check, []).append(facts)
         for completion in owed.values():
             # What the batch reports of the completing task or a later one is current, whatever the ledger says (a
             # parked lane's is not in it yet); a replay of an older task's report is not, and is archived with the rest.
-            current = {facts.key for _, facts in to_plan if facts.task_ms >= completion.task_ms}
+            reports = reports_by_check.get(completion.check, [])
+            current = {facts.key for facts in reports if facts.task_ms >= completion.task_ms}
             self._archive(completion, current, report)
         # What this delivery owes Security Hub's workflow, and what earlier ones left owed for these findings (a kill
         # between the import and the update, a replay of it): the update is part of the delivery, before any
@@ -284,7 +288,12 @@ class LedgeredSink:
         park: bool,
         written: dict[str, LedgerEntry],
     ) -> list[PlannedFinding]:
-        """Sends and records `planned` once; returns what another writer changed in the ledger meanwhile."""
+        """Sends and records `planned` once; returns what another writer changed in the ledger meanwhile.
+
+        What Security Hub accepted is recorded in one write once the sink returns or fails, not one a request: each
+        write is a transaction the disk must hold (SQLite's are synchronous), and the checkpoint waits for the sink's
+        return anyway. A kill in between loses no finding, only the note that it was sent: it is sent again.
+        """
         by_key = {item.facts.key: item for item in planned}
         conflicts: list[PlannedFinding] = []
 
@@ -301,7 +310,15 @@ class LedgeredSink:
         to_send = [item for item in planned if item.to_send]
         sends = [_encoded(item, coalesced) for item in to_send]
         by_send = {id(sent): item for sent, item in zip(sends, to_send, strict=True)}
-        report.add(self._sink.deliver_encoded(sends, lambda items: record(by_send[id(i)] for i in items), park=park))
+        accepted: list[PlannedFinding] = []
+        try:
+            report.add(
+                self._sink.deliver_encoded(
+                    sends, lambda items: accepted.extend(by_send[id(i)] for i in items), park=park
+                )
+            )
+        finally:  # what was accepted before a failure too: sending it again would be for nothing
+            record(accepted)
         return conflicts
 
     def close(self) -> None:

@@ -73,6 +73,8 @@ class Faults:
     """The same for BatchUpdateFindings: the finding is answered in UnprocessedFindings."""
     poison: set[str] = field(default_factory=set)
     """Finding Ids that make an import request refused whole, as a rule this stand-in does not model would."""
+    after_imports: list[Any] | None = None
+    """[imports still to answer, what to run then] (`LocalSecurityHub.after_imports`)."""
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,12 @@ class LocalSecurityHub:
         with self._lock:
             self._faults.poison.update(ids)
 
+    def after_imports(self, count: int, action: Callable[[], None]) -> None:
+        """Runs `action` once, as the hub has taken `count` more import requests, before its answer to the last of
+        them leaves: a stop then lands between that request and the caller's next."""
+        with self._lock:
+            self._faults.after_imports = [count, action]
+
     def reset(self) -> None:
         """Forgets findings, requests and faults, and refills the quotas."""
         with self._lock:
@@ -361,6 +367,13 @@ class LocalSecurityHub:
             self._requests.append(
                 RequestRecord(BATCH_IMPORT, 200, len(docs), accepted, len(failed), at=now, caller=caller)
             )
+            action = None
+            if self._faults.after_imports is not None:
+                self._faults.after_imports[0] -= 1
+                if self._faults.after_imports[0] == 0:
+                    action, self._faults.after_imports = self._faults.after_imports[1], None
+        if action is not None:
+            action()
         return {"FailedCount": len(failed), "SuccessCount": accepted, "FailedFindings": failed}
 
     def batch_update(self, body: bytes, region: str | None = None, caller: str | None = None) -> dict[str, Any]:
