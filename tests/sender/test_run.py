@@ -33,10 +33,18 @@ def test_run_with_two_shards_delivers_everything_through_its_sender_and_ends_whe
         # How the shards' findings share requests is the in-process tests' (test_sender.py): here the shard
         # processes start a moment apart, and the first one's first batch may go alone.
 
+        # More records, whose requests Security Hub throttles: the sender dies with them under way.
         checkpoints = stream.checkpoints()
+        hub.throttle(300)
+        stream.put(list(generate_events(40, seed=12)))
+        wait_for(
+            "a throttled request of the new records",
+            lambda: any(r.status == 429 for r in hub.requests("BatchImportFindings")),
+            120,
+        )
         os.kill(int(found[1]), signal.SIGKILL)
         assert consumer.wait(timeout=90) != 0  # run stops its daemon and fails
-        assert stream.checkpoints() == checkpoints
+        assert stream.checkpoints() == checkpoints  # none past the records the sender had not answered for
         assert "the worker's sender died" in log.read_text()
     finally:
         if consumer.poll() is None:

@@ -4,6 +4,7 @@ lane's quota, and each shard answered for its own before it records or checkpoin
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import threading
 import time
@@ -348,3 +349,33 @@ def test_a_shard_takes_a_sender_that_says_nothing_for_stuck_and_fails_its_delive
     listener.close()
     for connection in taken:
         connection.close()
+
+
+def test_a_lane_in_an_outage_holds_no_other_lanes_delivery(
+    hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    elsewhere = json.loads(json.dumps(template).replace("us-east-1", "us-west-2"))
+    clients = {name: sender.client(tmp_path) for name in ("shard-east", "shard-west")}
+    for client in clients.values():
+        client.connect()
+    hub.outage(120, region="us-west-2")  # every request of the west lane fails, until the lane is parked
+    outcomes: dict[str, Any] = {}
+
+    def deliver(name: str, finding: dict[str, Any]) -> None:
+        try:
+            outcomes[name] = ledgered(clients[name], tmp_path / f"{name}.sqlite3").deliver(
+                shard_findings(finding, name, 3)
+            )
+        except SinkError as exc:
+            outcomes[name] = exc
+
+    west = threading.Thread(target=deliver, args=("shard-west", elsewhere))
+    west.start()
+    wait_for("the west lane's first failed request", lambda: hub.requests("BatchImportFindings"), 30, every=0.05)
+    deliver("shard-east", template)
+
+    assert outcomes["shard-east"].accepted == 3  # answered while the west lane's request is still retried
+    assert west.is_alive() and "shard-west" not in outcomes
+    sender.server.close()  # as run ends its sender: the west shard's delivery ends without a checkpoint
+    west.join(30)
+    assert isinstance(outcomes["shard-west"], SinkError)
