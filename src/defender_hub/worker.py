@@ -30,7 +30,6 @@ from defender_hub.settings import named
 from defender_hub.settings.resolving import shard_environment
 from defender_hub.sink import SecurityHubSink
 from defender_hub.sink.lanes import check_external_id, check_role
-from defender_hub.sink.shapes import shape_problem
 
 if TYPE_CHECKING:
     from defender_hub.checkpoints.sweeps import PeriodicSweep
@@ -102,9 +101,6 @@ def open_shard(values: Mapping[str, Any], stop: threading.Event) -> ShardWorker:
     if isinstance(delivery.sender, SenderClient):
         # Connected as the shard starts: the sender then knows of every shard that may add to a request.
         delivery.sender.connect()
-        # The shard screens what it hands the sender: the finding's shape is built from botocore's model (a tenth
-        # of a second) now, rather than while the first batch waits for it.
-        shape_problem({})
     if isinstance(delivery.sender, SenderClient | SecurityHubSink):
         processor.count_letters_of(delivery.sender)
     return ShardWorker(processor, delivery)
