@@ -1,6 +1,6 @@
 """Times the CPU the send path takes per finding: mapped findings through the real sink to a local Security Hub.
 
-    uv run python benchmarks/bench_send.py [--findings 20000] [--batch 2500] [--repeat 3] [--botocore-validation]
+    uv run python benchmarks/bench_send.py [--findings 20000] [--batch 2500] [--repeat 3]
 
 The findings come from a generated corpus, mapped as the consumer maps them (not timed). They go through the real
 `SecurityHubSink` as the consumer's do (coalescing, the strict screen, lanes, requests of 100 through a botocore
@@ -8,8 +8,7 @@ client made as `securityhub_clients` makes one, with its Config) to the local Se
 its own with a quota too large to throttle, so that its work is not counted. Prints, for the sending process alone
 (time.process_time: every thread of it), the CPU seconds per 1,000 findings and the findings a CPU second, best of
 the repeats; and, apart, what each piece of the path costs a finding in a loop of its own (no requests), to say where
-the time goes. `--botocore-validation` times the path as it was before botocore's validation was turned off for these
-clients (validation on, the shape screen that replaced it left out), for a comparison on the same machine and load.
+the time goes.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from defender_hub.errors import EventError, EventSkipped
 from defender_hub.local.hub_core import DEFAULT_ACCOUNT
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import JsonlDeadLetters, MappedFinding, SecurityHubClients, SecurityHubSink, coalesce
+from defender_hub.sink.lanes import EncodedFindings
 from defender_hub.sink.shapes import shape_problem
 from defender_hub.synthetic import generate_events
 
@@ -80,17 +80,6 @@ class HubProcess:
         self._process.wait(timeout=10)
 
 
-def as_before() -> None:
-    """Puts the send path back as it was before botocore's validation was turned off: the clients validate, and the
-    sink's shape screen, which stands in for that validation, is left out."""
-    from botocore.config import Config  # noqa: PLC0415
-
-    from defender_hub.sink import lanes, securityhub  # noqa: PLC0415
-
-    lanes.UNVALIDATED = Config()
-    securityhub.shape_problem = lambda _doc: None  # type: ignore[assignment]
-
-
 def sink_to(endpoint_url: str, dead_letters: Path) -> SecurityHubSink:
     """The sink the consumer builds, its clients pointed at the local hub, with the clients' own default Config."""
     session = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1")
@@ -125,7 +114,7 @@ def pieces(sink: SecurityHubSink, work: list[MappedFinding], repeat: int) -> Non
     client = sink._clients(next(iter(sink._clients._made)))  # type: ignore[attr-defined]
     model = client.meta.service_model.operation_model("BatchImportFindings")
     serializer = client._serializer  # botocore's own, as the client calls it
-    from botocore.validate import ParamValidationDecorator, ParamValidator  # noqa: PLC0415
+    from botocore.validate import ParamValidator  # noqa: PLC0415
 
     validator = ParamValidator()
     shape_problem(encoded[0].doc)  # its types built first: once a process, not per finding
@@ -143,20 +132,25 @@ def pieces(sink: SecurityHubSink, work: list[MappedFinding], repeat: int) -> Non
         "shape screen (sink/shapes.py)", len(encoded), lambda: [shape_problem(item.doc) for item in encoded], repeat
     )
     per_finding(
-        "botocore's parameter validation",
+        "the request's body (EncodedFindings)",
+        len(encoded),
+        lambda: [EncodedFindings(item.body for item in encoded[i : i + 100]) for i in range(0, len(encoded), 100)],
+        repeat,
+    )
+    # The two that follow are what the lanes' clients no longer do (validation off, the body joined from the findings'
+    # own bodies): timed for what they would cost.
+    per_finding(
+        "botocore's parameter validation (not run)",
         len(encoded),
         lambda: [validator.validate(params, model.input_shape) for params in requests],
         repeat,
     )
     per_finding(
-        "botocore's serializer (request body)",
+        "botocore's serializer (not run: EncodedFindings)",
         len(encoded),
         lambda: [bare.serialize_to_request(params, model) for params in requests],
         repeat,
     )
-    # client.meta.config says True whatever the client was made with: the serializer is what tells.
-    validating = isinstance(serializer, ParamValidationDecorator)
-    print(f"  (the clients send {'with' if validating else 'without'} botocore's parameter validation)")
 
 
 def main() -> None:
@@ -166,23 +160,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-pieces", action="store_true", help="leave out the steps timed alone")
-    parser.add_argument(
-        "--botocore-validation",
-        action="store_true",
-        help="time the path as it was: botocore validates, no shape screen",
-    )
     args = parser.parse_args()
-    if args.botocore_validation:
-        as_before()
     work = findings(args.findings, args.seed)
-    print(
-        f"corpus: {len(work):,} findings of generated events, {args.batch:,} a delivery, best of {args.repeat}; "
-        + (
-            "botocore validates (as before)"
-            if args.botocore_validation
-            else "the sink's shape screen, no botocore validation"
-        )
-    )
+    print(f"corpus: {len(work):,} findings of generated events, {args.batch:,} a delivery, best of {args.repeat}")
     with HubProcess() as hub, tempfile.TemporaryDirectory() as folder:
         sink = sink_to(hub.endpoint_url, Path(folder) / "dead-letters.jsonl")
         sink.deliver(work[:100])  # the client made, its model loaded and its connection opened: start-up, not timed

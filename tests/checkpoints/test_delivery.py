@@ -512,3 +512,34 @@ def test_what_a_deliverys_requests_had_accepted_is_recorded_in_one_write(
     assert [r.findings for r in hub.requests("BatchImportFindings")] == [100, 100, 50]
     assert counted.writes == [250]  # one transaction for the three requests, not one each
     assert len(ledger.entries([finding_key(finding) for finding in hub.findings()])) == 250
+
+
+def test_what_was_accepted_before_a_stop_is_recorded_and_the_stop_is_what_is_raised(
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(hub, ledger, tmp_path / "dead-letters.jsonl")
+    hub.after_imports(1, pipeline.stop.set)  # as a SIGTERM would, once the first request was accepted
+
+    with pytest.raises(SinkStopped):
+        pipeline.deliver(*(violation("in-alarm", T0, T0, f"violation-{n}") for n in range(250)))
+
+    stored = [finding_key(finding) for finding in hub.findings()]
+    assert len(stored) == 100
+    assert set(ledger.entries(stored)) == set(stored)  # recorded: a replay need not send them again
+
+
+class FailingWrites(CountedWrites):
+    """A ledger whose writes fail, as a full disk would make them."""
+
+    def write(self, entries: Any) -> set[str]:
+        raise OSError("No space left on device")
+
+
+def test_a_ledger_failing_after_a_stop_leaves_the_stop_to_be_raised(
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+) -> None:
+    pipeline = Pipeline(hub, FailingWrites(ledger), tmp_path / "dead-letters.jsonl")  # type: ignore[arg-type]
+    hub.after_imports(1, pipeline.stop.set)
+
+    with pytest.raises(SinkStopped):  # not LedgerError: the shard exits as on a stop, no checkpoint either way
+        pipeline.deliver(*(violation("in-alarm", T0, T0, f"violation-{n}") for n in range(250)))

@@ -28,7 +28,7 @@ from defender_hub.sender import SenderClient
 from defender_hub.sender.process import SenderProcess
 from defender_hub.sender.server import SenderServer
 from defender_hub.settings.resolving import shard_environment, shard_settings
-from defender_hub.sink import JsonlDeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink
+from defender_hub.sink import JsonlDeadLetters, MappedFinding, RecordOrigin, SecurityHubSink
 from defender_hub.sink.quota import SharedQuota
 from tests.helpers import (
     ACCOUNT,
@@ -59,7 +59,7 @@ class InProcessSender:
         self.path = folder / "sender.sock"
         self.dead_letters = folder / "sender-dead-letters.jsonl"
         self.quota = SharedQuota(folder / "quota")
-        sink = SecurityHubSink(
+        self.sink = sink = SecurityHubSink(
             hub_clients(hub),
             JsonlDeadLetters(self.dead_letters),
             policy=FAST,
@@ -72,10 +72,10 @@ class InProcessSender:
         """A shard's client, keeping its own letters in `folder`."""
         return SenderClient(self.path, JsonlDeadLetters(folder / "shard-dead-letters.jsonl"), threading.Event())
 
-    def keep_busy(self, finding: dict[str, Any]) -> None:
-        """Books `finding`'s lane as other requests would: busy for two seconds, its next slot a second off."""
-        for _ in range(IMPORT_BURST + 5):
-            self.quota.take(Lane.of(finding), lambda seconds: None)
+    def keep_busy(self) -> None:
+        """Has the quota say every lane is busy, as other requests booking its slots would, for as long as the test
+        takes: a partial request then fills rather than go at once."""
+        self.sink.busy = lambda lanes: True  # type: ignore[method-assign]
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_shard_records_exactly_what_the_hub_accepted_once_the_sender_answered(
 ) -> None:
     idle = sender.client(tmp_path)  # a second shard, connected and idle: the busy lane's request waits for it to fill
     idle.connect()
-    sender.keep_busy(template)
+    sender.keep_busy()
     shard = ledgered(sender.client(tmp_path), tmp_path / "ledger.sqlite3")
     findings = shard_findings(template, "shard-1", 5)
     findings[2] = MappedFinding(findings[2].finding | {"Severity": {"Label": "NOT A LABEL"}}, findings[2].origin)
@@ -147,7 +147,7 @@ def test_two_shards_findings_share_one_request_of_a_busy_lane(
     clients = [sender.client(tmp_path) for _ in range(2)]
     for client in clients:
         client.connect()  # as a shard process does as it starts
-    sender.keep_busy(template)  # a request now would take one of the lane's last slots: the first shard's waits
+    sender.keep_busy()  # a request now would take one of the lane's last slots: the first shard's waits
     shards = [ledgered(client, tmp_path / f"ledger-{n}.sqlite3") for n, client in enumerate(clients)]
     reports = []
 
@@ -307,7 +307,7 @@ def test_a_shard_goes_on_while_another_shards_finding_of_their_request_is_tried_
     for client in clients.values():
         client.connect()
     hub.fail(["shard-a-finding-0"], code="InternalException", times=9)  # accepted at its tenth try
-    sender.keep_busy(template)  # the first shard's finding waits for the second's
+    sender.keep_busy()  # the first shard's finding waits for the second's
     requests_when_b_was_answered: list[int] = []
 
     def deliver(name: str) -> None:

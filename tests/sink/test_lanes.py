@@ -196,7 +196,7 @@ def test_a_lanes_client_sends_encoded_findings_as_the_very_body_botocore_would_h
     encoded = client.batch_import_findings(Findings=EncodedFindings(EncodedFinding.of(f, []).body for f in findings))
 
     assert bodies[0] == bodies[1] and json.loads(bodies[1]) == {"Findings": findings}
-    assert by_botocore["SuccessCount"] == encoded["SuccessCount"] == 3  # signed, and taken by the hub, both ways
+    assert by_botocore["SuccessCount"] == encoded["SuccessCount"] == 3  # sent and taken by the hub, both ways
 
 
 def test_encoded_findings_refuse_a_client_that_would_send_none(hub: LocalSecurityHub, template: dict[str, Any]) -> None:

@@ -312,13 +312,19 @@ class LedgeredSink:
         by_send = {id(sent): item for sent, item in zip(sends, to_send, strict=True)}
         accepted: list[PlannedFinding] = []
         try:
-            report.add(
-                self._sink.deliver_encoded(
-                    sends, lambda items: accepted.extend(by_send[id(i)] for i in items), park=park
-                )
+            sent = self._sink.deliver_encoded(
+                sends, lambda items: accepted.extend(by_send[id(i)] for i in items), park=park
             )
-        finally:  # what was accepted before a failure too: sending it again would be for nothing
-            record(accepted)
+        except BaseException:
+            # What was accepted before the failure is recorded too (sending it again would be for nothing), unless
+            # the ledger fails as well: the delivery's own failure is what the caller must hear of.
+            try:
+                record(accepted)
+            except LedgerError as exc:
+                log.warning("%d accepted findings not recorded after the delivery failed: %s", len(accepted), exc)
+            raise
+        report.add(sent)
+        record(accepted)
         return conflicts
 
     def close(self) -> None:

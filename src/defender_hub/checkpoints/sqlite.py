@@ -69,7 +69,7 @@ class SqliteLedger:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Used from the sink's lane threads too, one at a time: the sink serializes what it hears of acceptances.
+            # Used from more than one thread of a process (a delivery's, a sweep's), one statement at a time.
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: each commit is on disk before the sink goes on, so a power loss can't take back a claim's note of

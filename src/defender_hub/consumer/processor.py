@@ -173,7 +173,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
     def count_letters_of(self, sender: SecurityHubSink | SenderClient) -> None:
         """Counts in SET_ASIDE each letter `sender` keeps, by what was set aside and why: where it puts a letter is
         the one place that knows its kind and code. (Through the worker's sender, that is the letters the shard
-        keeps itself: findings from the future.)"""
+        keeps itself: findings from the future, and findings Security Hub would refuse.)"""
         sender.dead_letters = CountedLetters(sender.dead_letters, self._best_effort)
 
     def ended(self) -> None:

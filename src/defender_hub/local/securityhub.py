@@ -221,6 +221,8 @@ class LocalSecurityHub:
     def after_imports(self, count: int, action: Callable[[], None]) -> None:
         """Runs `action` once, as the hub has taken `count` more import requests, before its answer to the last of
         them leaves: a stop then lands between that request and the caller's next."""
+        if count < 1:
+            raise ValueError(f"after {count} imports: 1 or more")
         with self._lock:
             self._faults.after_imports = [count, action]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import queue
@@ -187,6 +188,7 @@ class SenderServer:
         # Each lane sends through threads of its own, so that a lane failing every request (an outage, until it is
         # parked) holds no other lane's requests.
         self._pools: dict[tuple[Lane, bool], ThreadPoolExecutor] = {}
+        self._sent_lanes: set[tuple[Lane, bool]] = set()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a socket a sender before this one left
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -316,7 +318,8 @@ class SenderServer:
 
         A full request goes at once. A partial one goes at once too when nothing of its lane is under way and the lane
         has quota to spare (a wait would save no slot worth saving: under light load that is latency for nothing), or
-        when nothing of its lane is under way and every shard waits on the sender (no shard can add to it). Otherwise
+        when every shard waits on the sender and none can add to it: nothing of its lane is under way, or every
+        shard waits on findings of this very request. Otherwise
         it fills for at most `wait_seconds` from when it could first have gone: from the later of its oldest finding's
         coming and the lane's last request. Under a backlog the findings waited for the quota, not to fill; counting
         from their coming would send the last of each part alone, while an answer under way frees a shard to hand its
@@ -326,6 +329,8 @@ class SenderServer:
             return None
         if not lane_queue.in_flight and (every_shard_waits or not self._hub.busy([lane])):
             return None
+        if every_shard_waits and {c.ticket for c in self._connections} <= {h.ticket for h in lane_queue.pending}:
+            return None  # every shard waits on this very request (under 100 findings): no answer under way frees one
         due = max(lane_queue.pending[0].at, lane_queue.taken_at) + self._wait
         return None if now >= due else due
 
@@ -348,12 +353,18 @@ class SenderServer:
                 self._settled(ticket, accepted=indexes, requests=int(number == 0))
 
         error: Exception | None = None
+        first_of_lane = key not in self._sent_lanes
         try:
             with self._letters.watching() as dead:
                 report = self._hub.deliver_encoded(
                     [handed.item for handed in batch], heard, park=key[1], screened_of=key[0]
                 )
             self._settle(batch, accepted, dead, replace(report, requests=report.requests - len(answered)))
+            if first_of_lane:
+                # The lane's client, its credentials and botocore's model, made for its first request, are the
+                # sender's for good: out of the collector's sight, as what the sender made as it started.
+                self._sent_lanes.add(key)
+                gc.freeze()
         except Exception as exc:  # SinkError above all; anything else ends the shards' deliveries all the same
             error = exc
         finally:

@@ -246,8 +246,8 @@ ROWS = (
     ),
     Setting(
         "send_wait_millis",
-        "milliseconds the worker's sender waits at most for a request of an account and Region to fill (100 "
-        "findings or 6 MB) with what the shard processes hand it; it sends at once when every shard waits on it",
+        "milliseconds the worker's sender waits at most for a busy account and Region's request to fill (100 "
+        "findings or 6 MB) with what the shard processes hand it; an idle one's goes at once",
         kind=int,
         default=SEND_WAIT_MILLIS,
         metavar="MILLISECONDS",

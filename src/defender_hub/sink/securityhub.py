@@ -141,7 +141,7 @@ class SecurityHubSink:
 
         def accepted(items: list[EncodedFinding]) -> None:
             if on_accepted is not None:
-                with heard:  # the ledger behind it is written one request at a time
+                with heard:  # lanes answer from threads of their own: the caller hears of one request at a time
                     on_accepted(items)
 
         abort = threading.Event()

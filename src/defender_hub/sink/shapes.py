@@ -56,7 +56,8 @@ def _finding_type() -> Any:
         findings = model.operation_model("BatchImportFindings").input_shape.members["Findings"]
         finding = _type(findings.member, {})
         # msgspec makes its plan of a struct type on first use, and two threads making it at once crash the
-        # interpreter (the worker's sender screens requests in several threads): it is made here, under the lock.
+        # interpreter (a process may screen in two threads at once, a delivery's and a sweep's): it is made here,
+        # under the lock.
         with contextlib.suppress(msgspec.ValidationError):
             msgspec.convert({}, finding)
         return finding
