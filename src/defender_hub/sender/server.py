@@ -29,9 +29,9 @@ from typing import Any
 
 import msgspec
 
-from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES
 from defender_hub.errors import SinkError
 from defender_hub.lifecycle import finding_key
+from defender_hub.sender.queues import Handed, LaneQueue
 from defender_hub.sender.wire import (
     Accepted,
     Deliver,
@@ -46,7 +46,7 @@ from defender_hub.sender.wire import (
     frame,
 )
 from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, EncodedFinding, Lane, SecurityHubSink
-from defender_hub.sink.batching import REQUEST_OVERHEAD, SEPARATOR
+from defender_hub.sink.batching import SEPARATOR
 from defender_hub.sink.workflow import WorkflowUpdate
 
 __all__ = ["MAX_IN_FLIGHT", "SenderServer"]
@@ -71,7 +71,7 @@ class _Connection:
         self.sock = sock
         self.waiting = False
         """Whether the shard waits on the sender now: it can hand nothing more until it is answered."""
-        self.ticket: _Ticket | None = None
+        self.ticket: Ticket | None = None
         self.owed: queue.Queue[list[str] | None] = queue.Queue()
         self._lock = threading.Lock()
 
@@ -82,7 +82,7 @@ class _Connection:
 
 
 @dataclass(eq=False)
-class _Ticket:
+class Ticket:
     """A shard's delivery under way: how many of its findings are still to be settled, and what became of the rest."""
 
     connection: _Connection
@@ -92,56 +92,6 @@ class _Ticket:
     answering: threading.Lock = field(default_factory=threading.Lock)
     """Held while what became of some of its findings is counted and told, so that its `Done` is written after
     every `Accepted` of it, whichever request's thread counts last."""
-
-
-@dataclass(slots=True)
-class _Handed:
-    """A finding a shard handed over: its place in the shard's delivery, and when it came."""
-
-    item: EncodedFinding
-    key: str
-    """The finding's key in the ledger (`lifecycle.finding_key`): a request carries no finding twice."""
-    ticket: _Ticket
-    index: int
-    at: float
-
-
-class _LaneQueue:
-    """What waits to be sent in one lane (with or without parking), oldest first."""
-
-    def __init__(self) -> None:
-        self.pending: deque[_Handed] = deque()
-        self.size = 0
-        self.in_flight = 0
-        self.taken_at = 0.0
-        """When the lane's last request was taken from the queue, on time.monotonic."""
-
-    def full(self) -> bool:
-        """Whether a whole request is waiting."""
-        return len(self.pending) >= MAX_FINDINGS_PER_REQUEST or self.size + REQUEST_OVERHEAD >= MAX_REQUEST_BYTES
-
-    def take(self) -> list[_Handed]:
-        """Takes one request's findings from the front: as many as fit, no finding twice (two shards may hand two
-        versions of one; the later waits for the next request)."""
-        batch: list[_Handed] = []
-        kept: list[_Handed] = []
-        keys: set[str] = set()
-        size = REQUEST_OVERHEAD
-        while self.pending:
-            handed = self.pending[0]
-            item_size = len(handed.item.body) + SEPARATOR
-            if batch and (len(batch) == MAX_FINDINGS_PER_REQUEST or size + item_size > MAX_REQUEST_BYTES):
-                break
-            self.pending.popleft()
-            if handed.key in keys:
-                kept.append(handed)
-                continue
-            keys.add(handed.key)
-            batch.append(handed)
-            size += item_size
-            self.size -= len(handed.item.body) + SEPARATOR
-        self.pending.extendleft(reversed(kept))
-        return batch
 
 
 class _LetterWatch:
@@ -182,7 +132,7 @@ class SenderServer:
         self._letters = _LetterWatch(hub.dead_letters)
         hub.dead_letters = self._letters
         self._condition = threading.Condition()
-        self._queues: dict[tuple[Lane, bool], _LaneQueue] = {}
+        self._queues: dict[tuple[Lane, bool], LaneQueue] = {}
         self._connections: set[_Connection] = set()
         self._closed = False
         # Each lane sends through threads of its own, so that a lane failing every request (an outage, until it is
@@ -263,7 +213,7 @@ class SenderServer:
             self._condition.notify_all()
         connection.sock.close()
 
-    def _drop(self, dropped: Callable[[_Handed], bool]) -> None:
+    def _drop(self, dropped: Callable[[Handed], bool]) -> None:
         """Takes out of the lanes' queues what `dropped` says is not to be sent (called holding the condition)."""
         for lane_queue in self._queues.values():
             kept = deque(handed for handed in lane_queue.pending if not dropped(handed))
@@ -272,7 +222,7 @@ class SenderServer:
 
     def _handed(self, connection: _Connection, message: Deliver) -> None:
         """Queues a shard's findings in their lanes."""
-        ticket = _Ticket(connection, len(message.findings))
+        ticket = Ticket(connection, len(message.findings))
         if not message.findings:
             connection.send(Done({}))
             return
@@ -281,11 +231,11 @@ class SenderServer:
         for index, wired in enumerate(message.findings):
             # The body alone: the shard screened the finding, and told what the sender needs to know of it.
             item = EncodedFinding(None, wired.body, wired.origins, wired.version_ms, finding_id=wired.finding_id)
-            handed.append((Lane(*wired.lane), _Handed(item, wired.key, ticket, index, now)))
+            handed.append((Lane(*wired.lane), Handed(item, wired.key, ticket, index, now)))
         with self._condition:
             connection.ticket, connection.waiting = ticket, True
             for lane, one in handed:
-                lane_queue = self._queues.setdefault((lane, message.park), _LaneQueue())
+                lane_queue = self._queues.setdefault((lane, message.park), LaneQueue())
                 lane_queue.pending.append(one)
                 lane_queue.size += len(one.item.body) + SEPARATOR
             self._condition.notify_all()
@@ -313,7 +263,7 @@ class SenderServer:
                         del self._queues[key]
                 self._condition.wait(None if next_due is None else max(0.0, next_due - now))
 
-    def _due(self, lane: Lane, lane_queue: _LaneQueue, now: float, every_shard_waits: bool) -> float | None:
+    def _due(self, lane: Lane, lane_queue: LaneQueue, now: float, every_shard_waits: bool) -> float | None:
         """None when the lane's next request goes now, else the moment it will (called holding the condition).
 
         A full request goes at once. A partial one goes at once too when nothing of its lane is under way and the lane
@@ -334,7 +284,7 @@ class SenderServer:
         due = max(lane_queue.pending[0].at, lane_queue.taken_at) + self._wait
         return None if now >= due else due
 
-    def _send(self, key: tuple[Lane, bool], lane_queue: _LaneQueue, batch: list[_Handed]) -> None:
+    def _send(self, key: tuple[Lane, bool], lane_queue: LaneQueue, batch: list[Handed]) -> None:
         """Sends one request's findings through the sink, and tells each shard what became of its own."""
         by_item = {id(handed.item): handed for handed in batch}
         accepted: set[int] = set()
@@ -343,7 +293,7 @@ class SenderServer:
         def heard(items: list[EncodedFinding]) -> None:
             # Told and counted at once: a shard whose findings were all accepted goes on, while another's finding
             # of the same request is still retried.
-            by_ticket: dict[_Ticket, list[int]] = {}
+            by_ticket: dict[Ticket, list[int]] = {}
             for item in items:
                 handed = by_item[id(item)]
                 accepted.add(id(item))
@@ -376,7 +326,7 @@ class SenderServer:
             for ticket in {handed.ticket for handed in batch}:
                 self._fail(ticket, error)
 
-    def _settle(self, batch: list[_Handed], accepted: set[int], dead: set[str], report: DeliveryReport) -> None:
+    def _settle(self, batch: list[Handed], accepted: set[int], dead: set[str], report: DeliveryReport) -> None:
         """Counts what became of each finding of a request sent that was not accepted (those were counted as they
         were), into its shard's delivery. The request's own counts that were not counted as it was accepted
         (requests that failed, throttling, retries) go to the delivery of its first finding, if that is not over."""
@@ -385,7 +335,7 @@ class SenderServer:
             first.requests += report.requests
             first.throttled += report.throttled
             first.retried += report.retried
-        left: dict[_Ticket, list[int]] = {}
+        left: dict[Ticket, list[int]] = {}
         for handed in batch:
             if id(handed.item) not in accepted:
                 counts = left.setdefault(handed.ticket, [0, 0])
@@ -395,7 +345,7 @@ class SenderServer:
 
     def _settled(
         self,
-        ticket: _Ticket,
+        ticket: Ticket,
         *,
         accepted: Sequence[int] = (),
         dead_lettered: int = 0,
@@ -422,7 +372,7 @@ class SenderServer:
             if done:
                 ticket.connection.send(Done(dataclasses.asdict(ticket.report)))
 
-    def _fail(self, ticket: _Ticket, error: Exception) -> None:
+    def _fail(self, ticket: Ticket, error: Exception) -> None:
         """Ends a shard's delivery in `error`: nothing it handed may be checkpointed."""
         with ticket.answering:
             with self._condition:
