@@ -77,8 +77,8 @@ class ShardWorker:
 
 
 def freeze_startup() -> None:
-    """Takes what a long-running process made as it started (its modules, botocore's models, its clients) out of the
-    garbage collector's sight: all of it lives as long as the process, and each full collection walked it again. The
+    """Takes what a long-running process made as it started (its modules, settings and tables) out of the garbage
+    collector's sight: all of it lives as long as the process, and each full collection walked it again. The
     collector was two fifths of the sender's CPU and a sixth of a shard process's (py-spy, ten accounts' backlog)."""
     gc.collect()
     gc.freeze()
