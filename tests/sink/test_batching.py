@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from defender_hub.sink.batching import MappedFinding, RecordOrigin, coalesce, requests
+from defender_hub.codecs.asff import Finding, encode_finding
+from defender_hub.convert import EventConverter
+from defender_hub.mapping import MappingOptions
+from defender_hub.mapping.common import (
+    PRODUCT_NAME_AUDIT,
+    PRODUCT_NAME_CONFIG,
+    PRODUCT_NAME_DETECT,
+    PRODUCT_NAME_HEALTH,
+)
+from defender_hub.sink.batching import MappedFinding, RecordOrigin, as_document, coalesce, encode_body, requests
+from tests.helpers import GOLDEN
 
 
 def finding(finding_id: str, updated: str, title: str = "t", product: str = "p", size: int = 0) -> dict[str, Any]:
@@ -96,3 +106,39 @@ def test_requests_stay_under_6_mb() -> None:
     for batch in batches:
         assert len(json.dumps({"Findings": [p.doc for p in batch]}).encode()) <= 6_000_000
     assert [p.doc["Id"] for batch in batches for p in batch] == [str(i) for i in range(70)]
+
+
+GOLDEN_EVENTS = ("reference-events.jsonl", "config-events.jsonl", "health-events.jsonl")
+
+
+def golden_findings() -> list[Finding]:
+    """Every finding the golden events of the three sources map to."""
+    converter = EventConverter(MappingOptions())
+    return [
+        finding
+        for name in GOLDEN_EVENTS
+        for line in (GOLDEN / name).read_bytes().splitlines()
+        if line.strip()
+        for finding in converter.findings(line)
+    ]
+
+
+def test_a_mapped_findings_document_is_what_its_json_parses_to() -> None:
+    findings = golden_findings()
+
+    assert {finding.product_name for finding in findings} == {
+        PRODUCT_NAME_DETECT, PRODUCT_NAME_AUDIT, PRODUCT_NAME_CONFIG, PRODUCT_NAME_HEALTH
+    }  # fmt: skip
+    for finding in findings:
+        assert as_document(finding) == json.loads(encode_finding(finding))  # lists, not tuples, as JSON has them
+
+
+def test_a_body_is_json_dumps_defaults_byte_for_byte() -> None:
+    docs = [as_document(finding) for finding in golden_findings()]
+    docs += [
+        {"Id": "ascii", "Title": 'tab\tquote" slash\\ nul\x00 del\x7f', "N": [1, -2, 0.5, True, None, {}]},
+        {"Id": "non-ascii", "Title": "caf\u00e9 \u2028 \U0001f600"},
+    ]
+
+    for doc in docs:
+        assert encode_body(doc) == json.dumps(doc).encode()
