@@ -1,5 +1,5 @@
 """This module is the one place that builds a worker's parts from resolved settings: the delivery settings of every
-delivering command, a shard process's processor, and what `run` sets up around its daemon (the quota's folder, the
+delivering command, a shard process's processor, and what `run` sets up around its daemon (the worker's sender, the
 metrics, the sweeps and the environment of its shard processes).
 
 Settings arrive resolved (by `settings.resolving.resolve` for the commands, `shard_settings` in a shard process), as a
@@ -61,7 +61,6 @@ def delivery_settings(values: Mapping[str, Any], *, ledger_by_default: bool = Tr
         dead_letter_overflow=values["dead_letter_overflow"],
         assume_role=values["assume_role"],
         external_id=values["external_id"],
-        quota_dir=values.get("quota_dir"),
         outage_limit_seconds=values["outage_limit"],
         sender_socket=values.get("sender_socket"),
     )
@@ -120,9 +119,9 @@ def absolute_ledger(url: str | None) -> str:
 
 @dataclass
 class RunWorker:
-    """What `run` sets up around its daemon, while entered: the quota's folder its processes share, the metrics they
-    report into and their server, the worker's sender (watched: if it dies, the daemon is stopped), the sweeps
-    (parked lanes, refresh), and the shard processes' environment."""
+    """What `run` sets up around its daemon, while entered: the metrics its processes report into and their server,
+    the worker's sender (watched: if it dies, the daemon is stopped), the sweeps (parked lanes, refresh), which send
+    through the sender as the shard processes do, and the shard processes' environment."""
 
     values: Mapping[str, Any]
     """`run`'s resolved settings."""
@@ -143,14 +142,14 @@ class RunWorker:
         from defender_hub.sender.process import SenderProcess  # noqa: PLC0415 - `run`'s alone
 
         try:
-            # The worker's shard processes share each lane's quota through this folder, which is this worker's alone.
-            quota_dir = self._folder("defender-hub-quota-")
             metrics_dir = self._folder("defender-hub-metrics-") if self.values["metrics_port"] else None
             dead_letter = self.delivery.dead_letter
+            # Every request of the worker goes through its sender, the shard processes' and the sweeps' alike: the
+            # lanes' quotas are the sender's own, booked in its memory.
             delivery = replace(  # the sweeps', and through the environment the shard processes'
                 self.delivery,
                 dead_letter=dead_letter if "://" in dead_letter else str(Path(dead_letter).resolve()),
-                quota_dir=quota_dir,
+                sender_socket=str(Path(self._folder("defender-hub-sender-")) / "sender.sock"),
             )
             # The shard processes may start in another folder: every path they are given is absolute.
             health, state = self.values["health_dir"], self.values["state_dir"]
@@ -160,8 +159,7 @@ class RunWorker:
                     "dead_letter": delivery.dead_letter,
                     "ledger": delivery.ledger,
                     "import_account": delivery.account_id,
-                    "quota_dir": quota_dir,
-                    "sender_socket": str(Path(self._folder("defender-hub-sender-")) / "sender.sock"),
+                    "sender_socket": delivery.sender_socket,
                     "health_dir": Path(health).resolve() if health else None,
                     "state_dir": Path(state).resolve() if state else None,
                     **{level: "INFO" if self.verbose else named(level).default for level in _DAEMON_LOG_LEVELS},
@@ -172,9 +170,9 @@ class RunWorker:
 
                 self.environment["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
                 serve(self.values["metrics_port"], Path(metrics_dir), self.values["metrics_address"])
-            # Started before the daemon, so the first shard process finds it listening.
+            # Started before the daemon and the sweeps, so the first shard process and the first sweep find it
+            # listening.
             self._sender = SenderProcess(self.environment, self._sender_ended)
-            # The sweeps still send on their own, sharing the worker's quota with the sender through its folder.
             self._sweeps.append(start_periodic_retry(delivery, self.values["parked_retry_seconds"]))
             if self.values["refresh_hours"] > 0:
                 self._sweeps.append(start_periodic_refresh(delivery, self.values["refresh_hours"] * 3600))
@@ -205,7 +203,7 @@ class RunWorker:
     def __exit__(self, *_: object) -> None:
         self._daemon = None  # ended by now: its process number may be another process's soon
         for sweep in self._sweeps:
-            sweep.end()  # before the folders go: a sweep under way uses the quota's
+            sweep.end()  # before the sender: a sweep under way sends through it
         if self._sender is not None:
             self._sender.end()  # after the daemon, whose shard processes drained through it
         for folder in self._folders:

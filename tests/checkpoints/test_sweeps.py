@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,13 @@ import pytest
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.checkpoints.opening import DeliverySettings
 from defender_hub.checkpoints.sweeps import retry_parked_once, start_periodic_refresh, sweep_once
+from defender_hub.convert import EventConverter
 from defender_hub.errors import ConfigError
 from defender_hub.local.securityhub import LocalSecurityHub
-from defender_hub.sink import DeadLetter, JsonlDeadLetters, Lane, RecordOrigin
-from tests.helpers import ACCOUNT, DAY_MS, Pipeline, hub_clients, violation, wait_for
+from defender_hub.mapping import MappingOptions
+from defender_hub.sink import DeadLetter, JsonlDeadLetters, Lane, MappedFinding, RecordOrigin, coalesce
+from tests.helpers import ACCOUNT, DAY_MS, FAST, Pipeline, hub_clients, violation, wait_for
+from tests.sender.test_sender import InProcessSender
 
 T0 = 1_790_000_000_000
 
@@ -113,3 +117,33 @@ def test_parked_findings_arrive_through_the_ledger_once_their_lane_answers(
     assert pipeline.stored()["west"]["RecordState"] == "ARCHIVED"  # the newest version won
     left = [json.loads(line) for line in (tmp_path / "dl.jsonl").read_text().splitlines()]
     assert [letter.get("lane") for letter in left] == [None]  # the poison record stays for a person
+
+
+def test_the_worker_sweeps_parked_findings_through_its_sender_which_asks_a_parked_lane_again(
+    hub: LocalSecurityHub, tmp_path: Path
+) -> None:
+    # In `run`, the sweeps send through the worker's sender, whose quota is then the one booked for every request. The
+    # sender parks a refused lane for minutes; the parked sweep must ask it all the same, or it would only ever find
+    # the lane parked.
+    sender = InProcessSender(hub, tmp_path, wait_seconds=0.1, policy=replace(FAST, park_seconds=600))
+    try:
+        client = sender.client(tmp_path)
+        pipeline = Pipeline(hub, SqliteLedger(tmp_path / "ledger.sqlite3"), sender.dead_letters)
+        hub.disable(ACCOUNT, "us-west-2")
+        assert pipeline.deliver(violation("in-alarm", T0, T0, "west", region="us-west-2")).parked == 1
+        through_sender = replace(settings(hub, tmp_path), dead_letter=str(sender.dead_letters), clients=None)
+        through_sender = replace(through_sender, sender_socket=str(sender.path))
+        requests_before = len(hub.requests("BatchImportFindings"))
+
+        still = retry_parked_once(through_sender, threading.Event(), clock=lambda: T0 / 1000 + 3600)
+
+        assert still == {Lane("aws", ACCOUNT, "us-west-2"): 1}  # told by the sender, lane by lane
+        assert len(hub.requests("BatchImportFindings")) > requests_before  # asked, though the sender parks the lane
+        hub.enable(ACCOUNT, "us-west-2")
+        assert retry_parked_once(through_sender, threading.Event(), clock=lambda: T0 / 1000 + 3600) == {}
+        assert pipeline.stored()["west"]["RecordState"] == "ACTIVE"
+        later = violation("in-alarm", T0 + 1000, T0, "west-2", region="us-west-2")
+        findings = [MappedFinding(finding) for finding in EventConverter(MappingOptions()).findings(later)]
+        assert client.deliver_encoded(coalesce(findings)).accepted == 1  # no longer parked, for anyone
+    finally:
+        sender.server.close()

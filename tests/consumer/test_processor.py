@@ -39,7 +39,7 @@ from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.local.stack import LocalStack, consumer_command
 from defender_hub.mapping import MappingOptions
 from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
-from defender_hub.sink.quota import SharedQuota
+from defender_hub.sink.quota import Quota
 from defender_hub.synthetic import EventMix, generate_events, partition_key
 from tests.helpers import (
     ACCOUNT,
@@ -642,7 +642,7 @@ def kcl_batch(records: list[SimpleNamespace], checkpointer: Any) -> SimpleNamesp
 
 
 def processor_of(
-    hub: LocalSecurityHub, tmp_path: Path, quota: SharedQuota | None = None, health: Path | None = None
+    hub: LocalSecurityHub, tmp_path: Path, quota: Quota | None = None, health: Path | None = None
 ) -> FindingsProcessor:
     """A shard's processor, as `main` makes it, delivering to the local hub; initialized for shard 0."""
     dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
@@ -706,9 +706,9 @@ def test_once_the_shard_is_handed_on_the_rest_of_the_batch_is_not_delivered(
     assert hub.count() == DELIVERY_RECORDS  # the second part is the new owner's to send
 
 
-def busy_quota(folder: Path) -> SharedQuota:
+def busy_quota() -> Quota:
     """A worker's quota whose lane of the test's findings is booked 3 s past its burst, as by other shards."""
-    quota, lane = SharedQuota(folder), Lane("aws", ACCOUNT, "us-east-1")
+    quota, lane = Quota(), Lane("aws", ACCOUNT, "us-east-1")
     for _ in range(IMPORT_BURST + 30):
         quota.take(lane, lambda _: None)
     assert quota.busy(lane)
@@ -720,7 +720,7 @@ def six_things_on_a_busy_lane(
 ) -> tuple[list[SimpleNamespace], FindingsProcessor, _Checkpoints]:
     """Six things' alarms as records, a processor whose lane is short of quota, and its checkpointer."""
     events = [violation("in-alarm", 1_700_000_000_000, 1_700_000_000_000, f"thing-{n}") for n in range(6)]
-    return kcl_records(events), processor_of(hub, tmp_path, busy_quota(tmp_path / "quota")), _Checkpoints(hub)
+    return kcl_records(events), processor_of(hub, tmp_path, busy_quota()), _Checkpoints(hub)
 
 
 def test_a_small_batch_waits_for_the_next_while_its_lane_is_short_of_quota(

@@ -28,8 +28,8 @@ from defender_hub.sender import SenderClient
 from defender_hub.sender.process import SenderProcess
 from defender_hub.sender.server import SenderServer
 from defender_hub.settings.resolving import shard_environment, shard_settings
-from defender_hub.sink import JsonlDeadLetters, MappedFinding, RecordOrigin, SecurityHubSink
-from defender_hub.sink.quota import SharedQuota
+from defender_hub.sink import JsonlDeadLetters, MappedFinding, RecordOrigin, RetryPolicy, SecurityHubSink
+from defender_hub.sink.quota import Quota
 from tests.helpers import (
     ACCOUNT,
     FAST,
@@ -54,15 +54,15 @@ def template(convert: Any, reference_events: list[dict[str, Any]]) -> dict[str, 
 class InProcessSender:
     """The sender served from threads of the test's process, on the local hub, with the worker's quota."""
 
-    def __init__(self, hub: LocalSecurityHub, folder: Path, wait_seconds: float) -> None:
+    def __init__(self, hub: LocalSecurityHub, folder: Path, wait_seconds: float, policy: RetryPolicy = FAST) -> None:
         self.stop = threading.Event()
         self.path = folder / "sender.sock"
         self.dead_letters = folder / "sender-dead-letters.jsonl"
-        self.quota = SharedQuota(folder / "quota")
+        self.quota = Quota()
         self.sink = sink = SecurityHubSink(
             hub_clients(hub),
             JsonlDeadLetters(self.dead_letters),
-            policy=FAST,
+            policy=policy,
             stop=self.stop,
             quota=self.quota,
         )
@@ -211,7 +211,6 @@ def sender_environment(hub: LocalSecurityHub, folder: Path, wait_millis: int) ->
         "ledger": f"sqlite:///{folder / 'unused.sqlite3'}",
         "state_dir": str(folder),
         "import_account": ACCOUNT,
-        "quota_dir": str(folder / "quota"),
         "sender_socket": str(folder / "sender.sock"),
         "send_wait_millis": wait_millis,
     }

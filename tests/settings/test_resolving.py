@@ -129,7 +129,6 @@ def test_the_settings_reach_the_shard_processes_whole_through_the_environment(tm
     )
     values = vars(given) | {
         "import_account": ACCOUNT,
-        "quota_dir": "/tmp/quota",
         "sender_socket": "/tmp/sender/sender.sock",
     }
 
@@ -140,7 +139,7 @@ def test_the_settings_reach_the_shard_processes_whole_through_the_environment(tm
     assert environment["DEFENDER_HUB_IMPORT_ACCOUNT"] == ACCOUNT  # not the mapping's default account
     handed_on = {name: value for name, value in values.items() if name in read and value is not None}
     assert {name: read[name] for name in handed_on} == handed_on
-    assert len(handed_on) == 16  # all that were given
+    assert len(handed_on) == 15  # all that were given
     assert delivery_settings(read) == delivery_settings(values)
 
 

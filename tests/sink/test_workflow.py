@@ -13,7 +13,7 @@ from defender_hub.codecs.asff_rules import UPDATE_BURST, UPDATE_RATE
 from defender_hub.errors import SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink, WorkflowUpdate
-from defender_hub.sink.quota import BURST_SLACK, SharedQuota
+from defender_hub.sink.quota import BURST_SLACK, Quota
 from defender_hub.sink.workflow import MAX_UPDATE_ATTEMPTS
 from tests.helpers import ACCOUNT, FAST, hub_clients, many
 
@@ -122,8 +122,7 @@ def test_updates_of_a_region_failing_past_the_outage_limit_are_left_owed_and_the
 def test_updates_keep_to_their_own_share_of_the_quota_and_leave_the_imports_theirs(
     hub: LocalSecurityHub, template: dict[str, Any], tmp_path: Path
 ) -> None:
-    imports = SharedQuota(tmp_path / "quota")
-    updates = SharedQuota(tmp_path / "quota" / "batch-update", UPDATE_RATE, UPDATE_BURST - BURST_SLACK)
+    imports, updates = Quota(), Quota(UPDATE_RATE, UPDATE_BURST - BURST_SLACK)
     sink = SecurityHubSink(
         hub_clients(hub), JsonlDeadLetters(tmp_path / "dl.jsonl"), policy=FAST, quota=imports, update_quota=updates
     )

@@ -28,7 +28,7 @@ from defender_hub.sink import (
 )
 from defender_hub.sink.base import RetryPolicy
 from defender_hub.sink.outages import Outages
-from defender_hub.sink.quota import BURST_SLACK, SharedQuota
+from defender_hub.sink.quota import BURST_SLACK, Quota
 
 __all__ = ["Delivery", "DeliverySettings", "open_delivery", "open_hub"]
 
@@ -52,8 +52,6 @@ class DeliverySettings:
     """The role to import other accounts' findings with: a name, or an ARN template with {partition} and {account}."""
     external_id: str | None = None
     """The external ID the member accounts' roles require."""
-    quota_dir: str | None = None
-    """Where the worker's processes share each lane's quota (`sink.quota`); None: each finds it by being throttled."""
     outage_limit_seconds: float = OUTAGE_LIMIT_SECONDS
     """How long a lane may fail every request before its findings are parked (`sink.outages`)."""
     outages: Outages | None = None
@@ -123,23 +121,25 @@ def open_delivery(
 
 
 def open_hub(
-    settings: DeliverySettings, dead_letters: DeadLetters, stop: threading.Event, policy: RetryPolicy | None = None
+    settings: DeliverySettings,
+    dead_letters: DeadLetters,
+    stop: threading.Event,
+    policy: RetryPolicy | None = None,
+    *,
+    paced: bool = False,
 ) -> SecurityHubSink:
-    """The Security Hub sink of `settings` (the worker's quota when they name its folder), keeping its letters in
-    `dead_letters`. Raises ConfigError when there are no credentials."""
+    """The Security Hub sink of `settings`, keeping its letters in `dead_letters`. `paced`: it books each lane's quota
+    before each request, as the worker's sender does, the one sink of its worker. Raises ConfigError when there are no
+    credentials."""
     clients = settings.clients or securityhub_clients(
         assume_role=settings.assume_role, external_id=settings.external_id, own_account=settings.account_id
     )
-    quota = update_quota = None
-    if settings.quota_dir:
-        quota = SharedQuota(Path(settings.quota_dir))
-        update_quota = SharedQuota(Path(settings.quota_dir) / "batch-update", UPDATE_RATE, UPDATE_BURST - BURST_SLACK)
     return SecurityHubSink(
         clients,
         dead_letters,
         policy=policy or RetryPolicy(outage_seconds=settings.outage_limit_seconds),
         stop=stop,
-        quota=quota,
-        update_quota=update_quota,
+        quota=Quota() if paced else None,
+        update_quota=Quota(UPDATE_RATE, UPDATE_BURST - BURST_SLACK) if paced else None,
         outages=settings.outages,
     )

@@ -22,8 +22,9 @@ from defender_hub.errors import ConfigError, SinkError
 from defender_hub.importer import redrive
 from defender_hub.lifecycle import REFRESH_AFTER_DAYS
 from defender_hub.mapping import MappingOptions
+from defender_hub.sender.client import SenderClient
 from defender_hub.settings import PARKED_RETRY_SECONDS
-from defender_hub.sink import DeadLetter, Lane
+from defender_hub.sink import DeadLetter, Lane, SecurityHubSink
 from defender_hub.sink.outages import Outages
 
 __all__ = ["PeriodicSweep", "retry_parked_once", "start_periodic_refresh", "start_periodic_retry", "sweep_once"]
@@ -63,6 +64,9 @@ def sweep_once(
 def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: Clock = time.time) -> Counter[Lane]:
     """Sends the parked findings again, through the ledger; returns how many are parked still, by lane."""
     delivery = open_delivery(settings, stop, clock)
+    if isinstance(delivery.sender, SenderClient):
+        # The worker's sender parks a refused lane's findings at once for a while: this sweep is what asks it again.
+        delivery.sender.probe = True
     try:
         report = redrive(delivery.dead_letters, delivery.sink, MappingOptions(), select=_parked)
         if delivery.ledgered is not None:  # what a parked lane left owed, whatever the refresh hours
@@ -72,8 +76,9 @@ def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: 
         delivery.close()
     if report.accepted or report.unchanged:
         log.info("parked lanes: %d findings delivered, %d no longer news", report.accepted, report.unchanged)
-    # A sweep sends on its own (its settings name no sender), so its sink counts what it parked.
-    return delivery.hub.parked_findings if delivery.hub is not None else Counter()
+    # Its own sink, or the worker's sender for it, counts what it parked.
+    sender = delivery.sender
+    return sender.parked_findings if isinstance(sender, SecurityHubSink | SenderClient) else Counter()
 
 
 def _remembering_outages(settings: DeliverySettings) -> DeliverySettings:

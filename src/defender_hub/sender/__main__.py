@@ -41,7 +41,7 @@ def main() -> None:
     stop = threading.Event()
     letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
     # Counted as the shard processes count theirs; a metric that can't be written costs no letter.
-    hub = open_hub(settings, CountedLetters(letters, lambda _: contextlib.suppress(OSError)), stop)
+    hub = open_hub(settings, CountedLetters(letters, lambda _: contextlib.suppress(OSError)), stop, paced=True)
     server = SenderServer(hub, Path(values["sender_socket"]), values["send_wait_millis"] / 1000, stop)
     log.info("the worker's sender listens on %s (pid %d)", values["sender_socket"], os.getpid())
     freeze_startup()

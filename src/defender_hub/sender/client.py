@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class SenderClient:
         self.dead_letters = dead_letters
         """The shard's own dead letters, for what it refuses before sending (findings from the future, findings
         Security Hub would refuse); the sender keeps those of what it sends."""
+        self.probe = False
+        """Whether its deliveries ask a parked lane again (the parked sweep's), rather than be parked at once."""
+        self.parked_findings: Counter[Lane] = Counter()
+        """The findings the sender parked, or left owed, of this client's deliveries, by lane."""
         self._lock = threading.Lock()
         self._connection: socket.socket | None = None
         self._reader: FrameReader | None = None
@@ -91,8 +96,10 @@ class SenderClient:
                 WireFinding(item.body, finding_key(item.doc), item.id, wired_lane, item.origins, item.version_ms)
             )
         with self._lock:
-            answer = self._ask(Deliver(findings, park), valid, on_accepted, None)
+            answer = self._ask(Deliver(findings, park, self.probe), valid, on_accepted, None)
         report.add(DeliveryReport(**answer.counts))
+        for partition, account, region, count in answer.parked_lanes:
+            self.parked_findings[Lane(partition, account, region)] += count
         return report
 
     def update_workflows(

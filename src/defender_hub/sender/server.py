@@ -20,10 +20,10 @@ import queue
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,11 @@ class Ticket:
 
     connection: _Connection
     left: int
+    probe: bool = False
+    """Whether its findings ask a parked lane again: the parked sweep's."""
     report: DeliveryReport = field(default_factory=DeliveryReport)
+    parked_lanes: Counter[Lane] = field(default_factory=Counter)
+    """How many of its findings each lane parked, or left owed."""
     over: bool = False
     answering: threading.Lock = field(default_factory=threading.Lock)
     """Held while what became of some of its findings is counted and told, so that its `Done` is written after
@@ -222,7 +226,7 @@ class SenderServer:
 
     def _handed(self, connection: _Connection, message: Deliver) -> None:
         """Queues a shard's findings in their lanes."""
-        ticket = Ticket(connection, len(message.findings))
+        ticket = Ticket(connection, len(message.findings), message.probe)
         if not message.findings:
             connection.send(Done({}))
             return
@@ -306,10 +310,11 @@ class SenderServer:
         first_of_lane = key not in self._sent_lanes
         try:
             with self._letters.watching() as dead:
+                probe = any(handed.ticket.probe for handed in batch)  # a request goes to its lane whole
                 report = self._hub.deliver_encoded(
-                    [handed.item for handed in batch], heard, park=key[1], screened_of=key[0]
+                    [handed.item for handed in batch], heard, park=key[1], screened_of=key[0], probe=probe
                 )
-            self._settle(batch, accepted, dead, replace(report, requests=report.requests - len(answered)))
+            self._settle(batch, key[0], accepted, dead, replace(report, requests=report.requests - len(answered)))
             if first_of_lane:
                 # The lane's client, its credentials and botocore's model, made for its first request, are the
                 # sender's for good: out of the collector's sight, as what the sender made as it started.
@@ -326,9 +331,11 @@ class SenderServer:
             for ticket in {handed.ticket for handed in batch}:
                 self._fail(ticket, error)
 
-    def _settle(self, batch: list[Handed], accepted: set[int], dead: set[str], report: DeliveryReport) -> None:
-        """Counts what became of each finding of a request sent that was not accepted (those were counted as they
-        were), into its shard's delivery. The request's own counts that were not counted as it was accepted
+    def _settle(
+        self, batch: list[Handed], lane: Lane, accepted: set[int], dead: set[str], report: DeliveryReport
+    ) -> None:
+        """Counts what became of each finding of a request of `lane` sent that was not accepted (those were counted
+        as they were), into its shard's delivery. The request's own counts that were not counted as it was accepted
         (requests that failed, throttling, retries) go to the delivery of its first finding, if that is not over."""
         with self._condition:
             first = batch[0].ticket.report
@@ -341,6 +348,9 @@ class SenderServer:
                 counts = left.setdefault(handed.ticket, [0, 0])
                 counts[0 if handed.key in dead else 1] += 1
         for ticket, (dead_lettered, parked) in left.items():  # parked, or without parking left owed
+            if parked:
+                with self._condition:
+                    ticket.parked_lanes[lane] += parked
             self._settled(ticket, dead_lettered=dead_lettered, parked=parked)
 
     def _settled(
@@ -370,7 +380,8 @@ class SenderServer:
             if live and accepted:
                 ticket.connection.send(Accepted(list(accepted)))
             if done:
-                ticket.connection.send(Done(dataclasses.asdict(ticket.report)))
+                parked_lanes = [(*astuple(lane), count) for lane, count in ticket.parked_lanes.items()]
+                ticket.connection.send(Done(dataclasses.asdict(ticket.report), parked_lanes=parked_lanes))
 
     def _fail(self, ticket: Ticket, error: Exception) -> None:
         """Ends a shard's delivery in `error`: nothing it handed may be checkpointed."""

@@ -65,10 +65,12 @@ class WireUpdate(msgspec.Struct, array_like=True, gc=False):  # of text: in no c
 
 
 class Deliver(msgspec.Struct, tag="deliver", array_like=True):
-    """Findings to send; without `park`, a refused lane's are left owed rather than parked."""
+    """Findings to send; without `park`, a refused lane's are left owed rather than parked. With `probe`, a parked
+    lane is asked again for them (`SecurityHubSink.deliver_encoded`)."""
 
     findings: list[WireFinding]
     park: bool = True
+    probe: bool = False
 
 
 class Update(msgspec.Struct, tag="update", array_like=True):
@@ -96,11 +98,13 @@ class StillOwed(msgspec.Struct, tag="still_owed", array_like=True):
 
 
 class Done(msgspec.Struct, tag="done", array_like=True):
-    """The delivery or the update is over: its counts (`DeliveryReport`'s, `WorkflowReport`'s) and, for an update,
-    the keys Security Hub processed."""
+    """The delivery or the update is over: its counts (`DeliveryReport`'s, `WorkflowReport`'s); for an update, the
+    keys Security Hub processed; for a delivery, how many of its findings each lane (partition, account, Region)
+    parked or left owed."""
 
     counts: dict[str, int]
     processed: list[str] = []
+    parked_lanes: list[tuple[str, str, str, int]] = []
 
 
 class Failed(msgspec.Struct, tag="failed", array_like=True):

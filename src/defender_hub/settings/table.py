@@ -359,12 +359,6 @@ ROWS = (
         former="ACCOUNT_ID",
     ),
     Setting(
-        "quota_dir",
-        "where a worker's processes share each lane's quota: the worker's own folder",
-        to_shards=True,
-        flag=False,
-    ),
-    Setting(
         "sender_socket",
         "the Unix socket of the worker's sender, which the shard processes send through: in the worker's own folder",
         to_shards=True,

@@ -26,7 +26,7 @@ from defender_hub.sink.deadletters import DeadLetter, DeadLetters
 from defender_hub.sink.lanes import EncodedFindings, Lane
 from defender_hub.sink.outages import Outages
 from defender_hub.sink.parked import ParkedLanes
-from defender_hub.sink.quota import SharedQuota
+from defender_hub.sink.quota import Quota
 
 __all__ = ["MAX_FINDING_FAILURES", "LaneDelivery", "LaneKit"]
 
@@ -45,7 +45,7 @@ class LaneKit:
     clients: Clients
     client: Callable[[Lane, DeliveryReport], Any]
     """The lane's client, whose requests count into the report given; raises LaneRefused when it can have none."""
-    quota: SharedQuota | None
+    quota: Quota | None
     dead_letters: DeadLetters
     policy: RetryPolicy
     stop: threading.Event
@@ -76,9 +76,10 @@ class LaneDelivery:
         park: bool,
         abort: threading.Event,
         rng: random.Random,
+        probe: bool = False,
     ) -> None:
         self._kit, self.lane, self._items, self._accepted = kit, lane, items, accepted
-        self._park, self._abort, self._rng = park, abort, rng
+        self._park, self._abort, self._rng, self._probe = park, abort, rng, probe
         self.report = DeliveryReport()
 
     def run(self) -> None:
@@ -91,12 +92,15 @@ class LaneDelivery:
 
     def _run(self) -> None:
         parked = self._kit.parked.why(self.lane)
-        if parked is not None:
+        if parked is not None and not self._probe:
             self._parked(self._items, *parked)
             return
         queue = deque(self._items)
         try:
             self._drain(queue)
+            if parked is not None:  # a probe got through: the lane answers again, for every delivery
+                self._kit.parked.unpark(self.lane)
+                log.info("lane %s answers again: no longer parked", self.lane)
         except _Refused as refused:
             if refused.outage:
                 reason = f"lane {self.lane} is down: {refused.reason}; sent again once it answers"

@@ -35,6 +35,11 @@ class ParkedLanes:
         with self._lock:
             self._parks[lane] = _Park(self._clock() + self._seconds, reason, code)
 
+    def unpark(self, lane: Lane) -> None:
+        """Ends `lane`'s park, if any: it answered."""
+        with self._lock:
+            self._parks.pop(lane, None)
+
     def why(self, lane: Lane) -> tuple[str, str] | None:
         """The reason and the code `lane` is parked for, while it is; else None."""
         with self._lock:

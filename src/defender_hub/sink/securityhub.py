@@ -31,7 +31,7 @@ from defender_hub.sink.lane_delivery import LaneDelivery, LaneKit
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.outages import Outages
 from defender_hub.sink.parked import ParkedLanes
-from defender_hub.sink.quota import SharedQuota
+from defender_hub.sink.quota import Quota
 from defender_hub.sink.shapes import shape_problem
 from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate, WorkflowUpdater
 
@@ -55,8 +55,8 @@ class SecurityHubSink:
         policy: RetryPolicy = _DEFAULT_POLICY,
         stop: threading.Event | None = None,
         seed: int | None = None,
-        quota: SharedQuota | None = None,
-        update_quota: SharedQuota | None = None,
+        quota: Quota | None = None,
+        update_quota: Quota | None = None,
         outages: Outages | None = None,
     ) -> None:
         self._clients = clients
@@ -121,11 +121,13 @@ class SecurityHubSink:
         *,
         park: bool = True,
         screened_of: Lane | None = None,
+        probe: bool = False,
     ) -> DeliveryReport:
         """Delivers findings already coalesced, one per finding, as `deliver` does: each lane on its own, several at
         once. A refused lane's findings are parked in the dead letters, or, without `park`, only counted (for work
         the ledger keeps owed, such as a sweep's). `screened_of` says the findings were screened already (`screen`),
-        and are all of that lane: the worker's sender's, which come as bodies, are sent without being decoded."""
+        and are all of that lane: the worker's sender's, which come as bodies, are sent without being decoded. With
+        `probe`, a parked lane is asked again (the parked sweep's findings), and is no longer parked if it answers."""
         report = DeliveryReport()
         by_lane: dict[Lane, list[EncodedFinding]] = {}
         if screened_of is not None:
@@ -164,6 +166,7 @@ class SecurityHubSink:
                 park=park,
                 abort=abort,
                 rng=random.Random(self._rng.random()),  # noqa: S311
+                probe=probe,
             )
             for lane, items in by_lane.items()
         ]

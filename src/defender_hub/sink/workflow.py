@@ -26,7 +26,7 @@ from defender_hub.metrics import WORKFLOW_LEFT_OWED, WORKFLOW_PROCESSED, WORKFLO
 from defender_hub.sink.answers import is_throttling, is_transient, refuses_lane
 from defender_hub.sink.lanes import Lane
 from defender_hub.sink.outages import Outages
-from defender_hub.sink.quota import SharedQuota
+from defender_hub.sink.quota import Quota
 
 __all__ = ["MAX_UPDATE_ATTEMPTS", "WorkflowReport", "WorkflowUpdate", "WorkflowUpdater"]
 
@@ -70,7 +70,7 @@ class WorkflowUpdater:
         self,
         clients: Callable[[Lane], Any],
         *,
-        quota: SharedQuota | None,
+        quota: Quota | None,
         stop: threading.Event,
         delay: Callable[[int, random.Random], float],
         parked: Callable[[Lane], bool],
