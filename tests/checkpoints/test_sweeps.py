@@ -60,7 +60,7 @@ def test_ending_the_sweeps_waits_for_the_one_under_way(hub: LocalSecurityHub, tm
 
     sweeps.end()
 
-    # `run` removes the folders the sweep uses (the quota's) right after: a sweep still running would fail in them.
+    # `run` ends the sender the sweep sends through right after: a sweep still running would fail without it.
     assert not [thread for thread in threading.enumerate() if thread.name == "refresh"]
 
 

@@ -94,7 +94,8 @@ class PeriodicSweep:
         self._stop, self._thread = stop, thread
 
     def end(self) -> None:
-        """Stops the sweeps and waits for the one under way: what it uses (the quota's folder) may go right after."""
+        """Stops the sweeps and waits for the one under way: what it sends through (the worker's sender) may go right
+        after."""
         self._stop.set()
         self._thread.join(END_SECONDS)
         if self._thread.is_alive():

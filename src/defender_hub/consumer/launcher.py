@@ -259,10 +259,18 @@ def check_daemon() -> None:
     kcl_jars()
 
 
+DAEMON_JVM_OPTIONS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+"""How the daemon's JVM runs: its work is glue (the KCL's calls, the protocol's JSON lines), and the cores are the
+shard processes'. The serial collector needs no threads of its own; C1's code is enough for glue, and C2's compiling
+was half the daemon's CPU. Measured on the load test's ten accounts: the daemon's CPU per 1,000 findings fell from
+0.067 s to 0.037 s, and the consumer's before its first import from 16.1 s to 10.3 s."""
+
+
 def daemon_command(properties_file: Path) -> list[str]:
     """Returns the command that starts the MultiLangDaemon."""
     return [
         _java(),
+        *DAEMON_JVM_OPTIONS,
         "-Daws.cborEnabled=false",  # moto and kinesalite speak JSON only; real Kinesis speaks both
         "-cp",
         f"{kcl_jars()}/*",
