@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from defender_hub.checkpoints import SqliteLedger
+from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.checkpoints.opening import DeliverySettings
 from defender_hub.checkpoints.sweeps import retry_parked_once, start_periodic_refresh, sweep_once
 from defender_hub.convert import EventConverter
@@ -130,7 +131,9 @@ def test_the_worker_sweeps_parked_findings_through_its_sender_which_asks_a_parke
         client = sender.client(tmp_path)
         pipeline = Pipeline(hub, SqliteLedger(tmp_path / "ledger.sqlite3"), sender.dead_letters)
         hub.disable(ACCOUNT, "us-west-2")
-        assert pipeline.deliver(violation("in-alarm", T0, T0, "west", region="us-west-2")).parked == 1
+        shard = LedgeredSink(client, SqliteLedger(tmp_path / "ledger.sqlite3"))
+        assert shard.deliver(mapped(violation("in-alarm", T0, T0, "west", region="us-west-2"))).parked == 1
+        assert sender.sink.parked_lanes().keys() == {Lane("aws", ACCOUNT, "us-west-2")}  # for ten minutes
         through_sender = replace(settings(hub, tmp_path), dead_letter=str(sender.dead_letters), clients=None)
         through_sender = replace(through_sender, sender_socket=str(sender.path))
         requests_before = len(hub.requests("BatchImportFindings"))
@@ -143,7 +146,11 @@ def test_the_worker_sweeps_parked_findings_through_its_sender_which_asks_a_parke
         assert retry_parked_once(through_sender, threading.Event(), clock=lambda: T0 / 1000 + 3600) == {}
         assert pipeline.stored()["west"]["RecordState"] == "ACTIVE"
         later = violation("in-alarm", T0 + 1000, T0, "west-2", region="us-west-2")
-        findings = [MappedFinding(finding) for finding in EventConverter(MappingOptions()).findings(later)]
-        assert client.deliver_encoded(coalesce(findings)).accepted == 1  # no longer parked, for anyone
+        assert client.deliver_encoded(coalesce(mapped(later))).accepted == 1  # no longer parked, for anyone
     finally:
         sender.server.close()
+
+
+def mapped(event: bytes) -> list[MappedFinding]:
+    """The findings `event` makes, as a shard hands them to its sink."""
+    return [MappedFinding(finding) for finding in EventConverter(MappingOptions()).findings(event)]

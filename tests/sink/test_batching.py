@@ -138,6 +138,7 @@ def test_a_body_is_json_dumps_defaults_byte_for_byte() -> None:
     docs += [
         {"Id": "ascii", "Title": 'tab\tquote" slash\\ nul\x00 del\x7f', "N": [1, -2, 0.5, True, None, {}]},
         {"Id": "non-ascii", "Title": "caf\u00e9 \u2028 \U0001f600"},
+        {"Id": "lone-surrogate", "Title": "\ud800"},
     ]
 
     for doc in docs:

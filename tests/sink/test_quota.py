@@ -64,19 +64,6 @@ def test_takers_past_the_burst_are_given_successive_slots_in_the_order_they_aske
     assert waits == pytest.approx([0.1, 0.2, 0.3])
 
 
-def test_a_booking_far_off_does_not_hold_the_lane() -> None:
-    # A clock stepped back by hours: the lane must not wait for a slot booked against the old time.
-    now = [100_000.0]
-    waits: list[float] = []
-    quota = Quota(rate=10, burst=2, clock=lambda: now[0])
-    quota.take(LANE, waits.append)
-    now[0] = 100.0
-
-    quota.take(LANE, waits.append)
-
-    assert waits == []
-
-
 def test_a_lane_is_busy_while_less_than_a_second_of_its_quota_is_unbooked() -> None:
     now = [100.0]
     quota = Quota(rate=10, burst=25, clock=lambda: now[0])

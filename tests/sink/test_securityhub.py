@@ -20,7 +20,7 @@ from defender_hub.convert import EventConverter
 from defender_hub.errors import DeadLetterError, SinkStopped
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import JsonlDeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink
+from defender_hub.sink import JsonlDeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink, coalesce
 from tests.helpers import ACCOUNT, FAST, hub_clients, many
 
 
@@ -232,6 +232,26 @@ def test_a_parked_lane_is_not_asked_again_until_its_time_is_up(
     assert parked.parked == 2 and len(hub.requests("BatchImportFindings")) == asked + 1
     assert delivered.accepted == 2 and sink.parked_lanes() == {}
     assert {letter["error_code"] for letter in letters(dead_letters)} == {"InvalidAccessException"}
+
+
+def test_a_probe_asks_a_parked_lane_and_only_one_that_gets_through_ends_its_park(
+    hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    sink = SecurityHubSink(hub_clients(hub), dead_letters, policy=replace(FAST, park_seconds=600))
+    lane = Lane("aws", ACCOUNT, "us-east-1")
+    hub.disable(ACCOUNT, "us-east-1")
+    sink.deliver(many(template, 2))
+    asked = len(hub.requests("BatchImportFindings"))
+
+    refused = sink.deliver_encoded(coalesce(many(template, 2)), probe=True)
+    assert refused.parked == 2 and len(hub.requests("BatchImportFindings")) == asked + 1  # asked, refused again
+    assert sink.parked_lanes().keys() == {lane}
+    hub.enable(ACCOUNT, "us-east-1")
+    assert sink.deliver(many(template, 2)).parked == 2  # parked at once: not a probe
+    probed = sink.deliver_encoded(coalesce(many(template, 2)), probe=True)
+
+    assert probed.accepted == 2 and sink.parked_lanes() == {}
+    assert sink.deliver(many(template, 2)).accepted == 2  # for every delivery
 
 
 def test_another_accounts_findings_are_parked_whole_without_a_role_and_the_own_ones_delivered(

@@ -27,7 +27,6 @@ from defender_hub.sink import (
     securityhub_clients,
 )
 from defender_hub.sink.base import RetryPolicy
-from defender_hub.sink.outages import Outages
 from defender_hub.sink.quota import BURST_SLACK, Quota
 
 __all__ = ["Delivery", "DeliverySettings", "open_delivery", "open_hub"]
@@ -54,9 +53,6 @@ class DeliverySettings:
     """The external ID the member accounts' roles require."""
     outage_limit_seconds: float = OUTAGE_LIMIT_SECONDS
     """How long a lane may fail every request before its findings are parked (`sink.outages`)."""
-    outages: Outages | None = None
-    """The lanes' spells of failure, shared by the sinks opened with these settings (a long-lived process's sweeps);
-    None: each sink its own."""
     sender_socket: str | None = None
     """Where the worker's sender listens (`defender_hub.sender`), for a shard process to send through it; None: this
     process sends itself."""
@@ -99,6 +95,7 @@ def open_delivery(
     *,
     ledger: Ledger | None = None,
     policy: RetryPolicy | None = None,
+    probe: bool = False,
 ) -> Delivery:
     """Builds the sink for `settings`: Security Hub behind the ledger (when there is one), with dead letters.
 
@@ -109,7 +106,7 @@ def open_delivery(
     dead_letters = open_dead_letters(settings.dead_letter, overflow=settings.dead_letter_overflow)
     hub: SecurityHubSink | None = None
     if settings.sender_socket:
-        sender: Sender = SenderClient(Path(settings.sender_socket), dead_letters, stop)
+        sender: Sender = SenderClient(Path(settings.sender_socket), dead_letters, stop, probe=probe)
     else:
         sender = hub = open_hub(settings, dead_letters, stop, policy)
     if ledger is None and settings.ledger is not None:
@@ -141,5 +138,4 @@ def open_hub(
         stop=stop,
         quota=Quota() if paced else None,
         update_quota=Quota(UPDATE_RATE, UPDATE_BURST - BURST_SLACK) if paced else None,
-        outages=settings.outages,
     )

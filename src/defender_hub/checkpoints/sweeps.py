@@ -13,7 +13,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 
 from defender_hub.checkpoints.delivery import Clock, RefreshReport
 from defender_hub.checkpoints.opening import DeliverySettings, open_delivery
@@ -25,7 +24,6 @@ from defender_hub.mapping import MappingOptions
 from defender_hub.sender.client import SenderClient
 from defender_hub.settings import PARKED_RETRY_SECONDS
 from defender_hub.sink import DeadLetter, Lane, SecurityHubSink
-from defender_hub.sink.outages import Outages
 
 __all__ = ["PeriodicSweep", "retry_parked_once", "start_periodic_refresh", "start_periodic_retry", "sweep_once"]
 
@@ -52,7 +50,7 @@ def sweep_once(
             f"--after-days must be between 0 and {RETENTION_DAYS}: Security Hub deletes findings after "
             f"{RETENTION_DAYS} days"
         )
-    delivery = open_delivery(settings, stop, clock)
+    delivery = open_delivery(settings, stop, clock, probe=True)  # a lane the worker's sender parks is asked too
     if delivery.ledgered is None:
         raise ConfigError("a sweep needs a ledger")
     try:
@@ -63,10 +61,8 @@ def sweep_once(
 
 def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: Clock = time.time) -> Counter[Lane]:
     """Sends the parked findings again, through the ledger; returns how many are parked still, by lane."""
-    delivery = open_delivery(settings, stop, clock)
-    if isinstance(delivery.sender, SenderClient):
-        # The worker's sender parks a refused lane's findings at once for a while: this sweep is what asks it again.
-        delivery.sender.probe = True
+    # Through the worker's sender, which parks a refused lane's findings at once for a while: a sweep asks it again.
+    delivery = open_delivery(settings, stop, clock, probe=True)
     try:
         report = redrive(delivery.dead_letters, delivery.sink, MappingOptions(), select=_parked)
         if delivery.ledgered is not None:  # what a parked lane left owed, whatever the refresh hours
@@ -76,15 +72,9 @@ def retry_parked_once(settings: DeliverySettings, stop: threading.Event, clock: 
         delivery.close()
     if report.accepted or report.unchanged:
         log.info("parked lanes: %d findings delivered, %d no longer news", report.accepted, report.unchanged)
-    # Its own sink, or the worker's sender for it, counts what it parked.
+    # Its own sink, or the worker's sender for it, counts what it parked (open_delivery makes no other kind).
     sender = delivery.sender
     return sender.parked_findings if isinstance(sender, SecurityHubSink | SenderClient) else Counter()
-
-
-def _remembering_outages(settings: DeliverySettings) -> DeliverySettings:
-    """`settings` whose sinks share one record of the lanes' outages: a lane a sweep found out is parked by the next
-    at its first failure, not after the whole limit again."""
-    return replace(settings, outages=settings.outages or Outages(settings.outage_limit_seconds))
 
 
 class PeriodicSweep:
@@ -131,7 +121,6 @@ def start_periodic_refresh(
     settings: DeliverySettings, every_seconds: float, after_days: float = REFRESH_AFTER_DAYS, clock: Clock = time.time
 ) -> PeriodicSweep:
     """Refresh sweeps now and then every `every_seconds`, in a thread, until ended."""
-    settings = _remembering_outages(settings)
 
     def sweep(stop: threading.Event) -> None:
         report = sweep_once(settings, stop, after_days, clock)
@@ -147,7 +136,6 @@ def start_periodic_retry(
 ) -> PeriodicSweep:
     """Sends parked findings again now and then every `every_seconds`, in a thread, until ended;
     says which lanes are parked still, and how many findings wait in each."""
-    settings = _remembering_outages(settings)
 
     def sweep(stop: threading.Event) -> None:
         for lane, waiting in sorted(retry_parked_once(settings, stop, clock).items(), key=str):

@@ -1,5 +1,5 @@
-"""A shard process's way to the worker's sender: the `Sender` its ledgered sink sends through, in place of a Security
-Hub sink of its own."""
+"""A shard process's way to the worker's sender (and a sweep's of `run`): the `Sender` its ledgered sink sends
+through, in place of a Security Hub sink of its own."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ _ERRORS: dict[str, type[SinkError]] = {
 
 class SenderClient:
     """Hands findings and workflow updates to the worker's sender at `path` and waits for its answers; raises
-    SinkError when the sender can't be reached or goes, so nothing past them is checkpointed."""
+    SinkError when the sender can't be reached or goes, so nothing past them is checkpointed. With `probe` (a sweep's
+    client), its findings ask a lane the sender has parked again rather than be parked at once."""
 
     def __init__(
         self,
@@ -58,13 +59,13 @@ class SenderClient:
         dead_letters: DeadLetters,
         stop: threading.Event,
         silence_seconds: float = SILENCE_LIMIT_SECONDS,
+        *,
+        probe: bool = False,
     ) -> None:
-        self.path, self._stop, self._silence_seconds = path, stop, silence_seconds
+        self.path, self._stop, self._silence_seconds, self.probe = path, stop, silence_seconds, probe
         self.dead_letters = dead_letters
         """The shard's own dead letters, for what it refuses before sending (findings from the future, findings
         Security Hub would refuse); the sender keeps those of what it sends."""
-        self.probe = False
-        """Whether its deliveries ask a parked lane again (the parked sweep's), rather than be parked at once."""
         self.parked_findings: Counter[Lane] = Counter()
         """The findings the sender parked, or left owed, of this client's deliveries, by lane."""
         self._lock = threading.Lock()
@@ -97,9 +98,9 @@ class SenderClient:
             )
         with self._lock:
             answer = self._ask(Deliver(findings, park, self.probe), valid, on_accepted, None)
+            for partition, account, region, count in answer.parked_lanes:
+                self.parked_findings[Lane(partition, account, region)] += count
         report.add(DeliveryReport(**answer.counts))
-        for partition, account, region, count in answer.parked_lanes:
-            self.parked_findings[Lane(partition, account, region)] += count
         return report
 
     def update_workflows(

@@ -1,5 +1,5 @@
-"""The worker's sender: one Security Hub sink for every shard process of the worker, filling each lane's requests
-with what all of them hand it.
+"""The worker's sender: one Security Hub sink for every shard process of the worker (and `run`'s sweeps), filling
+each lane's requests with what all of them hand it.
 
 Each shard process connects to its Unix socket and hands it planned findings (`wire.Deliver`). The findings wait in
 their lane's queue until a request of them is full (100 findings or 6 MB), or until a partial request is due: at
@@ -65,7 +65,7 @@ def _failed(error: Exception) -> Failed:
 
 
 class _Connection:
-    """One shard process's connection: what it asked last, and the answers written back to it."""
+    """One shard process's connection (or a sweep's): what it asked last, and the answers written back to it."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -348,10 +348,7 @@ class SenderServer:
                 counts = left.setdefault(handed.ticket, [0, 0])
                 counts[0 if handed.key in dead else 1] += 1
         for ticket, (dead_lettered, parked) in left.items():  # parked, or without parking left owed
-            if parked:
-                with self._condition:
-                    ticket.parked_lanes[lane] += parked
-            self._settled(ticket, dead_lettered=dead_lettered, parked=parked)
+            self._settled(ticket, dead_lettered=dead_lettered, parked=parked, lane=lane)
 
     def _settled(
         self,
@@ -360,16 +357,19 @@ class SenderServer:
         accepted: Sequence[int] = (),
         dead_lettered: int = 0,
         parked: int = 0,
+        lane: Lane | None = None,
         requests: int = 0,
     ) -> None:
-        """Counts what became of some of a delivery's findings; tells the shard of those accepted, and answers its
-        delivery once every one of its findings is counted."""
+        """Counts what became of some of a delivery's findings (`parked` ones of `lane`); tells the shard of those
+        accepted, and answers its delivery once every one of its findings is counted."""
         with ticket.answering:
             with self._condition:  # the counts of a delivery whose findings went in several requests at once
                 live = not ticket.over
                 ticket.report.accepted += len(accepted)
                 ticket.report.dead_lettered += dead_lettered
                 ticket.report.parked += parked
+                if parked and lane is not None:
+                    ticket.parked_lanes[lane] += parked
                 ticket.report.requests += requests
                 ticket.left -= len(accepted) + dead_lettered + parked
                 done = live and ticket.left == 0

@@ -78,6 +78,10 @@ class EncodedFinding:
     finding_id: str | None = None
     """Its Id where that came with the body; else read from the document."""
 
+    def __post_init__(self) -> None:
+        if self.document is None and self.encoded is None:
+            raise ValueError("an encoded finding needs its document or its body")  # each is made from the other
+
     @property
     def doc(self) -> dict[str, Any]:
         """The finding as parsed JSON, decoded from its body the first time where none came with it."""
@@ -111,11 +115,15 @@ def encode_body(doc: Mapping[str, Any]) -> bytes:
     """`doc` as botocore's encoding writes it: json.dumps' defaults, a space after each separator, non-ASCII and DEL
     escaped.
 
-    msgspec writes it, reformatted with those spaces, where that gives json.dumps' bytes: text of printable ASCII.
-    (One difference stays: a float in exponent form is written the shorter way, 1e16 for 1e+16, the same number. The
-    mappings make no floats.) That is a third of json.dumps' time, and the body is made for every finding sent.
+    msgspec writes it, reformatted with those spaces, at a third of json.dumps' time (the body is made for every
+    finding sent), where that gives json.dumps' bytes: text of printable ASCII; json.dumps writes the rest. Floats
+    alone may differ, and the mappings make none: msgspec writes the shortest form (1e-7 for json.dumps' 1e-07, 0.00001
+    for 1e-05) and NaN and the infinities as null (json.dumps' NaN is no JSON, and Security Hub would refuse it).
     """
-    body = msgspec.json.format(_as_compact_json(doc), indent=0)
+    try:
+        body = msgspec.json.format(_as_compact_json(doc), indent=0)
+    except (TypeError, UnicodeEncodeError):  # a lone surrogate, say: json.dumps escapes it, or says what is wrong
+        return json.dumps(doc).encode()
     if body.isascii() and b"\x7f" not in body:
         return body
     return json.dumps(doc).encode()

@@ -96,10 +96,11 @@ class LaneDelivery:
             self._parked(self._items, *parked)
             return
         queue = deque(self._items)
+        asked_at = self._kit.parked.clock()
         try:
             self._drain(queue)
-            if parked is not None:  # a probe got through: the lane answers again, for every delivery
-                self._kit.parked.unpark(self.lane)
+            if parked is not None and self.report.accepted:  # a probe got through: the lane answers, for everyone
+                self._kit.parked.unpark(self.lane, asked_at)
                 log.info("lane %s answers again: no longer parked", self.lane)
         except _Refused as refused:
             if refused.outage:

@@ -15,6 +15,7 @@ __all__ = ["ParkedLanes"]
 
 @dataclass(frozen=True, slots=True)
 class _Park:
+    since: float
     until: float
     reason: str
     code: str
@@ -33,12 +34,20 @@ class ParkedLanes:
     def park(self, lane: Lane, reason: str, code: str) -> None:
         """Parks `lane` for the park's length, for `reason` (with the error's `code`)."""
         with self._lock:
-            self._parks[lane] = _Park(self._clock() + self._seconds, reason, code)
+            now = self._clock()
+            self._parks[lane] = _Park(now, now + self._seconds, reason, code)
 
-    def unpark(self, lane: Lane) -> None:
-        """Ends `lane`'s park, if any: it answered."""
+    def unpark(self, lane: Lane, asked_at: float) -> None:
+        """Ends `lane`'s park, once a request sent at `asked_at` (on this clock) got through: a park that began
+        after, from a request refused meanwhile, stays."""
         with self._lock:
-            self._parks.pop(lane, None)
+            park = self._parks.get(lane)
+            if park is not None and park.since <= asked_at:
+                del self._parks[lane]
+
+    def clock(self) -> float:
+        """Now, on the clock the parks are kept by."""
+        return self._clock()
 
     def why(self, lane: Lane) -> tuple[str, str] | None:
         """The reason and the code `lane` is parked for, while it is; else None."""

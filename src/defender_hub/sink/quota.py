@@ -21,9 +21,6 @@ BURST_SLACK = 5
 """Requests of the burst a worker leaves unasked. Both buckets refill at the same rate, so Security Hub's then holds at
 least this many tokens more than the worker's: a request that arrives up to half a second off the moment it was let go
 still finds one. (Asking for 90 % of the rate instead cost 10 % of the throughput.)"""
-MAX_BOOKED_AHEAD_SECONDS = 60.0
-"""How far past its burst a lane can be booked: a slot each for 600 waiting requests, far more than a worker's
-requests under way (a few a lane). A booking further off is garbage (a clock gone wrong) and is dropped."""
 BUSY_RESERVE_SECONDS = 1.0
 """A lane is busy while less than a second of its quota is left unbooked. A small batch then waits to fill rather than
 take one of the last slots for a few findings: with sixteen shards on one lane this took the 99th percentile of latency
@@ -44,7 +41,7 @@ class Quota:
         self,
         rate: float = IMPORT_RATE,
         burst: int = IMPORT_BURST - BURST_SLACK,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,  # never stepped: a booking is never far off
     ) -> None:
         self._interval, self._clock = 1.0 / rate, clock
         self._tolerance = (burst - 1) * self._interval  # how far ahead of now the bucket may be booked: the burst
@@ -57,20 +54,13 @@ class Quota:
             booked_until = self._booked_until.get(lane)
         if booked_until is None:  # no bucket yet: full
             return False
-        now = self._clock()
-        return (
-            now
-            < booked_until - self._tolerance + BUSY_RESERVE_SECONDS
-            <= now + MAX_BOOKED_AHEAD_SECONDS + BUSY_RESERVE_SECONDS
-        )
+        return self._clock() < booked_until - self._tolerance + BUSY_RESERVE_SECONDS
 
     def take(self, lane: Lane, wait: Callable[[float], None]) -> None:
         """Takes one request's slot of `lane`; calls `wait` with the time until the slot when it is not now."""
         with self._lock:
             now = self._clock()
-            booked_until = self._booked_until.get(lane, now)
-            if not now <= booked_until <= now + self._tolerance + MAX_BOOKED_AHEAD_SECONDS:
-                booked_until = now  # in the past (idle, so full), or no booking this process could make
+            booked_until = max(now, self._booked_until.get(lane, now))  # in the past: idle, so full
             slot = max(now, booked_until - self._tolerance)
             self._booked_until[lane] = booked_until + self._interval
         if slot - now > _ROUNDING:
