@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES
 from defender_hub.sink import EncodedFinding
-from defender_hub.sink.batching import REQUEST_OVERHEAD, SEPARATOR
+from defender_hub.sink.batching import REQUEST_OVERHEAD, SEPARATOR, take_fitting
 
 if TYPE_CHECKING:
     from defender_hub.sender.server import Ticket
@@ -46,22 +46,14 @@ class LaneQueue:
     def take(self) -> list[Handed]:
         """Takes one request's findings from the front: as many as fit, no finding twice (two shards may hand two
         versions of one; the later waits for the next request)."""
-        batch: list[Handed] = []
-        kept: list[Handed] = []
-        keys: set[str] = set()
-        size = REQUEST_OVERHEAD
-        while self.pending:
-            handed = self.pending[0]
-            item_size = len(handed.item.body) + SEPARATOR
-            if batch and (len(batch) == MAX_FINDINGS_PER_REQUEST or size + item_size > MAX_REQUEST_BYTES):
-                break
-            self.pending.popleft()
-            if handed.key in keys:
-                kept.append(handed)
-                continue
-            keys.add(handed.key)
-            batch.append(handed)
-            size += item_size
-            self.size -= len(handed.item.body) + SEPARATOR
-        self.pending.extendleft(reversed(kept))
+        batch = take_fitting(self.pending, _body_of, _key_of)
+        self.size -= sum(len(handed.item.body) + SEPARATOR for handed in batch)
         return batch
+
+
+def _body_of(handed: Handed) -> bytes:
+    return handed.item.body
+
+
+def _key_of(handed: Handed) -> str:
+    return handed.key

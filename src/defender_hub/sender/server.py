@@ -21,16 +21,14 @@ import socket
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from defender_hub.errors import SinkError
-from defender_hub.lifecycle import finding_key
 from defender_hub.sender.queues import Handed, LaneQueue
 from defender_hub.sender.wire import (
     Accepted,
@@ -45,7 +43,7 @@ from defender_hub.sender.wire import (
     decode_to_sender,
     frame,
 )
-from defender_hub.sink import DeadLetter, DeadLetters, DeliveryReport, EncodedFinding, Lane, SecurityHubSink
+from defender_hub.sink import DeliveryReport, EncodedFinding, Lane, SecurityHubSink
 from defender_hub.sink.batching import SEPARATOR
 from defender_hub.sink.workflow import WorkflowUpdate
 
@@ -98,43 +96,12 @@ class Ticket:
     every `Accepted` of it, whichever request's thread counts last."""
 
 
-class _LetterWatch:
-    """The sink's dead letters, noting which findings each thread's delivery dead-lettered (not parked): what a
-    request's findings became is told apart by that."""
-
-    def __init__(self, kept: DeadLetters) -> None:
-        self._kept = kept
-        self._local = threading.local()
-
-    def __getattr__(self, name: str) -> Any:  # drain and unreadable: the kept letters' own
-        return getattr(self._kept, name)
-
-    def put(self, letters: Sequence[DeadLetter]) -> None:
-        """Keeps `letters`, noting the dead-lettered findings' keys for this thread's delivery."""
-        self._kept.put(letters)
-        noted: set[str] | None = getattr(self._local, "keys", None)
-        if noted is not None:
-            noted.update(finding_key(letter.finding) for letter in letters if letter.finding and letter.lane is None)
-
-    @contextlib.contextmanager
-    def watching(self) -> Iterator[set[str]]:
-        """Notes, while entered, the keys of the findings this thread dead-letters."""
-        keys: set[str] = set()
-        self._local.keys = keys
-        try:
-            yield keys
-        finally:
-            self._local.keys = None
-
-
 class SenderServer:
     """Serves the worker's shard processes on the Unix socket at `path`, sending through `hub`, which stops with
     `stop`."""
 
     def __init__(self, hub: SecurityHubSink, path: Path, wait_seconds: float, stop: threading.Event) -> None:
         self._hub, self.path, self._wait, self._stop = hub, path, wait_seconds, stop
-        self._letters = _LetterWatch(hub.dead_letters)
-        hub.dead_letters = self._letters
         self._condition = threading.Condition()
         self._queues: dict[tuple[Lane, bool], LaneQueue] = {}
         self._connections: set[_Connection] = set()
@@ -292,6 +259,7 @@ class SenderServer:
         """Sends one request's findings through the sink, and tells each shard what became of its own."""
         by_item = {id(handed.item): handed for handed in batch}
         accepted: set[int] = set()
+        dead: set[int] = set()  # what Security Hub refused, each dead-lettered: the rest not accepted was parked
         answered: list[int] = []  # the requests that were accepted, each counted to a delivery as it was
 
         def heard(items: list[EncodedFinding]) -> None:
@@ -309,11 +277,15 @@ class SenderServer:
         error: Exception | None = None
         first_of_lane = key not in self._sent_lanes
         try:
-            with self._letters.watching() as dead:
-                probe = any(handed.ticket.probe for handed in batch)  # a request goes to its lane whole
-                report = self._hub.deliver_encoded(
-                    [handed.item for handed in batch], heard, park=key[1], screened_of=key[0], probe=probe
-                )
+            probe = any(handed.ticket.probe for handed in batch)  # a request goes to its lane whole
+            report = self._hub.deliver_encoded(
+                [handed.item for handed in batch],
+                heard,
+                park=key[1],
+                screened_of=key[0],
+                probe=probe,
+                on_dead_lettered=lambda items: dead.update(id(item) for item in items),
+            )
             self._settle(batch, key[0], accepted, dead, replace(report, requests=report.requests - len(answered)))
             if first_of_lane:
                 # The lane's client, its credentials and botocore's model, made for its first request, are the
@@ -332,7 +304,7 @@ class SenderServer:
                 self._fail(ticket, error)
 
     def _settle(
-        self, batch: list[Handed], lane: Lane, accepted: set[int], dead: set[str], report: DeliveryReport
+        self, batch: list[Handed], lane: Lane, accepted: set[int], dead: set[int], report: DeliveryReport
     ) -> None:
         """Counts what became of each finding of a request of `lane` sent that was not accepted (those were counted
         as they were), into its shard's delivery. The request's own counts that were not counted as it was accepted
@@ -346,7 +318,7 @@ class SenderServer:
         for handed in batch:
             if id(handed.item) not in accepted:
                 counts = left.setdefault(handed.ticket, [0, 0])
-                counts[0 if handed.key in dead else 1] += 1
+                counts[0 if id(handed.item) in dead else 1] += 1
         for ticket, (dead_lettered, parked) in left.items():  # parked, or without parking left owed
             self._settled(ticket, dead_lettered=dead_lettered, parked=parked, lane=lane)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -24,9 +24,11 @@ __all__ = [
     "coalesce",
     "encode_body",
     "requests",
+    "take_fitting",
     "take_request",
 ]
 
+Item = TypeVar("Item")
 _as_json = msgspec.json.Decoder(dict[str, Any]).decode
 _as_compact_json = msgspec.json.Encoder().encode
 REQUEST_OVERHEAD = len(b'{"Findings": []}')
@@ -205,12 +207,35 @@ def requests(encoded: Sequence[EncodedFinding]) -> Iterator[list[EncodedFinding]
 
 def take_request(queue: deque[EncodedFinding]) -> list[EncodedFinding]:
     """Takes from the front of `queue` the findings of one request: as many as fit in 100 findings and 6 MB."""
-    batch: list[EncodedFinding] = []
+    return take_fitting(queue, _body_of)
+
+
+def take_fitting(
+    queue: deque[Item], body_of: Callable[[Item], bytes], key_of: Callable[[Item], Hashable] | None = None
+) -> list[Item]:
+    """Takes from the front of `queue` the items of one request: as many as fit in 100 findings and 6 MB, each item
+    the size of its `body_of` there. With `key_of`, no key goes twice: an item whose key is taken already stays at the
+    front, for the next request (two versions of one finding, say)."""
+    batch: list[Item] = []
+    kept: list[Item] = []
+    keys: set[Hashable] = set()
     size = REQUEST_OVERHEAD
     while queue:
-        item_size = len(queue[0].body) + SEPARATOR
+        item_size = len(body_of(queue[0])) + SEPARATOR
         if batch and (len(batch) == MAX_FINDINGS_PER_REQUEST or size + item_size > MAX_REQUEST_BYTES):
             break
-        batch.append(queue.popleft())
+        item = queue.popleft()
+        if key_of is not None:
+            key = key_of(item)
+            if key in keys:
+                kept.append(item)
+                continue
+            keys.add(key)
+        batch.append(item)
         size += item_size
+    queue.extendleft(reversed(kept))
     return batch
+
+
+def _body_of(item: EncodedFinding) -> bytes:
+    return item.body

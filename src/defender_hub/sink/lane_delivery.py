@@ -73,12 +73,14 @@ class LaneDelivery:
         items: list[EncodedFinding],
         *,
         accepted: Accepted,
+        dead_lettered: Accepted,
         park: bool,
         abort: threading.Event,
         rng: random.Random,
         probe: bool = False,
     ) -> None:
         self._kit, self.lane, self._items, self._accepted = kit, lane, items, accepted
+        self._dead_lettered = dead_lettered
         self._park, self._abort, self._rng, self._probe = park, abort, rng, probe
         self.report = DeliveryReport()
 
@@ -219,6 +221,7 @@ class LaneDelivery:
         letters = DeadLetter.for_finding(batch[0], reason, code)
         self._kit.dead_letters.put(letters)
         self.report.dead_lettered += 1
+        self._dead_lettered(batch)
         return []
 
     def _partly_failed(self, batch: list[EncodedFinding], answer: dict[str, Any]) -> tuple[list[EncodedFinding], bool]:
@@ -231,6 +234,7 @@ class LaneDelivery:
             return [], True
         retry: list[EncodedFinding] = []
         rejected: list[DeadLetter] = []
+        refused: list[EncodedFinding] = []
         refusal: dict[str, Any] | None = None
         left_owed = 0
         for item in batch:
@@ -249,12 +253,14 @@ class LaneDelivery:
                 rejected += DeadLetter.for_finding(
                     item, f"refused by Security Hub{times}: {failure.get('ErrorMessage', '')}", code
                 )
+                refused.append(item)
                 self.report.dead_lettered += 1
             else:
                 refusal = refusal or (failure if code in ACCESS_CODES else None)
                 retry.append(item)
         if rejected:
             self._kit.dead_letters.put(rejected)
+            self._dead_lettered(refused)
         if left_owed:
             self.report.parked += left_owed
             log.warning(

@@ -122,12 +122,15 @@ class SecurityHubSink:
         park: bool = True,
         screened_of: Lane | None = None,
         probe: bool = False,
+        on_dead_lettered: Accepted | None = None,
     ) -> DeliveryReport:
         """Delivers findings already coalesced, one per finding, as `deliver` does: each lane on its own, several at
         once. A refused lane's findings are parked in the dead letters, or, without `park`, only counted (for work
         the ledger keeps owed, such as a sweep's). `screened_of` says the findings were screened already (`screen`),
         and are all of that lane: the worker's sender's, which come as bodies, are sent without being decoded. With
-        `probe`, a parked lane is asked again (the parked sweep's findings), and is no longer parked if it answers."""
+        `probe`, a parked lane is asked again (the sweeps' findings), and is no longer parked if it answers.
+        `on_dead_lettered` hears, as `on_accepted` does, of the findings Security Hub refused, each dead-lettered:
+        what is neither was parked (or, without `park`, left owed)."""
         report = DeliveryReport()
         by_lane: dict[Lane, list[EncodedFinding]] = {}
         if screened_of is not None:
@@ -137,6 +140,9 @@ class SecurityHubSink:
             if rejected:
                 self.dead_letters.put(rejected)
                 report.dead_lettered += len(encoded) - len(valid)
+                if on_dead_lettered is not None:
+                    valid_ids = {id(item) for item in valid}
+                    on_dead_lettered([item for item in encoded if id(item) not in valid_ids])
             for item in valid:
                 by_lane.setdefault(Lane.of(item.doc), []).append(item)
         heard = threading.Lock()
@@ -145,6 +151,11 @@ class SecurityHubSink:
             if on_accepted is not None:
                 with heard:  # lanes answer from threads of their own: the caller hears of one request at a time
                     on_accepted(items)
+
+        def dead_lettered(items: list[EncodedFinding]) -> None:
+            if on_dead_lettered is not None:
+                with heard:
+                    on_dead_lettered(items)
 
         abort = threading.Event()
         kit = LaneKit(
@@ -163,6 +174,7 @@ class SecurityHubSink:
                 lane,
                 items,
                 accepted=accepted,
+                dead_lettered=dead_lettered,
                 park=park,
                 abort=abort,
                 rng=random.Random(self._rng.random()),  # noqa: S311
