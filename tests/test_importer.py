@@ -17,7 +17,7 @@ from defender_hub.importer import redrive
 from defender_hub.local.aws import LocalAws
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import DeadLetter, DeliveryReport, JsonlDeadLetters, Lane, MappedFinding, RecordOrigin
+from defender_hub.sink import DeadLetter, DeliveryReport, JsonlDeadLetters, MappedFinding, RecordOrigin
 from tests.helpers import Convert, cli, local_aws_env, local_client, unique
 
 
@@ -212,9 +212,6 @@ class Unsent:
 
     def deliver(self, findings: Iterable[MappedFinding]) -> DeliveryReport:
         raise AssertionError(f"sent {list(findings)}")
-
-    def busy(self, lanes: Iterable[Lane]) -> bool:
-        return False
 
 
 def test_a_redrive_stopped_before_a_group_sends_none_of_it_and_keeps_it(tmp_path: Path) -> None:

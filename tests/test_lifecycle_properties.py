@@ -50,7 +50,7 @@ from defender_hub.lifecycle import (
     refreshed,
 )
 from defender_hub.local.hub_core import instant
-from defender_hub.sink import Accepted, DeadLetter, DeliveryReport, Lane
+from defender_hub.sink import Accepted, DeadLetter, DeliveryReport
 from defender_hub.sink.batching import EncodedFinding, MappedFinding, RecordOrigin, coalesce, take_request
 from defender_hub.sink.deadletters import Select
 from defender_hub.sink.workflow import StillOwed, WorkflowReport, WorkflowUpdate
@@ -201,10 +201,6 @@ class MemoryHub:
     ) -> WorkflowReport:
         """Fails: no Device Defender finding is owed a Workflow.Status."""
         raise AssertionError(f"workflow updates asked for: {list(updates)}")
-
-    def busy(self, lanes: Iterable[Lane]) -> bool:
-        """Never busy: there is no quota in memory."""
-        return False
 
     def import_finding(self, doc: Mapping[str, Any]) -> None:
         """Takes an import whose UpdatedAt is later than the one shown, keeping CreatedAt and FirstObservedAt."""

@@ -31,15 +31,13 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from defender_hub.checkpoints import SqliteLedger
-from defender_hub.codecs.asff_rules import IMPORT_BURST
-from defender_hub.consumer.processor import DELIVERY_RECORDS, HOLD_RECORDS, HOLD_SECONDS, FindingsProcessor
+from defender_hub.consumer.processor import DELIVERY_RECORDS, FindingsProcessor
 from defender_hub.convert import EventConverter
 from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.local.stack import LocalStack, consumer_command
 from defender_hub.mapping import MappingOptions
-from defender_hub.sink import JsonlDeadLetters, Lane, SecurityHubSink
-from defender_hub.sink.quota import Quota
+from defender_hub.sink import JsonlDeadLetters, SecurityHubSink
 from defender_hub.synthetic import EventMix, generate_events, partition_key
 from tests.helpers import (
     ACCOUNT,
@@ -641,12 +639,10 @@ def kcl_batch(records: list[SimpleNamespace], checkpointer: Any) -> SimpleNamesp
     return SimpleNamespace(records=records, millis_behind_latest=0, checkpointer=checkpointer)
 
 
-def processor_of(
-    hub: LocalSecurityHub, tmp_path: Path, quota: Quota | None = None, health: Path | None = None
-) -> FindingsProcessor:
+def processor_of(hub: LocalSecurityHub, tmp_path: Path, health: Path | None = None) -> FindingsProcessor:
     """A shard's processor, as `main` makes it, delivering to the local hub; initialized for shard 0."""
     dead_letters = JsonlDeadLetters(tmp_path / "dl.jsonl")
-    sink = SecurityHubSink(hub_clients(hub), dead_letters, quota=quota)
+    sink = SecurityHubSink(hub_clients(hub), dead_letters)
     findings = FindingsProcessor(EventConverter(MappingOptions()), sink, dead_letters, health)
     findings.count_letters_of(sink)
     findings.initialize(SimpleNamespace(shard_id="shardId-000000000000", sequence_number="0"))
@@ -704,55 +700,6 @@ def test_once_the_shard_is_handed_on_the_rest_of_the_batch_is_not_delivered(
 
     assert [sequence for sequence, _ in checkpoints.taken] == [str(DELIVERY_RECORDS - 1)]
     assert hub.count() == DELIVERY_RECORDS  # the second part is the new owner's to send
-
-
-def busy_quota() -> Quota:
-    """A worker's quota whose lane of the test's findings is booked 3 s past its burst, as by other shards."""
-    quota, lane = Quota(), Lane("aws", ACCOUNT, "us-east-1")
-    for _ in range(IMPORT_BURST + 30):
-        quota.take(lane, lambda _: None)
-    assert quota.busy(lane)
-    return quota
-
-
-def six_things_on_a_busy_lane(
-    hub: LocalSecurityHub, tmp_path: Path
-) -> tuple[list[SimpleNamespace], FindingsProcessor, _Checkpoints]:
-    """Six things' alarms as records, a processor whose lane is short of quota, and its checkpointer."""
-    events = [violation("in-alarm", 1_700_000_000_000, 1_700_000_000_000, f"thing-{n}") for n in range(6)]
-    return kcl_records(events), processor_of(hub, tmp_path, busy_quota()), _Checkpoints(hub)
-
-
-def test_a_small_batch_waits_for_the_next_while_its_lane_is_short_of_quota(
-    hub: LocalSecurityHub, tmp_path: Path
-) -> None:
-    records, findings, checkpoints = six_things_on_a_busy_lane(hub, tmp_path)
-
-    findings.process_records(kcl_batch(records[:3], checkpoints))
-    held = (hub.count(), list(checkpoints.taken))
-    time.sleep(HOLD_SECONDS)  # the next batch comes later than a held one may wait
-    findings.process_records(kcl_batch(records[3:], checkpoints))
-    findings.process_records(kcl_batch([], checkpoints))
-
-    assert held == (0, [])  # nothing sent, nothing checkpointed past what was not sent
-    assert hub.count() == 6  # once held as long as it may, with the batch that came
-    assert [sequence for sequence, _ in checkpoints.taken] == ["5"]
-
-
-def test_what_is_held_goes_with_the_next_batch_in_one_request_and_before_a_stop(
-    hub: LocalSecurityHub, tmp_path: Path
-) -> None:
-    records, findings, checkpoints = six_things_on_a_busy_lane(hub, tmp_path)
-
-    findings.process_records(kcl_batch(records[:2], checkpoints))
-    findings.process_records(kcl_batch(records[2:4], checkpoints))
-    together = len(hub.requests("BatchImportFindings"))
-    findings.process_records(kcl_batch(records[4:], checkpoints))
-    findings.shutdown_requested(SimpleNamespace(checkpointer=checkpoints))
-
-    assert together == 0 and hub.count() == 6
-    assert len(hub.requests("BatchImportFindings")) == 1  # six findings of three batches in one request
-    assert [sequence for sequence, _ in checkpoints.taken] == ["5", None]  # delivered, then the stop's checkpoint
 
 
 class _Daemon:
@@ -834,14 +781,14 @@ def test_findings_and_skipped_events_are_counted_by_source(hub: LocalSecurityHub
     events = [
         health_event("AWS_EC2_INSTANCE_STORE_DRIVE_PERFORMANCE_DEGRADED", "open", 1_790_000_000_000, service="EC2"),
         config_change("counted", "NON_COMPLIANT", 1_790_000_000_000),
-        *(violation("in-alarm", 1_790_000_000_000, 1_790_000_000_000, f"v-{n}") for n in range(HOLD_RECORDS)),
+        *(violation("in-alarm", 1_790_000_000_000, 1_790_000_000_000, f"v-{n}") for n in range(3)),
     ]
     before = counted()
 
     processor_of(hub, tmp_path).process_records(kcl_batch(kcl_records(events), _Checkpoints(hub)))
 
     after = counted()
-    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, HOLD_RECORDS]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 3]
 
 
 def test_the_batch_log_line_counts_a_bad_record_among_the_dead_lettered(

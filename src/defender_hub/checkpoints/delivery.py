@@ -104,10 +104,6 @@ class LedgeredSink:
         self._sink, self._ledger, self._clock = sink, ledger, clock
         self._max_skew_ms = int(max_clock_skew_minutes * 60_000)
 
-    def busy(self, lanes: Iterable[Lane]) -> bool:
-        """Whether a request to any of `lanes` would now wait for the quota."""
-        return self._sink.busy(lanes)
-
     def deliver(self, findings: Iterable[MappedFinding]) -> DeliveryReport:
         """Delivers what changes Security Hub and records it; returns once all of it was accepted or dead-lettered.
 

@@ -148,7 +148,7 @@ def properties(settings: DaemonSettings) -> str:
         "shutdownGraceMillis": str(settings.shutdown_grace_millis),
         "shardSyncIntervalMillis": "1000",
         "parentShardPollIntervalMillis": "1000",
-        # An empty poll still calls the processor, so a small batch it holds for the next is sent when none comes.
+        # An empty poll still calls the processor, so a shard at the tip notes its progress for the health check.
         "callProcessRecordsEvenForEmptyRecordList": "true",
     }
     kinesis, dynamodb, cloudwatch = _endpoint("KINESIS"), _endpoint("DYNAMODB"), _endpoint("CLOUDWATCH")

@@ -63,7 +63,7 @@ from defender_hub.metrics import (
     reason_label,
 )
 from defender_hub.sender.client import SenderClient
-from defender_hub.sink import DeadLetter, DeadLetters, Lane, MappedFinding, RecordOrigin, SecurityHubSink, Sink
+from defender_hub.sink import DeadLetter, DeadLetters, MappedFinding, RecordOrigin, SecurityHubSink, Sink
 from defender_hub.sink.answers import ACCESS_CODES, REFUSED_STATUSES
 from defender_hub.sink.counted_letters import CountedLetters
 
@@ -71,11 +71,6 @@ __all__ = ["FindingsProcessor"]
 
 log = logging.getLogger("defender_hub.consumer")
 
-HOLD_RECORDS = 100
-"""A batch of fewer records (with what is held) may be held for the next, to share its requests."""
-HOLD_SECONDS = 0.5
-"""Age past which a held batch goes with the next call: under the KCL's second between polls, so a batch waits for
-one more at most."""
 DELIVERY_RECORDS = 2500
 """Records delivered, then checkpointed, at a time. A batch of GetRecords' 10,000 made into findings at once took
 385 MB a shard process; a part this size takes about a quarter, and still fills its requests but the last."""
@@ -129,10 +124,6 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         self._health = health
         self._shard = "unknown"
         self._stopping = False
-        self._held: list[Any] = []
-        self._held_findings: list[MappedFinding] = []
-        self._held_poison: list[DeadLetter] = []
-        self._held_since: float | None = None
         self._set_aside: Counter[tuple[str, str]] = Counter()
         """Records mapped since the last delivery that were skipped or make no finding, by what and why: counted in
         SET_ASIDE once delivered."""
@@ -186,48 +177,20 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
     @_exits_on_surprise
     def process_records(self, process_records_input: Any) -> None:
         """Delivers the records' findings, dead-letters records that make none, and checkpoints after each part of
-        the batch once its findings are delivered. A small batch whose lanes are short of quota waits for the next
-        (at most HOLD_SECONDS) to share its requests."""
+        the batch once its findings are delivered. (A small batch goes at once: the worker's sender fills each
+        request across the shards.)"""
         records = process_records_input.records
         behind = process_records_input.millis_behind_latest
         checkpointer = process_records_input.checkpointer
         if behind is not None:
             with self._best_effort("metrics"):
                 SECONDS_BEHIND.labels(self._shard).set(behind / 1000)
-        if records and len(self._held) + len(records) < HOLD_RECORDS:
-            self._hold(records)
-            records = []
-        # What is held goes now, unless no batch too large to hold came and it may wait for the next.
-        if self._held and (records or not self._may_wait()) and not self._flush(checkpointer):
-            return
         for start in range(0, len(records), DELIVERY_RECORDS):
             part = records[start : start + DELIVERY_RECORDS]
             if not self._deliver_and_checkpoint(checkpointer, part, *self._map(part)):
                 return  # the shard is another worker's now: the rest of the batch is its to send
             self._progressed(behind)  # after each part: a long batch is progress, not a stall
         self._progressed(behind)
-
-    def _hold(self, records: list[Any]) -> None:
-        """Keeps a small batch, mapped, for a request it may share with the next."""
-        findings, poison = self._map(records)
-        self._held += records
-        self._held_findings += findings
-        self._held_poison += poison
-        if self._held_since is None:
-            self._held_since = time.monotonic()
-
-    def _may_wait(self) -> bool:
-        """Whether what is held may wait for the next batch: it is young, and a request now would wait anyway."""
-        if self._held_since is None or time.monotonic() - self._held_since >= HOLD_SECONDS:
-            return False
-        lanes = {Lane.of_finding(item.finding) for item in self._held_findings}
-        return bool(lanes) and self._sink.busy(lanes)
-
-    def _flush(self, checkpointer: Any) -> bool:
-        """Delivers what is held and checkpoints past it; returns False when the shard was handed on."""
-        held, findings, poison = self._held, self._held_findings, self._held_poison
-        self._held, self._held_findings, self._held_poison, self._held_since = [], [], [], None
-        return self._deliver_and_checkpoint(checkpointer, held, findings, poison)
 
     def _map(self, records: list[Any]) -> tuple[list[MappedFinding], list[DeadLetter]]:
         """The findings of `records`, and the dead letters of those that make none."""
@@ -311,8 +274,7 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
         )
 
     def lease_lost(self, lease_lost_input: Any) -> None:
-        """Another worker has the shard now: nothing to checkpoint, nothing in flight or held survives this call."""
-        self._held, self._held_findings, self._held_poison, self._held_since = [], [], [], None
+        """Another worker has the shard now: nothing to checkpoint, nothing in flight survives this call."""
         if self._stopping:  # the KCL lets go of the lease after a stop it asked for: that is no news
             log.debug("lease of %s let go on stopping", self._shard)
         else:
@@ -320,17 +282,13 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
 
     @_exits_on_surprise
     def shard_ended(self, shard_ended_input: Any) -> None:
-        """Delivers what is held, then checkpoints the shard's end, without which its children never start."""
-        if self._held and not self._flush(shard_ended_input.checkpointer):
-            return
+        """Checkpoints the shard's end, without which its children never start."""
         checkpoint(shard_ended_input.checkpointer, self._shard)
         log.info("%s ended: checkpointed at its end", self._shard)
 
     @_exits_on_surprise
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
-        """Delivers what is held, then checkpoints at the last record received: all of it is delivered then."""
-        if self._held and not self._flush(shutdown_requested_input.checkpointer):
-            return
+        """Checkpoints at the last record received: all of it is delivered by then."""
         checkpoint(shutdown_requested_input.checkpointer, self._shard)
         self._stopping = True
         log.info("%s: stopping, checkpointed at what was delivered", self._shard)

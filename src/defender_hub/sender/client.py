@@ -72,11 +72,6 @@ class SenderClient:
         self._connection: socket.socket | None = None
         self._reader: FrameReader | None = None
 
-    def busy(self, lanes: Iterable[Lane]) -> bool:
-        """False: the sender fills each lane's requests across the worker's shards, so a shard's small batch need not
-        wait for its next to share one."""
-        return False
-
     def deliver_encoded(
         self, encoded: list[EncodedFinding], on_accepted: OnAccepted | None = None, *, park: bool = True
     ) -> DeliveryReport:

@@ -92,14 +92,10 @@ class Sink(Protocol):
         """Delivers `findings`; raises SinkError when that can't be done, and nothing past it may be checkpointed."""
         ...
 
-    def busy(self, lanes: Iterable[Lane]) -> bool:
-        """Whether a request to any of `lanes` would now wait for the quota (False when it can't tell)."""
-        ...
-
 
 class Sender(Protocol):
     """What the ledgered sink needs of the sink that sends (`SecurityHubSink`, or a test's own): findings already
-    planned and coalesced sent lane by lane, workflow updates, the dead letters and the quota's state."""
+    planned and coalesced sent lane by lane, workflow updates and the dead letters."""
 
     @property
     def dead_letters(self) -> DeadLetters:
@@ -117,8 +113,4 @@ class Sender(Protocol):
         self, updates: Iterable[WorkflowUpdate], still_owed: StillOwed | None = None
     ) -> WorkflowReport:
         """Sets the Workflow.Status of `updates`; returns what was processed and left owed. Raises SinkStopped."""
-        ...
-
-    def busy(self, lanes: Iterable[Lane]) -> bool:
-        """Whether a request to any of `lanes` would now wait for the quota."""
         ...
