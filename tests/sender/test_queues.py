@@ -39,4 +39,6 @@ def test_a_second_version_of_a_finding_waits_at_the_front_for_the_next_request()
 
     assert [one.index for one in lane_queue.take()] == [0, 1, 3]
     assert [one.index for one in lane_queue.pending] == [2]
+    assert lane_queue.size == len(lane_queue.pending[0].item.body) + SEPARATOR  # what was put back is counted still
     assert [one.index for one in lane_queue.take()] == [2]
+    assert lane_queue.size == 0

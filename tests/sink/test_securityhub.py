@@ -234,6 +234,30 @@ def test_a_parked_lane_is_not_asked_again_until_its_time_is_up(
     assert {letter["error_code"] for letter in letters(dead_letters)} == {"InvalidAccessException"}
 
 
+def test_the_caller_hears_which_findings_were_accepted_and_which_dead_lettered_and_the_rest_were_parked(
+    hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any]
+) -> None:
+    sink = SecurityHubSink(hub_clients(hub), dead_letters, policy=FAST)
+    findings = many(template, 4)
+    findings[1] = MappedFinding(findings[1].finding | {"Severity": {"Label": "NOT A LABEL"}}, findings[1].origin)
+    hub.fail(["finding-2"], code="InvalidInput", times=None)  # refused by the hub for good
+    west_arn = template["ProductArn"].replace(":us-east-1:", ":us-west-2:")
+    west = many(template, 1, Id="west", Region="us-west-2", ProductArn=west_arn)[0]  # a lane refused: parked
+    hub.disable(ACCOUNT, "us-west-2")
+    accepted: list[str] = []
+    dead: list[str] = []
+
+    report = sink.deliver_encoded(
+        coalesce([*findings, west]),
+        lambda items: accepted.extend(item.id for item in items),
+        on_dead_lettered=lambda items: dead.extend(item.id for item in items),
+    )
+
+    assert sorted(accepted) == ["finding-0", "finding-3"]
+    assert sorted(dead) == ["finding-1", "finding-2"]  # screened out here, and refused by Security Hub
+    assert (report.accepted, report.dead_lettered, report.parked) == (2, 2, 1)  # the west lane's, heard of by neither
+
+
 def test_a_probe_asks_a_parked_lane_and_only_one_that_gets_through_ends_its_park(
     hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any]
 ) -> None:

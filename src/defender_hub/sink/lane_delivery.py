@@ -260,6 +260,7 @@ class LaneDelivery:
                 retry.append(item)
         if rejected:
             self._kit.dead_letters.put(rejected)
+        if refused:
             self._dead_lettered(refused)
         if left_owed:
             self.report.parked += left_owed

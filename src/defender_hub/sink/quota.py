@@ -22,9 +22,10 @@ BURST_SLACK = 5
 least this many tokens more than the worker's: a request that arrives up to half a second off the moment it was let go
 still finds one. (Asking for 90 % of the rate instead cost 10 % of the throughput.)"""
 BUSY_RESERVE_SECONDS = 1.0
-"""A lane is busy while less than a second of its quota is left unbooked. A small batch then waits to fill rather than
-take one of the last slots for a few findings: with sixteen shards on one lane this took the 99th percentile of latency
-from 2.8 s to 2.2 s (and 45 s before small batches waited at all)."""
+"""A lane is busy while less than a second of its quota is left unbooked. The sender's partial request then fills for a
+while (`SenderServer._due`) rather than take one of the last slots for a few findings: when each shard process sent
+on its own, its small batch waiting so took the 99th percentile of latency with sixteen shards on one lane from 2.8 s
+to 2.2 s (and 45 s before small batches waited at all)."""
 _ROUNDING = 1e-9
 """A wait shorter than this is a rounding error, not a wait."""
 
