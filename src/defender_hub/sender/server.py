@@ -86,7 +86,7 @@ class Ticket:
     connection: _Connection
     left: int
     probe: bool = False
-    """Whether its findings ask a parked lane again: the parked sweep's."""
+    """Whether its findings ask a parked lane again: a sweep's."""
     report: DeliveryReport = field(default_factory=DeliveryReport)
     parked_lanes: Counter[Lane] = field(default_factory=Counter)
     """How many of its findings each lane parked, or left owed."""
