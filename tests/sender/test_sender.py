@@ -173,9 +173,11 @@ def test_shards_sending_through_the_sender_never_exceed_the_quota_and_fill_every
         served = InProcessSender(hub, tmp_path, wait_seconds=0.25)
         try:
             clients = [served.client(tmp_path) for _ in range(3)]
+            clients[2].probe = True  # a sweep's, as `run`'s sweeps send through the sender: the same quota
             for client in clients:
                 client.connect()
-            # Three shards hand over uneven parts: alone, each would end in a partial request a part.
+            # Three shards (one of them a sweep) hand over uneven parts: alone, each would end in a partial request a
+            # part.
             parts = [
                 [shard_findings(template, f"shard-{n}", 1000 + 37 * n, start) for start in (0, 5000)] for n in range(3)
             ]
