@@ -24,6 +24,7 @@ from defender_hub.sink.lane_delivery import MAX_FINDING_FAILURES
 from defender_hub.synthetic import generate_events
 from defender_hub.timestamps import format_iso
 from tests.helpers import (
+    CHECK,
     DAY_MS,
     TESTS_NOW_MS,
     Pipeline,
@@ -125,6 +126,43 @@ def test_archival_works_across_batches_and_ignores_other_checks(pipeline: Pipeli
         FINDING_ID.format("B"): "ACTIVE",
         f"123456789012/DEVICE_CERTIFICATE/B/{other}/WEAK_KEY": "ACTIVE",  # task 2 did not run that check
     }
+
+
+def test_the_archivals_of_several_checks_completed_in_one_delivery_share_one_request(pipeline: Pipeline) -> None:
+    day2, other = T0 + DAY_MS, "DEVICE_CERTIFICATE_EXPIRING_CHECK"
+    checks = (CHECK, other)
+    pipeline.deliver(
+        *(audit_finding("task-1", T0, cert, check=check) for check in checks for cert in "AB"),
+        *(audit_task("task-1", T0, 2, check=check) for check in checks),
+    )
+    before = len(pipeline.hub.requests("BatchImportFindings"))
+
+    report = pipeline.deliver(*(audit_task("task-2", day2, 0, check=check) for check in checks))
+
+    # The task's two check summaries, then every archival the task owes.
+    assert [r.findings for r in pipeline.hub.requests("BatchImportFindings")[before:]] == [2, 4]
+    assert report.archived == 4
+    assert {f["RecordState"] for i, f in pipeline.stored().items() if "/DEVICE_CERTIFICATE/" in i} == {"ARCHIVED"}
+    assert pipeline.ledger.owed_archivals() == []
+
+
+def test_a_parked_archival_leaves_owed_each_check_whose_findings_shared_its_request(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    day2, other = T0 + DAY_MS, "DEVICE_CERTIFICATE_EXPIRING_CHECK"
+    checks = (CHECK, other)
+    pipeline.deliver(
+        *(audit_finding("task-1", T0, "A", check=check) for check in checks),
+        *(audit_task("task-1", T0, 1, check=check) for check in checks),
+    )
+    pipeline.hub.fail([FINDING_ID.format("A")], "InternalException", times=MAX_FINDING_FAILURES)
+
+    pipeline.deliver(*(audit_task("task-2", day2, 0, check=check) for check in checks))
+
+    assert sorted(c.check.rsplit("|", 1)[-1] for c in pipeline.ledger.owed_archivals()) == sorted(checks)
+    pipeline.sink.finish_archivals(DeliveryReport())  # the next sweep
+    assert {f["RecordState"] for i, f in pipeline.stored().items() if "/DEVICE_CERTIFICATE/" in i} == {"ARCHIVED"}
+    assert pipeline.ledger.owed_archivals() == []
 
 
 def test_a_failed_or_canceled_check_archives_nothing(pipeline: Pipeline) -> None:

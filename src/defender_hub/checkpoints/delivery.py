@@ -129,12 +129,15 @@ class LedgeredSink:
         reports_by_check: dict[str, list[Facts]] = {}  # an archival reads its own check's findings alone
         for _, facts in to_plan:
             reports_by_check.setdefault(facts.check, []).append(facts)
+        owed_with_current: list[tuple[CheckCompletion, set[str]]] = []
         for completion in owed.values():
             # What the batch reports of the completing task or a later one is current, whatever the ledger says (a
             # parked lane's is not in it yet); a replay of an older task's report is not, and is archived with the rest.
             reports = reports_by_check.get(completion.check, [])
-            current = {facts.key for facts in reports if facts.task_ms >= completion.task_ms}
-            self._archive(completion, current, report)
+            owed_with_current.append(
+                (completion, {facts.key for facts in reports if facts.task_ms >= completion.task_ms})
+            )
+        self._archive(owed_with_current, report)
         # What this delivery owes Security Hub's workflow, and what earlier ones left owed for these findings (a kill
         # between the import and the update, a replay of it): the update is part of the delivery, before any
         # checkpoint.
@@ -213,42 +216,60 @@ class LedgeredSink:
         """Works through every archival still owed: ones a stop, a kill or a failure interrupted."""
         with _ledger_errors("listing owed archivals"):
             owed = self._ledger.owed_archivals()
-        for completion in owed:
-            self._archive(completion, set(), report)
+        self._archive([(completion, set()) for completion in owed], report)
 
-    def _archive(self, completion: CheckCompletion, reported: set[str], report: DeliveryReport) -> None:
-        """Archives, a page at a time, the check's ACTIVE findings its task no longer reported; then marks it done.
+    def _archive(self, owed: Sequence[tuple[CheckCompletion, set[str]]], report: DeliveryReport) -> None:
+        """Archives the ACTIVE findings each completed check's task no longer reported, then marks each check done.
 
-        `reported` holds the keys the batch reports of the completing task or a later one: those are current, whatever
-        the ledger says.
+        Each completion comes with the keys the batch reports of the completing task or a later one: those are current,
+        whatever the ledger says. The archivals of every check go together, ARCHIVAL_PAGE or so at a time: a task
+        completes dozens of checks, and a request of each check's few would spend a slot of the lane's quota apiece.
         """
-        cursor, left = "", False
-        while True:
-            with _ledger_errors("reading a check's findings"):
-                page, cursor = self._ledger.archivable(completion.check, completion.task_ms, cursor, ARCHIVAL_PAGE)
-            archivals = [
-                archived
-                for entry in page
-                if entry.key not in reported
-                and (archived := _from_ledger(functools.partial(archived_by, completion, entry), entry, "archival"))
-            ]
-            sent = self._send(archivals, park=False)
+        pending: list[PlannedFinding] = []
+        pending_checks: set[str] = set()  # the checks with findings in `pending`
+        left: set[str] = set()  # the checks with findings left owed
+
+        def send_pending() -> None:
+            sent = self._send(pending, park=False)
             report.add(sent)
-            report.archived += len(archivals) - sent.parked - sent.dead_lettered
+            report.archived += len(pending) - sent.parked - sent.dead_lettered
             # An archival is done once Security Hub accepted it. A parked lane's, or one Security Hub kept failing (a
             # brownout), is left owed for the next sweep; one it refuses for good is in the dead letters, with its
-            # reason, for a person and a redrive: asking again would only write it there again.
-            left |= sent.parked > 0
-            if not cursor:
-                break
-        if left:  # owed still: the next delivery for the check, or the next sweep, takes it up
-            log.warning(
-                "archival of %s left owed: a lane of its findings is parked, or Security Hub kept failing some",
-                completion.check,
-            )
-            return
-        with _ledger_errors("marking an archival done"):
-            self._ledger.archival_done(completion)
+            # reason, for a person and a redrive: asking again would only write it there again. Which findings were
+            # parked is not told, so every check that shared the pages stays owed: its archival is asked again.
+            if sent.parked:
+                left.update(pending_checks)
+            pending.clear()
+            pending_checks.clear()
+
+        for completion, reported in owed:
+            cursor = ""
+            while True:
+                with _ledger_errors("reading a check's findings"):
+                    page, cursor = self._ledger.archivable(completion.check, completion.task_ms, cursor, ARCHIVAL_PAGE)
+                archivals = [
+                    archived
+                    for entry in page
+                    if entry.key not in reported
+                    and (archived := _from_ledger(functools.partial(archived_by, completion, entry), entry, "archival"))
+                ]
+                if archivals:
+                    pending.extend(archivals)
+                    pending_checks.add(completion.check)
+                if len(pending) >= ARCHIVAL_PAGE:
+                    send_pending()
+                if not cursor:
+                    break
+        send_pending()
+        for completion, _ in owed:
+            if completion.check in left:  # owed still: the next delivery for the check, or the next sweep, takes it up
+                log.warning(
+                    "archival of %s left owed: a lane of its findings is parked, or Security Hub kept failing some",
+                    completion.check,
+                )
+                continue
+            with _ledger_errors("marking an archival done"):
+                self._ledger.archival_done(completion)
 
     def _send(
         self,
