@@ -156,7 +156,7 @@ def pieces(sink: SecurityHubSink, work: list[MappedFinding], repeat: int) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--findings", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=2_500, help="findings a delivery (the processor's part)")
+    parser.add_argument("--batch", type=int, default=2_500, help="findings a delivery")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-pieces", action="store_true", help="leave out the steps timed alone")

@@ -31,6 +31,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from defender_hub.checkpoints import SqliteLedger
+from defender_hub.consumer import processor
 from defender_hub.consumer.processor import DELIVERY_RECORDS, FindingsProcessor
 from defender_hub.convert import EventConverter
 from defender_hub.local.aws import LocalAws, free_port
@@ -739,9 +740,11 @@ def _process_records(events: list[bytes], first: int) -> dict[str, Any]:
 
 
 def test_a_health_note_failing_between_a_batch_s_parts_never_lets_a_checkpoint_pass_an_undelivered_record(
-    hub: LocalSecurityHub, tmp_path: Path
+    hub: LocalSecurityHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"v-{n}") for n in range(5001)]
+    monkeypatch.setattr(processor, "DELIVERY_RECORDS", 500)  # parts of any size will do: small ones are quick
+    count = 2 * processor.DELIVERY_RECORDS + 1
+    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"v-{n}") for n in range(count)]
     health = tmp_path / "health"
     health.mkdir()
     findings = processor_of(hub, tmp_path, health=health)
@@ -754,8 +757,8 @@ def test_a_health_note_failing_between_a_batch_s_parts_never_lets_a_checkpoint_p
     daemon = _Daemon(
         [
             {"action": "initialize", "shardId": "shardId-000000000000", "sequenceNumber": "0", "subSequenceNumber": 0},
-            _process_records(events[:5000], 0),  # two parts of DELIVERY_RECORDS
-            _process_records(events[5000:], 5000),
+            _process_records(events[: count - 1], 0),  # two parts
+            _process_records(events[count - 1 :], count - 1),
         ],
         disk_fills_up,
     )

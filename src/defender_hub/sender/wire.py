@@ -36,7 +36,7 @@ __all__ = [
 
 _LENGTH = struct.Struct(">I")
 MAX_FRAME_BYTES = 1 << 30
-"""The longest frame read: a shard's part of 2,500 records makes a few MB of findings, and a length past this is a
+"""The longest frame read: a shard's part of 5,000 records makes some 10 MB of findings, and a length past this is a
 broken peer, not a delivery to hold in memory."""
 
 
