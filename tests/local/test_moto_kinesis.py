@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -92,3 +93,24 @@ def test_a_closed_shard_with_no_records_ends_at_once(kinesis: Any) -> None:
     assert data == []
     assert children is not None
     assert len(children) == 2
+
+
+def test_get_records_gives_each_record_as_it_was_put_and_its_arrival_to_the_millisecond(kinesis: Any) -> None:
+    stream = new_stream(kinesis, "records", 1)
+    payloads = [bytes(range(256)), b"\xff\xfe not UTF-8", '{"thingName": "caf\u00e9"}'.encode()]
+    before = datetime.now(UTC) - timedelta(milliseconds=1)  # moto's clock, read to the millisecond
+    put = [kinesis.put_record(StreamName=stream, Data=data, PartitionKey=f"key-{n}") for n, data in enumerate(payloads)]
+    after = datetime.now(UTC)
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+
+    answer = kinesis.get_records(ShardIterator=iterator)
+
+    records = answer["Records"]
+    assert [r["Data"] for r in records] == payloads
+    assert [r["PartitionKey"] for r in records] == ["key-0", "key-1", "key-2"]
+    assert [r["SequenceNumber"] for r in records] == [p["SequenceNumber"] for p in put]
+    arrivals = [r["ApproximateArrivalTimestamp"] for r in records]
+    assert all(before <= arrival <= after and arrival.microsecond % 1000 == 0 for arrival in arrivals)
+    assert answer["MillisBehindLatest"] >= 0 and answer["NextShardIterator"]
