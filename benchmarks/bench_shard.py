@@ -4,12 +4,12 @@
 
 Generated Device Defender events, spread over `--accounts` accounts in one Region as the load test's ten-account
 backlog spreads them, go through what a shard process runs for each batch of the KCL's 10,000 records: the
-`FindingsProcessor` (decode, map, parts of 2,500 records), the ledgered sink on a SQLite ledger in a temporary folder
-(coalesce, the ledger read, the plan, archivals, the write of what was accepted) and the `SenderClient` (the screen,
-the wire's frame). The worker's sender is left out: the client's call to it answers at once that every finding was
-accepted, a request of 100 at a time, so what is timed is the shard's work alone, not the quota's or Security Hub's.
-The KCL's own protocol (its JSON lines and base64) is left out too. Prints the CPU seconds (time.process_time) and µs a
-record of each repeat, each over a new ledger.
+`FindingsProcessor` (decode, map, parts of `DELIVERY_RECORDS`), the ledgered sink on a SQLite ledger in a temporary
+folder (coalesce, the ledger read, the plan, archivals, the write of what was accepted) and the `SenderClient` (the
+screen, the wire's frame). The worker's sender is left out: the client's call to it answers at once that every finding
+was accepted, a request of 100 at a time, so what is timed is the shard's work alone, not the quota's or Security
+Hub's. The KCL's own protocol (its JSON lines and base64) is left out too. Prints the CPU seconds (time.process_time)
+and µs a record of each repeat, each over a new ledger.
 """
 
 from __future__ import annotations

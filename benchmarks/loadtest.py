@@ -213,6 +213,8 @@ class ConsumerRun:
     """When the consumer was started, on time.monotonic."""
     processors: list[ProcessUse] = field(default_factory=list)
     daemon: list[ProcessUse] = field(default_factory=list)
+    every_process: list[ProcessUse] = field(default_factory=list)
+    """`run` and every process under it: the daemon, the sender, the shard processes."""
     cpu_seconds: float = 0.0
     """Of the whole consumer: `run`, the daemon and every shard process, counted once they were reaped."""
 
@@ -253,7 +255,8 @@ def consumer(
         try:
             yield run
         finally:
-            for use in filter(None, map(process_use, descendants(process.pid))):
+            run.every_process = list(filter(None, map(process_use, (process.pid, *descendants(process.pid)))))
+            for use in run.every_process[1:]:
                 if "-m defender_hub.consumer" in use.command:
                     run.processors.append(use)
                 elif "java" in use.command:
@@ -280,6 +283,8 @@ def use_of(run: ConsumerRun, records: int, stand_ins: float) -> dict[str, Any]:
     return {
         "µs/record (shard processes)": 1e6 * processor_cpu / max(1, records),
         "peak RSS MB (shard process)": max((use.peak_rss_mb for use in run.processors), default=0.0),
+        # Each process's peak, summed: more than the worker held at any one moment, what its memory must allow.
+        "peak RSS MB (the worker's processes, summed)": sum(use.peak_rss_mb for use in run.every_process),
         "CPU s: consumer / stand-ins": f"{run.cpu_seconds:.0f} / {stand_ins:.0f}",
         "daemon CPU s": sum(use.cpu_seconds for use in run.daemon),
     }

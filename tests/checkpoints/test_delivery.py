@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger
+from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger, delivery
 from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.errors import LedgerError, SinkStopped
 from defender_hub.lifecycle import finding_key
@@ -42,7 +42,9 @@ from tests.helpers import (
 )
 
 T0 = 1_790_000_000_000  # 2026-09-21
+DAY2 = T0 + DAY_MS
 FINDING_ID = "123456789012/DEVICE_CERTIFICATE/{}/DEVICE_CERTIFICATE_KEY_QUALITY_CHECK/WEAK_KEY"
+OTHER_CHECK = "DEVICE_CERTIFICATE_EXPIRING_CHECK"
 
 
 @pytest.mark.slow
@@ -129,15 +131,14 @@ def test_archival_works_across_batches_and_ignores_other_checks(pipeline: Pipeli
 
 
 def test_the_archivals_of_several_checks_completed_in_one_delivery_share_one_request(pipeline: Pipeline) -> None:
-    day2, other = T0 + DAY_MS, "DEVICE_CERTIFICATE_EXPIRING_CHECK"
-    checks = (CHECK, other)
+    checks = (CHECK, OTHER_CHECK)
     pipeline.deliver(
         *(audit_finding("task-1", T0, cert, check=check) for check in checks for cert in "AB"),
         *(audit_task("task-1", T0, 2, check=check) for check in checks),
     )
     before = len(pipeline.hub.requests("BatchImportFindings"))
 
-    report = pipeline.deliver(*(audit_task("task-2", day2, 0, check=check) for check in checks))
+    report = pipeline.deliver(*(audit_task("task-2", DAY2, 0, check=check) for check in checks))
 
     # The task's two check summaries, then every archival the task owes.
     assert [r.findings for r in pipeline.hub.requests("BatchImportFindings")[before:]] == [2, 4]
@@ -146,20 +147,42 @@ def test_the_archivals_of_several_checks_completed_in_one_delivery_share_one_req
     assert pipeline.ledger.owed_archivals() == []
 
 
-def test_a_parked_archival_leaves_owed_each_check_whose_findings_shared_its_request(
-    pipeline: Pipeline, tmp_path: Path
-) -> None:
-    day2, other = T0 + DAY_MS, "DEVICE_CERTIFICATE_EXPIRING_CHECK"
-    checks = (CHECK, other)
+THREE_CHECKS = {CHECK: "A", OTHER_CHECK: "AB", "DEVICE_CERTIFICATE_SHARED_CHECK": "ABC"}
+"""Checks, each with the certificates task 1 found failing it and task 2 no longer does: six archivals, two pages of
+three, the first page the first check's and the second's, the second page the third check's."""
+
+
+def first_task_of_three_checks(pipeline: Pipeline) -> None:
     pipeline.deliver(
-        *(audit_finding("task-1", T0, "A", check=check) for check in checks),
-        *(audit_task("task-1", T0, 1, check=check) for check in checks),
+        *(audit_finding("task-1", T0, cert, check=check) for check, certs in THREE_CHECKS.items() for cert in certs),
+        *(audit_task("task-1", T0, len(certs), check=check) for check, certs in THREE_CHECKS.items()),
     )
-    pipeline.hub.fail([FINDING_ID.format("A")], "InternalException", times=MAX_FINDING_FAILURES)
 
-    pipeline.deliver(*(audit_task("task-2", day2, 0, check=check) for check in checks))
 
-    assert sorted(c.check.rsplit("|", 1)[-1] for c in pipeline.ledger.owed_archivals()) == sorted(checks)
+def test_archivals_go_a_page_at_a_time_across_checks(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(delivery, "ARCHIVAL_PAGE", 3)
+    first_task_of_three_checks(pipeline)
+    before = len(pipeline.hub.requests("BatchImportFindings"))
+
+    report = pipeline.deliver(*(audit_task("task-2", DAY2, 0, check=check) for check in THREE_CHECKS))
+
+    assert [r.findings for r in pipeline.hub.requests("BatchImportFindings")[before:]] == [3, 3, 3]
+    assert report.archived == 6
+    assert {f["RecordState"] for i, f in pipeline.stored().items() if "/DEVICE_CERTIFICATE/" in i} == {"ARCHIVED"}
+    assert pipeline.ledger.owed_archivals() == []
+
+
+def test_a_parked_archival_leaves_owed_each_check_with_archivals_in_its_send_and_no_other(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "ARCHIVAL_PAGE", 3)
+    first_task_of_three_checks(pipeline)
+    pipeline.hub.fail([FINDING_ID.format("A")], "InternalException", times=MAX_FINDING_FAILURES)  # in the first page
+
+    report = pipeline.deliver(*(audit_task("task-2", DAY2, 0, check=check) for check in THREE_CHECKS))
+
+    assert (report.archived, report.parked) == (5, 1)
+    assert sorted(c.check.rsplit("|", 1)[-1] for c in pipeline.ledger.owed_archivals()) == sorted([CHECK, OTHER_CHECK])
     pipeline.sink.finish_archivals(DeliveryReport())  # the next sweep
     assert {f["RecordState"] for i, f in pipeline.stored().items() if "/DEVICE_CERTIFICATE/" in i} == {"ARCHIVED"}
     assert pipeline.ledger.owed_archivals() == []

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.consumer import processor
-from defender_hub.consumer.processor import DELIVERY_RECORDS, FindingsProcessor
+from defender_hub.consumer.processor import FindingsProcessor
 from defender_hub.convert import EventConverter
 from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub
@@ -650,8 +650,11 @@ def processor_of(hub: LocalSecurityHub, tmp_path: Path, health: Path | None = No
     return findings
 
 
-def test_a_large_batch_is_delivered_and_checkpointed_in_parts(hub: LocalSecurityHub, tmp_path: Path) -> None:
-    count = 2 * DELIVERY_RECORDS + 1
+def test_a_large_batch_is_delivered_and_checkpointed_in_parts(
+    hub: LocalSecurityHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(processor, "DELIVERY_RECORDS", 500)  # parts of any size will do: small ones are quick
+    count = 2 * processor.DELIVERY_RECORDS + 1
     events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"thing-{n % 3}") for n in range(count)]
     records = kcl_records(events)
     findings = processor_of(hub, tmp_path)
@@ -659,7 +662,7 @@ def test_a_large_batch_is_delivered_and_checkpointed_in_parts(hub: LocalSecurity
 
     findings.process_records(kcl_batch(records, checkpoints))
 
-    ends = [str(DELIVERY_RECORDS - 1), str(2 * DELIVERY_RECORDS - 1), str(count - 1)]
+    ends = [str(processor.DELIVERY_RECORDS - 1), str(2 * processor.DELIVERY_RECORDS - 1), str(count - 1)]
     assert [sequence for sequence, _ in checkpoints.taken] == ends
     assert [requests for _, requests in checkpoints.taken] == [1, 2, 3]  # each after its part was imported
 
@@ -689,9 +692,10 @@ class _ShuttingDown(_Checkpoints):
 
 
 def test_once_the_shard_is_handed_on_the_rest_of_the_batch_is_not_delivered(
-    hub: LocalSecurityHub, tmp_path: Path
+    hub: LocalSecurityHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    count = 2 * DELIVERY_RECORDS
+    monkeypatch.setattr(processor, "DELIVERY_RECORDS", 500)
+    count = 2 * processor.DELIVERY_RECORDS
     events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"thing-{n}") for n in range(count)]
     records = kcl_records(events)
     findings = processor_of(hub, tmp_path)
@@ -699,8 +703,8 @@ def test_once_the_shard_is_handed_on_the_rest_of_the_batch_is_not_delivered(
 
     findings.process_records(kcl_batch(records, checkpoints))
 
-    assert [sequence for sequence, _ in checkpoints.taken] == [str(DELIVERY_RECORDS - 1)]
-    assert hub.count() == DELIVERY_RECORDS  # the second part is the new owner's to send
+    assert [sequence for sequence, _ in checkpoints.taken] == [str(processor.DELIVERY_RECORDS - 1)]
+    assert hub.count() == processor.DELIVERY_RECORDS  # the second part is the new owner's to send
 
 
 class _Daemon:

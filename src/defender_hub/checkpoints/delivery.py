@@ -219,50 +219,47 @@ class LedgeredSink:
         self._archive([(completion, set()) for completion in owed], report)
 
     def _archive(self, owed: Sequence[tuple[CheckCompletion, set[str]]], report: DeliveryReport) -> None:
-        """Archives the ACTIVE findings each completed check's task no longer reported, then marks each check done.
+        """Archives the ACTIVE findings each completed check's task no longer reported, ARCHIVAL_PAGE at a time, then
+        marks done each check whose archivals were all accepted or dead-lettered.
 
         Each completion comes with the keys the batch reports of the completing task or a later one: those are current,
-        whatever the ledger says. The archivals of every check go together, ARCHIVAL_PAGE or so at a time: a task
-        completes dozens of checks, and a request of each check's few would spend a slot of the lane's quota apiece.
+        whatever the ledger says. The archivals of every check go together: a task completes dozens of checks, often
+        with a finding or two each to archive, and a request of each check's few would spend a slot of the lane's quota
+        apiece.
         """
         pending: list[PlannedFinding] = []
-        pending_checks: set[str] = set()  # the checks with findings in `pending`
-        left: set[str] = set()  # the checks with findings left owed
+        left: set[str] = set()  # the checks with archivals left owed
 
-        def send_pending() -> None:
-            sent = self._send(pending, park=False)
+        def send(archivals: list[PlannedFinding]) -> None:
+            sent = self._send(archivals, park=False)
             report.add(sent)
-            report.archived += len(pending) - sent.parked - sent.dead_lettered
+            report.archived += len(archivals) - sent.parked - sent.dead_lettered
             # An archival is done once Security Hub accepted it. A parked lane's, or one Security Hub kept failing (a
             # brownout), is left owed for the next sweep; one it refuses for good is in the dead letters, with its
-            # reason, for a person and a redrive: asking again would only write it there again. Which findings were
-            # parked is not told, so every check that shared the pages stays owed: its archival is asked again.
+            # reason, for a person and a redrive: asking again would only write it there again. The send tells how
+            # many it parked, not which, so every check with archivals in it stays owed and is asked again.
             if sent.parked:
-                left.update(pending_checks)
-            pending.clear()
-            pending_checks.clear()
+                left.update(item.facts.check for item in archivals)
 
         for completion, reported in owed:
             cursor = ""
             while True:
                 with _ledger_errors("reading a check's findings"):
                     page, cursor = self._ledger.archivable(completion.check, completion.task_ms, cursor, ARCHIVAL_PAGE)
-                archivals = [
+                pending += [
                     archived
                     for entry in page
                     if entry.key not in reported
                     and (archived := _from_ledger(functools.partial(archived_by, completion, entry), entry, "archival"))
                 ]
-                if archivals:
-                    pending.extend(archivals)
-                    pending_checks.add(completion.check)
-                if len(pending) >= ARCHIVAL_PAGE:
-                    send_pending()
+                while len(pending) >= ARCHIVAL_PAGE:  # whole pages go; the rest waits for the next check's
+                    send(pending[:ARCHIVAL_PAGE])
+                    del pending[:ARCHIVAL_PAGE]
                 if not cursor:
                     break
-        send_pending()
+        send(pending)
         for completion, _ in owed:
-            if completion.check in left:  # owed still: the next delivery for the check, or the next sweep, takes it up
+            if completion.check in left:  # the next delivery for the check, or the next sweep, takes it up
                 log.warning(
                     "archival of %s left owed: a lane of its findings is parked, or Security Hub kept failing some",
                     completion.check,

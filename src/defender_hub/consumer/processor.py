@@ -72,12 +72,9 @@ __all__ = ["FindingsProcessor"]
 log = logging.getLogger("defender_hub.consumer")
 
 DELIVERY_RECORDS = 5_000
-"""Records delivered, then checkpointed, at a time: a part's findings are in memory at once, and its last request goes
-partial when no other shard's findings fill it, as at a backlog's end, where one shard is left. On the load test's
-backlog, back to back, parts of 2,500 made 208 requests of 97.2 findings (93.1 % of the quota's ideal) and a shard
-process peaked at 111 MB; parts of 5,000 made 203 of 99.1 (96.8 %) at 141 MB (148 MB with ten accounts); a whole
-batch of GetRecords' 10,000 took 194 MB, and the default task's 1 GB holds the JVM, the sender and `run` beside every
-shard process of the worker."""
+"""Records delivered, then checkpointed, at a time. A part's findings are in memory at once, and its last request goes
+partial unless another shard's findings fill it, as at a backlog's end, with one shard left: fewer, larger parts fill
+more requests, and take more memory (docs/benchmarks.md has the figures of 2,500, 5,000 and 10,000)."""
 SOURCE_OF_PRODUCT = {
     PRODUCT_NAME_DETECT: "device_defender",
     PRODUCT_NAME_AUDIT: "device_defender",
