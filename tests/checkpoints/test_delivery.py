@@ -147,42 +147,46 @@ def test_the_archivals_of_several_checks_completed_in_one_delivery_share_one_req
     assert pipeline.ledger.owed_archivals() == []
 
 
-THREE_CHECKS = {CHECK: "A", OTHER_CHECK: "AB", "DEVICE_CERTIFICATE_SHARED_CHECK": "ABC"}
-"""Checks, each with the certificates task 1 found failing it and task 2 no longer does: six archivals, two pages of
-three, the first page the first check's and the second's, the second page the third check's."""
+SHARED_CHECK = "DEVICE_CERTIFICATE_SHARED_CHECK"
+THREE_CHECKS = (CHECK, OTHER_CHECK, SHARED_CHECK)
+"""Checks that task 1 found certificates A and B failing and task 2 no longer does: six archivals, which go in pages of
+three in the order of the checks' notifications, so the second check's are split between the two pages."""
 
 
 def first_task_of_three_checks(pipeline: Pipeline) -> None:
     pipeline.deliver(
-        *(audit_finding("task-1", T0, cert, check=check) for check, certs in THREE_CHECKS.items() for cert in certs),
-        *(audit_task("task-1", T0, len(certs), check=check) for check, certs in THREE_CHECKS.items()),
+        *(audit_finding("task-1", T0, cert, check=check) for check in THREE_CHECKS for cert in "AB"),
+        *(audit_task("task-1", T0, 2, check=check) for check in THREE_CHECKS),
     )
 
 
-def test_archivals_go_a_page_at_a_time_across_checks(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_archivals_go_in_whole_pages_across_checks(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(delivery, "ARCHIVAL_PAGE", 3)
     first_task_of_three_checks(pipeline)
     before = len(pipeline.hub.requests("BatchImportFindings"))
 
     report = pipeline.deliver(*(audit_task("task-2", DAY2, 0, check=check) for check in THREE_CHECKS))
 
+    # The task's three check summaries, then two whole pages of archivals.
     assert [r.findings for r in pipeline.hub.requests("BatchImportFindings")[before:]] == [3, 3, 3]
     assert report.archived == 6
     assert {f["RecordState"] for i, f in pipeline.stored().items() if "/DEVICE_CERTIFICATE/" in i} == {"ARCHIVED"}
     assert pipeline.ledger.owed_archivals() == []
 
 
-def test_a_parked_archival_leaves_owed_each_check_with_archivals_in_its_send_and_no_other(
+def test_a_parked_archival_leaves_owed_each_check_with_archivals_in_its_page_and_no_other(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(delivery, "ARCHIVAL_PAGE", 3)
     first_task_of_three_checks(pipeline)
-    pipeline.hub.fail([FINDING_ID.format("A")], "InternalException", times=MAX_FINDING_FAILURES)  # in the first page
+    in_second_page = f"123456789012/DEVICE_CERTIFICATE/A/{SHARED_CHECK}/WEAK_KEY"
+    pipeline.hub.fail([in_second_page], "InternalException", times=MAX_FINDING_FAILURES)
 
     report = pipeline.deliver(*(audit_task("task-2", DAY2, 0, check=check) for check in THREE_CHECKS))
 
     assert (report.archived, report.parked) == (5, 1)
-    assert sorted(c.check.rsplit("|", 1)[-1] for c in pipeline.ledger.owed_archivals()) == sorted([CHECK, OTHER_CHECK])
+    # The second check's archivals were all accepted, but one of them shared the page: it is asked again.
+    assert sorted(c.check.rsplit("|", 1)[-1] for c in pipeline.ledger.owed_archivals()) == sorted(THREE_CHECKS[1:])
     pipeline.sink.finish_archivals(DeliveryReport())  # the next sweep
     assert {f["RecordState"] for i, f in pipeline.stored().items() if "/DEVICE_CERTIFICATE/" in i} == {"ARCHIVED"}
     assert pipeline.ledger.owed_archivals() == []

@@ -99,7 +99,10 @@ def test_get_records_gives_each_record_as_it_was_put_and_its_arrival_to_the_mill
     stream = new_stream(kinesis, "records", 1)
     payloads = [bytes(range(256)), b"\xff\xfe not UTF-8", '{"thingName": "caf\u00e9"}'.encode()]
     before = datetime.now(UTC) - timedelta(milliseconds=1)  # moto's clock, read to the millisecond
-    put = [kinesis.put_record(StreamName=stream, Data=data, PartitionKey=f"key-{n}") for n, data in enumerate(payloads)]
+    put = [kinesis.put_record(StreamName=stream, Data=payloads[0], PartitionKey="key-0")]
+    put += kinesis.put_records(  # as the load generator and the forwarder put them
+        StreamName=stream, Records=[{"Data": data, "PartitionKey": f"key-{n}"} for n, data in enumerate(payloads) if n]
+    )["Records"]
     after = datetime.now(UTC)
     iterator = kinesis.get_shard_iterator(
         StreamName=stream, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
@@ -114,3 +117,4 @@ def test_get_records_gives_each_record_as_it_was_put_and_its_arrival_to_the_mill
     arrivals = [r["ApproximateArrivalTimestamp"] for r in records]
     assert all(before <= arrival <= after and arrival.microsecond % 1000 == 0 for arrival in arrivals)
     assert answer["MillisBehindLatest"] >= 0 and answer["NextShardIterator"]
+    assert answer["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "application/x-amz-json-1.1"

@@ -96,6 +96,7 @@ def _get_records(self: KinesisResponse) -> str:
         answer["NextShardIterator"] = next_iterator
     else:
         answer["ChildShards"] = [_child_shard(child) for child in stream.shards.values() if _is_child(child, shard)]
+    self.response_headers["Content-Type"] = "application/x-amz-json-1.1"  # as moto's serializer would say it
     return json.dumps(answer)
 
 
