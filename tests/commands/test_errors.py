@@ -20,7 +20,6 @@ from botocore.exceptions import ClientError, ReadTimeoutError, SSLError
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.commands.aws import aws_failure
 from defender_hub.commands.common import EXIT_FAILURES, EXIT_USAGE
-from defender_hub.local.aws import free_port
 from defender_hub.local.securityhub import LocalSecurityHub
 from tests.helpers import GOLDEN, Convert, cli, local_aws_env
 
@@ -37,9 +36,14 @@ CREDENTIAL_VARIABLES = (
 """The beginnings of the variables that give botocore credentials."""
 
 
-def unreachable() -> str:
-    """An endpoint on loopback that nothing serves."""
-    return f"http://127.0.0.1:{free_port()}"
+@pytest.fixture
+def unreachable() -> Iterator[str]:
+    """An endpoint on loopback that refuses every connection while the test runs: its port is held bound and never
+    listened on. (A port found free and let go could be taken by a server another test starts meanwhile, which then
+    answers what was meant to find nobody: a refresh then waited on it for good.)"""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}"
 
 
 def updated_ms(ledger: Path, key: str) -> int:
@@ -64,7 +68,7 @@ def test_an_outage_limit_under_a_second_is_refused_in_one_line(tmp_path: Path, l
     ]
 
 
-def test_findings_without_credentials_says_what_to_set(tmp_path: Path) -> None:
+def test_findings_without_credentials_says_what_to_set(tmp_path: Path, unreachable: str) -> None:
     empty = tmp_path / "empty"
     empty.write_text("")
     env = {name: value for name, value in local_aws_env().items() if not name.startswith(CREDENTIAL_VARIABLES)}
@@ -72,7 +76,7 @@ def test_findings_without_credentials_says_what_to_set(tmp_path: Path) -> None:
         "AWS_CONFIG_FILE": str(empty),
         "AWS_SHARED_CREDENTIALS_FILE": str(empty),
         "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_SECURITYHUB": unreachable(),
+        "AWS_ENDPOINT_URL_SECURITYHUB": unreachable,
     }
 
     done = cli("findings", env=env)
@@ -84,8 +88,8 @@ def test_findings_without_credentials_says_what_to_set(tmp_path: Path) -> None:
     ]
 
 
-def test_put_to_an_endpoint_nobody_serves_names_the_variable_that_set_it(tmp_path: Path) -> None:
-    endpoint = unreachable()
+def test_put_to_an_endpoint_nobody_serves_names_the_variable_that_set_it(tmp_path: Path, unreachable: str) -> None:
+    endpoint = unreachable
 
     done = cli("put", "--stream", "s", stdin=b"{}\n", env=local_aws_env(AWS_ENDPOINT_URL_KINESIS=endpoint))
 
@@ -142,8 +146,10 @@ def test_a_deadline_is_a_positive_number_of_seconds(deadline: str, tmp_path: Pat
     assert b"--deadline" in done.stderr
 
 
-def test_import_against_an_unreachable_security_hub_ends_at_its_deadline(finding: bytes, tmp_path: Path) -> None:
-    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable())
+def test_import_against_an_unreachable_security_hub_ends_at_its_deadline(
+    finding: bytes, tmp_path: Path, unreachable: str
+) -> None:
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable)
     started = time.monotonic()
 
     done = cli("import", "--dead-letter", str(tmp_path / "l.jsonl"), "--deadline", "1", stdin=finding * 3, env=env)
@@ -167,13 +173,13 @@ def imported_into_a_ledger(hub: LocalSecurityHub, finding: bytes, tmp_path: Path
 
 
 def test_refresh_against_an_unreachable_security_hub_ends_at_its_deadline_and_keeps_what_is_due(
-    hub: LocalSecurityHub, finding: bytes, tmp_path: Path
+    hub: LocalSecurityHub, finding: bytes, tmp_path: Path, unreachable: str
 ) -> None:
     ledger, state = imported_into_a_ledger(hub, finding, tmp_path)
     key = "{ProductArn}|{Id}".format(**json.loads(finding))
     before = updated_ms(ledger, key)
 
-    stopped = cli("refresh", *state, "--deadline", "1", env=local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable()))
+    stopped = cli("refresh", *state, "--deadline", "1", env=local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable))
 
     assert stopped.returncode == EXIT_FAILURES
     assert stopped.stderr.decode().splitlines()[-1] == "defender-hub: the deadline of 1 s passed; the rest is still due"
@@ -186,9 +192,11 @@ def findings(one: bytes, count: int) -> bytes:
     return b"".join(json.dumps(finding | {"Id": f"{finding['Id']}-{n}"}).encode() + b"\n" for n in range(count))
 
 
-def test_import_that_parks_every_finding_is_a_failure_left_for_a_redrive(finding: bytes, tmp_path: Path) -> None:
+def test_import_that_parks_every_finding_is_a_failure_left_for_a_redrive(
+    finding: bytes, tmp_path: Path, unreachable: str
+) -> None:
     letters = tmp_path / "l.jsonl"
-    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable())
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable)
 
     done = cli("import", "--dead-letter", str(letters), "--outage-limit", "1", stdin=findings(finding, 3), env=env)
 
@@ -203,11 +211,11 @@ def test_import_that_parks_every_finding_is_a_failure_left_for_a_redrive(finding
 
 
 def test_refresh_that_parks_what_is_due_is_a_failure_left_for_the_next_sweep(
-    hub: LocalSecurityHub, finding: bytes, tmp_path: Path
+    hub: LocalSecurityHub, finding: bytes, tmp_path: Path, unreachable: str
 ) -> None:
     _, state = imported_into_a_ledger(hub, finding, tmp_path)
 
-    down = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable())
+    down = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable)
     parked = cli("refresh", *state, "--outage-limit", "1", env=down)
 
     assert parked.returncode == EXIT_FAILURES
@@ -217,9 +225,9 @@ def test_refresh_that_parks_what_is_due_is_a_failure_left_for_the_next_sweep(
     )
 
 
-def test_import_of_input_that_sends_nothing_still_ends_at_its_deadline(tmp_path: Path) -> None:
+def test_import_of_input_that_sends_nothing_still_ends_at_its_deadline(tmp_path: Path, unreachable: str) -> None:
     command = [sys.executable, "-m", "defender_hub", "import", "--dead-letter", str(tmp_path / "l.jsonl")]
-    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable())
+    env = local_aws_env(AWS_ENDPOINT_URL_SECURITYHUB=unreachable)
     started = time.monotonic()
 
     with subprocess.Popen(
