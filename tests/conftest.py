@@ -6,6 +6,7 @@ import fcntl
 import inspect
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,16 @@ def convert() -> Convert:
         return [json.loads(encode_finding(finding)) for finding in findings]
 
     return run
+
+
+@pytest.fixture
+def unreachable() -> Iterator[str]:
+    """An endpoint on loopback that refuses every connection while the test runs: its port is held bound and never
+    listened on. (A port found free and let go could be taken by a server another test starts meanwhile, which then
+    answers what was meant to find nobody: a refresh then waited on it for good.)"""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}"
 
 
 @pytest.fixture(scope="session")

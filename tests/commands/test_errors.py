@@ -36,16 +36,6 @@ CREDENTIAL_VARIABLES = (
 """The beginnings of the variables that give botocore credentials."""
 
 
-@pytest.fixture
-def unreachable() -> Iterator[str]:
-    """An endpoint on loopback that refuses every connection while the test runs: its port is held bound and never
-    listened on. (A port found free and let go could be taken by a server another test starts meanwhile, which then
-    answers what was meant to find nobody: a refresh then waited on it for good.)"""
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{held.getsockname()[1]}"
-
-
 def updated_ms(ledger: Path, key: str) -> int:
     """The UpdatedAt the ledger says Security Hub holds for the finding of `key`."""
     with contextlib.closing(SqliteLedger(ledger)) as opened:

@@ -12,7 +12,7 @@ import pytest
 
 from defender_hub.consumer.launcher import DaemonSettings, daemon_command, properties
 from defender_hub.errors import ConfigError
-from defender_hub.local.aws import LocalAws, free_port
+from defender_hub.local.aws import LocalAws
 from tests.helpers import cli, local_aws_env, local_client, unique
 
 SETTINGS = DaemonSettings(stream="s", application="a", worker_id="w", region="eu-west-1")
@@ -100,22 +100,20 @@ def test_run_says_when_the_stream_does_not_exist(local_aws: LocalAws) -> None:
     assert b"stream 'nope' not found" in done.stderr
 
 
-def test_run_says_when_kinesis_is_unreachable() -> None:
-    done = run(
-        "--stream", "s", "--application", "a", env=run_env(AWS_ENDPOINT_URL_KINESIS=f"http://127.0.0.1:{free_port()}")
-    )
+def test_run_says_when_kinesis_is_unreachable(unreachable: str) -> None:
+    done = run("--stream", "s", "--application", "a", env=run_env(AWS_ENDPOINT_URL_KINESIS=unreachable))
 
     assert done.returncode == 2
     assert b"can't reach http://127.0.0.1:" in done.stderr
 
 
-def test_run_takes_its_settings_from_the_environment_too() -> None:
+def test_run_takes_its_settings_from_the_environment_too(unreachable: str) -> None:
     done = run(
         env=run_env(
             DEFENDER_HUB_STREAM="s",
             DEFENDER_HUB_APPLICATION="a",
             DEFENDER_HUB_ACCOUNT_ID="12",
-            AWS_ENDPOINT_URL_KINESIS=f"http://127.0.0.1:{free_port()}",
+            AWS_ENDPOINT_URL_KINESIS=unreachable,
         )
     )
 
@@ -247,9 +245,10 @@ def test_a_start_at_a_timestamp_is_the_extended_position_alone_in_epoch_seconds(
         (["--initial-position", "AT_TIMESTAMP", "--timestamp", "yesterday"], b"'yesterday' is neither ISO 8601"),
     ],
 )
-def test_run_refuses_a_start_timestamp_missing_unneeded_or_unreadable(flags: list[str], message: bytes) -> None:
-    nobody = f"http://127.0.0.1:{free_port()}"  # refused before Kinesis is asked
-    done = run("--stream", "s", "--application", "a", *flags, env=run_env(AWS_ENDPOINT_URL_KINESIS=nobody))
+def test_run_refuses_a_start_timestamp_missing_unneeded_or_unreadable(
+    flags: list[str], message: bytes, unreachable: str
+) -> None:
+    done = run("--stream", "s", "--application", "a", *flags, env=run_env(AWS_ENDPOINT_URL_KINESIS=unreachable))
 
     assert done.returncode == 2
     assert done.stderr.count(b"\n") == 1 and message in done.stderr, done.stderr
