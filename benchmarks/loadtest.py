@@ -267,8 +267,9 @@ def consumer(
         try:
             yield run
         finally:
-            run.every_process = list(filter(None, map(process_use, (process.pid, *descendants(process.pid)))))
-            for use in run.every_process[1:]:
+            under_run = list(filter(None, map(process_use, descendants(process.pid))))
+            run.every_process = [*filter(None, [process_use(process.pid)]), *under_run]
+            for use in under_run:
                 if "-m defender_hub.consumer" in use.command:
                     run.processors.append(use)
                 elif "java" in use.command:
