@@ -30,8 +30,9 @@ def statements_of(ledger: SqliteLedger, sweep: Callable[[SqliteLedger], object])
         (lambda ledger: ledger.due_for_refresh(1_000, 10_000, 500), "findings_due"),
         (lambda ledger: ledger.owed_archivals(), "checks_owed_archival"),
         (lambda ledger: ledger.owed_workflows(500), "findings_owed_workflow"),
+        (lambda ledger: ledger.archivable("arn|CHECK-3", 9, "", 500), "findings_of_checks"),
     ],
-    ids=["due_for_refresh", "owed_archivals", "owed_workflows"],
+    ids=["due_for_refresh", "owed_archivals", "owed_workflows", "archivable"],
 )
 @pytest.mark.parametrize("analyzed", [False, True], ids=["as-opened", "analyzed"])
 def test_each_sweep_reads_its_index_not_the_table(
@@ -39,6 +40,7 @@ def test_each_sweep_reads_its_index_not_the_table(
 ) -> None:
     ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
     ledger.write([entry(f"arn|{n}", 5_000 + n) for n in range(50)])
+    ledger.write([entry(f"arn|audit-{n}", 7, check=f"arn|CHECK-{n % 5}", task_ms=5) for n in range(50)])
     completions = [CheckCompletion(f"arn|CHECK-{n}", "t1", 5) for n in range(20)]
     ledger.record_completions(completions)
     for done in completions[1:]:
@@ -52,4 +54,40 @@ def test_each_sweep_reads_its_index_not_the_table(
 
     assert any(f"USING INDEX {index}" in step for step in plan), plan
     assert not any(step.startswith("SCAN") and "INDEX" not in step for step in plan), plan
+    ledger.close()
+
+
+def test_the_index_of_checks_holds_audit_findings_alone_and_replaces_the_earlier_one(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    SqliteLedger(path).close()
+    with sqlite3.connect(path) as database:  # the ledger as an earlier defender-hub left it: every finding indexed
+        database.execute("DROP INDEX findings_of_checks")
+        database.execute("CREATE INDEX findings_by_check ON findings (check_key, record_state, key)")
+
+    ledger = SqliteLedger(path)
+    ledger.write([entry("arn|detect", 5), entry("arn|audit", 7, check="arn|CHECK", task_ms=5)])
+
+    indexes = {row[0] for row in ledger._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "findings_by_check" not in indexes
+    assert "findings_of_checks" in indexes
+    indexed = ledger._db.execute("SELECT count(*) FROM findings INDEXED BY findings_of_checks WHERE check_key != ''")
+    assert indexed.fetchone() == (1,)
+    assert [e.key for e in ledger.archivable("arn|CHECK", 9, "", 10)[0]] == ["arn|audit"]
+    ledger.close()
+
+
+def test_a_new_ledger_has_pages_of_8_kib_and_one_made_before_keeps_its_own(tmp_path: Path) -> None:
+    new = SqliteLedger(tmp_path / "new.sqlite3")
+    assert new._db.execute("PRAGMA page_size").fetchone() == (8192,)
+    new.close()
+    earlier = tmp_path / "earlier.sqlite3"
+    with sqlite3.connect(earlier) as database:  # as SQLite's default made it
+        database.execute("PRAGMA journal_mode=WAL")
+        database.execute("CREATE TABLE t (x)")
+
+    ledger = SqliteLedger(earlier)
+    ledger.write([entry("arn|a", 5)])
+
+    assert ledger._db.execute("PRAGMA page_size").fetchone() == (4096,)
+    assert list(ledger.entries(["arn|a"])) == ["arn|a"]
     ledger.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import gc
 import hashlib
 import io
 import json
@@ -665,6 +666,32 @@ def test_a_large_batch_is_delivered_and_checkpointed_in_parts(
     ends = [str(processor.DELIVERY_RECORDS - 1), str(2 * processor.DELIVERY_RECORDS - 1), str(count - 1)]
     assert [sequence for sequence, _ in checkpoints.taken] == ends
     assert [requests for _, requests in checkpoints.taken] == [1, 2, 3]  # each after its part was imported
+
+
+class _NotingTheCollector(_Checkpoints):
+    """Notes, at each checkpoint, whether the garbage collector runs of itself."""
+
+    def __init__(self, hub: LocalSecurityHub) -> None:
+        super().__init__(hub)
+        self.collecting: list[bool] = []
+
+    def checkpoint(self, sequence_number: str | None, sub_sequence: int | None) -> None:
+        self.collecting.append(gc.isenabled())
+        super().checkpoint(sequence_number, sub_sequence)
+
+
+def test_the_collector_waits_while_each_part_is_delivered_and_runs_again_after_the_batch(
+    hub: LocalSecurityHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(processor, "DELIVERY_RECORDS", 500)
+    events = [violation("in-alarm", 1_700_000_000_000 + n, 1_700_000_000_000, f"thing-{n}") for n in range(1_001)]
+    findings = processor_of(hub, tmp_path)
+    checkpoints = _NotingTheCollector(hub)
+
+    findings.process_records(kcl_batch(kcl_records(events), checkpoints))
+
+    assert checkpoints.collecting == [False, False, False]
+    assert gc.isenabled()
 
 
 def test_a_shard_at_the_tip_notes_its_progress_now_and_then_and_a_change_of_lag_at_once(

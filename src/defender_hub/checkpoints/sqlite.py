@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS findings (
     task_ms INTEGER NOT NULL, finding BLOB NOT NULL, revision INTEGER NOT NULL,
     claimed_until INTEGER NOT NULL DEFAULT 0, refresh INTEGER NOT NULL DEFAULT 1, workflow TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS findings_by_check ON findings (check_key, record_state, key);
+DROP INDEX IF EXISTS findings_by_check;
+CREATE INDEX IF NOT EXISTS findings_of_checks ON findings (check_key, record_state, key) WHERE check_key != '';
 CREATE INDEX IF NOT EXISTS findings_due ON findings (updated_ms) WHERE record_state = 'ACTIVE' AND refresh = 1;
 CREATE INDEX IF NOT EXISTS findings_owed_workflow ON findings (key) WHERE workflow != '';
 DROP INDEX IF EXISTS findings_by_update;
@@ -39,6 +40,7 @@ _ADDED_COLUMNS = {
 }
 """Columns added since the ledger's first layout, with the value every earlier finding has: added in place."""
 _BATCH = 500  # under SQLite's limit of host parameters
+_PAGE_BYTES = 8192
 _INSERT = f"INSERT INTO findings ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO NOTHING"  # noqa: S608
 _UPDATE = (
     "UPDATE findings SET created_at = ?, version_ms = ?, updated_ms = ?, sent_ms = ?, record_state = ?, "
@@ -71,6 +73,10 @@ class SqliteLedger:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Used from more than one thread of a process (a delivery's, a sweep's), one statement at a time.
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            # Pages of 8 KiB for a new ledger (one already made keeps its own): a finding's row is some 2 KB, and a
+            # shard's write of thousands of them took a quarter less CPU than on SQLite's 4 KiB, for reads as quick.
+            # It must come before anything is written, WAL mode's header included.
+            self._db.execute(f"PRAGMA page_size={_PAGE_BYTES}")
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: each commit is on disk before the sink goes on, so a power loss can't take back a claim's note of
             # what it is about to send, or a record the shard's checkpoint already went past.
@@ -157,9 +163,11 @@ class SqliteLedger:
 
     def archivable(self, check: str, before_task_ms: int, cursor: str, limit: int) -> tuple[list[LedgerEntry], str]:
         """A page of ACTIVE audit findings of `check` from tasks before `before_task_ms`, in key order past `cursor`."""
+        # `check_key != ''` spelled as the partial index findings_of_checks spells it, so that SQLite may read that
+        # index: it holds audit findings alone, and so a Detect, Config or Health finding's write need not add to it.
         query = (
-            f"SELECT {_COLUMNS} FROM findings WHERE check_key = ? AND record_state = ? AND key > ? "  # noqa: S608
-            "AND task_ms < ? ORDER BY key LIMIT ?"
+            f"SELECT {_COLUMNS} FROM findings WHERE check_key = ? AND check_key != '' AND record_state = ? "  # noqa: S608
+            "AND key > ? AND task_ms < ? ORDER BY key LIMIT ?"
         )
         page = [_entry(row) for row in self._db.execute(query, (check, ACTIVE, cursor, before_task_ms, limit))]
         return page, page[-1].key if len(page) == limit else ""

@@ -66,6 +66,7 @@ from defender_hub.sender.client import SenderClient
 from defender_hub.sink import DeadLetter, DeadLetters, MappedFinding, RecordOrigin, SecurityHubSink, Sink
 from defender_hub.sink.answers import ACCESS_CODES, REFUSED_STATUSES
 from defender_hub.sink.counted_letters import CountedLetters
+from defender_hub.worker import collector_paused
 
 __all__ = ["FindingsProcessor"]
 
@@ -188,7 +189,9 @@ class FindingsProcessor(processor.RecordProcessorBase):  # type: ignore[misc]  #
                 SECONDS_BEHIND.labels(self._shard).set(behind / 1000)
         for start in range(0, len(records), DELIVERY_RECORDS):
             part = records[start : start + DELIVERY_RECORDS]
-            if not self._deliver_and_checkpoint(checkpointer, part, *self._map(part)):
+            with collector_paused():
+                delivered = self._deliver_and_checkpoint(checkpointer, part, *self._map(part))
+            if not delivered:
                 return  # the shard is another worker's now: the rest of the batch is its to send
             self._progressed(behind)  # after each part: a long batch is progress, not a stall
         self._progressed(behind)

@@ -8,6 +8,7 @@ through botocore's own refreshable credentials.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -65,9 +66,7 @@ class Lane:
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Lane:
         """The lane of a finding: the Region and account of its product ARN (its AwsAccountId for AWS's products)."""
-        parts = str(doc.get("ProductArn", "")).split(":")
-        parts += [""] * (5 - len(parts))
-        return cls(parts[1], parts[4] or str(doc.get("AwsAccountId", "")), parts[3])
+        return _lane_of(str(doc.get("ProductArn", "")), str(doc.get("AwsAccountId", "")))
 
     @classmethod
     def of_finding(cls, finding: Finding | Mapping[str, Any]) -> Lane:
@@ -78,6 +77,15 @@ class Lane:
 
     def __str__(self) -> str:
         return f"{self.account}/{self.region}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _lane_of(product_arn: str, account_id: str) -> Lane:
+    """`Lane.of` for a finding's ProductArn and AwsAccountId, kept for the next finding of the same: a worker imports in
+    few lanes, and every finding it sends asks for its lane twice."""
+    parts = product_arn.split(":")
+    parts += [""] * (5 - len(parts))
+    return Lane(parts[1], parts[4] or account_id, parts[3])
 
 
 def check_role(template: str) -> None:
