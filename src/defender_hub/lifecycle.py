@@ -160,8 +160,9 @@ class PlannedFinding:
     workflow: str = ""
     """The Workflow.Status owed once it is accepted (`LedgerEntry.workflow`)."""
 
-    def entry(self) -> LedgerEntry:
-        """The ledger entry that records it as accepted: the revision after the one it read."""
+    def entry(self, finding_json: bytes | None = None) -> LedgerEntry:
+        """The ledger entry that records it as accepted: the revision after the one it read. `finding_json` is its
+        document as msgspec's compact JSON, where the caller has that already (`EncodedFinding.compact`)."""
         read, doc, facts, updated_ms = self.read, self.doc, self.facts, self.updated_ms
         return LedgerEntry(
             key=facts.key,
@@ -173,7 +174,7 @@ class PlannedFinding:
             fingerprint=fingerprint(doc),
             check=facts.check if facts.report_type == AUDIT_FINDING else "",
             task_ms=facts.task_ms if facts.report_type == AUDIT_FINDING else 0,
-            finding=_encode(doc),
+            finding=_encode(doc) if finding_json is None else finding_json,
             revision=(read.revision if read is not None else 0) + 1,
             refresh=facts.refresh,
             workflow=self.workflow,

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
@@ -576,7 +577,13 @@ def test_what_a_deliverys_requests_had_accepted_is_recorded_in_one_write(
     assert report.accepted == 250
     assert [r.findings for r in hub.requests("BatchImportFindings")] == [100, 100, 50]
     assert counted.writes == [250]  # one transaction for the three requests, not one each
-    assert len(ledger.entries([finding_key(finding) for finding in hub.findings()])) == 250
+    entries = ledger.entries([finding_key(finding) for finding in hub.findings()])
+    assert len(entries) == 250
+    # Each as msgspec's compact JSON, the one its body was made from (not the body, spaced as botocore writes it).
+    for key, kept in entries.items():
+        doc = msgspec.json.decode(kept.finding)
+        assert kept.finding == msgspec.json.encode(doc)
+        assert finding_key(doc) == key
 
 
 def test_what_was_accepted_before_a_stop_is_recorded_and_the_stop_is_what_is_raised(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from defender_hub.codecs.asff import Finding, encode_finding
 from defender_hub.convert import EventConverter
 from defender_hub.mapping import MappingOptions
@@ -14,7 +16,15 @@ from defender_hub.mapping.common import (
     PRODUCT_NAME_DETECT,
     PRODUCT_NAME_HEALTH,
 )
-from defender_hub.sink.batching import MappedFinding, RecordOrigin, as_document, coalesce, encode_body, requests
+from defender_hub.sink.batching import (
+    EncodedFinding,
+    MappedFinding,
+    RecordOrigin,
+    as_document,
+    coalesce,
+    encode_body,
+    requests,
+)
 from tests.helpers import GOLDEN
 
 
@@ -143,3 +153,18 @@ def test_a_body_is_json_dumps_defaults_byte_for_byte() -> None:
 
     for doc in docs:
         assert encode_body(doc) == json.dumps(doc).encode()
+
+
+def test_a_body_keeps_the_compact_json_it_was_made_from_which_is_msgspec_s_of_the_document() -> None:
+    docs = [as_document(finding) for finding in golden_findings()]
+    docs += [{"Id": "non-ascii", "Title": "caf\u00e9 \u2028 \U0001f600"}, {"Id": "del", "Title": "del\x7f"}]
+
+    for doc in docs:
+        encoded = EncodedFinding.of(doc, [None])
+        assert encoded.compact is None  # nothing made before the body is asked for
+        assert encoded.body == encode_body(doc)
+        assert encoded.compact == msgspec.json.encode(doc)
+
+    surrogate = EncodedFinding.of({"Id": "lone-surrogate", "Title": "\ud800"}, [None])
+    assert surrogate.body == json.dumps(surrogate.doc).encode()
+    assert surrogate.compact is None  # msgspec can't write it: whoever needs it says so itself

@@ -311,8 +311,8 @@ class LedgeredSink:
         by_key = {item.facts.key: item for item in planned}
         conflicts: list[PlannedFinding] = []
 
-        def record(accepted: Iterable[PlannedFinding]) -> None:
-            entries = [item.entry() for item in accepted]
+        def record(accepted: Iterable[tuple[PlannedFinding, bytes | None]]) -> None:
+            entries = [item.entry(finding_json) for item, finding_json in accepted]
             if not entries:
                 return
             with _ledger_errors("recording accepted findings"):
@@ -320,14 +320,16 @@ class LedgeredSink:
             conflicts.extend(by_key[key] for key in taken)
             written.update((entry.key, entry) for entry in entries if entry.key not in taken)
 
-        record(item for item in planned if not item.to_send)
+        record((item, None) for item in planned if not item.to_send)
         to_send = [item for item in planned if item.to_send]
         sends = [_encoded(item, coalesced) for item in to_send]
         by_send = {id(sent): item for sent, item in zip(sends, to_send, strict=True)}
-        accepted: list[PlannedFinding] = []
+        # Each accepted finding with the compact JSON its body was made from, of the very document it was planned
+        # with: the ledger keeps that, rather than have the finding encoded once more.
+        accepted: list[tuple[PlannedFinding, bytes | None]] = []
         try:
             sent = self._sink.deliver_encoded(
-                sends, lambda items: accepted.extend(by_send[id(i)] for i in items), park=park
+                sends, lambda items: accepted.extend((by_send[id(i)], i.compact) for i in items), park=park
             )
         except BaseException:
             # What was accepted before the failure is recorded too (sending it again would be for nothing), unless

@@ -79,6 +79,8 @@ class EncodedFinding:
     """The `MappedFinding.tag` of the version it is."""
     finding_id: str | None = None
     """Its Id where that came with the body; else read from the document."""
+    compact: bytes | None = None
+    """Its document as msgspec's compact JSON, where its body was made from that (`body`); else None."""
 
     def __post_init__(self) -> None:
         if self.document is None and self.encoded is None:
@@ -96,7 +98,7 @@ class EncodedFinding:
         """The finding as the request carries it (`encode_body`), whose size is what Security Hub's limits apply
         to; encoded the first time it is asked for."""
         if self.encoded is None:
-            self.encoded = encode_body(self.doc)
+            self.compact, self.encoded = _compact_and_body(self.doc)
         return self.encoded
 
     @classmethod
@@ -122,13 +124,21 @@ def encode_body(doc: Mapping[str, Any]) -> bytes:
     alone may differ, and the mappings make none: msgspec writes the shortest form (1e-7 for json.dumps' 1e-07, 0.00001
     for 1e-05) and NaN and the infinities as null (json.dumps' NaN is no JSON, and Security Hub would refuse it).
     """
+    return _compact_and_body(doc)[1]
+
+
+def _compact_and_body(doc: Mapping[str, Any]) -> tuple[bytes | None, bytes]:
+    """`doc` as msgspec's compact JSON (None where msgspec can't write it) and as `encode_body` writes it. The body is
+    made from the compact JSON, and the ledger keeps the compact JSON of what it records: kept, it need not be
+    written twice."""
     try:
-        body = msgspec.json.format(_as_compact_json(doc), indent=0)
+        compact = _as_compact_json(doc)
     except (TypeError, UnicodeEncodeError):  # a lone surrogate, say: json.dumps escapes it, or says what is wrong
-        return json.dumps(doc).encode()
+        return None, json.dumps(doc).encode()
+    body = msgspec.json.format(compact, indent=0)
     if body.isascii() and b"\x7f" not in body:
-        return body
-    return json.dumps(doc).encode()
+        return compact, body
+    return compact, json.dumps(doc).encode()
 
 
 def _instant(value: Any) -> datetime:
@@ -194,7 +204,7 @@ def coalesce(
             chosen[key] = winner
         if "CreatedAt" in loser and _instant(loser["CreatedAt"]) < _instant(winner.doc.get("CreatedAt")):
             winner.doc["CreatedAt"] = loser["CreatedAt"]
-            winner.encoded = None  # made again from the document, when asked for
+            winner.encoded = winner.compact = None  # made again from the document, when asked for
     return list(chosen.values())
 
 
