@@ -198,17 +198,20 @@ class SenderServer:
             connection.send(Done({}))
             return
         now = time.monotonic()
-        handed = []
+        by_lane: dict[tuple[str, str, str], list[Handed]] = {}  # a delivery's findings are of a few lanes
         for index, wired in enumerate(message.findings):
             # The body alone: the shard screened the finding, and told what the sender needs to know of it.
             item = EncodedFinding(None, wired.body, wired.origins, wired.version_ms, finding_id=wired.finding_id)
-            handed.append((Lane(*wired.lane), Handed(item, wired.key, ticket, index, now)))
+            by_lane.setdefault(wired.lane, []).append(Handed(item, wired.key, ticket, index, now))
         with self._condition:
             connection.ticket, connection.waiting = ticket, True
-            for lane, one in handed:
-                lane_queue = self._queues.setdefault((lane, message.park), LaneQueue())
-                lane_queue.pending.append(one)
-                lane_queue.size += len(one.item.body) + SEPARATOR
+            for wired_lane, handed in by_lane.items():
+                key = (Lane(*wired_lane), message.park)
+                lane_queue = self._queues.get(key)
+                if lane_queue is None:
+                    lane_queue = self._queues[key] = LaneQueue()
+                lane_queue.pending.extend(handed)
+                lane_queue.size += sum(len(one.item.body) for one in handed) + SEPARATOR * len(handed)
             self._condition.notify_all()
 
     def _dispatch(self) -> None:

@@ -122,10 +122,13 @@ decode_to_sender = msgspec.msgpack.Decoder(ToSender).decode
 decode_to_shard = msgspec.msgpack.Decoder(ToShard).decode
 
 
-def frame(message: ToSender | ToShard) -> bytes:
+def frame(message: ToSender | ToShard) -> bytearray:
     """`message` encoded, after its length."""
-    body = _encoder.encode(message)
-    return _LENGTH.pack(len(body)) + body
+    # Encoded in place after room for its length, rather than joined to it: a part's frame is megabytes.
+    framed = bytearray(_LENGTH.size)
+    _encoder.encode_into(message, framed, _LENGTH.size)
+    _LENGTH.pack_into(framed, 0, len(framed) - _LENGTH.size)
+    return framed
 
 
 class FrameReader:
@@ -133,22 +136,31 @@ class FrameReader:
 
     def __init__(self, connection: socket.socket) -> None:
         self._connection = connection
-        self._buffer = bytearray()
+        self._length = bytearray()
+        self._body: bytearray | None = None
+        self._got = 0
 
-    def read(self) -> bytes:
+    def read(self) -> bytearray:
         """The next frame's body; raises EOFError when the other end closed, TimeoutError (socket.timeout) when the
         socket's timeout passed first, with what came so far kept."""
-        while True:
-            if len(self._buffer) >= _LENGTH.size:
-                (length,) = _LENGTH.unpack_from(self._buffer)
-                if length > MAX_FRAME_BYTES:
-                    raise EOFError(f"a frame of {length} bytes, over {MAX_FRAME_BYTES}: the connection is broken")
-                end = _LENGTH.size + length
-                if len(self._buffer) >= end:
-                    body = bytes(self._buffer[_LENGTH.size : end])
-                    del self._buffer[:end]
-                    return body
-            chunk = self._connection.recv(1 << 20)
+        while self._body is None:
+            chunk = self._connection.recv(_LENGTH.size - len(self._length))
             if not chunk:
                 raise EOFError("the other end closed the connection")
-            self._buffer += chunk
+            self._length += chunk
+            if len(self._length) == _LENGTH.size:
+                (length,) = _LENGTH.unpack(self._length)
+                if length > MAX_FRAME_BYTES:
+                    raise EOFError(f"a frame of {length} bytes, over {MAX_FRAME_BYTES}: the connection is broken")
+                # Received where it will stay: a part's frame is megabytes, and each copy of it cost the sender as
+                # much as its request's signing.
+                self._body, self._got = bytearray(length), 0
+        body = memoryview(self._body)
+        while self._got < len(body):
+            got = self._connection.recv_into(body[self._got :])
+            if not got:
+                raise EOFError("the other end closed the connection")
+            self._got += got
+        whole, self._body = self._body, None
+        self._length.clear()
+        return whole
