@@ -282,3 +282,13 @@ def test_a_reconciled_config_finding_owes_the_transition_from_what_the_ledger_ho
 
     assert again is not None
     assert (again.doc["Compliance"], again.workflow) == ({"Status": "PASSED"}, "RESOLVED")
+
+
+def test_a_list_or_an_object_where_a_name_belongs_makes_no_facts_of_it_and_no_crash() -> None:
+    # Imported findings, before the screen refuses them: a run status that is no name completes no check, and a
+    # Health status code that is no name keeps no finding alive.
+    summary = {"ReportType": "CheckSummary", "CheckName": "CHECK", "CheckRunStatus": ["COMPLETED_COMPLIANT"]}
+    health = {"StatusCode": {"open": True}}
+
+    assert facts_of(detect(T1) | {"ProductFields": summary}).completion is None
+    assert not facts_of(detect(T1) | {"ProductFields": health, "ProductName": "Health"}).refresh

@@ -28,6 +28,7 @@ import msgspec
 
 from defender_hub.errors import EventDecodeError
 from defender_hub.source_rules import RESOLVED, kept_alive, resolved_owed
+from defender_hub.text import one_of
 from defender_hub.timestamps import format_iso, to_epoch_ms
 
 __all__ = [
@@ -228,7 +229,7 @@ def facts_of(doc: Mapping[str, Any]) -> Facts:
     check = f"{doc.get('ProductArn', '')}|{fields.get('CheckName', '')}"
     task_ms = _ms(fields.get("TaskStartTime")) or version_ms  # no task time: the finding's own
     completion = None
-    if report_type == CHECK_SUMMARY and fields.get("CheckRunStatus") in _COMPLETED_RUNS:
+    if report_type == CHECK_SUMMARY and one_of(fields.get("CheckRunStatus"), _COMPLETED_RUNS):
         completion = CheckCompletion(check, str(fields.get("TaskId", "")), version_ms)
     record_state = str(doc.get("RecordState", ACTIVE))
     return Facts(finding_key(doc), version_ms, record_state, report_type, check, task_ms, completion)

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from defender_hub.mapping.common import PRODUCT_NAME_CONFIG, PRODUCT_NAME_HEALTH
+from defender_hub.text import one_of
 
 __all__ = ["RESOLVED", "kept_alive", "resolved_owed"]
 
@@ -53,7 +54,7 @@ def kept_alive(doc: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
     if product == PRODUCT_NAME_CONFIG:
         return _compliance(doc) in _CONFIG_REFRESHED
     if product == PRODUCT_NAME_HEALTH:
-        return fields.get("StatusCode") in _HEALTH_REFRESHED
+        return one_of(fields.get("StatusCode"), _HEALTH_REFRESHED)
     return True
 
 

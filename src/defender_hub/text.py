@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
+from typing import Any
 
 from defender_hub.errors import EventMappingError
 
-__all__ = ["TRUNCATION_MARKER", "UNTRUSTED_TEXT_LIMIT", "bounded", "clean", "required_text", "stable_digest"]
+__all__ = [
+    "TRUNCATION_MARKER",
+    "UNTRUSTED_TEXT_LIMIT",
+    "bounded",
+    "clean",
+    "one_of",
+    "required_text",
+    "stable_digest",
+]
 
 UNTRUSTED_TEXT_LIMIT = 1024
 """The most characters any one string from an event keeps; ASFF's Details.Other values allow no more."""
@@ -56,3 +66,9 @@ def stable_digest(*parts: str) -> str:
     """Returns a short hex digest of `parts` that is the same on every run and machine."""
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:32]
+
+
+def one_of(value: Any, names: Collection[str]) -> bool:
+    """Whether untrusted `value` is one of `names`: text alone can be, and a list or an object where a name belongs
+    is not even looked up (a set can't hold one, and would raise rather than say no)."""
+    return isinstance(value, str) and value in names

@@ -96,3 +96,27 @@ def test_the_size_limit_is_enforced(valid: dict[str, Any]) -> None:
 
 def test_anything_but_an_object_is_refused() -> None:
     assert finding_problems([1, 2]) == ["finding: must be an object"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (("RecordState",), "RecordState: must be ACTIVE or ARCHIVED"),
+        (("Severity", "Label"), "Severity.Label: "),
+        (("FindingProviderFields", "Severity", "Label"), "FindingProviderFields.Severity.Label: "),
+        (("Compliance", "Status"), "Compliance.Status: must be one of"),
+    ],
+)
+@pytest.mark.parametrize("value", [[], {}, ["ACTIVE"]], ids=["list", "object", "list-of-a-valid-value"])
+def test_a_list_or_an_object_where_a_name_belongs_is_a_problem_not_a_crash(
+    valid: dict[str, Any], path: tuple[str, ...], expected: str, value: object
+) -> None:
+    doc = copy.deepcopy(valid)
+    parent = doc
+    for name in path[:-1]:
+        parent = parent.setdefault(name, {})
+    parent[path[-1]] = value
+
+    problems = finding_problems(doc)
+
+    assert any(problem.startswith(expected) for problem in problems), problems

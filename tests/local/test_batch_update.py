@@ -13,6 +13,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from defender_hub.local.hub_core import HubError
+from defender_hub.local.hub_requests import parse_update
 from defender_hub.local.securityhub import LocalSecurityHub
 from tests.helpers import Convert, local_client
 
@@ -426,3 +428,22 @@ def test_the_control_api_forces_unprocessed_updates_and_throttles_them(
     with pytest.raises(urllib.error.HTTPError) as unreadable:
         control("/_local/fail-updates", {})
     assert unreadable.value.code == 400
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        {"Workflow": {"Status": ["RESOLVED"]}},
+        {"Severity": {"Label": ["HIGH"]}},
+        {"VerificationState": {"State": "TRUE_POSITIVE"}},
+    ],
+    ids=["workflow-status", "severity-label", "verification-state"],
+)
+def test_a_list_or_an_object_where_a_name_belongs_is_refused_as_invalid_input(members: dict[str, Any]) -> None:
+    identifiers = [{"Id": "f", "ProductArn": "arn:aws:securityhub:us-east-1:123456789012:product/1/default"}]
+    body = json.dumps({"FindingIdentifiers": identifiers, **members}).encode()
+
+    with pytest.raises(HubError) as raised:  # botocore would not send it; a hand-made request may
+        parse_update(body)
+
+    assert raised.value.code == "InvalidInputException"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from defender_hub.codecs.asff import SCHEMA_VERSION
+from defender_hub.text import one_of
 
 __all__ = [
     "ACCOUNT_ID",
@@ -158,7 +159,7 @@ def _severity(problems: list[str], value: Any, path: str) -> None:
     label, normalized = value.get("Label"), value.get("Normalized")
     if label is None and normalized is None:
         problems.append(f"{path}: needs Label or Normalized")
-    if label is not None and label not in SEVERITY_LABELS:
+    if label is not None and not one_of(label, SEVERITY_LABELS):
         problems.append(f"{path}.Label: {str(label)[:40]!r} is not one of {', '.join(SEVERITY_LABELS)}")
     if normalized is not None and (
         not isinstance(normalized, int) or isinstance(normalized, bool) or not 0 <= normalized <= 100
@@ -195,7 +196,7 @@ def _resources(problems: list[str], value: Any) -> None:
             if key not in resource:
                 problems.append(f"{path}{key}: required")
             _text(problems, resource, key, 512, path=path)
-        if resource.get("Partition") is not None and resource["Partition"] not in PARTITIONS:
+        if resource.get("Partition") is not None and not one_of(resource["Partition"], PARTITIONS):
             problems.append(f"{path}Partition: must be one of {', '.join(PARTITIONS)}")
         details = resource.get("Details")
         if details is not None:
@@ -271,10 +272,12 @@ def finding_problems(doc: Any, *, encoded_size: int | None = None, account_id: s
         _types(problems, doc["Types"], "Types")
     if "Resources" in doc:
         _resources(problems, doc["Resources"])
-    if doc.get("RecordState") is not None and doc["RecordState"] not in RECORD_STATES:
+    if doc.get("RecordState") is not None and not one_of(doc["RecordState"], RECORD_STATES):
         problems.append("RecordState: must be ACTIVE or ARCHIVED")
     compliance = doc.get("Compliance")
-    if compliance is not None and (not _is_map(compliance) or compliance.get("Status") not in COMPLIANCE_STATUSES):
+    if compliance is not None and (
+        not _is_map(compliance) or not one_of(compliance.get("Status"), COMPLIANCE_STATUSES)
+    ):
         problems.append(f"Compliance.Status: must be one of {', '.join(sorted(COMPLIANCE_STATUSES))}")
     remediation = doc.get("Remediation")
     if _is_map(remediation) and _is_map(remediation.get("Recommendation")):

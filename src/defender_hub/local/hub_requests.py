@@ -22,6 +22,7 @@ from defender_hub.codecs.asff_rules import (
     finding_problems,
 )
 from defender_hub.local.hub_core import BATCH_IMPORT, HubError, invalid_input
+from defender_hub.text import one_of
 
 __all__ = [
     "UPDATABLE",
@@ -159,12 +160,12 @@ def _check_shapes(changes: Mapping[str, Any]) -> None:
     if severity is not None and not (
         isinstance(severity, dict)
         and {"Label", "Normalized", "Product"} & severity.keys()
-        and severity.get("Label", "LOW") in SEVERITY_LABELS
+        and one_of(severity.get("Label", "LOW"), SEVERITY_LABELS)
         and ("Normalized" not in severity or _ratio(severity["Normalized"]))
         and isinstance(severity.get("Product", 0), int | float)
     ):
         raise invalid_input(f"Severity needs Label ({', '.join(SEVERITY_LABELS)}), Normalized (0-100) or Product")
-    if "VerificationState" in changes and changes["VerificationState"] not in VERIFICATION_STATES:
+    if "VerificationState" in changes and not one_of(changes["VerificationState"], VERIFICATION_STATES):
         raise invalid_input(f"VerificationState must be one of {', '.join(sorted(VERIFICATION_STATES))}")
     for name in ("Confidence", "Criticality"):
         if name in changes and not _ratio(changes[name]):
@@ -176,7 +177,7 @@ def _check_shapes(changes: Mapping[str, Any]) -> None:
     if fields is not None and not (isinstance(fields, dict) and all(map(_text, [*fields, *fields.values()]))):
         raise invalid_input("UserDefinedFields must map non-empty strings to non-empty strings")
     workflow = changes.get("Workflow")
-    if workflow is not None and not (isinstance(workflow, dict) and workflow.get("Status") in WORKFLOW_STATUSES):
+    if workflow is not None and not (isinstance(workflow, dict) and one_of(workflow.get("Status"), WORKFLOW_STATUSES)):
         raise invalid_input(f"Workflow.Status must be one of {', '.join(sorted(WORKFLOW_STATUSES))}")
     if "RelatedFindings" in changes:
         _identifiers(changes["RelatedFindings"], "RelatedFindings")
