@@ -26,6 +26,7 @@ from typing import Any
 
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
+from defender_hub.collector import freeze_startup
 from defender_hub.consumer.processor import FindingsProcessor
 from defender_hub.convert import EventConverter
 from defender_hub.loadgen import events_of_accounts
@@ -34,7 +35,6 @@ from defender_hub.sender import SenderClient
 from defender_hub.sender.wire import Done, ToSender, frame
 from defender_hub.sink import EncodedFinding, JsonlDeadLetters
 from defender_hub.synthetic import generate_events
-from defender_hub.worker import freeze_startup
 from loadtest import REGION, one_region
 
 BATCH = 10_000

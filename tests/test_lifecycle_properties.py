@@ -257,9 +257,9 @@ def noting_records(recorded: list[PlannedFinding]) -> Iterator[None]:
     # watching that method notes the sink's own planned findings without copying how it records them.
     entry = PlannedFinding.entry
 
-    def noted(item: PlannedFinding) -> LedgerEntry:
+    def noted(item: PlannedFinding, finding_json: bytes | None = None) -> LedgerEntry:
         recorded.append(item)
-        return entry(item)
+        return entry(item, finding_json)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PlannedFinding, "entry", noted)

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from defender_hub.codecs.asff import encode_document
 from defender_hub.errors import EventDecodeError
 from defender_hub.source_rules import RESOLVED, kept_alive, resolved_owed
 from defender_hub.text import one_of
@@ -60,7 +61,6 @@ REFRESH_AFTER_DAYS = 80.0
 AUDIT_FINDING, CHECK_SUMMARY = "AuditFinding", "CheckSummary"
 _COMPLETED_RUNS = frozenset({"COMPLETED_COMPLIANT", "COMPLETED_NON_COMPLIANT"})
 _NOT_CONTENT = frozenset({"CreatedAt", "UpdatedAt"})
-_encode = msgspec.json.Encoder().encode
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -175,7 +175,7 @@ class PlannedFinding:
             fingerprint=fingerprint(doc),
             check=facts.check if facts.report_type == AUDIT_FINDING else "",
             task_ms=facts.task_ms if facts.report_type == AUDIT_FINDING else 0,
-            finding=_encode(doc) if finding_json is None else finding_json,
+            finding=encode_document(doc) if finding_json is None else finding_json,
             revision=(read.revision if read is not None else 0) + 1,
             refresh=facts.refresh,
             workflow=self.workflow,

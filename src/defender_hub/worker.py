@@ -9,13 +9,12 @@ mapping from each setting's name to its value.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,15 +35,7 @@ if TYPE_CHECKING:
     from defender_hub.consumer.processor import FindingsProcessor
     from defender_hub.sender.process import SenderProcess
 
-__all__ = [
-    "RunWorker",
-    "ShardWorker",
-    "absolute_ledger",
-    "collector_paused",
-    "delivery_settings",
-    "freeze_startup",
-    "open_shard",
-]
+__all__ = ["RunWorker", "ShardWorker", "absolute_ledger", "delivery_settings", "open_shard"]
 
 
 def delivery_settings(values: Mapping[str, Any], *, ledger_by_default: bool = True) -> DeliverySettings:
@@ -81,32 +72,6 @@ class ShardWorker:
 
     processor: FindingsProcessor
     delivery: Delivery
-
-
-def freeze_startup() -> None:
-    """Takes what a long-running process made as it started (its modules, settings and tables) out of the garbage
-    collector's sight: all of it lives as long as the process, and each full collection walked it again. The
-    collector was two fifths of the sender's CPU and a sixth of a shard process's (py-spy, ten accounts' backlog)."""
-    gc.collect()
-    gc.freeze()
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pauses the garbage collector's automatic runs for the block, when they are on; they resume after it.
-
-    A batch's findings live until the batch is delivered, and they are many containers: each full collection in the
-    middle of a batch walked all of them, to free none, and the collector took a tenth of a shard process's CPU.
-    Memory is freed by reference counts all the same; only cycles wait for the next run, after the block.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def open_shard(values: Mapping[str, Any], stop: threading.Event) -> ShardWorker:

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
+from defender_hub import lifecycle
 from defender_hub.checkpoints import DynamoDbLedger, Ledger, SqliteLedger, delivery
 from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.errors import LedgerError, SinkStopped
@@ -567,11 +568,15 @@ class CountedWrites:
 
 
 def test_what_a_deliverys_requests_had_accepted_is_recorded_in_one_write(
-    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path
+    hub: LocalSecurityHub, ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counted = CountedWrites(ledger)
     pipeline = Pipeline(hub, counted, tmp_path / "dead-letters.jsonl")  # type: ignore[arg-type]
 
+    def encoded_again(doc: Any) -> bytes:
+        raise AssertionError("a finding sent was encoded again for the ledger")
+
+    monkeypatch.setattr(lifecycle, "encode_document", encoded_again)
     report = pipeline.deliver(*(violation("in-alarm", T0, T0, f"violation-{n}") for n in range(250)))
 
     assert report.accepted == 250
@@ -579,7 +584,7 @@ def test_what_a_deliverys_requests_had_accepted_is_recorded_in_one_write(
     assert counted.writes == [250]  # one transaction for the three requests, not one each
     entries = ledger.entries([finding_key(finding) for finding in hub.findings()])
     assert len(entries) == 250
-    # Each as msgspec's compact JSON, the one its body was made from (not the body, spaced as botocore writes it).
+    # Each as the compact JSON its body was made from (not the body, spaced as botocore writes it).
     for key, kept in entries.items():
         doc = msgspec.json.decode(kept.finding)
         assert kept.finding == msgspec.json.encode(doc)

@@ -57,23 +57,31 @@ def test_each_sweep_reads_its_index_not_the_table(
     ledger.close()
 
 
-def test_the_index_of_checks_holds_audit_findings_alone_and_replaces_the_earlier_one(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
+def test_a_new_ledger_indexes_audit_findings_alone_and_one_made_before_keeps_its_index_of_every_finding(
+    tmp_path: Path,
+) -> None:
+    new = SqliteLedger(tmp_path / "new.sqlite3")
+    new.write([entry("arn|detect", 5), entry("arn|audit", 7, check="arn|CHECK", task_ms=5)])
+    indexed = new._db.execute("SELECT count(*) FROM findings INDEXED BY findings_of_checks WHERE check_key != ''")
+    assert indexed.fetchone() == (1,)
+    new.close()
+    path = tmp_path / "earlier.sqlite3"
     SqliteLedger(path).close()
-    with sqlite3.connect(path) as database:  # the ledger as an earlier defender-hub left it: every finding indexed
+    with sqlite3.connect(path) as database:  # as an earlier defender-hub left it: every finding indexed by check
         database.execute("DROP INDEX findings_of_checks")
         database.execute("CREATE INDEX findings_by_check ON findings (check_key, record_state, key)")
 
-    ledger = SqliteLedger(path)
-    ledger.write([entry("arn|detect", 5), entry("arn|audit", 7, check="arn|CHECK", task_ms=5)])
+    earlier = SqliteLedger(path)
+    earlier.write([entry("arn|detect", 5), entry("arn|audit", 7, check="arn|CHECK", task_ms=5)])
 
-    indexes = {row[0] for row in ledger._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "findings_by_check" not in indexes
-    assert "findings_of_checks" in indexes
-    indexed = ledger._db.execute("SELECT count(*) FROM findings INDEXED BY findings_of_checks WHERE check_key != ''")
-    assert indexed.fetchone() == (1,)
-    assert [e.key for e in ledger.archivable("arn|CHECK", 9, "", 10)[0]] == ["arn|audit"]
-    ledger.close()
+    indexes = {row[0] for row in earlier._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "findings_by_check" in indexes
+    assert "findings_of_checks" not in indexes  # not built over a large ledger while every shard waits to write
+    [statement] = statements_of(earlier, lambda ledger: ledger.archivable("arn|CHECK", 9, "", 10))
+    plan = [row[3] for row in earlier._db.execute(f"EXPLAIN QUERY PLAN {statement}")]
+    assert any("USING INDEX findings_by_check" in step for step in plan), plan
+    assert [e.key for e in earlier.archivable("arn|CHECK", 9, "", 10)[0]] == ["arn|audit"]
+    earlier.close()
 
 
 def test_a_new_ledger_has_pages_of_8_kib_and_one_made_before_keeps_its_own(tmp_path: Path) -> None:
@@ -84,10 +92,12 @@ def test_a_new_ledger_has_pages_of_8_kib_and_one_made_before_keeps_its_own(tmp_p
     with sqlite3.connect(earlier) as database:  # as SQLite's default made it
         database.execute("PRAGMA journal_mode=WAL")
         database.execute("CREATE TABLE t (x)")
+        [(pages,)] = database.execute("PRAGMA page_size")
+    assert pages != 8192
 
     ledger = SqliteLedger(earlier)
     ledger.write([entry("arn|a", 5)])
 
-    assert ledger._db.execute("PRAGMA page_size").fetchone() == (4096,)
+    assert ledger._db.execute("PRAGMA page_size").fetchone() == (pages,)
     assert list(ledger.entries(["arn|a"])) == ["arn|a"]
     ledger.close()

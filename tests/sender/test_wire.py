@@ -38,9 +38,10 @@ def test_a_frame_over_the_limit_or_a_close_in_the_middle_is_a_broken_connection(
         far.sendall(struct.pack(">I", MAX_FRAME_BYTES + 1))
         with pytest.raises(EOFError, match="over"):
             FrameReader(near).read()
-    near, far = socket.socketpair()
-    with near:
-        far.sendall(frame(Done({"accepted": 1}))[:-1])
-        far.close()
-        with pytest.raises(EOFError, match="closed"):
-            FrameReader(near).read()
+    for cut in (2, len(frame(Done({"accepted": 1}))) - 1):  # in the middle of the length, or of the body
+        near, far = socket.socketpair()
+        with near:
+            far.sendall(frame(Done({"accepted": 1}))[:cut])
+            far.close()
+            with pytest.raises(EOFError, match="closed"):
+                FrameReader(near).read()

@@ -19,8 +19,6 @@ CREATE TABLE IF NOT EXISTS findings (
     task_ms INTEGER NOT NULL, finding BLOB NOT NULL, revision INTEGER NOT NULL,
     claimed_until INTEGER NOT NULL DEFAULT 0, refresh INTEGER NOT NULL DEFAULT 1, workflow TEXT NOT NULL DEFAULT ''
 );
-DROP INDEX IF EXISTS findings_by_check;
-CREATE INDEX IF NOT EXISTS findings_of_checks ON findings (check_key, record_state, key) WHERE check_key != '';
 CREATE INDEX IF NOT EXISTS findings_due ON findings (updated_ms) WHERE record_state = 'ACTIVE' AND refresh = 1;
 CREATE INDEX IF NOT EXISTS findings_owed_workflow ON findings (key) WHERE workflow != '';
 DROP INDEX IF EXISTS findings_by_update;
@@ -30,6 +28,13 @@ CREATE TABLE IF NOT EXISTS checks (
 DROP INDEX IF EXISTS checks_owed;
 CREATE INDEX IF NOT EXISTS checks_owed_archival ON checks (check_key) WHERE archived = 0;
 """
+_EARLIER_INDEX_OF_CHECKS = "findings_by_check"
+"""The index of checks a ledger made before findings_of_checks has, of every finding: archivals read it all the
+same, and it is kept, because building the new one over a large ledger would hold every shard's write meanwhile."""
+_INDEX_OF_CHECKS = (
+    "CREATE INDEX IF NOT EXISTS findings_of_checks ON findings (check_key, record_state, key) WHERE check_key != ''"
+)
+"""Audit findings alone, by check: Detect's, Config's and Health's writes need not add to it."""
 _COLUMNS = (
     "key, created_at, version_ms, updated_ms, sent_ms, record_state, fingerprint, check_key, task_ms, finding, "
     "revision, refresh, workflow"
@@ -91,6 +96,9 @@ class SqliteLedger:
                         self._db.execute(add)
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     self._db.execute(statement)
+                indexes = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+                if _EARLIER_INDEX_OF_CHECKS not in indexes:
+                    self._db.execute(_INDEX_OF_CHECKS)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"can't open the ledger {path}: {exc}") from exc
 
@@ -164,7 +172,7 @@ class SqliteLedger:
     def archivable(self, check: str, before_task_ms: int, cursor: str, limit: int) -> tuple[list[LedgerEntry], str]:
         """A page of ACTIVE audit findings of `check` from tasks before `before_task_ms`, in key order past `cursor`."""
         # `check_key != ''` spelled as the partial index findings_of_checks spells it, so that SQLite may read that
-        # index: it holds audit findings alone, and so a Detect, Config or Health finding's write need not add to it.
+        # index (a ledger made before it reads its own index of every finding).
         query = (
             f"SELECT {_COLUMNS} FROM findings WHERE check_key = ? AND check_key != '' AND record_state = ? "  # noqa: S608
             "AND key > ? AND task_ms < ? ORDER BY key LIMIT ?"

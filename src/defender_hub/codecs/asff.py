@@ -7,7 +7,8 @@ Unset members are omitted on the wire. Members Security Hub fills in itself (top
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import msgspec
 
@@ -20,6 +21,7 @@ __all__ = [
     "ResourceDetails",
     "Severity",
     "decode_finding",
+    "encode_document",
     "encode_finding",
     "encode_findings",
 ]
@@ -100,6 +102,12 @@ _decoder = msgspec.json.Decoder(Finding)
 def encode_finding(finding: Finding) -> bytes:
     """Returns `finding` as compact JSON."""
     return _encoder.encode(finding)
+
+
+def encode_document(doc: Mapping[str, Any]) -> bytes:
+    """Returns a finding as parsed JSON (`doc`) as compact JSON: what the ledger keeps of a finding, and what its
+    request body is made from, which must be one encoding for the body's to be kept."""
+    return _encoder.encode(doc)
 
 
 def encode_findings(findings: Iterable[Finding]) -> bytes:

@@ -9,9 +9,10 @@ import threading
 
 from amazon_kclpy import kcl
 
+from defender_hub.collector import freeze_startup
 from defender_hub.logs import configure
 from defender_hub.settings.resolving import shard_settings
-from defender_hub.worker import freeze_startup, open_shard
+from defender_hub.worker import open_shard
 
 __all__ = ["main"]
 

@@ -28,6 +28,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from defender_hub.checkpoints.shards import checkpoint
 from defender_hub.codecs.config import CONFIG_SOURCE, NOT_A_COMPLIANCE_CHANGE
 from defender_hub.codecs.health import HEALTH_SOURCE, NOT_A_HEALTH_EVENT
+from defender_hub.collector import collector_paused
 from defender_hub.consumer.health import note_shard
 from defender_hub.convert import EventConverter
 from defender_hub.errors import (
@@ -66,7 +67,6 @@ from defender_hub.sender.client import SenderClient
 from defender_hub.sink import DeadLetter, DeadLetters, MappedFinding, RecordOrigin, SecurityHubSink, Sink
 from defender_hub.sink.answers import ACCESS_CODES, REFUSED_STATUSES
 from defender_hub.sink.counted_letters import CountedLetters
-from defender_hub.worker import collector_paused
 
 __all__ = ["FindingsProcessor"]
 

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from defender_hub.checkpoints.opening import open_hub
+from defender_hub.collector import freeze_startup
 from defender_hub.errors import ConfigError
 from defender_hub.logs import configure
 from defender_hub.sender.process import READY
@@ -20,7 +21,7 @@ from defender_hub.settings import variable
 from defender_hub.settings.resolving import shard_settings
 from defender_hub.sink import open_dead_letters
 from defender_hub.sink.counted_letters import CountedLetters
-from defender_hub.worker import delivery_settings, freeze_startup
+from defender_hub.worker import delivery_settings
 
 __all__ = ["main"]
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from defender_hub.codecs.asff import Finding
+from defender_hub.codecs.asff import Finding, encode_document
 from defender_hub.codecs.asff_rules import MAX_FINDINGS_PER_REQUEST, MAX_REQUEST_BYTES
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
 
 Item = TypeVar("Item")
 _as_json = msgspec.json.Decoder(dict[str, Any]).decode
-_as_compact_json = msgspec.json.Encoder().encode
 REQUEST_OVERHEAD = len(b'{"Findings": []}')
 """The bytes a BatchImportFindings request adds to its findings' bodies."""
 SEPARATOR = len(b", ")
@@ -80,7 +79,8 @@ class EncodedFinding:
     finding_id: str | None = None
     """Its Id where that came with the body; else read from the document."""
     compact: bytes | None = None
-    """Its document as msgspec's compact JSON, where its body was made from that (`body`); else None."""
+    """Its document as compact JSON (`encode_document`): None until its body is made (`body`), or where msgspec can't
+    write the document."""
 
     def __post_init__(self) -> None:
         if self.document is None and self.encoded is None:
@@ -128,11 +128,10 @@ def encode_body(doc: Mapping[str, Any]) -> bytes:
 
 
 def _compact_and_body(doc: Mapping[str, Any]) -> tuple[bytes | None, bytes]:
-    """`doc` as msgspec's compact JSON (None where msgspec can't write it) and as `encode_body` writes it. The body is
-    made from the compact JSON, and the ledger keeps the compact JSON of what it records: kept, it need not be
-    written twice."""
+    """`doc` as compact JSON (`encode_document`; None where msgspec can't write it) and as `encode_body` writes it:
+    the ledger keeps the compact JSON of what it records, so it is kept rather than written twice."""
     try:
-        compact = _as_compact_json(doc)
+        compact = encode_document(doc)
     except (TypeError, UnicodeEncodeError):  # a lone surrogate, say: json.dumps escapes it, or says what is wrong
         return None, json.dumps(doc).encode()
     body = msgspec.json.format(compact, indent=0)

@@ -1,4 +1,4 @@
-"""The worker's process-wide policies: the garbage collector paused for a block."""
+"""The garbage collector paused for a block, and running again after it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from defender_hub.worker import collector_paused
+from defender_hub.collector import collector_paused
 
 
 def test_the_collector_is_paused_for_the_block_and_runs_again_after_it_even_when_the_block_fails() -> None:
