@@ -10,6 +10,7 @@ import threading
 from amazon_kclpy import kcl
 
 from defender_hub.collector import freeze_startup
+from defender_hub.consumer.protocol import fast_records
 from defender_hub.logs import configure
 from defender_hub.settings.resolving import shard_settings
 from defender_hub.worker import open_shard
@@ -26,7 +27,7 @@ def main() -> None:
     shard = open_shard(values, stop)
     freeze_startup()
     try:
-        kcl.KCLProcess(shard.processor).run()
+        fast_records(kcl.KCLProcess(shard.processor)).run()
     finally:  # however it ends, SystemExit included
         shard.processor.ended()
         shard.delivery.close()
