@@ -23,7 +23,7 @@ def collector_paused() -> Iterator[None]:
     """Pauses the garbage collector's automatic runs for the block, when they are on; they resume after it.
 
     A batch's findings live until the batch is delivered, and they are many containers: each full collection in the
-    middle of a batch walked all of them, to free none, and the collector took a tenth of a shard process's CPU.
+    middle of a batch walked all of them, to free none: 8 % of a shard process's CPU.
     Memory is freed by reference counts all the same; only cycles wait for the next run, after the block.
 
     For one thread at a time: the collector is the whole process's, and a second block inside the first's time would

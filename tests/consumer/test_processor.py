@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.consumer import processor
 from defender_hub.consumer.processor import FindingsProcessor
+from defender_hub.consumer.protocol import fast_records
 from defender_hub.convert import EventConverter
 from defender_hub.local.aws import LocalAws, free_port
 from defender_hub.local.securityhub import LocalSecurityHub
@@ -770,8 +771,12 @@ def _process_records(events: list[bytes], first: int) -> dict[str, Any]:
     return {"action": "processRecords", "records": records, "millisBehindLatest": 0}
 
 
+@pytest.mark.parametrize("reader", [lambda process: process, fast_records], ids=["kclpy-decoding", "msgspec-decoding"])
 def test_a_health_note_failing_between_a_batch_s_parts_never_lets_a_checkpoint_pass_an_undelivered_record(
-    hub: LocalSecurityHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hub: LocalSecurityHub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reader: Callable[[kcl.KCLProcess], kcl.KCLProcess],
 ) -> None:
     monkeypatch.setattr(processor, "DELIVERY_RECORDS", 500)  # parts of any size will do: small ones are quick
     count = 2 * processor.DELIVERY_RECORDS + 1
@@ -794,7 +799,7 @@ def test_a_health_note_failing_between_a_batch_s_parts_never_lets_a_checkpoint_p
         disk_fills_up,
     )
     with contextlib.suppress(SystemExit):
-        kcl.KCLProcess(findings, input_file=daemon, output_file=daemon, error_file=io.StringIO()).run()
+        reader(kcl.KCLProcess(findings, input_file=daemon, output_file=daemon, error_file=io.StringIO())).run()
 
     stored = {f["Id"] for f in hub.findings()}
     made = [EventConverter(MappingOptions()).findings(e)[0].id for e in events]

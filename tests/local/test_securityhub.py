@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
 from defender_hub.local.aws import LocalAws
+from defender_hub.local.hub_core import HubError
 from defender_hub.local.securityhub import LocalSecurityHub, TokenBucket
 from tests.helpers import Convert, local_client
 
@@ -362,3 +363,41 @@ def test_arrivals_are_served_with_the_hubs_clock_for_another_process(finding: di
 
         with urllib.request.urlopen(hub.endpoint_url + "/_local/arrivals", timeout=10) as answer:
             assert json.load(answer) == {"Arrivals": {finding["Id"]: 5.0}, "Now": 7.5}
+
+
+def test_a_finding_whose_id_is_a_list_fails_alone_as_invalid_input(hub: LocalSecurityHub) -> None:
+    # botocore would not send it; a hand-made request may, and the service refuses that finding, not the request.
+    answer = hub.batch_import(json.dumps({"Findings": [{"Id": ["x"]}]}).encode())
+
+    assert answer["FailedCount"] == 1
+    assert answer["FailedFindings"][0]["ErrorCode"] == "InvalidInput"
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        [],
+        {"Filters": [{"Id": []}]},
+        {"Filters": {"Id": "x"}},
+        {"SortCriteria": ["Id"]},
+        {"SortCriteria": [{"Field": ["Id"]}]},
+        {"MaxResults": [5]},
+        {"NextToken": "not base64!"},
+    ],
+    ids=[
+        "not-an-object",
+        "filters-a-list",
+        "filter-not-a-list",
+        "criterion-not-an-object",
+        "field-a-list",
+        "max-results-a-list",
+        "next-token-garbled",
+    ],
+)
+def test_a_malformed_get_findings_request_is_refused_as_invalid_input(
+    hub: LocalSecurityHub, request_body: object
+) -> None:
+    with pytest.raises(HubError) as raised:
+        hub.get_findings(json.dumps(request_body).encode())
+
+    assert raised.value.code == "InvalidInputException"

@@ -13,14 +13,17 @@ from typing import Any
 import msgspec
 from amazon_kclpy import kcl, messages
 
-__all__ = ["KclRecord", "fast_records"]
+__all__ = ["PROCESS_RECORDS", "KclRecord", "fast_records"]
 
 PROCESS_RECORDS = "processRecords"
+"""The action of the daemon's message that brings records."""
 
 
 class KclRecord(msgspec.Struct, frozen=True, gc=False):
-    """A record as the processor reads it: its data, decoded from the message's base64, and its place in the shard.
-    The message's other members (partition key, arrival time) are left undecoded: nothing reads them."""
+    """A record as the processor reads it: its data (decoded from base64) and its place in the shard."""
+
+    # The message's other members of a record (its partition key, its arrival time) are not decoded: nothing reads
+    # them.
 
     binary_data: bytes = msgspec.field(name="data")
     sequence_number: str = msgspec.field(name="sequenceNumber")
@@ -28,6 +31,8 @@ class KclRecord(msgspec.Struct, frozen=True, gc=False):
 
 
 class _ProcessRecords(msgspec.Struct, frozen=True, gc=False):
+    """A processRecords message: its records, and how far behind the stream's tip they are."""
+
     action: str
     records: list[KclRecord]
     millis_behind_latest: int | None = msgspec.field(default=None, name="millisBehindLatest")
@@ -37,8 +42,8 @@ _decode = msgspec.json.Decoder(_ProcessRecords).decode
 
 
 # kclpy's reader and writer of messages is private, but it is the one place a message is decoded, and KCLProcess and
-# its Checkpointer take it as an attribute: the version of kclpy is pinned with the daemon's, and the daemon's tests
-# run through this class.
+# its Checkpointer take it as an attribute. The version of kclpy is pinned with the daemon's, every shard process of
+# the daemon's tests reads through this class, and the processor's own protocol test runs through both readers.
 class _FastIOHandler(kcl._IOHandler):  # type: ignore[misc]  # kclpy has no types
     """kclpy's reader and writer of messages, with processRecords decoded by msgspec."""
 
@@ -56,8 +61,7 @@ class _FastIOHandler(kcl._IOHandler):  # type: ignore[misc]  # kclpy has no type
 
 
 def fast_records(process: kcl.KCLProcess) -> kcl.KCLProcess:
-    """`process`, reading the daemon's messages through the msgspec reader (its checkpointer too), on the files it had;
-    returned."""
+    """Returns `process` reading the daemon's messages, its checkpointer's answers too, through the msgspec reader."""
     files = process.io_handler
     handler = _FastIOHandler(files.input_file, files.output_file, files.error_file)
     process.io_handler = handler

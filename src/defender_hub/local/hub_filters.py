@@ -94,6 +94,8 @@ def _map_match(fields: Mapping[str, str], filters: list[Mapping[str, Any]]) -> b
 
 def _sort_key(field_name: Any) -> Callable[[Mapping[str, Any]], Any]:
     """How GetFindings' SortCriteria order findings by `field_name`: dates as instants, the rest as text."""
+    if not isinstance(field_name, str):
+        raise invalid_input("SortCriteria' Field must be a string")
     if field_name in DATE_FILTERS:
         return lambda doc: instant(doc[field_name]) if doc.get(field_name) else datetime.min.replace(tzinfo=UTC)
     if field_name in STRING_FILTERS:
@@ -140,8 +142,18 @@ class FindingsQuery:
 def parse_query(body: bytes) -> FindingsQuery:
     """Reads a GetFindings request body; raises HubError for what it refuses, a filter it does not implement among
     them (refused, not ignored)."""
-    request = json.loads(body or b"{}")
-    filters: Mapping[str, list[Mapping[str, Any]]] = request.get("Filters") or {}
+    try:
+        return _parsed_query(json.loads(body or b"{}"))
+    except (TypeError, ValueError, AttributeError) as exc:  # a member of the wrong shape: the service refuses it
+        raise invalid_input(f"malformed GetFindings request: {type(exc).__name__}: {exc}") from None
+
+
+def _parsed_query(request: Any) -> FindingsQuery:
+    filters: Any = (request.get("Filters") or {}) if isinstance(request, dict) else None
+    if not isinstance(filters, dict) or not all(
+        isinstance(specs, list) and all(isinstance(spec, dict) for spec in specs) for specs in filters.values()
+    ):
+        raise invalid_input("a GetFindings request is an object, and its Filters an object of lists of filters")
     unknown = set(filters) - set(STRING_FILTERS) - DATE_FILTERS - MAP_FILTERS
     if unknown:
         raise invalid_input(f"the local Security Hub does not implement the filter(s) {', '.join(sorted(unknown))}")

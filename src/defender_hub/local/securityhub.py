@@ -65,6 +65,7 @@ from defender_hub.local.hub_http import HubHandler
 from defender_hub.local.hub_requests import foreign, foreign_refusal, import_docs, import_problem, parse_update
 from defender_hub.local.hub_store import DUPLICATED, FINDING_NOT_FOUND, FindingStore
 from defender_hub.local.replies import serve_in_background
+from defender_hub.text import one_of
 
 __all__ = ["DEFAULT_ACCOUNT", "DEFAULT_REGION", "Faults", "LocalSecurityHub", "RequestRecord", "TokenBucket"]
 
@@ -355,7 +356,9 @@ class LocalSecurityHub:
         failed: list[dict[str, str]] = []
         with self._lock:
             self._check_enabled(caller, region)
-            poisoned = [doc.get("Id") for doc in docs if isinstance(doc, dict) and doc.get("Id") in self._faults.poison]
+            poisoned = [
+                doc.get("Id") for doc in docs if isinstance(doc, dict) and one_of(doc.get("Id"), self._faults.poison)
+            ]
             if poisoned:
                 raise invalid_input(f"finding {poisoned[0]} is refused")
             for doc in docs:
