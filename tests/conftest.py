@@ -84,7 +84,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: 2 if item.get_closest_marker("daemon") else 0 if item.get_closest_marker("slow") else 1)
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's: time waiting for the lock is no hang
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     """Runs a daemon test, its fixtures' setup and teardown too, only while no other test process of this user runs
     one."""

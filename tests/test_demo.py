@@ -15,23 +15,30 @@ pytestmark = pytest.mark.daemon
 
 
 def test_the_demo_delivers_every_finding_explains_the_numbers_and_keeps_what_it_ran(tmp_path: Path) -> None:
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "defender_hub", "demo", "--events", "400", "--keep"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=os.environ | {"DEFENDER_HUB_STATE_DIR": str(tmp_path)},
-    )  # fmt: skip
-    assert demo.stdout is not None
-    lines: list[str] = []
-    while not lines or not lines[-1].startswith("Kept:"):
-        line = demo.stdout.readline()
-        assert line, "".join(lines) + (demo.stderr.read() if demo.stderr else "")
-        lines.append(line)
-    kept = [demo.stdout.readline() for _ in range(2)]  # the stack's still up: its first variables answer
-    demo.send_signal(signal.SIGINT)
-    rest, errors = demo.communicate(timeout=60)
+    errors = tmp_path / "demo.err"  # a file, not a pipe read only at the end: a pipe that filled would stop the demo
+    with errors.open("w") as error_file:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "defender_hub", "demo", "--events", "400", "--keep"],
+            stdout=subprocess.PIPE, stderr=error_file, text=True, start_new_session=True,
+            env=os.environ | {"DEFENDER_HUB_STATE_DIR": str(tmp_path)},
+        )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("Kept:"):
+            line = demo.stdout.readline()
+            assert line, "".join(lines) + errors.read_text()
+            lines.append(line)
+        kept = [demo.stdout.readline() for _ in range(2)]  # the stack's still up: its first variables answer
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:  # the test failed on the way: the demo's stack and consumer go with it
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait(timeout=30)
 
     out = "".join(lines)
-    assert demo.returncode == 0, out + rest + errors[-2000:]
+    assert demo.returncode == 0, out + rest + errors.read_text()[-2000:]
     expected = int(out.split("distinct findings to expect")[0].rsplit(":", 1)[1])
     assert f"{expected} of {expected} findings in Security Hub" in out
     assert "IoT Device Defender - Detect   ACTIVE" in out

@@ -176,8 +176,14 @@ def start_consumer(
 
 
 def stop(consumer: Any, log: Path) -> None:
+    """Stops the consumer as a unit's stop does and asserts it exited 0; one that does not stop in time is killed
+    with its daemon and shard processes, so that none of them is left to slow or confuse the next test."""
     consumer.send_signal(signal.SIGTERM)
-    status = consumer.wait(timeout=90)
+    try:
+        status = consumer.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        kill_all(consumer)
+        raise
     assert status == 0, log.read_text()[-3000:]
 
 

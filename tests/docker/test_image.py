@@ -25,6 +25,10 @@ from tests.consumer.test_processor import (
 )
 from tests.docker.conftest import ROOT, Podman, build
 
+# The first of these tests builds the image in its setup (tests/docker/conftest.py): a base made with mmdebstrap, up
+# to 10 minutes, then the build, up to 20.
+pytestmark = pytest.mark.timeout(2400)
+
 STOP_SECONDS = 60
 """`podman stop`'s grace: the daemon drains and checkpoints in about 15 s (its shutdown grace)."""
 

@@ -1,16 +1,19 @@
 """The local AWS stack (moto behind hypercorn): a taken port is said as such, never mistaken for a ready stack; it
-listens on the address it is given, 127.0.0.1 unless told."""
+listens on the address it is given, 127.0.0.1 unless told; what moto logs never stops it answering."""
 
 from __future__ import annotations
 
 import socket
 
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from defender_hub.errors import PortTaken
 from defender_hub.local import aws
 from defender_hub.local.aws import LOOPBACK, LocalAws, free_port, listen_address, reach_address
 from defender_hub.local.securityhub import LocalSecurityHub
+from tests.helpers import local_client
 
 OTHER_LOOPBACK = "127.0.0.2"
 """Loopback too (the whole of 127.0.0.0/8 is), yet not 127.0.0.1: a server listening there proves the address was
@@ -94,3 +97,18 @@ def test_an_address_to_listen_on_is_an_ipv4_address(address: str) -> None:
         listen_address(address)
     with pytest.raises(ValueError):
         LocalSecurityHub(host=address)
+
+
+def test_the_stack_answers_on_after_logging_more_than_a_pipe_holds() -> None:
+    with LocalAws() as stack:
+        client = local_client(
+            "dynamodb", stack.endpoint_url, config=Config(retries={"total_max_attempts": 1}, read_timeout=10)
+        )
+        # An action moto does not serve: hypercorn answers 500 and logs its traceback, some 8 KB. Twenty of them are
+        # more than a pipe's 64 KiB, which a stack that nobody read the log of would block on, answering nothing more.
+        for _ in range(20):
+            with pytest.raises(ClientError) as failed:
+                client.describe_contributor_insights(TableName="any")
+            assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+
+        assert client.list_tables()["TableNames"] == []

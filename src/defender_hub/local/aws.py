@@ -7,9 +7,11 @@ import ipaddress
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from typing import IO
 
 from defender_hub.errors import PortTaken
 
@@ -64,6 +66,7 @@ class LocalAws:
         self.host = listen_address(host)
         self.port = port or free_port(self.host)
         self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -85,11 +88,15 @@ class LocalAws:
             f"{self.host}:{self.port}",
             "defender_hub.local.moto_app:app",
         ]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+        # hypercorn logs each error moto answers with its traceback, some 5 to 9 KB. Into a pipe nobody reads while
+        # the stack runs, 64 KiB of them would block the server for good (two KCL workers starting at once made nine);
+        # a file takes them, and gives the last of them should the stack fail to start.
+        self._log = tempfile.TemporaryFile(prefix="defender-hub-local-aws-")  # noqa: SIM115 - closed by stop()
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._log)  # noqa: S603
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                error = self._process.stderr.read().decode()[-500:] if self._process.stderr else ""
+                error = self._last_logged(500)
                 raise RuntimeError(f"the local AWS stack exited: {error}")
             try:
                 with urllib.request.urlopen(self.endpoint_url + PID_PATH, timeout=1) as reply:  # noqa: S310 - loopback
@@ -101,8 +108,11 @@ class LocalAws:
                 return self
             self.stop()  # another stack took the port between the check and the start
             raise PortTaken(self.port, self.host)
+        logged = self._last_logged(500)
         self.stop()
-        raise RuntimeError(f"the local AWS stack did not answer on {self.endpoint_url} within {timeout:.0f} s")
+        raise RuntimeError(
+            f"the local AWS stack did not answer on {self.endpoint_url} within {timeout:.0f} s; it logged: {logged}"
+        )
 
     def stop(self) -> None:
         """Stops hypercorn."""
@@ -113,6 +123,16 @@ class LocalAws:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _last_logged(self, characters: int) -> str:
+        """The end of what the server logged."""
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-characters:]
 
     def __enter__(self) -> LocalAws:
         return self.start()

@@ -1,7 +1,8 @@
 """moto's Kinesis, DynamoDB, SQS and S3 as one app for hypercorn: HTTP/1.1 for boto3, cleartext HTTP/2 for the KCL.
 
 The KCL builds its Kinesis client for HTTP/2, which moto's own server (HTTP/1.1 only) can't answer. moto's Kinesis is
-mended first so that a split or merged shard ends as it does in Kinesis (see moto_kinesis).
+mended first so that a split or merged shard ends as it does in Kinesis (see moto_kinesis), and its DynamoDB so that
+an index created twice is refused as DynamoDB refuses it (see moto_dynamodb).
 
 hypercorn runs each request in a thread of its own, and moto checks a DynamoDB condition and applies the write
 without a lock: two conditional writes at once could both pass, which DynamoDB never allows. DynamoDB's requests are
@@ -21,12 +22,13 @@ os.environ.setdefault("S3_IGNORE_SUBDOMAIN_BUCKETNAME", "true")
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-from defender_hub.local import moto_kinesis
+from defender_hub.local import moto_dynamodb, moto_kinesis
 from defender_hub.local.aws import PID_PATH
 
 __all__ = ["app"]
 
 moto_kinesis.apply()
+moto_dynamodb.apply()
 _moto = DomainDispatcherApplication(create_backend_app)
 _dynamodb = threading.Lock()
 
