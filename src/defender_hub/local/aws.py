@@ -4,6 +4,7 @@ process."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import subprocess
 import sys
@@ -88,16 +89,24 @@ class LocalAws:
             f"{self.host}:{self.port}",
             "defender_hub.local.moto_app:app",
         ]
-        # hypercorn logs each error moto answers with its traceback, some 5 to 9 KB. Into a pipe nobody reads while
-        # the stack runs, 64 KiB of them would block the server for good (two KCL workers starting at once made nine);
-        # a file takes them, and gives the last of them should the stack fail to start.
+        # hypercorn logs each error moto answers with its traceback, 4 to 5 KB. Into a pipe nobody reads while the
+        # stack runs, 64 KiB of them would block the server for good (two KCL workers starting at once made nine); a
+        # file takes them, and gives the last of them should the stack fail to start.
         self._log = tempfile.TemporaryFile(prefix="defender-hub-local-aws-")  # noqa: SIM115 - closed by stop()
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._log)  # noqa: S603
+        try:
+            self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._log)  # noqa: S603
+            return self._answering(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answering(self, timeout: float) -> LocalAws:
+        """Returns once the server just started answers; raises PortTaken or RuntimeError, for `start` to stop it."""
+        assert self._process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                error = self._last_logged(500)
-                raise RuntimeError(f"the local AWS stack exited: {error}")
+                raise RuntimeError(f"the local AWS stack exited: {self._last_logged(500)}")
             try:
                 with urllib.request.urlopen(self.endpoint_url + PID_PATH, timeout=1) as reply:  # noqa: S310 - loopback
                     answered_by = {int(pid) for pid in reply.read().split()}
@@ -106,12 +115,10 @@ class LocalAws:
                 continue
             if self._process.pid in answered_by:
                 return self
-            self.stop()  # another stack took the port between the check and the start
-            raise PortTaken(self.port, self.host)
-        logged = self._last_logged(500)
-        self.stop()
+            raise PortTaken(self.port, self.host)  # another stack took the port between the check and the start
         raise RuntimeError(
-            f"the local AWS stack did not answer on {self.endpoint_url} within {timeout:.0f} s; it logged: {logged}"
+            f"the local AWS stack did not answer on {self.endpoint_url} within {timeout:.0f} s; it logged: "
+            f"{self._last_logged(500)}"
         )
 
     def stop(self) -> None:
@@ -127,12 +134,12 @@ class LocalAws:
             self._log.close()
             self._log = None
 
-    def _last_logged(self, characters: int) -> str:
-        """The end of what the server logged."""
+    def _last_logged(self, size: int) -> str:
+        """The last `size` bytes the server logged, read without moving the offset the server writes at."""
         if self._log is None:
             return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-characters:]
+        end = os.fstat(self._log.fileno()).st_size
+        return os.pread(self._log.fileno(), size, max(0, end - size)).decode(errors="replace")
 
     def __enter__(self) -> LocalAws:
         return self.start()

@@ -29,9 +29,11 @@ def apply() -> None:
     update_indexes = DynamoDBBackend.update_table_global_indexes
 
     def update_table_global_indexes(self: DynamoDBBackend, table: Table, updates: list[dict[str, Any]]) -> None:
-        existing = {index.name for index in table.global_indexes}
-        if any(update.get("Create", {}).get("IndexName") in existing for update in updates):
-            raise MockValidationException("Attempting to create an index which already exists")
-        update_indexes(self, table, updates)
+        try:
+            update_indexes(self, table, updates)
+        except ValueError as exc:
+            if not str(exc).startswith("Global Secondary Index already exists"):
+                raise
+            raise MockValidationException("Attempting to create an index which already exists") from exc
 
     DynamoDBBackend.update_table_global_indexes = update_table_global_indexes  # type: ignore[method-assign,assignment]
