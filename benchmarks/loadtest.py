@@ -23,6 +23,8 @@ and whether the target was met, and the findings stored of those expected:
 The figures behind each row (the shard processes' CPU µs per record and peak RSS, the CPU split between the consumer
 and the stand-ins, which share this machine's cores, and more) go to stderr, a line a scenario. `--quick` runs every
 scenario small (the suite's smoke): the targets are the full size's, so "met" means little there.
+After the table, a line gives the machine's speed before and after each scenario (`speed_probe`): the same code
+spends up to half as much CPU again in this machine's slower minutes, and every figure moves with it.
 """
 
 from __future__ import annotations
@@ -768,6 +770,22 @@ def rows_of(name: str, figures: dict[str, Any]) -> list[Row]:
                 per_request >= 95, stored_of(figures))]  # fmt: skip
 
 
+PROBE_LOOPS = 3_000_000
+
+
+def speed_probe() -> float:
+    """The CPU milliseconds this process spends on a fixed pure-Python loop: how quick the machine is at the moment.
+
+    On this 2-core machine, idle and with no steal time in /proc/stat, the same loop took 259 to 363 ms within half a
+    minute: a shared host's phases, in which a scenario's CPU per finding and its throughput move together.
+    """
+    started = time.process_time()
+    total = 0
+    for number in range(PROBE_LOOPS):
+        total += number * number % 7
+    return (time.process_time() - started) * 1000
+
+
 def print_table(rows: Sequence[Row]) -> None:
     print("| row | target | measured | met | findings stored / expected |")
     print("|---|---|---|---|---|")
@@ -804,11 +822,16 @@ def main() -> None:
     if unknown:
         parser.error(f"no scenario {', '.join(sorted(unknown))}; the scenarios are {', '.join(SCENARIOS)}")
     rows: list[Row] = []
+    probes: list[str] = []
     for name in chosen:
+        before = speed_probe()
         figures = runs[name]()
+        probes.append(f"{name} {before:.0f}/{speed_probe():.0f}")
+        figures["speed probe ms (before / after)"] = probes[-1].split()[-1]
         print(f"# {name}: {figures}", file=sys.stderr, flush=True)  # kept, should a later scenario fail
         rows += rows_of(name, figures)
     print_table(rows)
+    print(f"The machine's speed probe, CPU ms before/after each scenario (lower is quicker): {', '.join(probes)}")
     if args.quick:
         print("(--quick: every scenario at a twentieth of its size; the targets are the full size's)")
 

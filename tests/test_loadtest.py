@@ -54,3 +54,8 @@ def test_a_small_load_test_delivers_everything_and_prints_its_table() -> None:
             # Every finding arrived (stored == expected); none was sent again on the replay.
             assert stored.split(" / ")[0] == stored.split(" / ")[1]
     assert table[5][3] == "—" and "CPU s" in table[5][2]  # start-up is shown, with no target of its own
+    # The machine's speed around each scenario, in the order run, each a pair of figures.
+    probes = next(line for line in done.stdout.splitlines() if line.startswith("The machine's speed probe"))
+    scenarios = [probe.split() for probe in probes.split(": ", 1)[1].split(", ")]
+    assert [name for name, _ in scenarios] == ["backlog", "steady", "drained", "replay", "accounts", "import"]
+    assert all(float(before) > 0 and float(after) > 0 for before, after in (ms.split("/") for _, ms in scenarios))
