@@ -776,8 +776,9 @@ PROBE_LOOPS = 3_000_000
 def speed_probe() -> float:
     """The CPU milliseconds this process spends on a fixed pure-Python loop: how quick the machine is at the moment.
 
-    On this 2-core machine, idle and with no steal time in /proc/stat, the same loop took 259 to 363 ms within half a
-    minute: a shared host's phases, in which a scenario's CPU per finding and its throughput move together.
+    On this 2-core machine, idle, the same loop took 259 to 363 ms within half a minute, while /proc/stat counted 20 ms
+    of steal time in all: a shared host's phases, in which a scenario's CPU per finding and its throughput move
+    together.
     """
     started = time.process_time()
     total = 0

@@ -352,6 +352,30 @@ def test_a_shard_takes_a_sender_that_says_nothing_for_stuck_and_fails_its_delive
         connection.close()
 
 
+def test_a_shard_takes_a_sender_that_reads_nothing_for_stuck_and_fails_its_delivery(
+    tmp_path: Path, template: dict[str, Any]
+) -> None:
+    path = tmp_path / "deaf.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    taken: list[socket.socket] = []
+    threading.Thread(target=lambda: taken.append(listener.accept()[0]), daemon=True).start()  # never reads
+    client = SenderClient(path, JsonlDeadLetters(tmp_path / "dl.jsonl"), threading.Event(), silence_seconds=1.0)
+    shard = ledgered(client, tmp_path / "ledger.sqlite3")
+
+    # Some 2 MB of findings: more than the socket's buffers take while nobody reads them.
+    findings = shard_findings(template, "shard-1", 1000)
+    with pytest.raises(SinkError, match="did not take a delivery within 1 s"):
+        shard.deliver(findings)
+
+    keys = [finding_key(item.finding) for item in findings]  # type: ignore[arg-type]
+    assert SqliteLedger(tmp_path / "ledger.sqlite3").entries(keys) == {}  # nothing recorded: nothing checkpointed
+    listener.close()
+    for connection in taken:
+        connection.close()
+
+
 def test_a_lane_in_an_outage_holds_no_other_lanes_delivery(
     hub: LocalSecurityHub, sender: InProcessSender, tmp_path: Path, template: dict[str, Any]
 ) -> None:

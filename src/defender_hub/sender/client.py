@@ -40,9 +40,9 @@ __all__ = ["SenderClient"]
 STOP_CHECK_SECONDS = 0.5
 """How often a shard waiting on the sender looks whether it was told to stop."""
 SILENCE_LIMIT_SECONDS = 900.0
-"""How long a shard waits for a word of the sender before it takes the sender for stuck and fails its delivery (so
-it exits without checkpoint, and its lease can go to a worker that works): well past a lane's outage limit (300 s),
-after which the sender parks it, and a finding's ten tries."""
+"""How long a shard waits for a word of the sender, or for it to take a delivery, before it takes the sender for
+stuck and fails its delivery (so it exits without checkpoint, and its lease can go to a worker that works): well past
+a lane's outage limit (300 s), after which the sender parks it, and a finding's ten tries."""
 _ERRORS: dict[str, type[SinkError]] = {
     error.__name__: error for error in (SinkError, SinkStopped, DeadLetterError, LedgerError)
 }
@@ -165,12 +165,19 @@ class SenderClient:
             self.close()
             raise
 
-    @staticmethod
-    def _send(connection: socket.socket, message: ToSender) -> None:
-        """Writes `message` whole, however long the sender takes to read it: only the reads look for a stop."""
-        connection.settimeout(None)
+    def _send(self, connection: socket.socket, message: ToSender) -> None:
+        """Writes `message` whole; raises SinkError when the sender has not taken all of it within its silence limit.
+        Only the reads look for a stop: a frame half written can't be taken back."""
+        # A part's frame is megabytes, more than the socket holds: a sender that reads nothing (alive, yet stuck)
+        # would hold this shard in sendall for good, where the reads already give up after the same limit.
+        connection.settimeout(self._silence_seconds)
         try:
             connection.sendall(frame(message))
+        except TimeoutError:
+            raise SinkError(
+                f"the worker's sender at {self.path} did not take a delivery within {self._silence_seconds:g} s: "
+                "taken for stuck"
+            ) from None
         finally:
             connection.settimeout(STOP_CHECK_SECONDS)
 
