@@ -20,7 +20,7 @@ from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.codecs.asff_rules import IMPORT_BURST
 from defender_hub.consumer.processor import FindingsProcessor
 from defender_hub.convert import EventConverter
-from defender_hub.errors import SinkError
+from defender_hub.errors import SinkError, SinkStopped
 from defender_hub.lifecycle import finding_key
 from defender_hub.local.securityhub import LocalSecurityHub
 from defender_hub.mapping import MappingOptions
@@ -352,8 +352,9 @@ def test_a_shard_takes_a_sender_that_says_nothing_for_stuck_and_fails_its_delive
         connection.close()
 
 
-def test_a_shard_takes_a_sender_that_reads_nothing_for_stuck_and_fails_its_delivery(
-    tmp_path: Path, template: dict[str, Any]
+@pytest.mark.parametrize("ended_by", ["its silence limit", "a stop"])
+def test_a_delivery_to_a_sender_that_reads_nothing_fails_and_records_nothing(
+    ended_by: str, tmp_path: Path, template: dict[str, Any]
 ) -> None:
     path = tmp_path / "deaf.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -361,12 +362,20 @@ def test_a_shard_takes_a_sender_that_reads_nothing_for_stuck_and_fails_its_deliv
     listener.listen(1)
     taken: list[socket.socket] = []
     threading.Thread(target=lambda: taken.append(listener.accept()[0]), daemon=True).start()  # never reads
-    client = SenderClient(path, JsonlDeadLetters(tmp_path / "dl.jsonl"), threading.Event(), silence_seconds=1.0)
+    stop = threading.Event()
+    silence = 1.0 if ended_by == "its silence limit" else 600.0
+    client = SenderClient(path, JsonlDeadLetters(tmp_path / "dl.jsonl"), stop, silence_seconds=silence)
     shard = ledgered(client, tmp_path / "ledger.sqlite3")
+    if ended_by == "a stop":
+        threading.Timer(1.0, stop.set).start()
 
-    # Some 2 MB of findings: more than the socket's buffers take while nobody reads them.
-    findings = shard_findings(template, "shard-1", 1000)
-    with pytest.raises(SinkError, match="did not take a delivery within 1 s"):
+    # A part of 5,000 findings, some 9 MB: more than a socket's buffers take while nobody reads them.
+    findings = shard_findings(template, "shard-1", 5000)
+    error, message = {
+        "its silence limit": (SinkError, "took nothing of a delivery for 1 s: taken for stuck"),
+        "a stop": (SinkStopped, "stop requested while the sender was still taking a delivery"),
+    }[ended_by]
+    with pytest.raises(error, match=message):
         shard.deliver(findings)
 
     keys = [finding_key(item.finding) for item in findings]  # type: ignore[arg-type]

@@ -40,9 +40,9 @@ __all__ = ["SenderClient"]
 STOP_CHECK_SECONDS = 0.5
 """How often a shard waiting on the sender looks whether it was told to stop."""
 SILENCE_LIMIT_SECONDS = 900.0
-"""How long a shard waits for a word of the sender, or for it to take a delivery, before it takes the sender for
-stuck and fails its delivery (so it exits without checkpoint, and its lease can go to a worker that works): well past
-a lane's outage limit (300 s), after which the sender parks it, and a finding's ten tries."""
+"""How long a shard waits for the sender to take any more of a delivery, or for its next word, before it takes the
+sender for stuck and fails its delivery (so it exits without checkpoint, and its lease can go to a worker that
+works): well past a lane's outage limit (300 s), after which the sender parks it, and a finding's ten tries."""
 _ERRORS: dict[str, type[SinkError]] = {
     error.__name__: error for error in (SinkError, SinkStopped, DeadLetterError, LedgerError)
 }
@@ -166,20 +166,27 @@ class SenderClient:
             raise
 
     def _send(self, connection: socket.socket, message: ToSender) -> None:
-        """Writes `message` whole; raises SinkError when the sender has not taken all of it within its silence limit.
-        Only the reads look for a stop: a frame half written can't be taken back."""
+        """Writes `message` whole, looking every STOP_CHECK_SECONDS whether a stop was asked; raises SinkStopped, or
+        SinkError when the sender takes none of it for its silence limit. A frame left half written goes with the
+        connection, which the caller closes: the sender drops a frame its connection ended in."""
         # A part's frame is megabytes, more than the socket holds: a sender that reads nothing (alive, yet stuck)
-        # would hold this shard in sendall for good, where the reads already give up after the same limit.
-        connection.settimeout(self._silence_seconds)
-        try:
-            connection.sendall(frame(message))
-        except TimeoutError:
-            raise SinkError(
-                f"the worker's sender at {self.path} did not take a delivery within {self._silence_seconds:g} s: "
-                "taken for stuck"
-            ) from None
-        finally:
-            connection.settimeout(STOP_CHECK_SECONDS)
+        # would hold this shard in the write for good, where the reads already give up after the same limit.
+        unsent = memoryview(frame(message))
+        since = time.monotonic()
+        while unsent:
+            try:
+                unsent = unsent[connection.send(unsent) :]
+                since = time.monotonic()
+            except TimeoutError:
+                if self._stop.is_set():
+                    raise SinkStopped(
+                        "stop requested while the sender was still taking a delivery of this shard"
+                    ) from None
+                if time.monotonic() - since > self._silence_seconds:
+                    raise SinkError(
+                        f"the worker's sender at {self.path} took nothing of a delivery for {self._silence_seconds:g} "
+                        "s: taken for stuck"
+                    ) from None
 
     def _read(self, reader: FrameReader) -> ToShard:
         """The sender's next answer, looking every STOP_CHECK_SECONDS whether a stop was asked; raises SinkStopped, or
