@@ -329,42 +329,46 @@ def test_a_shard_goes_on_while_another_shards_finding_of_their_request_is_tried_
     assert requests_when_b_was_answered and requests_when_b_was_answered[0] <= 2
 
 
-def test_a_shard_takes_a_sender_that_says_nothing_for_stuck_and_fails_its_delivery(
-    tmp_path: Path, template: dict[str, Any]
-) -> None:
-    path = tmp_path / "wedged.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(1)
+@pytest.fixture
+def mute_sender(tmp_path: Path) -> Iterator[Path]:
+    """The path of a socket that takes connections, yet never reads from them nor answers: a sender alive but stuck."""
+    path = tmp_path / "mute.sock"
     taken: list[socket.socket] = []
-    threading.Thread(target=lambda: taken.append(listener.accept()[0]), daemon=True).start()  # reads, never answers
-    client = SenderClient(path, JsonlDeadLetters(tmp_path / "dl.jsonl"), threading.Event(), silence_seconds=1.0)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        threading.Thread(target=lambda: taken.append(listener.accept()[0]), daemon=True).start()
+        yield path
+    for connection in taken:
+        connection.close()
+
+
+def assert_nothing_recorded(findings: list[MappedFinding], ledger: Path) -> None:
+    """None of `findings` is in the shard's ledger: nothing of theirs is checkpointed."""
+    keys = [finding_key(item.finding) for item in findings]  # type: ignore[arg-type]
+    assert SqliteLedger(ledger).entries(keys) == {}
+
+
+def test_a_shard_takes_a_sender_that_says_nothing_for_stuck_and_fails_its_delivery(
+    mute_sender: Path, tmp_path: Path, template: dict[str, Any]
+) -> None:
+    client = SenderClient(mute_sender, JsonlDeadLetters(tmp_path / "dl.jsonl"), threading.Event(), silence_seconds=1.0)
     shard = ledgered(client, tmp_path / "ledger.sqlite3")
 
     findings = shard_findings(template, "shard-1", 3)
     with pytest.raises(SinkError, match="said nothing for 1 s"):
         shard.deliver(findings)
 
-    keys = [finding_key(item.finding) for item in findings]  # type: ignore[arg-type]
-    assert SqliteLedger(tmp_path / "ledger.sqlite3").entries(keys) == {}  # nothing recorded: nothing checkpointed
-    listener.close()
-    for connection in taken:
-        connection.close()
+    assert_nothing_recorded(findings, tmp_path / "ledger.sqlite3")
 
 
 @pytest.mark.parametrize("ended_by", ["its silence limit", "a stop"])
 def test_a_delivery_to_a_sender_that_reads_nothing_fails_and_records_nothing(
-    ended_by: str, tmp_path: Path, template: dict[str, Any]
+    ended_by: str, mute_sender: Path, tmp_path: Path, template: dict[str, Any]
 ) -> None:
-    path = tmp_path / "deaf.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(1)
-    taken: list[socket.socket] = []
-    threading.Thread(target=lambda: taken.append(listener.accept()[0]), daemon=True).start()  # never reads
     stop = threading.Event()
     silence = 1.0 if ended_by == "its silence limit" else 600.0
-    client = SenderClient(path, JsonlDeadLetters(tmp_path / "dl.jsonl"), stop, silence_seconds=silence)
+    client = SenderClient(mute_sender, JsonlDeadLetters(tmp_path / "dl.jsonl"), stop, silence_seconds=silence)
     shard = ledgered(client, tmp_path / "ledger.sqlite3")
     if ended_by == "a stop":
         threading.Timer(1.0, stop.set).start()
@@ -378,11 +382,7 @@ def test_a_delivery_to_a_sender_that_reads_nothing_fails_and_records_nothing(
     with pytest.raises(error, match=message):
         shard.deliver(findings)
 
-    keys = [finding_key(item.finding) for item in findings]  # type: ignore[arg-type]
-    assert SqliteLedger(tmp_path / "ledger.sqlite3").entries(keys) == {}  # nothing recorded: nothing checkpointed
-    listener.close()
-    for connection in taken:
-        connection.close()
+    assert_nothing_recorded(findings, tmp_path / "ledger.sqlite3")
 
 
 def test_a_lane_in_an_outage_holds_no_other_lanes_delivery(
