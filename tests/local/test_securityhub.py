@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -71,6 +71,57 @@ def test_a_request_over_6_mb_is_refused_whole(hub: LocalSecurityHub, finding: di
         client(hub).batch_import_findings(Findings=[variant(padded, i) for i in range(90)])
 
     assert raised.value.response["Error"]["Code"] == "InvalidInputException"
+
+
+def of_size(finding: dict[str, Any], size: int, text: Callable[[Any], str]) -> dict[str, Any]:
+    """`finding` padded with resources' Details.Other until `text` writes it in exactly `size` bytes."""
+    resources = list(finding["Resources"])
+    padded = finding | {"Resources": resources}
+    while True:
+        other: dict[str, str] = {}
+        resources.append({"Type": "Other", "Id": f"pad-{len(resources)}", "Details": {"Other": other}})
+        for key in (f"K{i}" for i in range(50)):
+            other[key] = "x"
+            short = size - len(text(padded).encode())
+            other[key] += "x" * min(short, 999)
+            if short <= 999:
+                assert len(text(padded).encode()) == size
+                return padded
+
+
+def test_a_finding_over_240_kb_as_sent_fails_alone(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:
+    botocore_text = json.dumps  # what botocore writes: a space after each separator
+    findings = [
+        of_size(variant(finding, 1), 240_000, botocore_text),
+        of_size(variant(finding, 2), 240_001, botocore_text),
+    ]
+
+    answer = client(hub).batch_import_findings(Findings=findings)
+
+    assert answer["SuccessCount"] == 1
+    assert [(f["Id"][-1], f["ErrorMessage"]) for f in answer["FailedFindings"]] == [
+        ("2", "finding: 240001 bytes, at most 240000")
+    ]
+
+
+def test_a_findings_size_is_its_text_as_sent(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:
+    """A client that writes compact JSON sends less than botocore would for the same finding: what it sent counts."""
+    compact = of_size(finding, 240_000, lambda doc: json.dumps(doc, separators=(",", ":")))
+    assert len(json.dumps(compact)) > 240_000
+
+    answer = hub.batch_import(json.dumps({"Findings": [compact]}, separators=(",", ":")).encode())
+
+    assert (answer["SuccessCount"], answer["FailedFindings"]) == (1, [])
+
+
+def test_a_body_msgspec_can_not_read_is_read_as_json_reads_it(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:
+    """A lone surrogate's escape is JSON that msgspec refuses: the request is still answered finding by finding."""
+    body = json.dumps({"Findings": [finding | {"Title": "\ud800 lone"}, variant(finding, 1, Title="x" * 257)]})
+
+    answer = hub.batch_import(body.encode())
+
+    assert answer["SuccessCount"] == 1
+    assert [(f["Id"][-1], f["ErrorCode"]) for f in answer["FailedFindings"]] == [("1", "InvalidInput")]
 
 
 def test_invalid_findings_fail_alone_with_the_reason(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
+
 from defender_hub.codecs.asff_rules import (
     ACCOUNT_ID,
     MAX_FINDINGS_PER_REQUEST,
@@ -67,19 +69,42 @@ class UpdateLimits:
 # -- BatchImportFindings
 
 
-def import_docs(body: bytes) -> list[Any]:
-    """The findings of a BatchImportFindings request body; raises HubError when the request is refused whole for its
-    size, its syntax or its number of findings."""
+class _ImportBody(msgspec.Struct):
+    """A BatchImportFindings request body as msgspec reads it: each finding's text as it came."""
+
+    Findings: list[msgspec.Raw]
+
+
+def import_docs(body: bytes) -> list[tuple[Any, int]]:
+    """The findings of a BatchImportFindings request body, each with its size as sent; raises HubError when the
+    request is refused whole for its size, its syntax or its number of findings.
+
+    A finding's size is its text's in the body, which is what the service's limit is on. msgspec reads it at a
+    fifth of json's cost, the local Security Hub's largest in a load test; a body it refuses (NaN, a lone surrogate,
+    no list of findings) is read by json, as botocore would have written each finding, or refused as before.
+    """
     if len(body) > MAX_REQUEST_BYTES:
         raise invalid_input("request is larger than 6 MB")
+    try:
+        texts = msgspec.json.decode(body, type=_ImportBody).Findings
+        docs = [(msgspec.json.decode(text), len(text)) for text in texts]
+    except msgspec.DecodeError:
+        docs = _docs_of_json(body)
+    if not 1 <= len(docs) <= MAX_FINDINGS_PER_REQUEST:
+        raise invalid_input(f"Findings must be a list of 1 to {MAX_FINDINGS_PER_REQUEST} findings")
+    return docs
+
+
+def _docs_of_json(body: bytes) -> list[tuple[Any, int]]:
+    """The findings of a body read by json, each with its size as botocore would send it."""
     try:
         request = json.loads(body)
     except ValueError:
         raise invalid_input("request body is not JSON") from None
     docs = request.get("Findings") if isinstance(request, dict) else None
-    if not isinstance(docs, list) or not 1 <= len(docs) <= MAX_FINDINGS_PER_REQUEST:
+    if not isinstance(docs, list):
         raise invalid_input(f"Findings must be a list of 1 to {MAX_FINDINGS_PER_REQUEST} findings")
-    return docs
+    return [(doc, len(json.dumps(doc).encode())) for doc in docs]
 
 
 def foreign(doc: Any, caller: str) -> bool:
@@ -102,9 +127,9 @@ def foreign_refusal(doc: Mapping[str, Any], caller: str) -> HubError:
     )
 
 
-def import_problem(doc: Any, region: str, caller: str) -> tuple[str, str] | None:
-    """Why one imported finding fails (its ErrorCode and ErrorMessage), or None when it can be stored."""
-    size = len(json.dumps(doc).encode())  # as botocore sends it
+def import_problem(doc: Any, size: int, region: str, caller: str) -> tuple[str, str] | None:
+    """Why one imported finding of `size` bytes fails (its ErrorCode and ErrorMessage), or None when it can be
+    stored."""
     problems = finding_problems(doc, encoded_size=size, account_id=caller)
     if problems:
         return "InvalidInput", "; ".join(problems)[:1024]

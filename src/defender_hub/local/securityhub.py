@@ -349,7 +349,8 @@ class LocalSecurityHub:
         now = self._clock()
         with self._lock:
             self._take(BATCH_IMPORT, caller, region)
-        docs = import_docs(body)
+        sized = import_docs(body)
+        docs = [doc for doc, _ in sized]
         theirs = next((doc for doc in docs if foreign(doc, caller)), None)
         if theirs is not None:
             raise foreign_refusal(theirs, caller)
@@ -361,9 +362,9 @@ class LocalSecurityHub:
             ]
             if poisoned:
                 raise invalid_input(f"finding {poisoned[0]} is refused")
-            for doc in docs:
+            for doc, size in sized:
                 finding_id = str(doc.get("Id", "")) if isinstance(doc, dict) else ""
-                problem = take_forced(self._faults.failures, finding_id) or import_problem(doc, region, caller)
+                problem = take_forced(self._faults.failures, finding_id) or import_problem(doc, size, region, caller)
                 if problem is None:
                     self._store.put_import(doc, region)
                 else:
