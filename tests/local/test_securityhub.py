@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -452,3 +453,22 @@ def test_a_malformed_get_findings_request_is_refused_as_invalid_input(
         hub.get_findings(json.dumps(request_body).encode())
 
     assert raised.value.code == "InvalidInputException"
+
+
+def test_answers_are_sent_without_waiting_for_the_clients_ack(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:
+    """An answer is written in two pieces (its head, then its body). With Nagle's algorithm on, the second waits for
+    the client's acknowledgement of the first, which the client delays by some 40 ms: a latency Security Hub does not
+    add, in every request of every latency the load test measures."""
+    accepted: list[socket.socket] = []
+    server = hub._server
+    assert server is not None
+    process_request = server.process_request
+
+    def noting(request: Any, client_address: Any) -> None:
+        accepted.append(request)
+        process_request(request, client_address)
+
+    server.process_request = noting  # type: ignore[method-assign]
+    client(hub).batch_import_findings(Findings=[finding])
+
+    assert accepted and accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
