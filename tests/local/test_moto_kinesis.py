@@ -118,3 +118,17 @@ def test_get_records_gives_each_record_as_it_was_put_and_its_arrival_to_the_mill
     assert all(before <= arrival <= after and arrival.microsecond % 1000 == 0 for arrival in arrivals)
     assert answer["MillisBehindLatest"] >= 0 and answer["NextShardIterator"]
     assert answer["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "application/x-amz-json-1.1"
+
+
+def test_a_shards_range_starts_at_its_first_record_and_latest_reads_only_what_comes_after(kinesis: Any) -> None:
+    """Both ends of a shard's records, which moto reads off a list of every record and the stack off the ends."""
+    stream = new_stream(kinesis, "ends", 1)
+    shard = "shardId-000000000000"
+    put = [kinesis.put_record(StreamName=stream, Data=b"before", PartitionKey=f"key-{n}") for n in range(3)]
+    latest = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
+    kinesis.put_record(StreamName=stream, Data=b"after", PartitionKey="key-3")
+
+    described = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["Shards"][0]
+    assert described["SequenceNumberRange"]["StartingSequenceNumber"] == put[0]["SequenceNumber"]
+    assert int(put[0]["SequenceNumber"]) < int(put[1]["SequenceNumber"]) < int(put[2]["SequenceNumber"])
+    assert [record["Data"] for record in kinesis.get_records(ShardIterator=latest)["Records"]] == [b"after"]

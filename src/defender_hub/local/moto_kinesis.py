@@ -8,6 +8,10 @@ moto 5 differs from Kinesis in three ways that matter to a consumer across a spl
 `apply()` mends these on moto's classes; the moto version is pinned in uv.lock, and tests/local/test_moto_kinesis.py
 checks the behaviour against boto3.
 
+A shard's first and last sequence numbers are read off the ends of its records, not off a list of all of them that
+moto makes for each: a put's cost grew with the records before it, some 40 s of moto's CPU to put the load test's
+replay of 100,000 records.
+
 GetRecords is answered in JSON written here rather than through moto's generic serializer, which decodes each record's
 data from the base64 moto keeps it in only to encode it again, and walks the service model field by field: some 70 µs
 a record of the cores the consumer shares with the stand-ins, more than a shard process spends on a record it replays.
@@ -52,6 +56,8 @@ def apply() -> None:
     Stream.split_shard = split_shard  # type: ignore[method-assign]
     Stream.merge_shards = merge_shards  # type: ignore[method-assign]
     Stream.get_shard_for_key = _open_shard_for_key  # type: ignore[method-assign]
+    Shard.get_min_sequence_number = _first_sequence_number  # type: ignore[method-assign]
+    Shard.get_max_sequence_number = _last_sequence_number  # type: ignore[method-assign]
     KinesisResponse.get_records = _get_records  # type: ignore[method-assign,assignment]  # a JSON answer, as moto takes one
 
 
@@ -75,6 +81,16 @@ def _open_shard_for_key(self: Stream, partition_key: str, explicit_hash_key: str
         return first_match
     key = _hash_key(partition_key, explicit_hash_key)
     return next((s for s in self.shards.values() if s.is_open and s.starting_hash <= key <= s.ending_hash), None)
+
+
+def _first_sequence_number(self: Shard) -> int:
+    """The sequence number of the shard's first record (moto keeps them in order), or 0 when it has none."""
+    return next(iter(self.records), 0)
+
+
+def _last_sequence_number(self: Shard) -> int:
+    """The sequence number of the shard's last record, or 0 when it has none."""
+    return next(reversed(self.records), 0)
 
 
 def _hash_key(partition_key: str, explicit_hash_key: str) -> int:
