@@ -55,6 +55,7 @@ from bench_ledger import AcceptAll
 from defender_hub.checkpoints import SqliteLedger
 from defender_hub.checkpoints.delivery import LedgeredSink
 from defender_hub.codecs.asff_rules import IMPORT_BURST, IMPORT_RATE, MAX_FINDINGS_PER_REQUEST
+from defender_hub.collector import collector_paused
 from defender_hub.convert import EventConverter
 from defender_hub.forwarder import Record, put_records
 from defender_hub.loadgen import events_of_accounts, put_events
@@ -232,13 +233,18 @@ class ConsumerRun:
     """`run` and every process under it: the daemon, the sender, the shard processes."""
     cpu_seconds: float = 0.0
     """Of the whole consumer: `run`, the daemon and every shard process, counted once they were reaped."""
+    dynamodb: Any = None
+    """The client `leases_held` reads the lease table with, made on its first call: it is called five times a
+    second while the worker takes its leases."""
 
     def records(self) -> float:
         return scrape(self.metrics_port, "defender_hub_records_total")
 
     def leases_held(self, stack: LocalStack, application: str) -> int:
         """How many shards' leases a worker holds (the KCL starts a shard's processor once it holds its lease)."""
-        dynamodb = stack.client("dynamodb")
+        if self.dynamodb is None:
+            self.dynamodb = stack.client("dynamodb")
+        dynamodb = self.dynamodb
         try:
             items = dynamodb.scan(TableName=application)["Items"]
         except dynamodb.exceptions.ResourceNotFoundException:
@@ -308,19 +314,15 @@ def use_of(run: ConsumerRun, records: int, stand_ins: float) -> dict[str, Any]:
 
 @contextmanager
 def collector_off() -> Iterator[None]:
-    """Turns the cyclic garbage collector off in this process until the block ends.
+    """Pauses the cyclic garbage collector in this process until the block ends, then collects once.
 
     This process holds the local Security Hub, whose store keeps every finding a scenario imported: the collector
     walked them all again and again as more came, 6.6 % of this process's CPU (perf, 2026-12-07), on the cores the
-    consumer shares with it. What becomes garbage meanwhile is freed by its reference counts, but for what is in a
-    cycle, which waits for the block's end.
+    consumer shares with it. Reference counting still frees garbage meanwhile; garbage in cycles is freed at the end.
     """
-    gc.disable()
-    try:
+    with collector_paused():
         yield
-    finally:
-        gc.enable()
-        gc.collect()
+    gc.collect()
 
 
 @contextmanager

@@ -106,13 +106,40 @@ def test_a_finding_over_240_kb_as_sent_fails_alone(hub: LocalSecurityHub, findin
 
 
 def test_a_findings_size_is_its_text_as_sent(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:
-    """A client that writes compact JSON sends less than botocore would for the same finding: what it sent counts."""
-    compact = of_size(finding, 240_000, lambda doc: json.dumps(doc, separators=(",", ":")))
-    assert len(json.dumps(compact)) > 240_000
+    """What a client sent counts, however it wrote it: compact text under the limit is stored, though botocore would
+    write the same finding over it; indented text over the limit fails, though compact text of it would pass."""
+    compact = of_size(variant(finding, 1), 240_000, lambda doc: json.dumps(doc, separators=(",", ":")))
+    indented = of_size(variant(finding, 2), 240_001, lambda doc: json.dumps(doc, indent=1))
+    assert len(json.dumps(compact)) > 240_000 and len(json.dumps(indented, separators=(",", ":"))) < 240_000
+    texts = [json.dumps(compact, separators=(",", ":")), json.dumps(indented, indent=1)]
 
-    answer = hub.batch_import(json.dumps({"Findings": [compact]}, separators=(",", ":")).encode())
+    answer = hub.batch_import(('{"Findings": [' + ", ".join(texts) + "]}").encode())
 
-    assert (answer["SuccessCount"], answer["FailedFindings"]) == (1, [])
+    assert answer["SuccessCount"] == 1
+    assert [(f["Id"][-1], f["ErrorMessage"]) for f in answer["FailedFindings"]] == [
+        ("2", "finding: 240001 bytes, at most 240000")
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not JSON",
+        b'{"Findings": null}',
+        b'{"Findings": "x"}',
+        b'{"Findings": []}',
+        b'[{"Id": "x"}]',
+        b'{"Findings": [{"Title": "\xff"}]}',  # not UTF-8, in a finding
+        b'{"Findings": [{"Title": "x"}], "Other": "\xff"}',  # not UTF-8, in a member msgspec would skip
+    ],
+    ids=["not-json", "null", "a-string", "empty", "a-list", "bad-utf8-in-a-finding", "bad-utf8-elsewhere"],
+)
+def test_a_body_that_is_no_list_of_findings_in_json_is_refused_whole(hub: LocalSecurityHub, body: bytes) -> None:
+    with pytest.raises(HubError) as raised:
+        hub.batch_import(body)
+
+    assert (raised.value.status, raised.value.code) == (400, "InvalidInputException")
+    assert hub.findings() == []
 
 
 def test_a_body_msgspec_can_not_read_is_read_as_json_reads_it(hub: LocalSecurityHub, finding: dict[str, Any]) -> None:
@@ -469,6 +496,7 @@ def test_answers_are_sent_without_waiting_for_the_clients_ack(hub: LocalSecurity
         process_request(request, client_address)
 
     server.process_request = noting  # type: ignore[method-assign]
-    client(hub).batch_import_findings(Findings=[finding])
+    importing = client(hub)  # kept until the check: its connection, closed, would close the socket checked
+    importing.batch_import_findings(Findings=[finding])
 
     assert accepted and accepted[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

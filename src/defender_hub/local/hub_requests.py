@@ -69,8 +69,9 @@ class UpdateLimits:
 # -- BatchImportFindings
 
 
-class _ImportBody(msgspec.Struct):
-    """A BatchImportFindings request body as msgspec reads it: each finding's text as it came."""
+class _ImportBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A BatchImportFindings request body as msgspec reads it: each finding's text as it came. msgspec would skip
+    another member without checking its text, so a body with one goes to json, which checks all of it."""
 
     Findings: list[msgspec.Raw]
 
@@ -79,16 +80,17 @@ def import_docs(body: bytes) -> list[tuple[Any, int]]:
     """The findings of a BatchImportFindings request body, each with its size as sent; raises HubError when the
     request is refused whole for its size, its syntax or its number of findings.
 
-    A finding's size is its text's in the body, which is what the service's limit is on. msgspec reads it at a
-    fifth of json's cost, the local Security Hub's largest in a load test; a body it refuses (NaN, a lone surrogate,
-    no list of findings) is read by json, as botocore would have written each finding, or refused as before.
+    A finding's size is the length of its text in the body: the stand-in's reading of the service's 240 KB, which
+    AWS does not say how it measures. msgspec reads a body at a fifth of json's cost, the local Security Hub's largest
+    in a load test. A body msgspec refuses (NaN, a lone surrogate, a member it does not know, text that is not UTF-8)
+    is read by json, and each of its findings is then sized as botocore would write it.
     """
     if len(body) > MAX_REQUEST_BYTES:
         raise invalid_input("request is larger than 6 MB")
     try:
         texts = msgspec.json.decode(body, type=_ImportBody).Findings
         docs = [(msgspec.json.decode(text), len(text)) for text in texts]
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec checks a finding's UTF-8 only as it decodes it
         docs = _docs_of_json(body)
     if not 1 <= len(docs) <= MAX_FINDINGS_PER_REQUEST:
         raise invalid_input(f"Findings must be a list of 1 to {MAX_FINDINGS_PER_REQUEST} findings")

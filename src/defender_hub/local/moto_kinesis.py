@@ -8,9 +8,9 @@ moto 5 differs from Kinesis in three ways that matter to a consumer across a spl
 `apply()` mends these on moto's classes; the moto version is pinned in uv.lock, and tests/local/test_moto_kinesis.py
 checks the behaviour against boto3.
 
-A shard's first and last sequence numbers are read off the ends of its records, not off a list of all of them that
-moto makes for each: a put's cost grew with the records before it, some 40 s of moto's CPU to put the load test's
-replay of 100,000 records.
+A shard's first and last sequence numbers are read off the ends of its records. moto made a list of all of them for
+each call, so each put cost more than the one before it: 12,500 records put on one shard took 2.48 CPU s of moto, and
+0.94 with the ends read.
 
 GetRecords is answered in JSON written here rather than through moto's generic serializer, which decodes each record's
 data from the base64 moto keeps it in only to encode it again, and walks the service model field by field: some 70 µs
