@@ -66,3 +66,16 @@ def test_a_spell_not_yet_out_is_over_after_as_long_as_the_limit_without_a_reques
 
     assert failing(outages, clock, 100, 2) is None  # a new spell: 200 s
     assert failing(outages, clock, 100, 1) is not None  # 300 s
+
+
+def test_a_spell_goes_on_across_the_sinks_own_waits_however_short_the_limit() -> None:
+    clock = Clock()
+    outages = Outages(1, clock, longest_wait_seconds=30)
+    assert failing(outages, clock, 0.1, 1) is None
+    clock.now += 30  # the sink's longest wait between two attempts
+
+    assert failing(outages, clock, 0.1, 1) is not None  # 30.2 s of failure: past the limit of 1 s
+    outages.answered(LANE)
+    failing(outages, clock, 0.1, 1)
+    clock.now += 61  # longer than twice the longest wait: no news, so the next failure starts another spell
+    assert failing(outages, clock, 0.1, 1) is None

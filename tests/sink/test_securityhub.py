@@ -343,6 +343,26 @@ def test_a_region_failing_past_the_outage_limit_is_parked_and_the_other_regions_
         timer.cancel()
 
 
+def test_a_region_failing_with_waits_longer_than_the_outage_limit_is_parked_all_the_same(
+    hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage limit under the longest wait between attempts (`--outage-limit 1`; the waits reach 30 s): each wait
+    used to end the spell of failure for want of news, so the lane was never parked and held the delivery for good."""
+    monkeypatch.setattr("defender_hub.sink.base.full_jitter", lambda attempt, base, cap, rng: cap)  # the longest
+    stop = threading.Event()
+    policy = replace(FAST, base_seconds=1.5, max_seconds=1.5, outage_seconds=1)
+    sink = SecurityHubSink(hub_clients(hub), dead_letters, policy=policy, stop=stop)
+    hub.outage(120, region="eu-west-1")
+    timer = threading.Timer(15, stop.set)  # a delivery that holds ends as SinkStopped, not never
+    timer.start()
+    try:
+        report = sink.deliver(as_account(template, ACCOUNT, 3, "eu-west-1"))
+    finally:
+        timer.cancel()
+
+    assert (report.accepted, report.parked, report.retried) == (0, 3, 2)  # out at the second attempt, 1.5 s on
+
+
 def test_a_stop_during_an_outage_raises_and_claims_nothing(
     hub: LocalSecurityHub, dead_letters: JsonlDeadLetters, template: dict[str, Any]
 ) -> None:

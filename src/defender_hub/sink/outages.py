@@ -37,8 +37,15 @@ class Outages:
     knows.
     """
 
-    def __init__(self, limit_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit_seconds: float, clock: Callable[[], float] = time.monotonic, *, longest_wait_seconds: float = 0.0
+    ) -> None:
         self._limit, self._clock = limit_seconds, clock
+        # The sink waits up to `longest_wait_seconds` between two requests of a failing lane. A pause that long is
+        # the sink's own, not a want of news: were it to end the spell, a limit shorter than the waits would never
+        # be reached, and the lane would hold its delivery for good. Twice the longest wait leaves room for the
+        # request's own start.
+        self._quiet = max(limit_seconds, 2 * longest_wait_seconds)
         self._spells: dict[Lane, _Spell] = {}
         self._lock = threading.Lock()
 
@@ -48,12 +55,13 @@ class Outages:
 
         A lane out is out until it answers: tried again after its park and failing still, it is out again at once,
         rather than holding another delivery for the whole limit. A spell not yet out that has seen no request for
-        as long as the limit is over, for want of news: the next failure starts another.
+        as long as the limit, and twice the longest wait between attempts, is over for want of news: the next failure
+        starts another.
         """
         now = self._clock()
         with self._lock:
             spell = self._spells.get(lane)
-            if spell is None or (not spell.out and sent_at - spell.last > self._limit):
+            if spell is None or (not spell.out and sent_at - spell.last > self._quiet):
                 spell = self._spells[lane] = _Spell(sent_at, now)
             spell.last = now
             failing = now - spell.first

@@ -70,7 +70,7 @@ class SecurityHubSink:
         self._lanes: dict[int, Lane] = {}
         """By client: the report of the lane delivery using it now, and its lane, which botocore's events count into."""
         self._parked = ParkedLanes(policy.park_seconds)
-        self.outages = outages or Outages(policy.outage_seconds)
+        self.outages = outages or Outages(policy.outage_seconds, longest_wait_seconds=policy.max_seconds)
         self._workflow = WorkflowUpdater(
             clients,
             quota=update_quota,
