@@ -30,7 +30,7 @@ def failing(outages: Outages, clock: Clock, seconds_each: float, times: int, lan
 
 def test_a_lane_is_out_once_it_has_failed_for_the_limit_from_its_first_failed_request_sent() -> None:
     clock = Clock()
-    outages = Outages(300, clock)
+    outages = Outages(300, clock, longest_wait_seconds=30)
 
     assert failing(outages, clock, 60, 4) is None  # 240 s
     said = failing(outages, clock, 60, 1)  # a request sent at 240 s fails at 300 s: the first was sent at 0 s
@@ -41,7 +41,7 @@ def test_a_lane_is_out_once_it_has_failed_for_the_limit_from_its_first_failed_re
 
 def test_an_answer_ends_the_spell() -> None:
     clock = Clock()
-    outages = Outages(300, clock)
+    outages = Outages(300, clock, longest_wait_seconds=30)
     failing(outages, clock, 60, 4)
 
     outages.answered(LANE)
@@ -51,7 +51,7 @@ def test_an_answer_ends_the_spell() -> None:
 
 def test_a_lane_out_is_out_at_its_first_failure_however_long_it_was_left_alone() -> None:
     clock = Clock()
-    outages = Outages(300, clock)
+    outages = Outages(300, clock, longest_wait_seconds=30)
     assert failing(outages, clock, 100, 3) is not None
     clock.now += 3600  # parked; its next finding comes an hour later
 
@@ -60,7 +60,7 @@ def test_a_lane_out_is_out_at_its_first_failure_however_long_it_was_left_alone()
 
 def test_a_spell_not_yet_out_is_over_after_as_long_as_the_limit_without_a_request() -> None:
     clock = Clock()
-    outages = Outages(300, clock)
+    outages = Outages(300, clock, longest_wait_seconds=30)
     failing(outages, clock, 100, 2)  # 200 s of failure
     clock.now += 301
 

@@ -33,18 +33,18 @@ class _Spell:
 class Outages:
     """The spells of failure of each lane, on a monotonic clock; thread-safe, since lanes are delivered at once.
 
-    One is shared by every sink of a process that lives long (`run`'s sweeps), so that what one sweep met the next
-    knows.
+    A sink has one, which its lanes and its workflow updates share. `longest_wait_seconds` is the longest the sink
+    waits between two attempts of a lane (`RetryPolicy.max_seconds`), which it must say: see `failed`.
     """
 
     def __init__(
-        self, limit_seconds: float, clock: Callable[[], float] = time.monotonic, *, longest_wait_seconds: float = 0.0
+        self, limit_seconds: float, clock: Callable[[], float] = time.monotonic, *, longest_wait_seconds: float
     ) -> None:
         self._limit, self._clock = limit_seconds, clock
-        # The sink waits up to `longest_wait_seconds` between two requests of a failing lane. A pause that long is
-        # the sink's own, not a want of news: were it to end the spell, a limit shorter than the waits would never
-        # be reached, and the lane would hold its delivery for good. Twice the longest wait leaves room for the
-        # request's own start.
+        # A pause between two requests of a failing lane as long as the sink's own wait between attempts is no want
+        # of news. Were it to end the spell, a limit shorter than the waits would never be reached, and the lane would
+        # hold its delivery for good. Twice the longest wait leaves room for what comes between the wait and the
+        # request: the lane's client, the quota.
         self._quiet = max(limit_seconds, 2 * longest_wait_seconds)
         self._spells: dict[Lane, _Spell] = {}
         self._lock = threading.Lock()
@@ -55,8 +55,8 @@ class Outages:
 
         A lane out is out until it answers: tried again after its park and failing still, it is out again at once,
         rather than holding another delivery for the whole limit. A spell not yet out that has seen no request for
-        as long as the limit, and twice the longest wait between attempts, is over for want of news: the next failure
-        starts another.
+        longer than the limit or twice the longest wait between attempts, whichever is longer, is over for want of
+        news: the next failure starts another.
         """
         now = self._clock()
         with self._lock:
